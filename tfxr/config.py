@@ -1,0 +1,150 @@
+"""Dataclass configs with a YAML file and ``--set key=value`` overrides.
+
+Precedence: dataclass defaults < ``--config FILE.yaml`` < direct flags (``--epochs 3``)
+< ``--set a.b=value`` (dotted keys reach nested dataclasses).  The resolved config is
+what a run writes beside its results.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    origin = typing.get_origin(typ)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        typ = args[0]
+    if dataclasses.is_dataclass(typ):
+        if isinstance(value, typ):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return from_dict(typ, value, prefix=key + ".")
+    try:
+        if typ is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if typ in (int, float, str):
+            if typ is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return typ(value)
+        if typing.get_origin(typ) in (list, tuple):
+            if isinstance(value, str):
+                value = [v for v in value.split(",") if v]
+            (inner,) = typing.get_args(typ)[:1] or (str,)
+            return typing.get_origin(typ)(_coerce(v, inner, key) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: cannot use {value!r} as {getattr(typ, '__name__', typ)}") from None
+    return value
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    types = _field_types(cls)
+    unknown = set(data) - set(types)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {sorted(prefix + k for k in unknown)}; "
+                          f"known: {sorted(prefix + k for k in types)}")
+    base = cls()
+    kwargs = {}
+    for name, typ in types.items():
+        kwargs[name] = _coerce(data[name], typ, prefix + name) if name in data else getattr(base, name)
+    return cls(**kwargs)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def apply_override(data: dict, cls, assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set takes key=value, got {assignment!r}")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node, typ_cls = data, cls
+    for i, p in enumerate(parts):
+        types = _field_types(typ_cls)
+        if p not in types:
+            raise ConfigError(f"--set {key}: unknown key {'.'.join(parts[:i + 1])!r}; "
+                              f"known: {sorted(types)}")
+        if i == len(parts) - 1:
+            node[p] = yaml.safe_load(raw) if raw.strip() else raw
+        else:
+            typ_cls = types[p]
+            node = node.setdefault(p, {})
+
+
+def build_arg_parser(cls, prog: str, description: str) -> argparse.ArgumentParser:
+    """Parser with --config, --set, --print-config and a flag per scalar top-level field."""
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML file with config values")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config value, dotted keys for nested ones (repeatable)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    defaults = cls()
+    for name, typ in _field_types(cls).items():
+        if dataclasses.is_dataclass(typ):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if typ is bool:
+            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                           help=f"(default {getattr(defaults, name)})")
+        else:
+            p.add_argument(flag, dest=name, default=None, metavar=name.upper(),
+                           help=f"(default {getattr(defaults, name)!r})")
+    return p
+
+
+def parse_config(cls, argv: list[str] | None, prog: str, description: str = ""):
+    """Resolve a config from defaults, YAML, flags and --set; returns (config, args)."""
+    p = build_arg_parser(cls, prog, description)
+    args = p.parse_args(argv)
+    data: dict = {}
+    if args.config:
+        try:
+            with open(args.config) as fh:
+                loaded = yaml.safe_load(fh) or {}
+        except OSError as e:
+            raise ConfigError(f"{args.config}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{args.config}: not valid YAML ({e})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{args.config}: expected a mapping at the top level")
+        data.update(loaded)
+    for name in _field_types(cls):
+        v = getattr(args, name, None)
+        if v is not None:
+            data[name] = v
+    for s in args.set:
+        apply_override(data, cls, s)
+    cfg = from_dict(cls, data)
+    if args.print_config:
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        raise SystemExit(0)
+    return cfg, args
+
+
+def dumps(cfg) -> str:
+    return json.dumps(to_dict(cfg), indent=2)

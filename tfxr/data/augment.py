@@ -1,0 +1,57 @@
+"""Training-time augmentation for radiographs, stateless and seeded (reproducible).
+
+Every op takes an explicit seed, so a given (seed, epoch, example index) always gets
+the same augmentation: deterministic runs and exact resume depend on that.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    flip: bool = True             # horizontal flip (as CheXNet did)
+    rotation_deg: float = 7.0     # uniform in +-deg
+    zoom: float = 0.1             # scale uniform in [1-zoom, 1+zoom]
+    brightness: float = 0.1       # additive, uniform in +-brightness
+    gamma: float = 0.2            # exponent exp(uniform(+-gamma))
+    noise_std: float = 0.02       # Gaussian noise sd (images in [0, 1])
+
+
+def _affine(image: tf.Tensor, angle: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+    """Rotate by angle (radians) and zoom by scale around the centre; edges reflect."""
+    h = tf.cast(tf.shape(image)[0], tf.float32)
+    w = tf.cast(tf.shape(image)[1], tf.float32)
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    c, s = tf.cos(angle) / scale, tf.sin(angle) / scale
+    # output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2)
+    transform = tf.stack([c, -s, cx - c * cx + s * cy, s, c, cy - s * cx - c * cy, 0.0, 0.0])
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None], transforms=transform[None], output_shape=tf.shape(image)[:2],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
+    return out[0]
+
+
+def augment(image: tf.Tensor, seed: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
+    """image: HxWxC float32 in [0, 1]; seed: int32/int64 shape [2]. Returns the same shape."""
+    if not cfg.enabled:
+        return image
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 6)
+    if cfg.flip:
+        image = tf.image.stateless_random_flip_left_right(image, seeds[0])
+    if cfg.rotation_deg > 0 or cfg.zoom > 0:
+        angle = tf.random.stateless_uniform([], seeds[1], -1.0, 1.0) * (cfg.rotation_deg * math.pi / 180)
+        scale = 1.0 + tf.random.stateless_uniform([], seeds[2], -1.0, 1.0) * cfg.zoom
+        image = _affine(image, angle, scale)
+    if cfg.brightness > 0:
+        image = image + tf.random.stateless_uniform([], seeds[3], -cfg.brightness, cfg.brightness)
+    if cfg.gamma > 0:
+        g = tf.exp(tf.random.stateless_uniform([], seeds[4], -cfg.gamma, cfg.gamma))
+        image = tf.pow(tf.clip_by_value(image, 0.0, 1.0), g)
+    if cfg.noise_std > 0:
+        image = image + tf.random.stateless_normal(tf.shape(image), seeds[5], stddev=cfg.noise_std)
+    return tf.clip_by_value(image, 0.0, 1.0)

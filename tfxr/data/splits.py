@@ -1,0 +1,77 @@
+"""Patient-wise, seeded train/val/test assignment."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from tfxr.data.types import SPLITS, Item
+
+DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
+
+
+def parse_fractions(text: str) -> tuple[float, float, float]:
+    parts = [float(p) for p in text.split(",")]
+    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
+        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {text!r}")
+    return parts[0], parts[1], parts[2]
+
+
+def _assign(patients: dict[str, int], names: tuple[str, ...], fractions: tuple[float, ...],
+            seed: int) -> dict[str, str]:
+    """Greedy patient assignment: shuffled patients fill splits to their image targets."""
+    order = sorted(patients)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(order)
+    total = sum(patients.values())
+    targets = [f * total for f in fractions]
+    filled = [0.0] * len(names)
+    out: dict[str, str] = {}
+    for pid in order:
+        # the split furthest below its target (relative) takes the next patient
+        k = min(range(len(names)), key=lambda i: (filled[i] - targets[i]) / max(targets[i], 1e-9)
+                if targets[i] > 0 else float("inf"))
+        out[pid] = names[k]
+        filled[k] += patients[pid]
+    return out
+
+
+def assign_splits(items: list[Item], fractions=DEFAULT_FRACTIONS, seed: int = 0,
+                  use_official: bool = True) -> dict[str, list[Item]]:
+    """Split items so that no patient appears in two splits.
+
+    Items with an official split ('train'/'val'/'test') keep it when ``use_official``;
+    'trainval' items are divided into train and val in the ratio of the first two
+    fractions; items without one are divided by all three fractions.
+    """
+    fractions = tuple(fractions)
+    out: dict[str, list[Item]] = {s: [] for s in SPLITS}
+    pending: dict[str, dict[str, int]] = {"all": defaultdict(int), "trainval": defaultdict(int)}
+    for it in items:
+        official = it.split if use_official else None
+        if official in SPLITS:
+            continue
+        pending["trainval" if official == "trainval" else "all"][it.patient_id] += 1
+    pat_split = {}
+    if pending["all"]:
+        pat_split.update(_assign(pending["all"], SPLITS, fractions, seed))
+    if pending["trainval"]:
+        tv = fractions[0] + fractions[1]
+        tv_fr = (fractions[0] / tv, fractions[1] / tv) if tv > 0 else (1.0, 0.0)
+        tv_assign = _assign(pending["trainval"], ("train", "val"), tv_fr, seed + 1)
+        clash = set(tv_assign) & set(pat_split)
+        if clash:
+            raise ValueError(f"patients in both the trainval list and unlisted items: {sorted(clash)[:5]}")
+        pat_split.update(tv_assign)
+    for it in items:
+        official = it.split if use_official else None
+        split = official if official in SPLITS else pat_split[it.patient_id]
+        out[split].append(it)
+    return out
+
+
+def patient_overlap(splits: dict[str, list]) -> dict[str, int]:
+    """Number of patients shared by each pair of splits (0 for a patient-wise split)."""
+    pats = {s: {it.patient_id if isinstance(it, Item) else it for it in v} for s, v in splits.items()}
+    names = sorted(pats)
+    return {f"{a}&{b}": len(pats[a] & pats[b]) for i, a in enumerate(names) for b in names[i + 1:]}

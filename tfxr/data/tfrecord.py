@@ -1,0 +1,354 @@
+"""TFRecord schema and the sharded, resumable, rank-parallel writer.
+
+Layout written to ``OUT``::
+
+    OUT/train-00000-of-00016.tfrecord ...   one tf.train.Example per image
+    OUT/manifest.json                         what is in the shards, how it was made
+    OUT/.tfxr-shards/<shard>.json             per-shard record of a finished shard (resume)
+
+Shard contents depend only on the inputs, the seed and the options, never on the
+number of MPI ranks or pool workers, so every way of running produces the same bytes.
+Each shard is written to a temporary name and renamed when complete.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+import multiprocessing as mp
+
+import numpy as np
+
+from tfxr.data import imageio
+from tfxr.data.types import SPLITS, Item, Reject, Source
+
+SCHEMA_VERSION = 1
+STATE_DIR = ".tfxr-shards"
+
+
+# --------------------------------------------------------------------------- schema
+def shard_name(split: str, index: int, total: int, fmt: str = "tfrecord") -> str:
+    return f"{split}-{index:05d}-of-{total:05d}.{'tfrecord' if fmt == 'tfrecord' else 'csv'}"
+
+
+def make_example(png: bytes, size: int, labels, image_id: str, patient_id: str,
+                 boxes=(), origin: str = "real") -> bytes:
+    import tensorflow as tf
+
+    def b(v):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=v))
+
+    def f(v):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=v))
+
+    def i(v):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=v))
+
+    feat = {
+        "image/encoded": b([png]),
+        "image/format": b([b"png"]),
+        "image/height": i([size]),
+        "image/width": i([size]),
+        "image/channels": i([1]),
+        "image/id": b([image_id.encode()]),
+        "patient/id": b([patient_id.encode()]),
+        "image/origin": b([origin.encode()]),
+        "labels": f([float(x) for x in labels]),
+        "bbox/label": i([bx.label for bx in boxes]),
+        "bbox/xmin": f([bx.xmin for bx in boxes]),
+        "bbox/ymin": f([bx.ymin for bx in boxes]),
+        "bbox/xmax": f([bx.xmax for bx in boxes]),
+        "bbox/ymax": f([bx.ymax for bx in boxes]),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feat)).SerializeToString()
+
+
+def feature_spec(num_labels: int) -> dict:
+    import tensorflow as tf
+
+    return {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/id": tf.io.FixedLenFeature([], tf.string),
+        "patient/id": tf.io.FixedLenFeature([], tf.string),
+        "image/origin": tf.io.FixedLenFeature([], tf.string, default_value="real"),
+        "labels": tf.io.FixedLenFeature([num_labels], tf.float32),
+        "bbox/label": tf.io.VarLenFeature(tf.int64),
+        "bbox/xmin": tf.io.VarLenFeature(tf.float32),
+        "bbox/ymin": tf.io.VarLenFeature(tf.float32),
+        "bbox/xmax": tf.io.VarLenFeature(tf.float32),
+        "bbox/ymax": tf.io.VarLenFeature(tf.float32),
+    }
+
+
+# --------------------------------------------------------------------------- plan
+@dataclass
+class ShardPlan:
+    split: str
+    index: int
+    total: int
+    items: list[Item]
+    fmt: str = "tfrecord"
+
+    @property
+    def name(self) -> str:
+        return shard_name(self.split, self.index, self.total, self.fmt)
+
+
+def _ref_fingerprint(ref) -> str:
+    if isinstance(ref, (str, os.PathLike)):
+        try:
+            st = os.stat(ref)
+            return f"file:{os.path.abspath(ref)}:{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            return f"file:{os.path.abspath(ref)}:missing"
+    if isinstance(ref, np.ndarray):
+        return "array:" + hashlib.sha256(np.ascontiguousarray(ref).tobytes()).hexdigest()
+    return "callable:" + repr(ref)
+
+
+def plan_hash(plan: ShardPlan, image_size: int) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([SCHEMA_VERSION, plan.fmt, image_size, plan.name]).encode())
+    for it in plan.items:
+        h.update(json.dumps([it.image_id, it.patient_id, list(it.labels), it.origin,
+                             [[b.label, b.xmin, b.ymin, b.xmax, b.ymax] for b in it.boxes],
+                             _ref_fingerprint(it.image)]).encode())
+    return h.hexdigest()
+
+
+def plan_shards(splits: dict[str, list[Item]], shards: int, seed: int, fmt: str = "tfrecord") -> list[ShardPlan]:
+    """Deterministically shuffle each split and cut it into ``shards`` contiguous shards."""
+    plans = []
+    for split in SPLITS:
+        items = sorted(splits.get(split, []), key=lambda it: it.image_id)
+        if not items:
+            continue
+        perm = np.random.default_rng([seed, SPLITS.index(split)]).permutation(len(items))
+        items = [items[i] for i in perm]
+        n = min(shards, len(items)) if fmt == "tfrecord" else 1
+        for k in range(n):
+            plans.append(ShardPlan(split, k, n, items[k * len(items) // n:(k + 1) * len(items) // n], fmt))
+    return plans
+
+
+# --------------------------------------------------------------------------- workers
+def _prepare(args):
+    """Worker: load + resize + PNG-encode one item (no TensorFlow here)."""
+    ref, size, mode = args
+    try:
+        grey = imageio.load_image(ref)
+        if mode == "raw":
+            return True, (grey.shape, imageio.encode_png(grey) if not isinstance(ref, str) else None)
+        return True, imageio.encode_png(imageio.resize(grey, size))
+    except imageio.ImageError as e:
+        return False, str(e)
+    except Exception as e:  # noqa: BLE001 - any decoder failure is a rejected input, not a crash
+        return False, f"cannot read image ({type(e).__name__}: {e})"
+
+
+@dataclass
+class ShardResult:
+    name: str
+    split: str
+    count: int
+    sha256: str
+    rejects: list[dict] = field(default_factory=list)
+    label_counts: list[float] = field(default_factory=list)
+    patients: list[str] = field(default_factory=list)
+    reused: bool = False
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    d = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+class ShardWriter:
+    """Writes planned shards with a process pool; reuses shards finished earlier."""
+
+    def __init__(self, out: str, image_size: int, num_labels: int, workers: int = 1,
+                 progress=None, fmt: str = "tfrecord"):
+        self.out, self.size, self.num_labels = out, image_size, num_labels
+        self.workers, self.progress, self.fmt = max(1, workers), progress, fmt
+        self._pool = None
+
+    def __enter__(self):
+        if self.workers > 1:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+        return self
+
+    def __exit__(self, *exc):
+        if self._pool:
+            self._pool.shutdown()
+
+    def _map(self, fn, args):
+        if self._pool is None:
+            return map(fn, args)
+        return self._pool.map(fn, args, chunksize=8)
+
+    def write(self, plan: ShardPlan) -> ShardResult:
+        final = os.path.join(self.out, plan.name)
+        state_path = os.path.join(self.out, STATE_DIR, plan.name + ".json")
+        phash = plan_hash(plan, self.size)
+        if os.path.exists(final) and os.path.exists(state_path):
+            with open(state_path) as fh:
+                st = json.load(fh)
+            if st.get("plan_hash") == phash and st.get("sha256") == _sha256_file(final):
+                if self.progress:
+                    self.progress(len(plan.items))
+                res = ShardResult(**{k: v for k, v in st.items() if k != "plan_hash"})
+                res.reused = True
+                return res
+        rejects, label_counts, patients, kept = [], np.zeros(self.num_labels), set(), 0
+        fd, tmp = tempfile.mkstemp(prefix=f".{plan.name}.", suffix=".tmp", dir=self.out)
+        os.close(fd)
+        try:
+            mode = "raw" if self.fmt == "raw" else "tfrecord"
+            results = self._map(_prepare, [(it.image, self.size, mode) for it in plan.items])
+            if self.fmt == "raw":
+                kept = self._write_raw(tmp, plan, results, rejects, label_counts, patients)
+            else:
+                import tensorflow as tf
+
+                with tf.io.TFRecordWriter(tmp) as w:
+                    for it, (ok, payload) in zip(plan.items, results):
+                        if self.progress:
+                            self.progress(1)
+                        if not ok:
+                            rejects.append({"file": _ref_name(it), "reason": payload})
+                            print(f"tfxr: rejected {_ref_name(it)}: {payload}", file=sys.stderr)
+                            continue
+                        w.write(make_example(payload, self.size, it.labels, it.image_id,
+                                             it.patient_id, it.boxes, it.origin))
+                        label_counts += np.asarray(it.labels, dtype=float)
+                        patients.add(it.patient_id)
+                        kept += 1
+            os.replace(tmp, final)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        res = ShardResult(plan.name, plan.split, kept, _sha256_file(final), rejects,
+                          label_counts.tolist(), sorted(patients))
+        os.makedirs(os.path.dirname(state_path), exist_ok=True)
+        _atomic_write_text(state_path, json.dumps({**res.__dict__, "plan_hash": phash}))
+        return res
+
+    def _write_raw(self, tmp, plan, results, rejects, label_counts, patients) -> int:
+        """Raw-image index: a CSV of file paths; in-memory images are saved as PNG files."""
+        img_dir = os.path.join(self.out, "images")
+        os.makedirs(img_dir, exist_ok=True)
+        kept = 0
+        with open(tmp, "w") as fh:
+            fh.write("path,image_id,patient_id,origin,labels\n")
+            for it, (ok, payload) in zip(plan.items, results):
+                if self.progress:
+                    self.progress(1)
+                if not ok:
+                    rejects.append({"file": _ref_name(it), "reason": payload})
+                    print(f"tfxr: rejected {_ref_name(it)}: {payload}", file=sys.stderr)
+                    continue
+                _shape, png = payload
+                if png is None:
+                    path = os.path.abspath(it.image)
+                else:
+                    safe = it.image_id.replace("/", "__")
+                    path = os.path.join(img_dir, safe if safe.endswith(".png") else safe + ".png")
+                    _atomic_write_bytes(path, png)
+                    path = os.path.abspath(path)
+                fh.write(f"{path},{it.image_id},{it.patient_id},{it.origin},"
+                         f"{' '.join(repr(float(x)) for x in it.labels)}\n")
+                label_counts += np.asarray(it.labels, dtype=float)
+                patients.add(it.patient_id)
+                kept += 1
+        return kept
+
+
+def _atomic_write_bytes(path: str, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def _ref_name(it: Item) -> str:
+    return it.image if isinstance(it.image, str) else it.image_id
+
+
+# --------------------------------------------------------------------------- manifest
+def build_manifest(source: Source, results: list[ShardResult], *, image_size: int, seed: int,
+                   fractions, command: list[str], fmt: str, source_rejects: list[Reject]) -> dict:
+    splits = {}
+    for split in SPLITS:
+        rs = sorted((r for r in results if r.split == split), key=lambda r: r.name)
+        if not rs:
+            continue
+        counts = np.sum([r.label_counts for r in rs], axis=0)
+        total = sum(r.count for r in rs)
+        splits[split] = {
+            "count": total,
+            "patients": len(set().union(*[set(r.patients) for r in rs])),
+            "label_counts": {n: int(c) for n, c in zip(source.label_names, counts)},
+            "prevalence": {n: (float(c) / total if total else 0.0) for n, c in zip(source.label_names, counts)},
+            "shards": [{"file": r.name, "count": r.count, "sha256": r.sha256} for r in rs],
+        }
+    rejected = [r.as_dict() for r in source_rejects] + [x for r in sorted(results, key=lambda r: r.name)
+                                                         for x in r.rejects]
+    from tfxr import __version__
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "format": fmt,
+        "tfxr_version": __version__,
+        "image_size": image_size,
+        "channels": 1,
+        "encoding": "png" if fmt == "tfrecord" else "files",
+        "label_names": list(source.label_names),
+        "source": {"name": source.name, **{k: v for k, v in source.info.items()}},
+        "seed": seed,
+        "split_fractions": list(fractions),
+        "splits": splits,
+        "rejected": rejected,
+        "command": " ".join(command),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_manifest(out: str, manifest: dict) -> str:
+    path = os.path.join(out, "manifest.json")
+    _atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+class ManifestError(ValueError):
+    pass
+
+
+def read_manifest(data_dir: str) -> dict:
+    path = os.path.join(data_dir, "manifest.json")
+    if not os.path.isfile(path):
+        raise ManifestError(f"{path}: no manifest (is {data_dir} a tfxr TFRecord directory? "
+                            f"write one with `python -m tfxr.tfrecords write ...`)")
+    try:
+        with open(path) as fh:
+            m = json.load(fh)
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{path}: not valid JSON ({e})") from None
+    if m.get("schema_version") != SCHEMA_VERSION:
+        raise ManifestError(f"{path}: schema version {m.get('schema_version')} is not {SCHEMA_VERSION}")
+    return m

@@ -1,0 +1,159 @@
+"""Everything distributed, in one place: the only module of tfxr that imports Horovod.
+
+Horovod is unmaintained upstream, so the rest of tfxr sees only these functions.
+Launched without ``mpirun``/``horovodrun`` (a notebook, a plain ``python -m``), the
+same calls run single-process.  Each Horovod touch point is marked ``# HVD``.
+
+Keras 3 note (measured): Horovod's Keras callbacks and ``DistributedOptimizer`` break
+on Keras 3 variables.  The exact path is a ``tf.GradientTape`` wrapped by
+``DistributedGradientTape``, with the Keras variables' backing ``tf.Variable``s
+(``v.value``) given to ``broadcast_variables`` and used as gradient sources.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+_LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "HOROVOD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+_hvd = None          # the horovod.tensorflow module once init() ran with it
+_initialized = False
+
+
+def launched_world_size() -> int:
+    """World size announced by the launcher's environment (1 when not launched)."""
+    for var in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "HOROVOD_SIZE", "MV2_COMM_WORLD_SIZE"):
+        if os.environ.get(var):
+            return int(os.environ[var])
+    return 1
+
+
+def launched_under_mpi() -> bool:
+    return any(os.environ.get(v) for v in _LAUNCH_VARS if v != "HOROVOD_SIZE")
+
+
+def mpi_comm():
+    """mpi4py's COMM_WORLD when launched by an MPI launcher, else None (no MPI init)."""
+    if not launched_under_mpi():
+        return None
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def init(pin_gpu: bool = True) -> None:
+    """Initialise Horovod (or single-process mode) and pin one GPU per local rank."""
+    global _hvd, _initialized
+    if _initialized:
+        return
+    try:
+        import horovod.tensorflow as hvd  # HVD
+    except ImportError as e:
+        if launched_world_size() > 1:
+            raise RuntimeError(f"launched with {launched_world_size()} ranks but Horovod is not "
+                               f"importable ({e}); run `make install`") from None
+        warnings.warn("horovod is not installed: running single-process", stacklevel=2)
+        hvd = None
+    if hvd is not None:
+        hvd.init()  # HVD
+        _hvd = hvd
+    _initialized = True
+    if pin_gpu:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        for g in gpus:
+            tf.config.experimental.set_memory_growth(g, True)
+        if gpus:  # HVD: one GPU per process, chosen by local rank
+            tf.config.set_visible_devices(gpus[local_rank() % len(gpus)], "GPU")
+
+
+def _require_init():
+    if not _initialized:
+        init()
+
+
+def rank() -> int:
+    _require_init()
+    return _hvd.rank() if _hvd else 0  # HVD
+
+
+def size() -> int:
+    _require_init()
+    return _hvd.size() if _hvd else 1  # HVD
+
+
+def local_rank() -> int:
+    if not _initialized:
+        return 0
+    return _hvd.local_rank() if _hvd else 0  # HVD
+
+
+def local_size() -> int:
+    _require_init()
+    return _hvd.local_size() if _hvd else 1  # HVD
+
+
+def is_chief() -> bool:
+    return rank() == 0
+
+
+def backing_variables(variables) -> list:
+    """The tf.Variables behind Keras 3 variables (what Horovod and tapes need)."""
+    import keras
+
+    return [v.value if isinstance(v, keras.Variable) else v for v in variables]
+
+
+def broadcast_variables(variables, root: int = 0) -> None:
+    """Make every rank's variables equal to root's (model and optimizer state)."""
+    _require_init()
+    if _hvd and _hvd.size() > 1:
+        _hvd.broadcast_variables(backing_variables(variables), root_rank=root)  # HVD
+
+
+def distributed_tape(tape, compression: str = "none"):
+    """Wrap a GradientTape so that gradient() returns rank-averaged gradients (ring-allreduce)."""
+    _require_init()
+    if not _hvd:
+        return tape
+    comp = _hvd.Compression.fp16 if compression == "fp16" else _hvd.Compression.none  # HVD
+    return _hvd.DistributedGradientTape(tape, compression=comp)  # HVD
+
+
+def allreduce_mean(value, name: str | None = None):
+    """Average a tensor (or Python number) over ranks."""
+    _require_init()
+    if not _hvd or _hvd.size() == 1:
+        return value
+    import tensorflow as tf
+
+    return _hvd.allreduce(tf.convert_to_tensor(value), op=_hvd.Average, name=name)  # HVD
+
+
+def allgather_object(obj) -> list:
+    """Every rank's Python object, in rank order, on every rank."""
+    _require_init()
+    if not _hvd or _hvd.size() == 1:
+        return [obj]
+    return _hvd.allgather_object(obj)  # HVD
+
+
+def broadcast_object(obj, root: int = 0):
+    _require_init()
+    if not _hvd or _hvd.size() == 1:
+        return obj
+    return _hvd.broadcast_object(obj, root_rank=root)  # HVD
+
+
+def barrier() -> None:
+    _require_init()
+    if _hvd and _hvd.size() > 1:
+        allgather_object(None)  # a collective every rank must reach
+
+
+def shutdown() -> None:
+    global _hvd, _initialized
+    if _hvd:
+        _hvd.shutdown()  # HVD
+    _hvd, _initialized = None, False

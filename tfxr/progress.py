@@ -1,0 +1,24 @@
+"""Progress output for long work: a tqdm bar on rank 0, nothing elsewhere."""
+from __future__ import annotations
+
+import sys
+
+
+class _Silent:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, s: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "img"):
+    if not enabled:
+        return _Silent()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                mininterval=1.0, disable=None)

@@ -1,0 +1,177 @@
+"""``python -m tfxr.tfrecords``: raw images + label files -> sharded TFRecords + manifest.
+
+    python -m tfxr.tfrecords write --source nih --images RAW/images \
+        --labels RAW/Data_Entry_2017_v2020.csv --bbox RAW/BBox_List_2017.csv \
+        --out tfrec/nih224 --image-size 224 --shards 16
+    mpirun -np 4 python -m tfxr.tfrecords write ...      # ranks split the shards
+    python -m tfxr.tfrecords verify tfrec/nih224         # re-check every shard's sha256
+
+Exit status: 0 on success, 1 when more inputs than --max-rejects were rejected (the
+shards and manifest are still written), 2 for unusable arguments or data sets.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from tfxr.data import sources, splits as splitlib
+from tfxr.data.tfrecord import (ShardWriter, build_manifest, plan_shards, read_manifest,
+                                write_manifest, _sha256_file, ManifestError)
+from tfxr.data.types import Source
+from tfxr.distributed import mpi_comm
+from tfxr.progress import progress_bar
+
+
+def load_source(args) -> Source:
+    s = args.source
+    if s == "nih":
+        _need(args, "images", "labels")
+        lists = dict(_split_list(v) for v in (args.split_list or []))
+        return sources.nih_source(args.images, args.labels, args.bbox, lists or None)
+    if s == "tb":
+        _need(args, "images")
+        return sources.tb_source(args.images, args.labels)
+    if s == "folder":
+        _need(args, "images")
+        return sources.folder_source(args.images, negative=args.negative_class)
+    if s == "npz":
+        _need(args, "npz")
+        return sources.npz_source(args.npz)
+    if s == "synthetic":
+        from tfxr.data.synthetic import synthetic_source
+
+        return synthetic_source(num_images=args.num_images, size=args.synthetic_size or args.image_size,
+                                task=args.synthetic_task, prevalence=args.prevalence, seed=args.seed)
+    raise SystemExit(f"unknown source {s}")
+
+
+def _need(args, *names):
+    missing = [f"--{n.replace('_', '-')}" for n in names if not getattr(args, n)]
+    if missing:
+        raise sources.SourceError(f"--source {args.source} needs {' and '.join(missing)}")
+
+
+def _split_list(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise sources.SourceError(f"--split-list takes SPLIT=FILE, got {text!r}")
+    k, v = text.split("=", 1)
+    if k not in ("train", "val", "test", "trainval"):
+        raise sources.SourceError(f"--split-list: unknown split {k!r} (train, val, test, trainval)")
+    return k, v
+
+
+def convert(args, argv: list[str]) -> int:
+    comm = mpi_comm()
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
+    source = load_source(args)
+    if not source.items:
+        raise sources.SourceError(f"--source {args.source}: no usable images found "
+                                  f"({len(source.rejects)} rejected)")
+    fractions = splitlib.parse_fractions(args.split_fractions)
+    assigned = splitlib.assign_splits(source.items, fractions, args.seed,
+                                      use_official=not args.ignore_official_splits)
+    plans = plan_shards(assigned, args.shards, args.seed, fmt=args.format)
+    os.makedirs(args.out, exist_ok=True)
+    mine = plans[rank::size]
+    total = sum(len(p.items) for p in mine)
+    if rank == 0:
+        print(f"tfxr: {source.name}: {len(source.items)} images, {len(source.rejects)} rejected inputs; "
+              f"{len(plans)} shards " + ", ".join(f"{k}={len(v)}" for k, v in assigned.items())
+              + (f"; {size} ranks" if size > 1 else "") + f"; {args.workers} workers/rank", file=sys.stderr)
+    bar = progress_bar(total, "convert", enabled=(rank == 0 and not args.quiet))
+    with ShardWriter(args.out, args.image_size, len(source.label_names), args.workers,
+                     bar.update, fmt=args.format) as writer:
+        results = [writer.write(p) for p in mine]
+    bar.close()
+    if comm:
+        gathered = comm.gather(results, root=0)
+        results = [r for part in gathered for r in part] if rank == 0 else []
+    if rank != 0:
+        return 0
+    manifest = build_manifest(source, results, image_size=args.image_size, seed=args.seed,
+                              fractions=fractions, command=["python", "-m", "tfxr.tfrecords", *argv],
+                              fmt=args.format, source_rejects=source.rejects)
+    path = write_manifest(args.out, manifest)
+    for r in source.rejects:
+        print(f"tfxr: rejected {r.file}: {r.reason}", file=sys.stderr)
+    reused = sum(r.reused for r in results)
+    n_rej = len(manifest["rejected"])
+    print(f"tfxr: wrote {path}: " + ", ".join(f"{k} {v['count']}" for k, v in manifest["splits"].items())
+          + f"; {n_rej} rejected" + (f"; {reused} shards reused from an earlier run" if reused else ""),
+          file=sys.stderr)
+    if args.max_rejects >= 0 and n_rej > args.max_rejects:
+        print(f"tfxr: error: {n_rej} rejected inputs exceed --max-rejects {args.max_rejects} "
+              f"(see 'rejected' in {path})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def verify(data_dir: str) -> int:
+    m = read_manifest(data_dir)
+    bad = 0
+    for split, info in m["splits"].items():
+        for sh in info["shards"]:
+            p = os.path.join(data_dir, sh["file"])
+            if not os.path.exists(p):
+                print(f"{p}: missing", file=sys.stderr)
+                bad += 1
+            elif _sha256_file(p) != sh["sha256"]:
+                print(f"{p}: sha256 differs from manifest", file=sys.stderr)
+                bad += 1
+    print(f"{data_dir}: {'OK' if not bad else f'{bad} bad shard(s)'}")
+    return 1 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tfxr.tfrecords", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("write", help="convert a data set into sharded TFRecords (or a raw-image index)")
+    w.add_argument("--source", required=True, choices=["nih", "tb", "folder", "npz", "synthetic"])
+    w.add_argument("--images", help="image folder (nih, tb, folder)")
+    w.add_argument("--labels", help="label file: NIH Data_Entry_2017*.csv(.gz) or TB labels.csv")
+    w.add_argument("--bbox", help="NIH BBox_List_2017.csv(.gz)")
+    w.add_argument("--split-list", action="append", metavar="SPLIT=FILE",
+                   help="official split list (NIH train_val_list.txt as trainval=, test_list.txt as test=, "
+                        "or CheXNet-style train=/val=/test= lists); repeatable")
+    w.add_argument("--npz", help="MedMNIST .npz file")
+    w.add_argument("--negative-class", default="NORMAL", help="folder source: the class that is 'no finding'")
+    w.add_argument("--num-images", type=int, default=600, help="synthetic: number of images")
+    w.add_argument("--synthetic-task", default="tb", choices=["tb", "multilabel"])
+    w.add_argument("--synthetic-size", type=int, default=0, help="synthetic: render size (default: --image-size)")
+    w.add_argument("--prevalence", type=float, default=0.35, help="synthetic: positive rate per label")
+    w.add_argument("--out", required=True, help="output directory")
+    w.add_argument("--image-size", type=int, default=224)
+    w.add_argument("--shards", type=int, default=8, help="shards per split (capped by its image count)")
+    w.add_argument("--workers", type=int, default=1, help="decode/encode processes per rank")
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--split-fractions", default="0.7,0.1,0.2", help="train,val,test fractions of images")
+    w.add_argument("--ignore-official-splits", action="store_true",
+                   help="re-split patient-wise even where the data set has official splits")
+    w.add_argument("--max-rejects", type=int, default=100,
+                   help="exit 1 when more inputs than this are rejected (-1: no bound)")
+    w.add_argument("--format", default="tfrecord", choices=["tfrecord", "raw"],
+                   help="'raw' writes CSV indexes of the image files instead of shards")
+    w.add_argument("--quiet", action="store_true")
+    v = sub.add_parser("verify", help="check every shard against the manifest's sha256")
+    v.add_argument("data_dir")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.cmd == "verify":
+            return verify(args.data_dir)
+        if args.image_size < 8 or args.shards < 1 or args.workers < 1:
+            raise sources.SourceError("--image-size must be >= 8, --shards and --workers >= 1")
+        return convert(args, argv)
+    except (sources.SourceError, ManifestError, ValueError) as e:
+        print(f"tfxr: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
