@@ -145,6 +145,7 @@ class Trainer:
         self._sources = dist.backing_variables(self.model.trainable_variables)
         self.state = {"epoch": 0, "global_step": 0, "lr_multiplier": 1.0, "best": None,
                       "best_epoch": None, "since_best": 0, "plateau_wait": 0, "history": []}
+        self._offset_seed_states()
         self._train_step = tf.function(self._step, reduce_retracing=True)
         self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
@@ -190,9 +191,20 @@ class Trainer:
     def train_step(self, x, y) -> float:
         return float(self._train_step(x, y))
 
+    def _seed_states(self) -> list:
+        return [v for v in self.model.non_trainable_variables if "seed_generator_state" in v.path]
+
+    def _offset_seed_states(self) -> None:
+        """Give each rank its own dropout stream ([seed, counter] -> [seed + rank*K, counter])."""
+        if self.rank:
+            for v in self._seed_states():
+                v.assign(v.numpy() + np.array([self.rank * 1_000_003, 0]).astype(v.dtype))
+
     def broadcast(self) -> None:
-        """Rank 0's model and optimizer state on every rank."""
-        self.dist.broadcast_variables(list(self.model.variables) + list(self.optimizer.variables))
+        """Rank 0's model and optimizer state on every rank (dropout streams stay per rank)."""
+        own = {id(v) for v in self._seed_states()}
+        self.dist.broadcast_variables([v for v in self.model.variables if id(v) not in own]
+                                      + list(self.optimizer.variables))
 
     # ---- data
     def dataset(self, split: str, training: bool, epoch: int = 0, steps: int | None = None):
@@ -271,6 +283,7 @@ class Trainer:
         load(os.path.join(path, "optimizer.npz"), self.optimizer.variables, "optimizer")
         with open(os.path.join(path, "state.json")) as fh:
             self.state = json.load(fh)
+        self._offset_seed_states()   # the checkpoint holds rank 0's dropout stream
 
     # ---- the loop
     def fit(self) -> dict:

@@ -1,0 +1,35 @@
+# tfxr: `make demo` and `make test` are the whole set-up on a fresh machine; both install first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.tfxr-installed
+NP ?= 2
+# OpenMPI refuses root and more ranks than cores unless told; harmless otherwise.
+export OMPI_ALLOW_RUN_AS_ROOT := 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+export OMPI_MCA_rmaps_base_oversubscribe := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo test test-fast benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml scripts/install.sh
+	bash scripts/install.sh
+	touch $@
+
+demo: install
+	NP=$(NP) PYTHON=$(abspath $(PY)) bash scripts/demo.sh
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+benchmark: install
+	$(PY) -m tfxr.benchmark --out benchmarks/results
+
+clean:
+	rm -rf demo_out .pytest_cache

@@ -1,0 +1,54 @@
+"""Shared test fixtures: the real data beside the checkout, synthetic data, mpirun."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TFXR_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def shared(*parts: str) -> Path:
+    """A path under ../shared/data, skipping the test when it is absent."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"real data not present: {p}")
+    return p
+
+
+def mpirun_cmd(np: int, *args: str) -> list[str]:
+    cmd = ["mpirun", "-np", str(np), "--oversubscribe"]
+    if os.geteuid() == 0:
+        cmd.insert(1, "--allow-run-as-root")
+    return cmd + [sys.executable, *args]
+
+
+def run(cmd: list[str], timeout: int = 600, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **kw.pop("env", {})}
+    r = subprocess.run(cmd, cwd=kw.pop("cwd", REPO), env=env, capture_output=True, text=True,
+                       timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {r.returncode}\nstdout:\n{r.stdout[-4000:]}\n"
+                             f"stderr:\n{r.stderr[-6000:]}")
+    return r
+
+
+def tfxr(*args: str, np: int = 1, **kw) -> subprocess.CompletedProcess:
+    """Run `python -m <args>` (under mpirun -np N when np > 1)."""
+    cmd = mpirun_cmd(np, "-m", *args) if np > 1 else [sys.executable, "-m", *args]
+    return run(cmd, **kw)
+
+
+@pytest.fixture(scope="session")
+def synthetic_tfrec(tmp_path_factory) -> Path:
+    """A small synthetic TB-phantom TFRecord set (64 px, 4 shards per split)."""
+    out = tmp_path_factory.mktemp("synthetic") / "tfrec"
+    tfxr("tfxr.tfrecords", "write", "--source", "synthetic", "--num-images", "240", "--image-size", "64",
+         "--shards", "4", "--out", str(out), "--quiet")
+    return out

@@ -1,0 +1,226 @@
+"""Raw images -> sharded TFRecords: round trip, determinism across ranks/workers, bad input, resume."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import shared, tfxr
+from tfxr.data import imageio
+from tfxr.data.tfrecord import ShardPlan, ShardWriter, plan_shards, read_manifest, ManifestError
+from tfxr.data.types import Item
+
+
+def _shards(d: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.glob("*.tfrecord"))}
+
+
+def _write_tb_dir(root: Path, n: int = 12, size: int = 40) -> Path:
+    """A small TB-style folder of real-looking images with labels.csv."""
+    img = root / "images"
+    img.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = ["image,tb,source"]
+    for i in range(n):
+        name = f"CHNCXR_{i:04d}_{i % 2}.png"
+        Image.fromarray(rng.integers(0, 255, (size + i, size), dtype=np.uint8)).save(img / name)
+        rows.append(f"{name},{i % 2},test")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_round_trip_equals_resized_source(tmp_path):
+    """image -> TFRecord -> pipeline equals the resized source pixels exactly."""
+    from tfxr.data.pipeline import DataConfig, build_dataset
+
+    src = _write_tb_dir(tmp_path / "raw")
+    out = tmp_path / "rec"
+    tfxr("tfxr.tfrecords", "write", "--source", "tb", "--images", str(src / "images"), "--labels",
+         str(src / "labels.csv"), "--out", str(out), "--image-size", "32", "--shards", "2", "--quiet")
+    m = read_manifest(str(out))
+    seen = 0
+    for split in m["splits"]:
+        ds = build_dataset(str(out), split, DataConfig(batch_size=4, deterministic=True), training=False,
+                           with_meta=True)
+        for b in ds:
+            for img, lab, iid in zip(b["image"].numpy(), b["labels"].numpy(), b["image_id"].numpy()):
+                name = iid.decode()
+                expect = imageio.resize(imageio.read_image_file(str(src / "images" / name)), 32)
+                np.testing.assert_array_equal(np.rint(img[..., 0] * 255).astype(np.uint8), expect)
+                assert lab[0] == float(name.endswith("_1.png"))
+                seen += 1
+    assert seen == 12
+
+
+def test_manifest_contents(synthetic_tfrec):
+    m = read_manifest(str(synthetic_tfrec))
+    assert m["schema_version"] == 1 and m["image_size"] == 64 and m["label_names"] == ["Tuberculosis"]
+    assert sum(s["count"] for s in m["splits"].values()) == 240
+    assert "--num-images 240" in m["command"]
+    for split, info in m["splits"].items():
+        assert len(info["shards"]) == 4
+        assert sum(s["count"] for s in info["shards"]) == info["count"]
+        for s in info["shards"]:
+            data = (synthetic_tfrec / s["file"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == s["sha256"]
+            assert s["file"].startswith(f"{split}-") and s["file"].endswith("-of-00004.tfrecord")
+    fr = m["splits"]["train"]["count"] / 240
+    assert 0.6 < fr < 0.8
+
+
+def test_mpi_conversion_equals_single_process(tmp_path):
+    args = ["tfxr.tfrecords", "write", "--source", "synthetic", "--num-images", "90", "--image-size", "48",
+            "--shards", "3", "--quiet"]
+    tfxr(*args, "--out", str(tmp_path / "one"))
+    tfxr(*args, "--out", str(tmp_path / "two"), np=2)
+    tfxr(*args, "--out", str(tmp_path / "pool"), "--workers", "2")
+    one, two, pool = (_shards(tmp_path / d) for d in ("one", "two", "pool"))
+    assert len(one) == 9 and one == two == pool
+    m1, m2 = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("one", "two"))
+    assert m1["splits"] == m2["splits"]
+
+
+@pytest.fixture()
+def bad_tb(tmp_path) -> Path:
+    root = _write_tb_dir(tmp_path / "raw", n=6)
+    img = root / "images"
+    good = (img / "CHNCXR_0000_0.png").read_bytes()
+    (img / "CHNCXR_0100_1.png").write_bytes(os.urandom(300))                 # corrupt
+    (img / "CHNCXR_0101_0.png").write_bytes(good[: len(good) // 2])          # truncated
+    (img / "CHNCXR_0102_1.png").write_bytes(b"")                             # empty
+    os.symlink(tmp_path / "nowhere.png", img / "CHNCXR_0103_0.png")          # unreadable
+    (img / "CHNCXR_0104_1.png").write_bytes(good)                            # image without label
+    (img / "CHNCXR_0105_1.png").write_bytes(good)                            # unknown label value
+    with open(root / "labels.csv", "a") as fh:
+        fh.write("CHNCXR_0100_1.png,1,t\nCHNCXR_0101_0.png,0,t\nCHNCXR_0102_1.png,1,t\n"
+                 "CHNCXR_0103_0.png,0,t\nCHNCXR_0105_1.png,TB?,t\nMISSING_0001_1.png,1,t\n")
+    return root
+
+
+def test_bad_input_reported_and_conversion_goes_on(bad_tb, tmp_path):
+    out = tmp_path / "rec"
+    r = tfxr("tfxr.tfrecords", "write", "--source", "tb", "--images", str(bad_tb / "images"), "--labels",
+             str(bad_tb / "labels.csv"), "--out", str(out), "--image-size", "32", "--shards", "1", "--quiet")
+    m = read_manifest(str(out))
+    rej = {os.path.basename(x["file"]): x["reason"] for x in m["rejected"]}
+    assert "not a recognised image" in rej["CHNCXR_0100_1.png"] or "corrupt" in rej["CHNCXR_0100_1.png"]
+    assert "truncated" in rej["CHNCXR_0101_0.png"] or "corrupt" in rej["CHNCXR_0101_0.png"]
+    assert "empty" in rej["CHNCXR_0102_1.png"]
+    assert "unreadable" in rej["CHNCXR_0103_0.png"]
+    assert "without a label" in rej["CHNCXR_0104_1.png"]
+    assert "unknown label value" in rej["CHNCXR_0105_1.png"]
+    assert "without an image" in rej["MISSING_0001_1.png"]
+    assert len(rej) == 7
+    assert sum(s["count"] for s in m["splits"].values()) == 6          # the good ones all converted
+    for name in rej:
+        assert name in r.stderr                                          # and said on stderr
+    # past the bound: non-zero exit, but shards and manifest are still written
+    out2 = tmp_path / "rec2"
+    r2 = tfxr("tfxr.tfrecords", "write", "--source", "tb", "--images", str(bad_tb / "images"), "--labels",
+              str(bad_tb / "labels.csv"), "--out", str(out2), "--image-size", "32", "--shards", "1",
+              "--max-rejects", "3", "--quiet", check=False)
+    assert r2.returncode == 1 and "exceed --max-rejects 3" in r2.stderr
+    assert _shards(out2) == _shards(out)
+
+
+def test_unusable_arguments_give_clear_errors(tmp_path):
+    r = tfxr("tfxr.tfrecords", "write", "--source", "tb", "--images", str(tmp_path / "nope"), "--out",
+             str(tmp_path / "o"), check=False)
+    assert r.returncode == 2 and "nope: no such image folder" in r.stderr and "Traceback" not in r.stderr
+    r = tfxr("tfxr.tfrecords", "write", "--source", "nih", "--images", str(tmp_path), "--out",
+             str(tmp_path / "o"), check=False)
+    assert r.returncode == 2 and "needs --labels" in r.stderr
+    with pytest.raises(ManifestError, match="no manifest"):
+        read_manifest(str(tmp_path))
+
+
+def test_interrupted_run_leaves_no_half_shard_and_rerun_finishes(tmp_path, monkeypatch):
+    from tfxr.data import tfrecord
+    from tfxr.data.synthetic import synthetic_source
+    from tfxr.data.splits import assign_splits
+
+    src = synthetic_source(40, 32, seed=3)
+    plans = plan_shards(assign_splits(src.items, seed=0), 2, seed=0)
+    out = tmp_path / "rec"
+    out.mkdir()
+    with ShardWriter(str(out), 32, 1) as w:
+        ref = [w.write(p) for p in plans]
+    ref_bytes = _shards(out)
+    shutil.rmtree(out)
+    out.mkdir()
+    real = tfrecord.make_example
+    calls = {"n": 0}
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] > 30:
+            raise KeyboardInterrupt("simulated kill")
+        return real(*a, **k)
+
+    monkeypatch.setattr(tfrecord, "make_example", dying)
+    with pytest.raises(KeyboardInterrupt):
+        with ShardWriter(str(out), 32, 1) as w:
+            for p in plans:
+                w.write(p)
+    done = _shards(out)
+    assert 0 < len(done) < len(plans)                       # some shards finished, others not
+    assert all(ref_bytes[k] == v for k, v in done.items())  # finished ones are complete
+    assert not list(out.glob(".*.tmp"))                     # no half shard left behind
+    monkeypatch.setattr(tfrecord, "make_example", real)
+    with ShardWriter(str(out), 32, 1) as w:
+        res = [w.write(p) for p in plans]
+    assert _shards(out) == ref_bytes
+    assert sum(r.reused for r in res) == len(done)
+    assert [r.sha256 for r in res] == [r.sha256 for r in ref]
+
+
+def test_changed_input_invalidates_reused_shard(tmp_path):
+    src = _write_tb_dir(tmp_path / "raw", n=6)
+    args = ["tfxr.tfrecords", "write", "--source", "tb", "--images", str(src / "images"), "--labels",
+            str(src / "labels.csv"), "--out", str(tmp_path / "rec"), "--image-size", "16", "--shards", "1"]
+    tfxr(*args, "--quiet")
+    before = _shards(tmp_path / "rec")
+    img = src / "images" / "CHNCXR_0003_1.png"
+    Image.fromarray(np.full((50, 40), 200, np.uint8)).save(img)
+    r = tfxr(*args)
+    after = _shards(tmp_path / "rec")
+    changed = [k for k in before if before[k] != after[k]]
+    assert len(changed) == 1 and "reused" in r.stderr        # only the shard with that image
+    assert tfxr("tfxr.tfrecords", "verify", str(tmp_path / "rec")).returncode == 0
+    shard = tmp_path / "rec" / changed[0]
+    shard.write_bytes(shard.read_bytes()[:-3])
+    v = tfxr("tfxr.tfrecords", "verify", str(tmp_path / "rec"), check=False)
+    assert v.returncode == 1 and "sha256 differs" in v.stderr
+
+
+def test_stats_prints_prevalence_and_zero_overlap(synthetic_tfrec, tmp_path):
+    r = tfxr("tfxr.data.stats", str(synthetic_tfrec), "--json", str(tmp_path / "s.json"))
+    assert "Tuberculosis" in r.stdout and "patient overlap: test&train 0, test&val 0, train&val 0" in r.stdout
+    s = json.loads((tmp_path / "s.json").read_text())
+    m = read_manifest(str(synthetic_tfrec))
+    assert s["prevalence"]["train"]["Tuberculosis"] == pytest.approx(
+        m["splits"]["train"]["label_counts"]["Tuberculosis"] / m["splits"]["train"]["count"])
+
+
+def test_nih_sample_converts_with_boxes(tmp_path):
+    images = shared("nih_chestxray14_sample", "images")
+    labels = shared("nih_chestxray14_sample", "Data_Entry_2017_sample.csv")
+    bbox = shared("nih_chestxray14_metadata", "BBox_List_2017.csv.gz")
+    # only a few images, through a CheXNet-style list, to stay fast
+    names = sorted(os.listdir(images))[:24]
+    lst = tmp_path / "list.txt"
+    lst.write_text("\n".join(names) + "\n")
+    out = tmp_path / "rec"
+    tfxr("tfxr.tfrecords", "write", "--source", "nih", "--images", str(images), "--labels", str(labels),
+         "--bbox", str(bbox), "--split-list", f"trainval={lst}", "--out", str(out), "--image-size", "64",
+         "--shards", "2", "--quiet")
+    m = read_manifest(str(out))
+    assert len(m["label_names"]) == 14 and m["rejected"] == []
+    assert m["splits"]["train"]["count"] + m["splits"]["val"]["count"] == 24
+    assert "test" not in m["splits"]

@@ -1,0 +1,29 @@
+"""Run N training steps of the real Trainer on fixed batches and dump the weights.
+
+    mpirun -np 2 python tests/mpi_scripts/step_check.py DATA OUT dist   # rank r trains on batch r
+    python tests/mpi_scripts/step_check.py DATA OUT union               # one process, both batches
+"""
+import sys
+
+import numpy as np
+
+from tfxr.train import TrainConfig, Trainer
+
+data, out, mode = sys.argv[1:4]
+steps, per_rank = 4, 8
+cfg = TrainConfig(model="tb_cnn", data=data, out=out, batch_size=per_rank, lr=3e-3, lr_scaling=False,
+                  warmup_epochs=0, dropout=0.0, deterministic=True, seed=1)
+tr = Trainer(cfg)
+tr.broadcast()
+rng = np.random.default_rng(7)
+xs = rng.random((steps, 2, per_rank, 64, 64, 1), dtype=np.float32)
+ys = (rng.random((steps, 2, per_rank, 1)) < 0.4).astype(np.float32)
+losses = []
+for s in range(steps):
+    if mode == "dist":
+        r = tr.rank
+        losses.append(tr.train_step(xs[s, r], ys[s, r]))
+    else:
+        losses.append(tr.train_step(xs[s].reshape(-1, 64, 64, 1), ys[s].reshape(-1, 1)))
+np.savez(f"{out}/weights-{mode}-{tr.rank}.npz", *[v.numpy() for v in tr.model.trainable_variables])
+print("world", tr.world, "losses", losses)
