@@ -411,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg, _ = parse_config(TrainConfig, argv, "python -m tfxr.train", __doc__)
         if not cfg.data:
             raise ConfigError("--data is required (a directory written by `python -m tfxr.tfrecords write`)")
+        from tfxr.models import MODELS
+        if cfg.model not in MODELS:
+            raise ConfigError(f"--model {cfg.model!r}: unknown (known: {', '.join(sorted(MODELS))})")
         Trainer(cfg).fit()
     except (ConfigError, ManifestError, SourceError, CheckpointError) as e:
         print(f"tfxr: error: {e}", file=sys.stderr)
