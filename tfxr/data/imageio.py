@@ -31,8 +31,14 @@ def to_grey_uint8(arr: np.ndarray) -> np.ndarray:
         elif a.shape[2] in (2, 4):  # grey+alpha / RGBA: drop alpha
             a = a[..., :-1]
             a = a[..., 0] if a.shape[2] == 1 else a
-    if a.ndim == 3:  # RGB -> luma (ITU-R 601-2, as Pillow's "L")
-        a = a.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    if a.ndim == 3 and a.shape[2] == 3:  # RGB -> luma (ITU-R 601-2, as Pillow's "L")
+        if a.dtype == np.uint8:  # Pillow's own fixed-point formula: bit-identical to convert("L")
+            a = ((a.astype(np.uint32) @ np.array([19595, 38470, 7471], np.uint32) + 0x8000) >> 16
+                 ).astype(np.uint8)
+        else:
+            luma = a.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+            # integer input stays integer, so a dark image is not taken for floats in [0, 1]
+            a = np.rint(luma).astype(a.dtype) if np.issubdtype(a.dtype, np.integer) else luma
     if a.ndim != 2:
         raise ImageError(f"unsupported image shape {np.asarray(arr).shape}")
     if a.size == 0:

@@ -180,6 +180,9 @@ def tb_source(images: str, labels: str | None = None) -> Source:
                 raise SourceError(f"{labels}: needs columns 'image' and 'tb'")
             for n, row in enumerate(reader, start=2):
                 name = row["image"].strip()
+                if name in seen:
+                    rejects.append(Reject(f"{labels}:{n}", f"duplicate label row for {name}"))
+                    continue
                 seen.add(name)
                 if name not in files:
                     rejects.append(Reject(name, f"label row ({labels}:{n}) without an image"))
@@ -248,6 +251,8 @@ def folder_source(images: str, negative: str = "NORMAL") -> Source:
                 lab = tuple(1.0 if c == cls else 0.0 for c in label_names)
                 image_id = f"{split}/{cls}/{name}" if split else f"{cls}/{name}"
                 items.append(Item(image_id, patient_from_name(name), lab, path, split=split))
+    # loose images: in a split folder, or at the top when there are split folders
+    for base in [b for _, b in layout] + ([root] if split_dirs else []):
         for f in sorted(base.iterdir()):
             if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
                 rejects.append(Reject(str(f), "image without a label (not inside a class folder)"))
@@ -274,6 +279,8 @@ def npz_source(path: str, dataset: str | None = None) -> Source:
         data = np.load(path)
     except Exception as e:  # noqa: BLE001 - report any unreadable npz plainly
         raise SourceError(f"{path}: not a readable .npz file ({e})") from None
+    if not hasattr(data, "files"):  # a plain .npy array, not an archive of named arrays
+        raise SourceError(f"{path}: not an .npz archive (a single {type(data).__name__})")
     ds = dataset or next((k for k in MEDMNIST_LABELS if k in os.path.basename(path).lower()), None)
     items: list[Item] = []
     label_names: list[str] | None = MEDMNIST_LABELS.get(ds) if ds else None
@@ -282,7 +289,11 @@ def npz_source(path: str, dataset: str | None = None) -> Source:
     if not found:
         raise SourceError(f"{path}: no '<split>_images' arrays (has {data.files})")
     for split in found:
+        if f"{split}_labels" not in data.files:
+            raise SourceError(f"{path}: has {split}_images but no {split}_labels")
         imgs, labs = data[f"{split}_images"], data[f"{split}_labels"]
+        if len(labs) != len(imgs):
+            raise SourceError(f"{path}: {len(imgs)} {split}_images but {len(labs)} {split}_labels")
         labs = labs.reshape(len(labs), -1)
         if label_names is None:
             label_names = [f"label_{i}" for i in range(labs.shape[1])]
