@@ -33,6 +33,25 @@ def test_two_ranks_equal_single_process_on_union_of_batches(synthetic_tfrec, tmp
     assert moved > 0
 
 
+# fp16 compression is checked with SGD, whose update is linear in the gradient (Adam's
+# normalised update amplifies fp16 rounding of near-zero gradients into full-size steps).
+@pytest.mark.parametrize("opts,rtol,atol", [(["xla=1", "deterministic=0"], 1e-4, 2e-6),
+                                            (["compression=fp16", "optimizer=sgd"], 1e-2, 1e-5)])
+def test_xla_and_fp16_allreduce_paths(synthetic_tfrec, tmp_path, opts, rtol, atol):
+    """XLA-compiled gradients + grouped allreduce, and fp16-compressed allreduce, under -np 2."""
+    import sys
+
+    script = str(REPO / "tests" / "mpi_scripts" / "step_check.py")
+    same = [o for o in opts if o.startswith("optimizer=")]
+    run(mpirun_cmd(2, script, str(synthetic_tfrec), str(tmp_path), "dist", *opts, "tag=x"))
+    run([sys.executable, script, str(synthetic_tfrec), str(tmp_path), "union", *same, "tag=x"])
+    r0, r1 = _load(tmp_path / "weights-distx-0.npz"), _load(tmp_path / "weights-distx-1.npz")
+    ref = _load(tmp_path / "weights-unionx-0.npz")
+    for a, b, c in zip(r0, r1, ref):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, rtol=rtol, atol=atol)
+
+
 def test_distributed_module_single_process_fallbacks():
     from tfxr import distributed as dist
 

@@ -121,6 +121,19 @@ def distributed_tape(tape, compression: str = "none"):
     return _hvd.DistributedGradientTape(tape, compression=comp)  # HVD
 
 
+def allreduce_gradients(grads, compression: str = "none") -> list:
+    """Average a list of gradients over ranks in one grouped ring-allreduce.
+
+    The same collective DistributedGradientTape issues; used where the gradient
+    computation is XLA-compiled, since Horovod's ops have no XLA kernels on CPU.
+    """
+    _require_init()
+    if not _hvd or _hvd.size() == 1:
+        return list(grads)
+    comp = _hvd.Compression.fp16 if compression == "fp16" else _hvd.Compression.none  # HVD
+    return _hvd.grouped_allreduce(list(grads), op=_hvd.Average, compression=comp)  # HVD
+
+
 def allreduce_mean(value, name: str | None = None):
     """Average a tensor (or Python number) over ranks."""
     _require_init()

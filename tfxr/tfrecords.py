@@ -69,6 +69,13 @@ def convert(args, argv: list[str]) -> int:
         raise sources.SourceError(f"--source {args.source}: no usable images found "
                                   f"({len(source.rejects)} rejected)")
     fractions = splitlib.parse_fractions(args.split_fractions)
+    if args.remap_splits:
+        remap = dict(_split_list(x) for x in args.remap_splits.split(","))
+        bad = [v for v in remap.values() if v not in ("train", "val", "test", "trainval")]
+        if bad:
+            raise sources.SourceError(f"--remap-splits: unknown target split(s) {bad}")
+        for it in source.items:
+            it.split = remap.get(it.split, it.split)
     assigned = splitlib.assign_splits(source.items, fractions, args.seed,
                                       use_official=not args.ignore_official_splits)
     plans = plan_shards(assigned, args.shards, args.seed, fmt=args.format)
@@ -149,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--split-fractions", default="0.7,0.1,0.2", help="train,val,test fractions of images")
     w.add_argument("--ignore-official-splits", action="store_true",
                    help="re-split patient-wise even where the data set has official splits")
+    w.add_argument("--remap-splits", metavar="OLD=NEW,...",
+                   help="rename official splits first, e.g. 'train=trainval,val=test' keeps the official "
+                        "val set untouched as test and carves a patient-wise val out of train")
     w.add_argument("--max-rejects", type=int, default=100,
                    help="exit 1 when more inputs than this are rejected (-1: no bound)")
     w.add_argument("--format", default="tfrecord", choices=["tfrecord", "raw"],

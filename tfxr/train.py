@@ -120,6 +120,9 @@ class Trainer:
         self.cfg, self.dist, self.tf = cfg, dist, tf
         dist.init()
         self.rank, self.world = dist.rank(), dist.size()
+        if cfg.deterministic and cfg.xla:
+            raise ConfigError("xla=true with deterministic=true: TensorFlow has no deterministic XLA "
+                              "MaxPool gradient; turn one of them off")
         if cfg.deterministic:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(cfg.seed)
@@ -146,7 +149,11 @@ class Trainer:
         self.state = {"epoch": 0, "global_step": 0, "lr_multiplier": 1.0, "best": None,
                       "best_epoch": None, "since_best": 0, "plateau_wait": 0, "history": []}
         self._offset_seed_states()
-        self._train_step = tf.function(self._step, reduce_retracing=True)
+        if cfg.xla:
+            self._grads = tf.function(self._local_grads, jit_compile=True, reduce_retracing=True)
+            self._train_step = tf.function(self._step_xla, reduce_retracing=True)
+        else:
+            self._train_step = tf.function(self._step, reduce_retracing=True)
         self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
     # ---- optimizer and learning rate
@@ -185,6 +192,20 @@ class Trainer:
             scaled = self.optimizer.scale_loss(loss)
         tape = self.dist.distributed_tape(tape, self.cfg.compression)   # HVD: ring-allreduce
         grads = tape.gradient(scaled, self._sources)
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        return loss
+
+    def _local_grads(self, x, y):
+        tf = self.tf
+        with tf.GradientTape() as tape:
+            loss = self.loss_fn(y, self.model(x, training=True))
+            scaled = self.optimizer.scale_loss(loss)
+        return loss, tape.gradient(scaled, self._sources)
+
+    def _step_xla(self, x, y):
+        """XLA variant: compiled forward/backward, then the same grouped allreduce."""
+        loss, grads = self._grads(x, y)
+        grads = self.dist.allreduce_gradients(grads, self.cfg.compression)   # HVD: ring-allreduce
         self.optimizer.apply(grads, self.model.trainable_variables)
         return loss
 

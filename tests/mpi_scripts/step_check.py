@@ -10,9 +10,12 @@ import numpy as np
 from tfxr.train import TrainConfig, Trainer
 
 data, out, mode = sys.argv[1:4]
+extra = dict(a.split("=", 1) for a in sys.argv[4:])   # e.g. xla=1 compression=fp16
 steps, per_rank = 4, 8
 cfg = TrainConfig(model="tb_cnn", data=data, out=out, batch_size=per_rank, lr=3e-3, lr_scaling=False,
-                  warmup_epochs=0, dropout=0.0, deterministic=True, seed=1)
+                  warmup_epochs=0, dropout=0.0, deterministic=extra.get("deterministic", "1") == "1", seed=1,
+                  xla=extra.get("xla") == "1", compression=extra.get("compression", "none"),
+                  optimizer=extra.get("optimizer", "adam"))
 tr = Trainer(cfg)
 tr.broadcast()
 rng = np.random.default_rng(7)
@@ -25,5 +28,5 @@ for s in range(steps):
         losses.append(tr.train_step(xs[s, r], ys[s, r]))
     else:
         losses.append(tr.train_step(xs[s].reshape(-1, 64, 64, 1), ys[s].reshape(-1, 1)))
-np.savez(f"{out}/weights-{mode}-{tr.rank}.npz", *[v.numpy() for v in tr.model.trainable_variables])
+np.savez(f"{out}/weights-{mode}{extra.get('tag', '')}-{tr.rank}.npz", *[v.numpy() for v in tr.model.trainable_variables])
 print("world", tr.world, "losses", losses)

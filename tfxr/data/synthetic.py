@@ -446,7 +446,7 @@ def _findings(seed: int, pid: int, task: str, prevalence: float, A: _Anatomy) ->
                 side = int(rng.integers(0, 2))
                 d = rng.uniform(0.02, 0.05) * 2.2  # diameter as a fraction of the width
                 (u, v), = _sample_in_lung(rng, A, side, (0.1, 0.85), margin=d, ctr=ctr)
-                clusters.append(_Cluster(0, ((1, u, v, 0.5 * d, float(rng.uniform(0.16, 0.24)), 0.0),)))
+                clusters.append(_Cluster(0, ((1, u, v, 0.5 * d, float(rng.uniform(0.20, 0.30)), 0.0),)))
         if labels[1]:  # Consolidation
             rng = np.random.default_rng([seed, _T_FINDINGS, pid, code, 1])
             side = int(rng.integers(0, 2))
