@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from tfxr.distributed import clean_launch_env, mpirun_command
+
 
 def _machine() -> dict:
     return {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -49,25 +51,17 @@ def _table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _mpirun(np_: int) -> list[str]:
-    cmd = ["mpirun", "-np", str(np_), "--oversubscribe", "--bind-to", "none"]
-    if os.geteuid() == 0:
-        cmd.insert(1, "--allow-run-as-root")
-    return cmd
-
-
 # --------------------------------------------------------------------------- convert
 def bench_convert(args, rest: list[str]) -> dict:
     rows, runs = [], []
     for np_ in args.np:
         for w in args.workers:
             out = tempfile.mkdtemp(prefix="tfxr-bench-")
-            cmd = [sys.executable, "-m", "tfxr.tfrecords", "write", *rest, "--out", out, "--workers", str(w),
-                   "--quiet", "--max-rejects", "-1"]
-            if np_ > 1:
-                cmd = _mpirun(np_) + cmd
+            argv = ["tfxr.tfrecords", "write", *rest, "--out", out, "--workers", str(w), "--quiet",
+                    "--max-rejects", "-1"]
+            cmd = mpirun_command(np_, argv) if np_ > 1 else [sys.executable, "-m", *argv]
             t0 = time.perf_counter()
-            r = subprocess.run(cmd, capture_output=True, text=True)
+            r = subprocess.run(cmd, capture_output=True, text=True, env=clean_launch_env())
             dt = time.perf_counter() - t0
             if r.returncode != 0:
                 raise SystemExit(f"conversion failed ({' '.join(cmd)}):\n{r.stderr[-3000:]}")
@@ -139,12 +133,11 @@ def _train_worker(args) -> None:
 def bench_train(args) -> dict:
     runs = []
     for np_ in args.np:
-        cmd = [sys.executable, "-m", "tfxr.benchmark", "_train_worker", "--data", args.data, "--model", args.model,
-               "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--image-size", str(args.image_size)]
-        if np_ > 1:
-            cmd = _mpirun(np_) + cmd
-        r = subprocess.run(cmd, capture_output=True, text=True)
+        argv = ["tfxr.benchmark", "_train_worker", "--data", args.data, "--model", args.model,
+                "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
+                "--image-size", str(args.image_size)]
+        cmd = mpirun_command(np_, argv) if np_ > 1 else [sys.executable, "-m", *argv]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=clean_launch_env())
         if r.returncode != 0:
             raise SystemExit(f"training benchmark failed ({' '.join(cmd)}):\n{r.stderr[-3000:]}")
         line = [ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1]

@@ -41,6 +41,39 @@ def mpi_comm():
     return MPI.COMM_WORLD
 
 
+_LAUNCH_PREFIXES = ("OMPI_", "PMIX_", "PMI_", "OPAL_", "HOROVOD_", "MV2_", "HYDRA_")
+
+
+def clean_launch_env(env=None) -> dict:
+    """The environment for starting a new MPI job from this process.
+
+    After hvd.init() a process is an MPI singleton whose C-level environment carries
+    OMPI_/PMIX_ variables; an mpirun started with them believes it is already inside a
+    job and fails.  Python's os.environ snapshot never saw them; drop them anyway.
+    """
+    env = dict(os.environ if env is None else env)
+    return {k: v for k, v in env.items() if not k.startswith(_LAUNCH_PREFIXES)}
+
+
+def mpirun_command(np_: int, argv: list[str], python: str | None = None) -> list[str]:
+    """``mpirun -np N python -m ...`` with the flags a workstation or root container needs."""
+    import sys
+
+    cmd = ["mpirun", "-np", str(np_), "--oversubscribe", "--bind-to", "none"]
+    if os.geteuid() == 0:
+        cmd.append("--allow-run-as-root")
+    return cmd + [python or sys.executable, "-m", *argv]
+
+
+def launch(np_: int, argv: list[str], **kw):
+    """Run ``python -m argv...`` on np_ ranks (e.g. from a notebook); returns CompletedProcess."""
+    import subprocess
+
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    return subprocess.run(mpirun_command(np_, argv), env=clean_launch_env(kw.pop("env", None)), **kw)
+
+
 def init(pin_gpu: bool = True) -> None:
     """Initialise Horovod (or single-process mode) and pin one GPU per local rank."""
     global _hvd, _initialized

@@ -361,7 +361,8 @@ class _Findings:
     ctr: float
 
 
-def _sample_in_lung(rng, A: _Anatomy, side: int, t_range, margin: float, n: int = 1, ctr: float | None = None):
+def _sample_in_lung(rng, A: _Anatomy, side: int, t_range, margin: float, n: int = 1,
+                    ctr: float | None = None):
     """Points inside the (expiration) lung field within a band of relative height t."""
     medial, lateral, hwb, cb, apex, cp = _lung_geom(A, side, -1.0)
     s = -1.0 if side == 0 else 1.0
@@ -375,7 +376,8 @@ def _sample_in_lung(rng, A: _Anatomy, side: int, t_range, margin: float, n: int 
         du = np.array([0, margin, -margin, 0, 0], dtype=np.float32)
         dv = np.array([0, 0, 0, margin, -margin], dtype=np.float32)
         m = _lung_mask(A, side, u + du, v + dv, insp=-1.0)
-        if m.min() > 0.9 and _heart_mask(A, A.ctr if ctr is None else ctr, np.float32(u), np.float32(v)) < 0.05:
+        heart = _heart_mask(A, A.ctr if ctr is None else ctr, np.float32(u), np.float32(v))
+        if m.min() > 0.9 and heart < 0.05:
             out.append((float(u), float(v)))
             if len(out) == n:
                 break
@@ -395,7 +397,8 @@ def _cluster_around(rng, A, side, cu, cv, label, n_range, r_range, spread, amp_r
                 break
         else:
             u, v = cu, cv
-        lesions.append((kind, float(u), float(v), float(rng.uniform(*r_range)), float(rng.uniform(*amp_range)), 0.0))
+        r, amp = float(rng.uniform(*r_range)), float(rng.uniform(*amp_range))
+        lesions.append((kind, float(u), float(v), r, amp, 0.0))
     return _Cluster(label, tuple(lesions))
 
 
@@ -573,7 +576,8 @@ def _texture(seed: int, pid: int, grid: int = 112) -> np.ndarray:
     fx = gx - x0
     fy = gy - y0
     flat = np.zeros(grid * grid)
-    for dy, dx, wt in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+    corners = ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy))
+    for dy, dx, wt in corners:
         flat += np.bincount((y0 + dy) * grid + x0 + dx, weights=w * wt, minlength=grid * grid)
     g = gaussian_blur(flat.reshape(grid, grid).astype(np.float32), 0.7)
     g /= max(float(g.max()), 1e-6)
@@ -623,11 +627,13 @@ def _ribs(A: _Anatomy, insp: float, u, v, lo_d: float, hi_d: float, posterior: b
     inside = (f < 1.0) & (k >= 0) & (k < A.n_ribs)
     fc = np.clip(f, 0.0, 1.0)
     band = np.sin(np.pi * fc)
-    prof = np.where(inside, np.sqrt(np.maximum(band, 0.0)) * (0.75 + 0.25 * (1.0 - band)), 0.0)  # bright cortex
+    # a bone band with a brighter cortex at its edges
+    prof = np.where(inside, np.sqrt(np.maximum(band, 0.0)) * (0.75 + 0.25 * (1.0 - band)), 0.0)
     return prof * _smooth(d - lo_d, 0.04) * _smooth(hi_d - d, 0.04)
 
 
-def _render(seed: int, index: int, size: int, task: str, prevalence: float, findings: bool = True) -> np.ndarray:
+def _render(seed: int, index: int, size: int, task: str, prevalence: float,
+            findings: bool = True) -> np.ndarray:
     pid, A, F = _patient_state(seed, index, task, prevalence)
     V = _view(seed, index)
     size = int(size)
@@ -702,8 +708,10 @@ def _render(seed: int, index: int, size: int, task: str, prevalence: float, find
     D = D + ribs * body * (0.025 + 0.07 * np.clip(lungs, 0.0, 1.0)) * (1.0 - 0.5 * heart)
     for s in (-1.0, 1.0):
         d = s * u
-        cv = A.clav_v - A.clav_slope * (d - 0.08) + 0.012 * np.sin(np.pi * np.clip((d - 0.08) / 0.55, 0, 1) * 2)
-        cl = _smooth(0.026 + 0.012 * d - np.abs(v - cv), 0.014) * _smooth(d - 0.07, 0.04) * _smooth(0.66 - d, 0.08)
+        x = np.clip((d - 0.08) / 0.55, 0.0, 1.0)
+        cv = A.clav_v - A.clav_slope * (d - 0.08) + 0.012 * np.sin(2.0 * np.pi * x)  # gentle S
+        cl = _smooth(0.026 + 0.012 * d - np.abs(v - cv), 0.014) * _smooth(d - 0.07, 0.04)
+        cl = cl * _smooth(0.66 - d, 0.08)
         D = D + 0.09 * cl
 
     # --- findings (clipped to the lung fields)
@@ -741,7 +749,8 @@ def _add_lesion(L, V, u, v, size, kind, lu, lv, r, amp, extra):
     if kind in (0, 3):
         L[y0:y1, x0:x1] += amp * np.exp(-0.5 * (rr / r) ** 2)
     elif kind == 1:
-        L[y0:y1, x0:x1] += amp * _smooth(r - rr, 0.35 * r) * (0.8 + 0.2 * np.sqrt(np.clip(1 - (rr / r) ** 2, 0, 1)))
+        dome = np.sqrt(np.clip(1 - (rr / r) ** 2, 0, 1))
+        L[y0:y1, x0:x1] += amp * _smooth(r - rr, 0.35 * r) * (0.8 + 0.2 * dome)
     else:
         wall = np.exp(-0.5 * ((rr - r) / extra) ** 2)
         L[y0:y1, x0:x1] += amp * wall - 0.05 * _smooth(r - extra - rr, extra)
