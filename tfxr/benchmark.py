@@ -23,8 +23,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 from tfxr.distributed import clean_launch_env, mpirun_command
 
 

@@ -167,7 +167,7 @@ def test_tb_cnn_structure_params_flops(size, channels, n):
     model = build_tb_cnn(input_shape=(size, size, channels), num_outputs=n)
     layers = weighted_layers(model)
     assert [layer.name for layer in layers] == [
-        "conv1_16", "pool1", "conv2_32", "pool2", "conv3_64", "pool3", "flatten", "dropout", "tb_probability",
+        "standardize", "conv1_16", "pool1", "conv2_32", "pool2", "conv3_64", "pool3", "flatten", "dropout", "tb_probability",
     ]
     convs = [layer for layer in layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.filters for c in convs] == [16, 32, 64]
@@ -186,6 +186,24 @@ def test_tb_cnn_structure_params_flops(size, channels, n):
     assert_probabilities(model, (size, size, channels), n)
 
 
+@pytest.mark.parametrize("builder", [build_tb_cnn, build_pneumonia_cnn])
+def test_per_image_standardization(builder, tmp_path):
+    """The CNNs see each image standardised: invariant to exposure (a*x + b), optional."""
+    model = builder(input_shape=(32, 32, 1))
+    std_layer = model.get_layer("standardize")
+    x = np.random.default_rng(0).random((3, 32, 32, 1)).astype("float32")
+    z = np.asarray(std_layer(x))
+    np.testing.assert_allclose(z.mean(axis=(1, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(z.std(axis=(1, 2, 3)), 1, atol=1e-3)
+    np.testing.assert_allclose(model.predict(x, verbose=0), model.predict(0.3 * x + 0.5, verbose=0), atol=1e-4)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    again = keras.models.load_model(path)
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    plain = builder(input_shape=(32, 32, 1), standardize=False)
+    assert "standardize" not in [layer.name for layer in plain.layers]
+
+
 def test_tb_cnn_hand_numbers_at_128():
     model = build_tb_cnn()
     assert model.input_shape == (None, 128, 128, 1)
@@ -202,7 +220,7 @@ def test_pneumonia_cnn_structure_params_flops(size, channels, n):
     model = build_pneumonia_cnn(input_shape=(size, size, channels), num_outputs=n)
     layers = weighted_layers(model)
     assert [layer.name for layer in layers] == [
-        "conv1_32", "pool1", "conv2_64", "pool2", "flatten", "fc1_128", "dropout", "pneumonia_probability",
+        "standardize", "conv1_32", "pool1", "conv2_64", "pool2", "flatten", "fc1_128", "dropout", "pneumonia_probability",
     ]
     convs = [layer for layer in layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.filters for c in convs] == [32, 64]

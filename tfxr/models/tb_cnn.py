@@ -3,6 +3,7 @@
 Architecture (one block per row, layer names in brackets)::
 
     image (H, W, C)                                          [image]
+    per-image standardisation (optional, default on)         [standardize]
     Conv2D 16, 3x3, ReLU, same  -> MaxPooling2D 2            [conv1_16, pool1]
     Conv2D 32, 3x3, ReLU, same  -> MaxPooling2D 2            [conv2_32, pool2]
     Conv2D 64, 3x3, ReLU, same  -> MaxPooling2D 2            [conv3_64, pool3]
@@ -19,6 +20,7 @@ from typing import Sequence
 import keras
 
 from ._common import check_head, check_input_shape
+from .layers import PerImageStandardization
 
 FILTERS = (16, 32, 64)
 
@@ -28,6 +30,7 @@ def build_tb_cnn(
     num_outputs: int = 1,
     dropout: float = 0.5,
     name: str = "tb_cnn",
+    standardize: bool = True,
 ) -> keras.Model:
     """Build the 3-conv-layer TB classifier; outputs are sigmoid probabilities in [0, 1].
 
@@ -38,7 +41,7 @@ def build_tb_cnn(
     check_head(num_outputs, dropout, model=name)
 
     inputs = keras.Input(shape=shape, name="image")
-    x = inputs
+    x = PerImageStandardization(name="standardize")(inputs) if standardize else inputs
     for i, filters in enumerate(FILTERS, start=1):
         x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}_{filters}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
