@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from tfxr.data import sources, splits as splitlib
 from tfxr.data.tfrecord import (ShardWriter, build_manifest, plan_shards, read_manifest,
@@ -64,6 +65,7 @@ def _split_list(text: str) -> tuple[str, str]:
 def convert(args, argv: list[str]) -> int:
     comm = mpi_comm()
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
+    t0 = time.perf_counter()
     source = load_source(args)
     if not source.items:
         raise sources.SourceError(f"--source {args.source}: no usable images found "
@@ -99,13 +101,19 @@ def convert(args, argv: list[str]) -> int:
     manifest = build_manifest(source, results, image_size=args.image_size, seed=args.seed,
                               fractions=fractions, command=["python", "-m", "tfxr.tfrecords", *argv],
                               fmt=args.format, source_rejects=source.rejects)
+    seconds = time.perf_counter() - t0
+    n_in = len(source.items)
+    manifest["conversion"] = {"seconds": round(seconds, 3), "images": n_in,
+                              "images_per_s": round(n_in / seconds, 2), "ranks": size,
+                              "workers_per_rank": args.workers, "shards_reused": sum(r.reused for r in results)}
     path = write_manifest(args.out, manifest)
     for r in source.rejects:
         print(f"tfxr: rejected {r.file}: {r.reason}", file=sys.stderr)
     reused = sum(r.reused for r in results)
     n_rej = len(manifest["rejected"])
     print(f"tfxr: wrote {path}: " + ", ".join(f"{k} {v['count']}" for k, v in manifest["splits"].items())
-          + f"; {n_rej} rejected" + (f"; {reused} shards reused from an earlier run" if reused else ""),
+          + f"; {n_rej} rejected" + (f"; {reused} shards reused from an earlier run" if reused else "")
+          + f"; {seconds:.1f} s ({n_in / seconds:.1f} images/s)",
           file=sys.stderr)
     if args.max_rejects >= 0 and n_rej > args.max_rejects:
         print(f"tfxr: error: {n_rej} rejected inputs exceed --max-rejects {args.max_rejects} "
