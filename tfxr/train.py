@@ -236,16 +236,10 @@ class Trainer:
                              repeat_steps=steps)
 
     def steps_per_epoch(self) -> int:
-        from tfxr.data.pipeline import rank_assignment, split_files
+        from tfxr.data.pipeline import split_steps
 
-        if self.cfg.steps_per_epoch:
-            return self.cfg.steps_per_epoch
-        files = split_files(self.cfg.data, "train", self.manifest)
-        if self.manifest.get("format") == "raw":
-            total = self.manifest["splits"]["train"]["count"]
-            return max(1, (total // self.world) // self.cfg.batch_size)
-        counts = [rank_assignment(files, r, self.world)[2] for r in range(self.world)]
-        return max(1, min(counts) // self.cfg.batch_size)
+        return self.cfg.steps_per_epoch or split_steps(self.cfg.data, "train", self.manifest,
+                                                       self.cfg.batch_size, self.world)
 
     def predict(self, split: str):
         """Predictions and labels of a whole split, gathered from every rank (same on all)."""

@@ -56,6 +56,14 @@ def steps_per_epoch(files: list[tuple[str, int]], batch_size: int, world: int) -
     return max(1, min(counts) // batch_size)
 
 
+def split_steps(data_dir: str, split: str, manifest: dict, batch_size: int, world: int) -> int:
+    """Training steps per epoch for a split, TFRecord or raw index alike."""
+    if manifest.get("format", "tfrecord") == "raw":   # one index file, sharded by record
+        total = int(manifest["splits"][split]["count"])
+        return max(1, (total // world) // batch_size)
+    return steps_per_epoch(split_files(data_dir, split, manifest), batch_size, world)
+
+
 # --------------------------------------------------------------------------- decoding
 def _grey(image: tf.Tensor) -> tf.Tensor:
     """HxWxC (C in 1..4) float -> HxWx1 grey."""
@@ -147,13 +155,11 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
             ds = ds.shuffle(max(1, len(paths)), seed=ep_seed, reshuffle_each_iteration=True)
         ds = ds.map(_parse_raw(size), num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic or not training)
         n_mine = len(range(rank, len(paths), world))
-        steps = max(1, min(len(range(r, len(paths), world)) for r in range(world)) // cfg.batch_size)
     else:
         mine, record_level, n_mine = rank_assignment(files, rank, world)
         ds = _tfrecord_records(mine, record_level, rank, world, cfg, training, ep_seed)
         ds = ds.map(_parse_tfrecord(nl, stored, size), num_parallel_calls=AUTOTUNE,
                     deterministic=cfg.deterministic or not training)
-        steps = steps_per_epoch(files, cfg.batch_size, world)
     if cfg.cache:
         ds = ds.cache()
     if training:
@@ -177,7 +183,7 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
     ds = ds.enumerate().map(finish, num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic or not training)
     ds = ds.batch(cfg.batch_size, drop_remainder=training)
     if training:
-        ds = ds.take(repeat_steps or steps)
+        ds = ds.take(repeat_steps or split_steps(data_dir, split, manifest, cfg.batch_size, world))
     opts = tf.data.Options()
     opts.deterministic = cfg.deterministic
     opts.experimental_optimization.map_parallelization = True
