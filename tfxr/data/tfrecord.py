@@ -215,55 +215,39 @@ class ShardWriter:
                 res = ShardResult(**{k: v for k, v in st.items() if k != "plan_hash"})
                 res.reused = True
                 return res
-        rejects, label_counts, patients, kept = [], np.zeros(self.num_labels), set(), 0
+        tally = _Tally(self.num_labels, self.progress)
         fd, tmp = tempfile.mkstemp(prefix=f".{plan.name}.", suffix=".tmp", dir=self.out)
         os.close(fd)
         try:
             mode = "raw" if self.fmt == "raw" else "tfrecord"
             results = self._map(_prepare, [(it.image, self.size, mode) for it in plan.items])
+            good = tally.accepted(plan.items, results)
             if self.fmt == "raw":
-                kept = self._write_raw(tmp, plan, results, rejects, label_counts, patients)
+                self._write_raw(tmp, good)
             else:
                 import tensorflow as tf
 
                 with tf.io.TFRecordWriter(tmp) as w:
-                    for it, (ok, payload) in zip(plan.items, results):
-                        if self.progress:
-                            self.progress(1)
-                        if not ok:
-                            rejects.append({"file": _ref_name(it), "reason": payload})
-                            print(f"tfxr: rejected {_ref_name(it)}: {payload}", file=sys.stderr)
-                            continue
-                        w.write(make_example(payload, self.size, it.labels, it.image_id,
+                    for it, png in good:
+                        w.write(make_example(png, self.size, it.labels, it.image_id,
                                              it.patient_id, it.boxes, it.origin))
-                        label_counts += np.asarray(it.labels, dtype=float)
-                        patients.add(it.patient_id)
-                        kept += 1
             os.replace(tmp, final)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        res = ShardResult(plan.name, plan.split, kept, _sha256_file(final), rejects,
-                          label_counts.tolist(), sorted(patients))
+        res = ShardResult(plan.name, plan.split, tally.kept, _sha256_file(final), tally.rejects,
+                          tally.label_counts.tolist(), sorted(tally.patients))
         os.makedirs(os.path.dirname(state_path), exist_ok=True)
         _atomic_write_text(state_path, json.dumps({**res.__dict__, "plan_hash": phash}))
         return res
 
-    def _write_raw(self, tmp, plan, results, rejects, label_counts, patients) -> int:
+    def _write_raw(self, tmp, good) -> None:
         """Raw-image index: a CSV of file paths; in-memory images are saved as PNG files."""
         img_dir = os.path.join(self.out, "images")
         os.makedirs(img_dir, exist_ok=True)
-        kept = 0
         with open(tmp, "w") as fh:
             fh.write("path,image_id,patient_id,origin,labels\n")
-            for it, (ok, payload) in zip(plan.items, results):
-                if self.progress:
-                    self.progress(1)
-                if not ok:
-                    rejects.append({"file": _ref_name(it), "reason": payload})
-                    print(f"tfxr: rejected {_ref_name(it)}: {payload}", file=sys.stderr)
-                    continue
-                _shape, png = payload
+            for it, (_shape, png) in good:
                 if png is None:
                     path = os.path.abspath(it.image)
                 else:
@@ -273,10 +257,30 @@ class ShardWriter:
                     path = os.path.abspath(path)
                 fh.write(f"{path},{it.image_id},{it.patient_id},{it.origin},"
                          f"{' '.join(repr(float(x)) for x in it.labels)}\n")
-                label_counts += np.asarray(it.labels, dtype=float)
-                patients.add(it.patient_id)
-                kept += 1
-        return kept
+
+
+class _Tally:
+    """Counts what goes into a shard and reports what is rejected (file and reason)."""
+
+    def __init__(self, num_labels: int, progress=None):
+        self.rejects: list[dict] = []
+        self.label_counts = np.zeros(num_labels)
+        self.patients: set[str] = set()
+        self.kept = 0
+        self.progress = progress
+
+    def accepted(self, items, results):
+        for it, (ok, payload) in zip(items, results):
+            if self.progress:
+                self.progress(1)
+            if not ok:
+                self.rejects.append({"file": _ref_name(it), "reason": payload})
+                print(f"tfxr: rejected {_ref_name(it)}: {payload}", file=sys.stderr)
+                continue
+            self.label_counts += np.asarray(it.labels, dtype=float)
+            self.patients.add(it.patient_id)
+            self.kept += 1
+            yield it, payload
 
 
 def _atomic_write_bytes(path: str, data: bytes) -> None:
