@@ -137,3 +137,15 @@ def test_tb_cnn_learns_the_synthetic_phantoms(tmp_path):
     losses = [h["train_loss"] for h in hist]
     assert np.mean(losses[-3:]) < losses[0] - 0.05
     assert max(h["val_mean_auroc"] for h in hist) > 0.8
+
+
+def test_mixed_precision_run(synthetic_tfrec, tmp_path):
+    """bf16 mixed precision on CPU trains and writes a float32-output model."""
+    out = tmp_path / "mp"
+    _train(synthetic_tfrec, out, "--epochs", "1", "--set", "mixed_precision=true")
+    import keras
+
+    m = keras.models.load_model(out / "final.keras")
+    assert m.get_layer("conv1_16").dtype_policy.name == "mixed_bfloat16"
+    assert m.output.dtype == "float32"
+    assert json.loads((out / "history.json").read_text())[0]["train_loss"] > 0

@@ -70,6 +70,8 @@ def resolve_model_path(path: str) -> str:
 def load_model(path: str):
     import keras
 
+    import tfxr.models.layers  # noqa: F401 - registers tfxr's custom layers for deserialisation
+
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - report any unloadable file plainly

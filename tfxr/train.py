@@ -184,22 +184,23 @@ class Trainer:
         return max(lr, self.cfg.min_lr)
 
     # ---- the distributed step
+    def _forward(self, tape, x, y):
+        with tape:
+            loss = self.loss_fn(y, self.model(x, training=True))
+            scaled = self.optimizer.scale_loss(loss)   # loss scaling under mixed_float16
+        return loss, scaled
+
     def _step(self, x, y):
-        tf = self.tf
-        with tf.GradientTape() as tape:
-            probs = self.model(x, training=True)
-            loss = self.loss_fn(y, probs)
-            scaled = self.optimizer.scale_loss(loss)
+        tape = self.tf.GradientTape()
+        loss, scaled = self._forward(tape, x, y)
         tape = self.dist.distributed_tape(tape, self.cfg.compression)   # HVD: ring-allreduce
         grads = tape.gradient(scaled, self._sources)
         self.optimizer.apply(grads, self.model.trainable_variables)
         return loss
 
     def _local_grads(self, x, y):
-        tf = self.tf
-        with tf.GradientTape() as tape:
-            loss = self.loss_fn(y, self.model(x, training=True))
-            scaled = self.optimizer.scale_loss(loss)
+        tape = self.tf.GradientTape()
+        loss, scaled = self._forward(tape, x, y)
         return loss, tape.gradient(scaled, self._sources)
 
     def _step_xla(self, x, y):
