@@ -109,6 +109,12 @@ def test_cli_errors_are_clear(tmp_path):
     assert r.returncode == 2 and "'resnet9000': unknown" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_bad_weights_file_is_a_clear_cli_error(synthetic_tfrec, tmp_path):
+    r = tfxr("tfxr.train", "--model", "chexnet", "--weights", str(tmp_path / "nope.weights.h5"), "--data",
+             str(synthetic_tfrec), "--out", str(tmp_path / "o"), "--epochs", "1", check=False)
+    assert r.returncode == 2 and "nope.weights.h5" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_evaluate_writes_metrics_and_roc(synthetic_tfrec, tmp_path):
     out = tmp_path / "run"
     _train(synthetic_tfrec, out, "--epochs", "1")

@@ -136,8 +136,11 @@ class Trainer:
                                    channels=cfg.channels, shuffle_buffer=cfg.shuffle_buffer,
                                    cache=cfg.cache, deterministic=cfg.deterministic, augment=cfg.augment)
         extra = {"weights": cfg.weights} if cfg.model == "chexnet" else {}
-        self.model = build_model(cfg.model, self.image_size, channels=cfg.channels,
-                                 num_outputs=len(self.label_names), dropout=cfg.dropout, **extra)
+        try:
+            self.model = build_model(cfg.model, self.image_size, channels=cfg.channels,
+                                     num_outputs=len(self.label_names), dropout=cfg.dropout, **extra)
+        except (RuntimeError, ValueError, FileNotFoundError) as e:   # bad weights file, offline, sizes
+            raise ConfigError(f"cannot build --model {cfg.model}: {e}") from None
         pos, total = label_counts(self.manifest, "train")
         self.pos_weight, self.neg_weight = class_weights(pos, total, cfg.class_weighting)
         self.loss_fn = weighted_bce(self.pos_weight, self.neg_weight)
