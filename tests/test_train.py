@@ -127,6 +127,14 @@ def test_evaluate_writes_metrics_and_roc(synthetic_tfrec, tmp_path):
     assert 0 <= tb["auroc"] <= 1 and tb["auroc_ci95"][0] <= tb["auroc"] <= tb["auroc_ci95"][1]
     assert "mean AUROC" in r.stdout
     assert not math.isnan(tb["at_youden"]["sensitivity"])
+    # under mpirun -np 2 each rank predicts half; the gathered result is the same evaluation
+    tfxr("tfxr.evaluate", "--model", str(out), "--data", str(synthetic_tfrec), "--split", "test",
+         "--set", "bootstrap=50", "--out", str(tmp_path / "ev2"), np=2)
+    m2 = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
+    assert m2["images"] == m["images"]
+    assert m2["labels"]["Tuberculosis"]["auroc"] == pytest.approx(tb["auroc"], abs=1e-9)
+    rows = lambda p: sorted((p / "predictions.csv").read_text().splitlines())  # noqa: E731
+    assert rows(tmp_path / "ev2") == rows(out / "eval-test")
 
 
 @pytest.mark.slow
