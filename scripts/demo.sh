@@ -16,7 +16,7 @@ MPIRUN=(mpirun -np "$NP" --oversubscribe --bind-to none)
 echo "== 1/3 synthetic data -> $OUT/data (TFRecords, 128 px)"
 "$PYTHON" -m tfxr.tfrecords write --source synthetic --num-images "$IMAGES" --image-size 128 \
     --shards 4 --workers 2 --out "$OUT/data"
-"$PYTHON" -m tfxr.data.stats "$OUT/data"
+"$PYTHON" -m tfxr.data.stats "$OUT/data" --grid "$OUT/data_samples.png"
 
 echo "== 2/3 train tb_cnn with Horovod: ${MPIRUN[*]} python -m tfxr.train"
 "${MPIRUN[@]}" "$PYTHON" -m tfxr.train --model tb_cnn --data "$OUT/data" --out "$OUT/run" \
@@ -24,4 +24,5 @@ echo "== 2/3 train tb_cnn with Horovod: ${MPIRUN[*]} python -m tfxr.train"
 
 echo "== 3/3 evaluate on the test split"
 "$PYTHON" -m tfxr.evaluate --model "$OUT/run" --data "$OUT/data" --split test
-echo "demo done: $OUT/run (model, history.json, TensorBoard logs), $OUT/run/eval-test/roc.png"
+echo "demo done: $OUT/data_samples.png (sample images), $OUT/run (model, history.json, TensorBoard logs),"
+echo "           $OUT/run/eval-test/roc.png and metrics.json"

@@ -200,7 +200,12 @@ def test_changed_input_invalidates_reused_shard(tmp_path):
 
 
 def test_stats_prints_prevalence_and_zero_overlap(synthetic_tfrec, tmp_path):
-    r = tfxr("tfxr.data.stats", str(synthetic_tfrec), "--json", str(tmp_path / "s.json"))
+    r = tfxr("tfxr.data.stats", str(synthetic_tfrec), "--json", str(tmp_path / "s.json"), "--grid",
+             str(tmp_path / "grid.png"))
+    from PIL import Image as _Image
+
+    with _Image.open(tmp_path / "grid.png") as g:
+        assert g.size[0] > 600 and g.size[1] > 300
     assert "Tuberculosis" in r.stdout and "patient overlap: test&train 0, test&val 0, train&val 0" in r.stdout
     s = json.loads((tmp_path / "s.json").read_text())
     m = read_manifest(str(synthetic_tfrec))

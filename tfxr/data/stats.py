@@ -48,10 +48,51 @@ def prevalence_table(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+def sample_grid(data_dir: str, manifest: dict, path: str, per_split: int = 8) -> str:
+    """PNG grid of the first images of each split with their labels and boxes (a visual check)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.patches as patches
+    import matplotlib.pyplot as plt
+    import tensorflow as tf
+
+    from tfxr.data.tfrecord import feature_spec
+
+    if manifest.get("format") == "raw":
+        raise ValueError("--grid reads TFRecord directories (a raw index has the original files)")
+    names = manifest["label_names"]
+    splits = [s for s in ("train", "val", "test") if s in manifest["splits"]]
+    fig, axes = plt.subplots(len(splits), per_split, figsize=(1.9 * per_split, 2.2 * len(splits)), dpi=100,
+                             squeeze=False)
+    spec = feature_spec(len(names))
+    for row, split in enumerate(splits):
+        files = [os.path.join(data_dir, s["file"]) for s in manifest["splits"][split]["shards"]]
+        ds = tf.data.TFRecordDataset(files).take(per_split).map(lambda r: tf.io.parse_single_example(r, spec))
+        for col in range(per_split):
+            axes[row, col].axis("off")
+        for col, ex in enumerate(ds):
+            ax = axes[row, col]
+            img = tf.io.decode_png(ex["image/encoded"]).numpy()[..., 0]
+            ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+            h, w = img.shape
+            for lab, x0, y0, x1, y1 in zip(*(tf.sparse.to_dense(ex[k]).numpy() for k in
+                                             ("bbox/label", "bbox/xmin", "bbox/ymin", "bbox/xmax", "bbox/ymax"))):
+                ax.add_patch(patches.Rectangle((x0 * w, y0 * h), (x1 - x0) * w, (y1 - y0) * h, fill=False,
+                                               edgecolor="red", lw=1))
+            pos = [n for n, v in zip(names, ex["labels"].numpy()) if v >= 0.5]
+            ax.set_title(f"{split}: " + (", ".join(pos) if pos else "no finding"), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tfxr.data.stats", description=__doc__)
     p.add_argument("data_dir")
     p.add_argument("--json", help="also write the numbers to this JSON file")
+    p.add_argument("--grid", metavar="PNG", help="also write a grid of sample images (labels, boxes) as PNG")
     args = p.parse_args(argv)
     try:
         m = read_manifest(args.data_dir)
@@ -63,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     print(prevalence_table(m))
     overlap = patient_overlap(split_patients(args.data_dir, m))
     print("patient overlap: " + ", ".join(f"{k} {v}" for k, v in overlap.items()))
+    if args.grid:
+        print(f"wrote {sample_grid(args.data_dir, m, args.grid)}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"prevalence": {s: m["splits"][s]["prevalence"] for s in m["splits"]},
