@@ -32,7 +32,7 @@ class SourceError(ValueError):
 
 
 def _open_text(path: str):
-    if not os.path.isfile(path):
+    if not os.path.exists(path) or os.path.isdir(path):   # exists: /dev/fd/N from <(...) works too
         raise SourceError(f"{path}: no such file")
     return gzip.open(path, "rt", newline="") if path.endswith(".gz") else open(path, newline="")
 
