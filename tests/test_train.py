@@ -163,3 +163,11 @@ def test_mixed_precision_run(synthetic_tfrec, tmp_path):
     assert m.get_layer("conv1_16").dtype_policy.name == "mixed_bfloat16"
     assert m.output.dtype == "float32"
     assert json.loads((out / "history.json").read_text())[0]["train_loss"] > 0
+
+
+@pytest.mark.parametrize("name", ["chexnet_nih", "tb_cnn", "pneumoniamnist"])
+def test_shipped_configs_parse(name):
+    from tests.conftest import REPO
+
+    cfg, _ = parse_config(TrainConfig, ["--config", str(REPO / "configs" / f"{name}.yaml")], "t")
+    assert cfg.model in ("chexnet", "tb_cnn", "pneumonia_cnn") and cfg.epochs > 0
