@@ -79,7 +79,8 @@ def convert(args, argv: list[str]) -> int:
         for it in source.items:
             it.split = remap.get(it.split, it.split)
     assigned = splitlib.assign_splits(source.items, fractions, args.seed,
-                                      use_official=not args.ignore_official_splits)
+                                      use_official=not args.ignore_official_splits,
+                                      stratify=not args.no_stratify)
     plans = plan_shards(assigned, args.shards, args.seed, fmt=args.format)
     os.makedirs(args.out, exist_ok=True)
     mine = plans[rank::size]
@@ -164,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--split-fractions", default="0.7,0.1,0.2", help="train,val,test fractions of images")
     w.add_argument("--ignore-official-splits", action="store_true",
                    help="re-split patient-wise even where the data set has official splits")
+    w.add_argument("--no-stratify", action="store_true",
+                   help="do not balance label signatures across splits (patient-wise either way)")
     w.add_argument("--remap-splits", metavar="OLD=NEW,...",
                    help="rename official splits first, e.g. 'train=trainval,val=test' keeps the official "
                         "val set untouched as test and carves a patient-wise val out of train")

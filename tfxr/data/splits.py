@@ -36,13 +36,36 @@ def _assign(patients: dict[str, int], names: tuple[str, ...], fractions: tuple[f
     return out
 
 
+def _strata(items: list[Item]) -> dict[str, tuple]:
+    """Each patient's label signature: which labels any of their images has (<= 4 labels),
+    or just whether any finding is present (more labels)."""
+    sig: dict[str, np.ndarray] = {}
+    for it in items:
+        lab = np.asarray(it.labels, float) >= 0.5
+        sig[it.patient_id] = sig[it.patient_id] | lab if it.patient_id in sig else lab
+    return {p: (tuple(v.tolist()) if len(v) <= 4 else (bool(v.any()),)) for p, v in sig.items()}
+
+
+def _assign_stratified(patients: dict[str, int], strata: dict[str, tuple], names, fractions,
+                       seed: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    groups: dict[tuple, dict[str, int]] = defaultdict(dict)
+    for pid, n in patients.items():
+        groups[strata.get(pid, ())][pid] = n
+    for k, key in enumerate(sorted(groups)):
+        out.update(_assign(groups[key], names, fractions, seed * 1000 + k))
+    return out
+
+
 def assign_splits(items: list[Item], fractions=DEFAULT_FRACTIONS, seed: int = 0,
-                  use_official: bool = True) -> dict[str, list[Item]]:
+                  use_official: bool = True, stratify: bool = True) -> dict[str, list[Item]]:
     """Split items so that no patient appears in two splits.
 
     Items with an official split ('train'/'val'/'test') keep it when ``use_official``;
     'trainval' items are divided into train and val in the ratio of the first two
-    fractions; items without one are divided by all three fractions.
+    fractions; items without one are divided by all three fractions.  With ``stratify``
+    patients are assigned within groups of equal label signature, so small data sets get
+    the same prevalence in every split.
     """
     fractions = tuple(fractions)
     out: dict[str, list[Item]] = {s: [] for s in SPLITS}
@@ -52,13 +75,14 @@ def assign_splits(items: list[Item], fractions=DEFAULT_FRACTIONS, seed: int = 0,
         if official in SPLITS:
             continue
         pending["trainval" if official == "trainval" else "all"][it.patient_id] += 1
+    strata = _strata(items) if stratify else {}
     pat_split = {}
     if pending["all"]:
-        pat_split.update(_assign(pending["all"], SPLITS, fractions, seed))
+        pat_split.update(_assign_stratified(pending["all"], strata, SPLITS, fractions, seed))
     if pending["trainval"]:
         tv = fractions[0] + fractions[1]
         tv_fr = (fractions[0] / tv, fractions[1] / tv) if tv > 0 else (1.0, 0.0)
-        tv_assign = _assign(pending["trainval"], ("train", "val"), tv_fr, seed + 1)
+        tv_assign = _assign_stratified(pending["trainval"], strata, ("train", "val"), tv_fr, seed + 1)
         clash = set(tv_assign) & set(pat_split)
         if clash:
             raise ValueError(f"patients in both the trainval list and unlisted items: {sorted(clash)[:5]}")
