@@ -99,12 +99,15 @@ def init(pin_gpu: bool = True) -> None:
             tf.config.experimental.set_memory_growth(g, True)
         if gpus:  # HVD: one GPU per process, chosen by local rank
             tf.config.set_visible_devices(gpus[local_rank() % len(gpus)], "GPU")
-        elif _hvd and _hvd.local_size() > 1:
-            # CPU ranks sharing a node: split its cores instead of each rank using all of them
-            threads = int(os.environ.get("TFXR_CPU_THREADS", 0)) or \
-                max(1, len(os.sched_getaffinity(0)) // _hvd.local_size())  # HVD
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(max(2, threads))
+        else:
+            # CPU ranks sharing a node split its cores instead of each using all of them;
+            # TFXR_CPU_THREADS sets the count explicitly (also for a single process).
+            threads = int(os.environ.get("TFXR_CPU_THREADS", 0))
+            if not threads and _hvd and _hvd.local_size() > 1:
+                threads = max(1, len(os.sched_getaffinity(0)) // _hvd.local_size())  # HVD
+            if threads:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(max(2, threads))
 
 
 def _require_init():
