@@ -25,3 +25,17 @@ class PerImageStandardization(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
+
+
+def conv_pool_trunk(input_shape, filters, standardize: bool):
+    """``image -> [standardize] -> (Conv2D k 3x3 ReLU same -> MaxPool 2) per k -> flatten``.
+
+    The shared trunk of the small CNNs; layers are named conv{i}_{k}, pool{i}, flatten.
+    Returns (inputs, flattened features).
+    """
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = PerImageStandardization(name="standardize")(inputs) if standardize else inputs
+    for i, k in enumerate(filters, start=1):
+        x = keras.layers.Conv2D(k, 3, padding="same", activation="relu", name=f"conv{i}_{k}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    return inputs, keras.layers.Flatten(name="flatten")(x)

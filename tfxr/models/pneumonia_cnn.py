@@ -20,7 +20,7 @@ from typing import Sequence
 import keras
 
 from ._common import check_head, check_input_shape
-from .layers import PerImageStandardization
+from .layers import conv_pool_trunk
 
 FILTERS = (32, 64)
 HIDDEN_UNITS = 128
@@ -40,12 +40,7 @@ def build_pneumonia_cnn(
     shape = check_input_shape(input_shape, min_size=2 ** len(FILTERS), model=name)
     check_head(num_outputs, dropout, model=name)
 
-    inputs = keras.Input(shape=shape, name="image")
-    x = PerImageStandardization(name="standardize")(inputs) if standardize else inputs
-    for i, filters in enumerate(FILTERS, start=1):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}_{filters}")(x)
-        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
+    inputs, x = conv_pool_trunk(shape, FILTERS, standardize)
     x = keras.layers.Dense(HIDDEN_UNITS, activation="relu", name=f"fc1_{HIDDEN_UNITS}")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(
