@@ -154,13 +154,17 @@ def broadcast_variables(variables, root: int = 0) -> None:
         _hvd.broadcast_variables(backing_variables(variables), root_rank=root)  # HVD
 
 
+def _compression(name: str):
+    """Horovod's allreduce compression for 'none' or 'fp16'."""
+    return _hvd.Compression.fp16 if name == "fp16" else _hvd.Compression.none  # HVD
+
+
 def distributed_tape(tape, compression: str = "none"):
     """Wrap a GradientTape so that gradient() returns rank-averaged gradients (ring-allreduce)."""
     _require_init()
     if not _hvd:
         return tape
-    comp = _hvd.Compression.fp16 if compression == "fp16" else _hvd.Compression.none  # HVD
-    return _hvd.DistributedGradientTape(tape, compression=comp)  # HVD
+    return _hvd.DistributedGradientTape(tape, compression=_compression(compression))  # HVD
 
 
 def allreduce_gradients(grads, compression: str = "none") -> list:
@@ -172,8 +176,8 @@ def allreduce_gradients(grads, compression: str = "none") -> list:
     _require_init()
     if not _hvd or _hvd.size() == 1:
         return list(grads)
-    comp = _hvd.Compression.fp16 if compression == "fp16" else _hvd.Compression.none  # HVD
-    return _hvd.grouped_allreduce(list(grads), op=_hvd.Average, compression=comp)  # HVD
+    return _hvd.grouped_allreduce(list(grads), op=_hvd.Average,
+                                  compression=_compression(compression))  # HVD
 
 
 def allreduce_mean(value, name: str | None = None):

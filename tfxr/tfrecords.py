@@ -53,12 +53,15 @@ def _need(args, *names):
         raise sources.SourceError(f"--source {args.source} needs {' and '.join(missing)}")
 
 
-def _split_list(text: str) -> tuple[str, str]:
+SPLIT_NAMES = ("train", "val", "test", "trainval")
+
+
+def _split_list(text: str, option: str = "--split-list") -> tuple[str, str]:
     if "=" not in text:
-        raise sources.SourceError(f"--split-list takes SPLIT=FILE, got {text!r}")
+        raise sources.SourceError(f"{option} takes SPLIT=VALUE, got {text!r}")
     k, v = text.split("=", 1)
-    if k not in ("train", "val", "test", "trainval"):
-        raise sources.SourceError(f"--split-list: unknown split {k!r} (train, val, test, trainval)")
+    if k not in SPLIT_NAMES:
+        raise sources.SourceError(f"{option}: unknown split {k!r} ({', '.join(SPLIT_NAMES)})")
     return k, v
 
 
@@ -72,8 +75,8 @@ def convert(args, argv: list[str]) -> int:
                                   f"({len(source.rejects)} rejected)")
     fractions = splitlib.parse_fractions(args.split_fractions)
     if args.remap_splits:
-        remap = dict(_split_list(x) for x in args.remap_splits.split(","))
-        bad = [v for v in remap.values() if v not in ("train", "val", "test", "trainval")]
+        remap = dict(_split_list(x, "--remap-splits") for x in args.remap_splits.split(","))
+        bad = [v for v in remap.values() if v not in SPLIT_NAMES]
         if bad:
             raise sources.SourceError(f"--remap-splits: unknown target split(s) {bad}")
         for it in source.items:
@@ -104,13 +107,13 @@ def convert(args, argv: list[str]) -> int:
                               fmt=args.format, source_rejects=source.rejects)
     seconds = time.perf_counter() - t0
     n_in = len(source.items)
+    reused = sum(r.reused for r in results)
     manifest["conversion"] = {"seconds": round(seconds, 3), "images": n_in,
                               "images_per_s": round(n_in / seconds, 2), "ranks": size,
-                              "workers_per_rank": args.workers, "shards_reused": sum(r.reused for r in results)}
+                              "workers_per_rank": args.workers, "shards_reused": reused}
     path = write_manifest(args.out, manifest)
     for r in source.rejects:
         print(f"tfxr: rejected {r.file}: {r.reason}", file=sys.stderr)
-    reused = sum(r.reused for r in results)
     n_rej = len(manifest["rejected"])
     print(f"tfxr: wrote {path}: " + ", ".join(f"{k} {v['count']}" for k, v in manifest["splits"].items())
           + f"; {n_rej} rejected" + (f"; {reused} shards reused from an earlier run" if reused else "")
