@@ -3,20 +3,45 @@
 Precedence: dataclass defaults < ``--config FILE.yaml`` < direct flags (``--epochs 3``)
 < ``--set a.b=value`` (dotted keys reach nested dataclasses).  The resolved config is
 what a run writes beside its results.
+
+Fields declared with :func:`option` carry their allowed values (``choices``) or bounds
+(``minimum``/``maximum``); :func:`from_dict` rejects anything else with the list of
+allowed values, so a typo never silently means a default.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import typing
 from typing import Any
 
 import yaml
 
 
-class ConfigError(ValueError):
-    pass
+from tfxr.errors import ConfigError  # noqa: F401 - re-exported: configs raise it
+
+
+def option(default: Any, *, choices: tuple | None = None, minimum: float | None = None,
+           maximum: float | None = None):
+    """A dataclass field whose value is checked: one of ``choices``, or within bounds."""
+    meta = {"choices": tuple(choices) if choices else None, "minimum": minimum, "maximum": maximum}
+    if isinstance(default, (list, dict)) or callable(default):
+        return dataclasses.field(default_factory=default if callable(default) else lambda: default,
+                                 metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def check_value(f: dataclasses.Field, value: Any, key: str) -> None:
+    """Raise ConfigError when ``value`` breaks the field's declared choices or bounds."""
+    choices, lo, hi = (f.metadata.get(k) for k in ("choices", "minimum", "maximum"))
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for v in values:
+        if choices and v not in choices:
+            raise ConfigError(f"{key}: unknown value {v!r} (allowed: {', '.join(map(str, choices))})")
+        if lo is not None and v < lo:
+            raise ConfigError(f"{key}: {v!r} is below the minimum {lo}")
+        if hi is not None and v > hi:
+            raise ConfigError(f"{key}: {v!r} is above the maximum {hi}")
 
 
 def _field_types(cls) -> dict[str, Any]:
@@ -67,9 +92,14 @@ def from_dict(cls, data: dict, prefix: str = ""):
         raise ConfigError(f"unknown config key(s) {sorted(prefix + k for k in unknown)}; "
                           f"known: {sorted(prefix + k for k in types)}")
     base = cls()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, typ in types.items():
-        kwargs[name] = _coerce(data[name], typ, prefix + name) if name in data else getattr(base, name)
+        if name in data:
+            kwargs[name] = _coerce(data[name], typ, prefix + name)
+            check_value(fields[name], kwargs[name], prefix + name)
+        else:
+            kwargs[name] = getattr(base, name)
     return cls(**kwargs)
 
 
@@ -104,16 +134,19 @@ def build_arg_parser(cls, prog: str, description: str) -> argparse.ArgumentParse
                    help="override any config value, dotted keys for nested ones (repeatable)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     defaults = cls()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     for name, typ in _field_types(cls).items():
         if dataclasses.is_dataclass(typ):
             continue
         flag = "--" + name.replace("_", "-")
+        choices = fields[name].metadata.get("choices")
+        allowed = f"{'|'.join(map(str, choices))}; " if choices else ""
         if typ is bool:
             p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
                            help=f"(default {getattr(defaults, name)})")
         else:
             p.add_argument(flag, dest=name, default=None, metavar=name.upper(),
-                           help=f"(default {getattr(defaults, name)!r})")
+                           help=f"({allowed}default {getattr(defaults, name)!r})")
     return p
 
 
@@ -145,6 +178,3 @@ def parse_config(cls, argv: list[str] | None, prog: str, description: str = ""):
         raise SystemExit(0)
     return cfg, args
 
-
-def dumps(cfg) -> str:
-    return json.dumps(to_dict(cfg), indent=2)

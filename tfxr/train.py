@@ -65,8 +65,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that does not fit the model being trained."""
+from tfxr.errors import CheckpointError  # noqa: E402 - raised by restore()
 
 
 # --------------------------------------------------------------------------- helpers

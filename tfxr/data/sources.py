@@ -27,8 +27,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 NIH_BOX_SPACE = 1024.0  # NIH boxes are given in the 1024-px coordinates of the release
 
 
-class SourceError(ValueError):
-    """A data set that cannot be read at all (missing folder, unreadable label file)."""
+from tfxr.errors import SourceError  # noqa: E402,F401 - a data set that cannot be read at all
 
 
 def _open_text(path: str):

@@ -339,8 +339,7 @@ def write_manifest(out: str, manifest: dict) -> str:
     return path
 
 
-class ManifestError(ValueError):
-    pass
+from tfxr.errors import ManifestError  # noqa: E402,F401 - re-exported for readers of manifests
 
 
 def read_manifest(data_dir: str) -> dict:

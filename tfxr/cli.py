@@ -1,0 +1,45 @@
+"""The one wrapper every ``python -m tfxr.X`` entry point runs in.
+
+Exit codes (documented in the README, the same for every command):
+
+====  =============================================================================
+0     success
+1     an unexpected failure (a bug in tfxr or the environment): Python's traceback
+2     bad input or options: one line ``tfxr: error: ...`` naming the file or option
+3     the work ran but its result is not acceptable (e.g. too many rejected images,
+      a verification that found damaged shards)
+====  =============================================================================
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from tfxr.errors import TfxrError
+
+EXIT_OK = 0
+EXIT_CRASH = 1
+EXIT_USAGE = 2
+EXIT_REJECTED = 3
+
+
+def error(message: str) -> None:
+    """Print one error line on stderr (every rank may call it; it is the same line)."""
+    print(f"tfxr: error: {message}", file=sys.stderr)
+
+
+def run_main(body: Callable[[], int | None]) -> int:
+    """Run a command's body: TfxrError -> one line and exit 2; Horovod shut down at the end."""
+    try:
+        code = body()
+        return EXIT_OK if code is None else int(code)
+    except TfxrError as e:
+        error(str(e))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130
+    finally:
+        from tfxr import distributed
+
+        distributed.shutdown()

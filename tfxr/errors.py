@@ -1,0 +1,26 @@
+"""The errors tfxr reports to a user as one line (``tfxr: error: ...``), never a traceback.
+
+Every problem caused by the input (a bad option, file, manifest, checkpoint) raises a
+subclass of :class:`TfxrError`; :func:`tfxr.cli.run_main` turns it into exit code 2.
+"""
+from __future__ import annotations
+
+
+class TfxrError(Exception):
+    """A problem with what the user gave tfxr; the message names the file or option."""
+
+
+class ConfigError(TfxrError, ValueError):
+    """An unknown or invalid option value."""
+
+
+class ManifestError(TfxrError, ValueError):
+    """A data directory whose manifest or shards are missing, damaged or inconsistent."""
+
+
+class SourceError(TfxrError, ValueError):
+    """Raw input (images, label files, folders) that cannot be converted."""
+
+
+class CheckpointError(TfxrError, RuntimeError):
+    """A checkpoint that is damaged or does not fit the model being trained."""
