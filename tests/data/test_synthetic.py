@@ -154,7 +154,7 @@ def test_source_items_match_meta():
         assert it.image_id == f"synthetic_{i:06d}"
         labels, boxes, pid = phantom_meta(7, i, "multilabel", 0.4)
         assert (it.labels, it.boxes, it.patient_id) == (labels, boxes, pid)
-        assert it.split is None and it.origin == "real"
+        assert it.split is None and it.origin == "phantom"
         assert it.image == PhantomImage(7, i, 48, "multilabel", 0.4)
     assert np.array_equal(src.items[3].image(), render_phantom(7, 3, 48, "multilabel", 0.4))
 

@@ -808,7 +808,7 @@ def synthetic_source(
                 image=PhantomImage(seed, index, int(size), task, float(prevalence)),
                 boxes=boxes,
                 split=None,
-                origin="real",
+                origin="phantom",
             )
         )
     info = {

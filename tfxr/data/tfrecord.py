@@ -25,7 +25,7 @@ import multiprocessing as mp
 import numpy as np
 
 from tfxr.data import imageio
-from tfxr.data.types import SPLITS, Item, Reject, Source
+from tfxr.data.types import ORIGINS, SPLITS, Item, Reject, Source
 
 SCHEMA_VERSION = 1
 STATE_DIR = ".tfxr-shards"
@@ -38,7 +38,11 @@ def shard_name(split: str, index: int, total: int, fmt: str = "tfrecord") -> str
 
 def make_example(png: bytes, size: int, labels, image_id: str, patient_id: str,
                  boxes=(), origin: str = "real") -> bytes:
+    """One serialised tf.train.Example; ``image/synthetic`` is 1 exactly for generated images."""
     import tensorflow as tf
+
+    if origin not in ORIGINS:
+        raise ValueError(f"origin {origin!r} is not one of {ORIGINS}")
 
     def b(v):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=v))
@@ -58,6 +62,7 @@ def make_example(png: bytes, size: int, labels, image_id: str, patient_id: str,
         "image/id": b([image_id.encode()]),
         "patient/id": b([patient_id.encode()]),
         "image/origin": b([origin.encode()]),
+        "image/synthetic": i([int(origin == "generated")]),
         "labels": f([float(x) for x in labels]),
         "bbox/label": i([bx.label for bx in boxes]),
         "bbox/xmin": f([bx.xmin for bx in boxes]),
@@ -76,6 +81,7 @@ def feature_spec(num_labels: int) -> dict:
         "image/id": tf.io.FixedLenFeature([], tf.string),
         "patient/id": tf.io.FixedLenFeature([], tf.string),
         "image/origin": tf.io.FixedLenFeature([], tf.string, default_value="real"),
+        "image/synthetic": tf.io.FixedLenFeature([], tf.int64, default_value=0),
         "labels": tf.io.FixedLenFeature([num_labels], tf.float32),
         "bbox/label": tf.io.VarLenFeature(tf.int64),
         "bbox/xmin": tf.io.VarLenFeature(tf.float32),

@@ -16,6 +16,9 @@ import numpy as np
 ImageRef = Union[str, np.ndarray, Callable[[], np.ndarray]]
 
 SPLITS = ("train", "val", "test")
+#: Where an image came from; only 'generated' images are flagged ``image/synthetic=1``
+#: in a TFRecord, and the pipeline never lets those into validation or test.
+ORIGINS = ("real", "phantom", "generated")
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,8 @@ class Item:
     boxes: tuple[Box, ...] = ()
     #: official split from the data set ('train', 'val', 'test', 'trainval') or None.
     split: str | None = None
-    #: 'real' for acquired radiographs, 'synthetic' for generated ones.
+    #: one of ORIGINS: 'real' (acquired radiographs), 'phantom' (tfxr's simulated phantoms),
+    #: 'generated' (made by a trained generator, e.g. the GAN, to balance a training split).
     origin: str = "real"
 
 
