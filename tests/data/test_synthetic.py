@@ -314,3 +314,41 @@ def test_multilabel_not_separable_by_global_brightness():
         # Effusion and Cardiomegaly are location-bound findings (a lung base, the heart
         # border), so some pixels carry more signal than for the lung lesions.
         assert np.maximum(pix, 1 - pix).max() < 0.9, name
+
+
+# ----------------------------------------------------------------------------- pinned output
+
+# sha256 of the concatenated pixels and of the repr of phantom_meta, seed 3, per case.
+# Pinned with numpy 2.0.2 on x86-64 before the renderer was rewritten for readability:
+# any change of a single pixel, label or box fails here.  Regenerate only on purpose
+# (a deliberate change of the phantom model), never to make a refactor pass.
+PINNED = {
+    "tb_64": ("tb", 0.9, 64, range(12), True,
+              "48f66d67facd8d3295cfbfc85b48493303cf4aa8f7602b80de583c33d3beb5ab",
+              "6dc3a299e7b44babe5ff2c650289430bfbc2cbeb8d58da83e8e4d164b1577497"),
+    "multilabel_64": ("multilabel", 0.9, 64, range(12), True,
+                      "4353a391866f3ad2261d0ee8ee66540049c7a8ab812083049f8e31ee25c403c8",
+                      "a0c972749d77c48ed59c60f381c7142c5de606b0335e48d48e4ba5749742db1c"),
+    "multilabel_96_blurred_noise": ("multilabel", 0.5, 96, range(3), True,
+                                    "161f9f5bfca107e916155a78121ccff3b956c1347f436be6b88a5db27bd5f34c",
+                                    "8bf0bd17f3b46d95f7709fe9293b19c8de52c12077e9bc451f6920498d0b9061"),
+    "tb_80_without_findings": ("tb", 0.9, 80, range(4), False,
+                               "b7650da21d7a14e80cfbdbd6e9c27bb464cc8dc65661b8584912d98c581d265f",
+                               "68548b9ffc673111d4c92a8c9968994c7cd0ef2c150e359f59be7b6b59b7038f"),
+}
+
+
+@pytest.mark.skipif(np.__version__ != "2.0.2", reason="the pinned hashes were computed with numpy 2.0.2")
+@pytest.mark.parametrize("case", sorted(PINNED))
+def test_rendered_pixels_and_metadata_are_pinned(case):
+    """Cases cover every lesion kind (blob, disc, ring, haze), effusions, cardiomegaly and the
+    noise blur of sizes >= 96."""
+    import hashlib
+
+    task, prevalence, size, indices, findings, pixels_sha, meta_sha = PINNED[case]
+    pixels, meta = hashlib.sha256(), hashlib.sha256()
+    for index in indices:
+        pixels.update(render_phantom(3, index, size, task, prevalence, findings=findings).tobytes())
+        meta.update(repr(phantom_meta(3, index, task, prevalence)).encode())
+    assert pixels.hexdigest() == pixels_sha
+    assert meta.hexdigest() == meta_sha
