@@ -352,3 +352,20 @@ def test_rendered_pixels_and_metadata_are_pinned(case):
         meta.update(repr(phantom_meta(3, index, task, prevalence)).encode())
     assert pixels.hexdigest() == pixels_sha
     assert meta.hexdigest() == meta_sha
+
+
+def test_lesions_are_named_records_and_every_kind_is_drawn():
+    from tfxr.data.synthetic import Lesion, LesionKind, _patient_state
+
+    kinds = set()
+    for task in TASKS:
+        for index in range(24):
+            _, _, findings = _patient_state(3, index, task, 0.9)
+            for cluster in findings.clusters:
+                assert all(isinstance(lesion, Lesion) for lesion in cluster.lesions)
+                kinds |= {lesion.kind for lesion in cluster.lesions}
+    assert kinds == set(LesionKind)
+    haze = Lesion(LesionKind.HAZE, 0.0, 0.0, radius=0.1, amplitude=0.05)
+    blob = Lesion(LesionKind.BLOB, 0.0, 0.0, radius=0.1, amplitude=0.05)
+    cavity = Lesion(LesionKind.CAVITY, 0.0, 0.0, radius=0.1, amplitude=0.1, wall=0.01)
+    assert (haze.reach(), blob.reach(), cavity.reach()) == pytest.approx((0.11, 0.16, 0.18))

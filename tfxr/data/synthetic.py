@@ -24,15 +24,22 @@ Model
   are clipped to them, so no single pixel and no global brightness separates the
   classes, while a small CNN can learn them.
 
+Names: ``anatomy`` (per patient), ``findings`` (per patient), ``view`` (per image) and
+``density`` (the map being composed) are the four things every drawing step reads or
+writes; lesions are :class:`Lesion` records with a named :class:`LesionKind`.
+
 Only numpy and the standard library are imported here.
 """
 from __future__ import annotations
 
+import enum
 import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from tfxr.errors import ConfigError
 
 from .types import Box, Item, Source
 
@@ -40,6 +47,8 @@ __all__ = [
     "TASKS",
     "PATIENT_BLOCK",
     "phantom_meta",
+    "Lesion",
+    "LesionKind",
     "render_phantom",
     "PhantomImage",
     "synthetic_source",
@@ -55,8 +64,10 @@ PATIENT_BLOCK = 6
 #: Probabilities of a patient having 1, 2 or 3 images (before truncation at a block end).
 _IMAGES_PER_PATIENT_P = (0.45, 0.35, 0.20)
 
-# Stream tags for np.random.default_rng([seed, tag, ...]).
-_T_PARTITION, _T_ANATOMY, _T_LABELS, _T_VIEW, _T_FINDINGS, _T_TEXTURE = 11, 12, 13, 14, 15, 16
+# Stream tags for np.random.default_rng([seed, tag, ...]): one independent random
+# stream per purpose, so that drawing more of one never shifts another.
+_STREAM_PARTITION, _STREAM_ANATOMY, _STREAM_LABELS = 11, 12, 13
+_STREAM_VIEW, _STREAM_FINDINGS, _STREAM_TEXTURE = 14, 15, 16
 _TASK_CODE = {"tb": 1, "multilabel": 2}
 
 # Density units: soft tissue of the thorax ~0.5, aerated lung removes ~0.36.
@@ -67,57 +78,58 @@ _EDGE = 0.012  # softness of anatomical edges, anatomy units
 # ----------------------------------------------------------------------------- helpers
 
 
-def _smooth(x, w):
-    """Smooth step from 0 (x <= -w/2) to 1 (x >= w/2); works on scalars and arrays."""
-    s = np.clip(0.5 + np.asarray(x, dtype=np.float32) / np.float32(w), 0.0, 1.0)
+def _smooth(x, width):
+    """Smooth step from 0 (x <= -width/2) to 1 (x >= width/2); works on scalars and arrays."""
+    s = np.clip(0.5 + np.asarray(x, dtype=np.float32) / np.float32(width), 0.0, 1.0)
     return s * s * (3.0 - 2.0 * s)
 
 
 def _gauss_kernel(sigma: float) -> np.ndarray:
-    r = max(1, int(math.ceil(3.0 * sigma)))
-    x = np.arange(-r, r + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (x / sigma) ** 2)
-    return (k / k.sum()).astype(np.float32)
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    return (kernel / kernel.sum()).astype(np.float32)
 
 
 def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     """Separable Gaussian blur of a 2-D float array (edge padding).  sigma in pixels."""
     if sigma <= 0.05:
         return img
-    k = _gauss_kernel(sigma)
-    r = len(k) // 2
-    h, w = img.shape
-    r = min(r, max(h, w))  # kernels wider than the image still work with edge padding
-    p = np.pad(img, ((r, r), (0, 0)), mode="edge")
-    out = np.zeros_like(img, dtype=np.float32)
-    kk = k if len(k) == 2 * r + 1 else _trim(k, r)
-    for i, wt in enumerate(kk):
-        out += wt * p[i : i + h]
-    p = np.pad(out, ((0, 0), (r, r)), mode="edge")
-    out2 = np.zeros_like(out)
-    for i, wt in enumerate(kk):
-        out2 += wt * p[:, i : i + w]
-    return out2
+    kernel = _gauss_kernel(sigma)
+    height, width = img.shape
+    # kernels wider than the image still work with edge padding
+    radius = min(len(kernel) // 2, max(height, width))
+    if len(kernel) != 2 * radius + 1:
+        kernel = _trim(kernel, radius)
+    padded = np.pad(img, ((radius, radius), (0, 0)), mode="edge")
+    rows_done = np.zeros_like(img, dtype=np.float32)
+    for offset, weight in enumerate(kernel):
+        rows_done += weight * padded[offset : offset + height]
+    padded = np.pad(rows_done, ((0, 0), (radius, radius)), mode="edge")
+    out = np.zeros_like(rows_done)
+    for offset, weight in enumerate(kernel):
+        out += weight * padded[:, offset : offset + width]
+    return out
 
 
-def _trim(k: np.ndarray, r: int) -> np.ndarray:
-    c = len(k) // 2
-    kk = k[c - r : c + r + 1]
-    return kk / kk.sum()
+def _trim(kernel: np.ndarray, radius: int) -> np.ndarray:
+    centre = len(kernel) // 2
+    trimmed = kernel[centre - radius : centre + radius + 1]
+    return trimmed / trimmed.sum()
 
 
 def _check_task(task: str) -> None:
     if task not in TASKS:
-        raise ValueError(f"unknown synthetic task {task!r}; expected one of {sorted(TASKS)}")
+        raise ConfigError(f"unknown synthetic task {task!r}; expected one of {sorted(TASKS)}")
 
 
 def _check_args(seed: int, index: int, prevalence: float) -> None:
     if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     if int(index) != index or index < 0:
-        raise ValueError(f"index must be a non-negative integer, got {index!r}")
+        raise ConfigError(f"index must be a non-negative integer, got {index!r}")
     if not 0.0 <= float(prevalence) <= 1.0:
-        raise ValueError(f"prevalence must be in [0, 1], got {prevalence!r}")
+        raise ConfigError(f"prevalence must be in [0, 1], got {prevalence!r}")
 
 
 # ----------------------------------------------------------------------------- patients
@@ -126,25 +138,25 @@ def _check_args(seed: int, index: int, prevalence: float) -> None:
 @functools.lru_cache(maxsize=4096)
 def _block_partition(seed: int, block: int) -> tuple[int, ...]:
     """Sizes (1..3) of the patients in one block of PATIENT_BLOCK consecutive indices."""
-    rng = np.random.default_rng([seed, _T_PARTITION, block])
+    rng = np.random.default_rng([seed, _STREAM_PARTITION, block])
     sizes: list[int] = []
     left = PATIENT_BLOCK
     while left > 0:
-        n = int(rng.choice(3, p=_IMAGES_PER_PATIENT_P)) + 1
-        n = min(n, left)
-        sizes.append(n)
-        left -= n
+        size = int(rng.choice(3, p=_IMAGES_PER_PATIENT_P)) + 1
+        size = min(size, left)
+        sizes.append(size)
+        left -= size
     return tuple(sizes)
 
 
 def _patient_of(seed: int, index: int) -> int:
     """Index of the first image of ``index``'s patient (the patient's key)."""
-    block, off = divmod(index, PATIENT_BLOCK)
+    block, offset = divmod(index, PATIENT_BLOCK)
     start = 0
-    for n in _block_partition(seed, block):
-        if off < start + n:
+    for size in _block_partition(seed, block):
+        if offset < start + size:
             return block * PATIENT_BLOCK + start
-        start += n
+        start += size
     raise AssertionError("unreachable")
 
 
@@ -157,116 +169,148 @@ def _patient_id(first_index: int) -> str:
 
 @dataclass(frozen=True)
 class _Anatomy:
+    """One patient's body, in anatomy units.  Pairs are (patient right, patient left)
+    = (image-left, image-right)."""
+
     thorax: float  # inner half-width of the rib cage at the lung bases
-    medial: tuple[float, float]  # medial lung edge |u| (right, left) = (image-left, image-right)
+    medial: tuple[float, float]  # medial lung edge |u|
     apex: tuple[float, float]  # v of the lung apices
-    cp: tuple[float, float]  # v of the costophrenic angles (mid inspiration)
+    costophrenic: tuple[float, float]  # v of the costophrenic angles (mid inspiration)
     dome: tuple[float, float]  # hemidiaphragm dome heights
     apex_shift: float  # medial shift of the apex centre
-    pw: float  # apex roundness exponent
-    ctr: float  # cardiothoracic ratio
-    heart_h: float  # heart height (top of the cardiac silhouette to the diaphragm)
+    apex_roundness: float  # exponent of the apex outline
+    cardiothoracic_ratio: float
+    heart_height: float  # top of the cardiac silhouette to the diaphragm
     heart_tilt: float  # shape exponent of the right heart border
-    heart_right_frac: float  # part of the heart width to image-left of the midline
-    knob: float  # aortic knob radius
-    body_w: float  # half-width of the body at the lung bases
-    neck_w: float
+    heart_right_fraction: float  # part of the heart width to image-left of the midline
+    aortic_knob: float  # aortic knob radius
+    body_half_width: float  # half-width of the body at the lung bases
+    neck_half_width: float
     shoulder_v: float
     rib_first: float  # v of the first posterior rib at the spine
     rib_step: float
     rib_growth: float
     rib_curve: float
     rib_rise: float
-    rib_thick: float
-    n_ribs: int
-    clav_v: float
-    clav_slope: float
-    spine_w: float
-    trachea_w: float
-    bubble: float  # stomach bubble size (0 = none)
+    rib_thickness: float
+    rib_count: int
+    clavicle_v: float
+    clavicle_slope: float
+    spine_half_width: float
+    trachea_half_width: float
+    stomach_bubble: float  # stomach bubble size (0 = none)
     tissue: float  # soft tissue density scale
 
 
-def _anatomy(seed: int, pid: int) -> _Anatomy:
-    rng = np.random.default_rng([seed, _T_ANATOMY, pid])
-    U = rng.uniform
-    thorax = U(0.70, 0.80)
-    apex = U(-0.80, -0.70)
-    cp = U(0.46, 0.60)
+def _anatomy(seed: int, patient: int) -> _Anatomy:
+    rng = np.random.default_rng([seed, _STREAM_ANATOMY, patient])
+    uniform = rng.uniform
+    # Keyword arguments are evaluated in order: the order of the draws is part of the model.
+    thorax = uniform(0.70, 0.80)
+    apex = uniform(-0.80, -0.70)
+    costophrenic = uniform(0.46, 0.60)
     return _Anatomy(
         thorax=thorax,
-        medial=(U(0.07, 0.11), U(0.08, 0.12)),
-        apex=(apex + U(-0.03, 0.03), apex + U(-0.03, 0.03)),
-        cp=(cp - U(0.0, 0.06), cp),
-        dome=(U(0.10, 0.18), U(0.09, 0.16)),
-        apex_shift=U(0.04, 0.12),
-        pw=U(1.6, 2.6),
-        ctr=float(np.clip(rng.normal(0.44, 0.035), 0.35, 0.50)),
-        heart_h=U(0.42, 0.52),
-        heart_tilt=U(0.45, 0.75),
-        heart_right_frac=U(0.28, 0.40),
-        knob=U(0.045, 0.07),
-        body_w=thorax + U(0.10, 0.16),
-        neck_w=U(0.20, 0.26),
-        shoulder_v=U(-1.08, -0.98),
-        rib_first=U(-0.86, -0.80),
-        rib_step=U(0.105, 0.125),
-        rib_growth=U(0.02, 0.06),
-        rib_curve=U(0.75, 0.95),
-        rib_rise=U(0.28, 0.40),
-        rib_thick=U(0.40, 0.50),
-        n_ribs=int(rng.integers(9, 11)),
-        clav_v=apex + U(0.14, 0.20),
-        clav_slope=U(0.18, 0.30),
-        spine_w=U(0.055, 0.07),
-        trachea_w=U(0.035, 0.045),
-        bubble=U(0.05, 0.09) if rng.random() < 0.6 else 0.0,
-        tissue=U(0.95, 1.05),
+        medial=(uniform(0.07, 0.11), uniform(0.08, 0.12)),
+        apex=(apex + uniform(-0.03, 0.03), apex + uniform(-0.03, 0.03)),
+        costophrenic=(costophrenic - uniform(0.0, 0.06), costophrenic),
+        dome=(uniform(0.10, 0.18), uniform(0.09, 0.16)),
+        apex_shift=uniform(0.04, 0.12),
+        apex_roundness=uniform(1.6, 2.6),
+        cardiothoracic_ratio=float(np.clip(rng.normal(0.44, 0.035), 0.35, 0.50)),
+        heart_height=uniform(0.42, 0.52),
+        heart_tilt=uniform(0.45, 0.75),
+        heart_right_fraction=uniform(0.28, 0.40),
+        aortic_knob=uniform(0.045, 0.07),
+        body_half_width=thorax + uniform(0.10, 0.16),
+        neck_half_width=uniform(0.20, 0.26),
+        shoulder_v=uniform(-1.08, -0.98),
+        rib_first=uniform(-0.86, -0.80),
+        rib_step=uniform(0.105, 0.125),
+        rib_growth=uniform(0.02, 0.06),
+        rib_curve=uniform(0.75, 0.95),
+        rib_rise=uniform(0.28, 0.40),
+        rib_thickness=uniform(0.40, 0.50),
+        rib_count=int(rng.integers(9, 11)),
+        clavicle_v=apex + uniform(0.14, 0.20),
+        clavicle_slope=uniform(0.18, 0.30),
+        spine_half_width=uniform(0.055, 0.07),
+        trachea_half_width=uniform(0.035, 0.045),
+        stomach_bubble=uniform(0.05, 0.09) if rng.random() < 0.6 else 0.0,
+        tissue=uniform(0.95, 1.05),
     )
 
 
-def _lung_geom(A: _Anatomy, side: int, insp: float):
-    """Scalars describing one lung (side 0 = image-left/patient right, 1 = image-right)."""
-    medial = A.medial[side]
-    lateral = A.thorax + 0.02 * insp
-    hwb = 0.5 * (lateral - medial)
-    cb = 0.5 * (lateral + medial)
-    cp = A.cp[side] + 0.05 * insp
-    return medial, lateral, hwb, cb, A.apex[side], cp
+def _side_sign(side: int) -> float:
+    """-1 for side 0 (image-left, the patient's right), +1 for side 1."""
+    return -1.0 if side == 0 else 1.0
 
 
-def _lung_mask(A: _Anatomy, side: int, u, v, insp: float = 0.0, edge: float = _EDGE):
+@dataclass(frozen=True)
+class _LungGeometry:
+    """One lung at a given inspiration, distances measured away from the midline."""
+
+    medial: float
+    lateral: float
+    base_half_width: float
+    base_centre: float
+    apex: float
+    costophrenic: float
+
+
+def _lung_geometry(anatomy: _Anatomy, side: int, inspiration: float) -> _LungGeometry:
+    medial = anatomy.medial[side]
+    lateral = anatomy.thorax + 0.02 * inspiration
+    return _LungGeometry(
+        medial=medial,
+        lateral=lateral,
+        base_half_width=0.5 * (lateral - medial),
+        base_centre=0.5 * (lateral + medial),
+        apex=anatomy.apex[side],
+        costophrenic=anatomy.costophrenic[side] + 0.05 * inspiration,
+    )
+
+
+def _lung_mask(anatomy: _Anatomy, side: int, u, v, inspiration: float = 0.0, edge: float = _EDGE):
     """Soft mask (0..1) of one lung field at anatomy coordinates (u, v)."""
-    s = -1.0 if side == 0 else 1.0
-    l = s * np.asarray(u, dtype=np.float32)
+    away = _side_sign(side) * np.asarray(u, dtype=np.float32)  # distance from the midline
     v = np.asarray(v, dtype=np.float32)
-    medial, lateral, hwb, cb, apex, cp = _lung_geom(A, side, insp)
-    t = np.clip((v - apex) / (cp - apex), 0.0, 1.0)
-    hw = hwb * np.sqrt(1.0 - (1.0 - t) ** A.pw)
-    c = cb - A.apex_shift * (1.0 - t) ** 1.5
-    e = hw - np.abs(l - c)
-    dome = cp - A.dome[side] * np.clip(1.0 - ((l - cb) / (hwb * 1.05)) ** 2, 0.0, 1.0)
-    return _smooth(e, edge) * _smooth(dome - v, edge) * _smooth(v - apex, edge)
+    lung = _lung_geometry(anatomy, side, inspiration)
+    t = np.clip((v - lung.apex) / (lung.costophrenic - lung.apex), 0.0, 1.0)  # 0 apex .. 1 base
+    half_width = lung.base_half_width * np.sqrt(1.0 - (1.0 - t) ** anatomy.apex_roundness)
+    centre = lung.base_centre - anatomy.apex_shift * (1.0 - t) ** 1.5
+    inside = half_width - np.abs(away - centre)
+    dome = lung.costophrenic - anatomy.dome[side] * np.clip(
+        1.0 - ((away - lung.base_centre) / (lung.base_half_width * 1.05)) ** 2, 0.0, 1.0)
+    return _smooth(inside, edge) * _smooth(dome - v, edge) * _smooth(v - lung.apex, edge)
 
 
-def _heart_params(A: _Anatomy, ctr: float):
-    """(top, bottom, right border at the base, left border at the base) of the heart."""
-    width = ctr * 2.0 * A.thorax
-    left = -A.heart_right_frac * width  # image-left border (patient's right atrium)
-    right = left + width  # image-right border (patient's left ventricle, apex)
-    bottom = A.cp[1] - 0.6 * A.dome[1]  # the apex rests on the left hemidiaphragm
-    top = bottom - A.heart_h
-    return top, bottom, left, right
+@dataclass(frozen=True)
+class _Heart:
+    """Heart silhouette limits: top/bottom v, image-left/right borders u at the base."""
+
+    top: float
+    bottom: float
+    left: float  # image-left border (patient's right atrium)
+    right: float  # image-right border (patient's left ventricle, apex)
 
 
-def _heart_mask(A: _Anatomy, ctr: float, u, v):
+def _heart(anatomy: _Anatomy, cardiothoracic_ratio: float) -> _Heart:
+    width = cardiothoracic_ratio * 2.0 * anatomy.thorax
+    left = -anatomy.heart_right_fraction * width
+    bottom = anatomy.costophrenic[1] - 0.6 * anatomy.dome[1]  # the apex rests on the left hemidiaphragm
+    return _Heart(top=bottom - anatomy.heart_height, bottom=bottom, left=left, right=left + width)
+
+
+def _heart_mask(anatomy: _Anatomy, cardiothoracic_ratio: float, u, v):
     """Heart shadow: convex borders widening from the mediastinum down to the diaphragm."""
-    top, bottom, left, right = _heart_params(A, ctr)
-    m = 0.09
-    t = np.clip((v - top) / (bottom - top), 0.0, 1.0)  # 1 from the base down
-    xr = -(m + (-left - m) * np.sin(0.5 * np.pi * t ** A.heart_tilt))
-    xl = m + (right - m) * np.sin(0.5 * np.pi * np.minimum(t / 0.85, 1.0) ** 0.8)
-    return _smooth(u - xr, _EDGE) * _smooth(xl - u, _EDGE) * _smooth(v - top, 0.05)
+    heart = _heart(anatomy, cardiothoracic_ratio)
+    mediastinum = 0.09
+    t = np.clip((v - heart.top) / (heart.bottom - heart.top), 0.0, 1.0)  # 1 from the base down
+    left_border = -(mediastinum + (-heart.left - mediastinum) * np.sin(0.5 * np.pi * t ** anatomy.heart_tilt))
+    right_border = mediastinum + (heart.right - mediastinum) * np.sin(
+        0.5 * np.pi * np.minimum(t / 0.85, 1.0) ** 0.8)
+    return _smooth(u - left_border, _EDGE) * _smooth(right_border - u, _EDGE) * _smooth(v - heart.top, 0.05)
 
 
 # ----------------------------------------------------------------------------- views
@@ -274,59 +318,62 @@ def _heart_mask(A: _Anatomy, ctr: float, u, v):
 
 @dataclass(frozen=True)
 class _View:
+    """One acquisition: patient placement, breath and exposure."""
+
     scale: float
-    rot: float
-    tx: float
-    ty: float
-    insp: float
-    lo: float
-    hi: float
+    rotation: float  # radians
+    shift_x: float
+    shift_y: float
+    inspiration: float  # -1 (expiration) .. 1 (deep inspiration)
+    window_low: float
+    window_high: float
     gamma: float
     noise: float
     blur: float  # relative to image size
-    heel: float
-    heel_dir: float
+    heel: float  # anode heel effect strength
+    heel_direction: float  # radians
 
 
 def _view(seed: int, index: int) -> _View:
-    rng = np.random.default_rng([seed, _T_VIEW, index])
-    U = rng.uniform
+    rng = np.random.default_rng([seed, _STREAM_VIEW, index])
+    uniform = rng.uniform
     return _View(
-        scale=U(0.86, 1.0),
-        rot=math.radians(float(np.clip(rng.normal(0.0, 2.0), -5.0, 5.0))),
-        tx=U(-0.07, 0.07),
-        ty=U(-0.03, 0.07),
-        insp=U(-1.0, 1.0),
-        lo=U(-0.03, 0.05),
-        hi=U(0.74, 0.88),
-        gamma=math.exp(U(-0.25, 0.25)),
-        noise=U(0.008, 0.03),
-        blur=U(0.0015, 0.005),
-        heel=U(-0.06, 0.06),
-        heel_dir=U(0.0, 2 * math.pi),
+        scale=uniform(0.86, 1.0),
+        rotation=math.radians(float(np.clip(rng.normal(0.0, 2.0), -5.0, 5.0))),
+        shift_x=uniform(-0.07, 0.07),
+        shift_y=uniform(-0.03, 0.07),
+        inspiration=uniform(-1.0, 1.0),
+        window_low=uniform(-0.03, 0.05),
+        window_high=uniform(0.74, 0.88),
+        gamma=math.exp(uniform(-0.25, 0.25)),
+        noise=uniform(0.008, 0.03),
+        blur=uniform(0.0015, 0.005),
+        heel=uniform(-0.06, 0.06),
+        heel_direction=uniform(0.0, 2 * math.pi),
     )
 
 
-def _to_image(V: _View, u, v):
+def _to_image(view: _View, u, v):
     """Anatomy -> normalised image coordinates (x, y) in 0..1."""
-    c, s = math.cos(V.rot), math.sin(V.rot)
-    px = V.scale * (c * u - s * v) + V.tx
-    py = V.scale * (s * u + c * v) + V.ty
+    cos, sin = math.cos(view.rotation), math.sin(view.rotation)
+    px = view.scale * (cos * u - sin * v) + view.shift_x
+    py = view.scale * (sin * u + cos * v) + view.shift_y
     return 0.5 * (px + 1.0), 0.5 * (py + 1.0)
 
 
-def _to_anatomy(V: _View, px, py):
+def _to_anatomy(view: _View, px, py):
     """Centred image coordinates (-1..1) -> anatomy."""
-    c, s = math.cos(V.rot), math.sin(V.rot)
-    x = (px - V.tx) / V.scale
-    y = (py - V.ty) / V.scale
-    return c * x + s * y, -s * x + c * y
+    cos, sin = math.cos(view.rotation), math.sin(view.rotation)
+    x = (px - view.shift_x) / view.scale
+    y = (py - view.shift_y) / view.scale
+    return cos * x + sin * y, -sin * x + cos * y
 
 
-def _box(V: _View, label: int, umin, vmin, umax, vmax) -> Box:
+def _box(view: _View, label: int, umin, vmin, umax, vmax) -> Box:
+    """The image-space box around an anatomy-space rectangle (rotated, then clipped)."""
     us = np.array([umin, umax, umin, umax], dtype=np.float64)
     vs = np.array([vmin, vmin, vmax, vmax], dtype=np.float64)
-    x, y = _to_image(V, us, vs)
+    x, y = _to_image(view, us, vs)
     x0, x1 = float(np.clip(x.min(), 0, 1)), float(np.clip(x.max(), 0, 1))
     y0, y1 = float(np.clip(y.min(), 0, 1)), float(np.clip(y.max(), 0, 1))
     return Box(label=label, xmin=round(x0, 5), ymin=round(y0, 5), xmax=round(x1, 5), ymax=round(y1, 5))
@@ -334,75 +381,106 @@ def _box(V: _View, label: int, umin, vmin, umax, vmax) -> Box:
 
 # ----------------------------------------------------------------------------- findings
 
-# A lesion is a tuple (kind, u, v, r, amp, extra):
-#   kind 0 = Gaussian blob, 1 = smooth disc (nodule), 2 = ring (cavity wall, extra = wall),
-#   3 = broad Gaussian haze (drawn like 0, but its box extent is tighter)
+
+class LesionKind(str, enum.Enum):
+    """How a lesion is drawn."""
+
+    BLOB = "blob"  # Gaussian blob (patchy opacity, infiltrate)
+    NODULE = "nodule"  # smooth disc with a slightly brighter dome
+    CAVITY = "cavity"  # ring-shaped wall around a lucent centre
+    HAZE = "haze"  # broad Gaussian haze (ground glass): drawn like a blob, tighter box
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """One opacity at anatomy coordinates (u, v)."""
+
+    kind: LesionKind
+    u: float
+    v: float
+    radius: float
+    amplitude: float  # added density at the centre
+    wall: float = 0.0  # cavity wall thickness (CAVITY only)
+
+    def reach(self) -> float:
+        """Distance from the centre that the lesion's box covers."""
+        return (1.1 if self.kind is LesionKind.HAZE else 1.6) * self.radius + 2.0 * self.wall
 
 
 @dataclass(frozen=True)
 class _Cluster:
+    """Lesions that make up one finding; one box per cluster."""
+
     label: int
-    lesions: tuple[tuple[int, float, float, float, float, float], ...]
+    lesions: tuple[Lesion, ...]
 
     def extent(self) -> tuple[float, float, float, float]:
-        f = [(1.1 if l[0] == 3 else 1.6) * l[3] + 2.0 * l[5] for l in self.lesions]
-        umin = min(l[1] - e for l, e in zip(self.lesions, f))
-        umax = max(l[1] + e for l, e in zip(self.lesions, f))
-        vmin = min(l[2] - e for l, e in zip(self.lesions, f))
-        vmax = max(l[2] + e for l, e in zip(self.lesions, f))
+        reaches = [lesion.reach() for lesion in self.lesions]
+        umin = min(lesion.u - reach for lesion, reach in zip(self.lesions, reaches))
+        umax = max(lesion.u + reach for lesion, reach in zip(self.lesions, reaches))
+        vmin = min(lesion.v - reach for lesion, reach in zip(self.lesions, reaches))
+        vmax = max(lesion.v + reach for lesion, reach in zip(self.lesions, reaches))
         return umin, vmin, umax, vmax
+
+
+@dataclass(frozen=True)
+class _Effusion:
+    side: int
+    height: float  # fluid height above the costophrenic angle
+    opacity: float
 
 
 @dataclass(frozen=True)
 class _Findings:
     labels: tuple[float, ...]
     clusters: tuple[_Cluster, ...]
-    effusion: tuple[tuple[int, float, float], ...]  # (side, fluid height above the cp angle, opacity)
-    ctr: float
+    effusions: tuple[_Effusion, ...]
+    cardiothoracic_ratio: float
 
 
-def _sample_in_lung(rng, A: _Anatomy, side: int, t_range, margin: float, n: int = 1,
-                    ctr: float | None = None):
+def _sample_in_lung(rng, anatomy: _Anatomy, side: int, t_range, margin: float, count: int = 1,
+                    cardiothoracic_ratio: float | None = None):
     """Points inside the (expiration) lung field within a band of relative height t."""
-    medial, lateral, hwb, cb, apex, cp = _lung_geom(A, side, -1.0)
-    s = -1.0 if side == 0 else 1.0
-    out = []
+    lung = _lung_geometry(anatomy, side, -1.0)
+    sign = _side_sign(side)
+    ratio = anatomy.cardiothoracic_ratio if cardiothoracic_ratio is None else cardiothoracic_ratio
+    points = []
     for _ in range(200):
         t = rng.uniform(*t_range)
-        v = apex + t * (cp - apex)
-        l = rng.uniform(medial, lateral)
-        u = s * l
+        v = lung.apex + t * (lung.costophrenic - lung.apex)
+        u = sign * rng.uniform(lung.medial, lung.lateral)
         # inside with margin: test the mask at the point and 4 neighbours
         du = np.array([0, margin, -margin, 0, 0], dtype=np.float32)
         dv = np.array([0, 0, 0, margin, -margin], dtype=np.float32)
-        m = _lung_mask(A, side, u + du, v + dv, insp=-1.0)
-        heart = _heart_mask(A, A.ctr if ctr is None else ctr, np.float32(u), np.float32(v))
-        if m.min() > 0.9 and heart < 0.05:
-            out.append((float(u), float(v)))
-            if len(out) == n:
+        in_lung = _lung_mask(anatomy, side, u + du, v + dv, inspiration=-1.0)
+        in_heart = _heart_mask(anatomy, ratio, np.float32(u), np.float32(v))
+        if in_lung.min() > 0.9 and in_heart < 0.05:
+            points.append((float(u), float(v)))
+            if len(points) == count:
                 break
-    if not out:  # pragma: no cover - the lung is large enough that this never happens
-        out.append((s * cb, apex + 0.4 * (cp - apex)))
-    return out
+    if not points:  # pragma: no cover - the lung is large enough that this never happens
+        points.append((sign * lung.base_centre, lung.apex + 0.4 * (lung.costophrenic - lung.apex)))
+    return points
 
 
-def _cluster_around(rng, A, side, cu, cv, label, n_range, r_range, spread, amp_range, kind=0):
+def _cluster_around(rng, anatomy, side, centre_u, centre_v, label, count_range, radius_range, spread,
+                    amplitude_range, kind=LesionKind.BLOB) -> _Cluster:
+    """``count_range`` lesions scattered (normal, ``spread``) around a centre, kept in the lung."""
     lesions = []
-    n = int(rng.integers(*n_range))
-    for _ in range(n):
+    for _ in range(int(rng.integers(*count_range))):
         for _try in range(20):
-            u = cu + rng.normal(0.0, spread)
-            v = cv + rng.normal(0.0, spread)
-            if _lung_mask(A, side, np.float32(u), np.float32(v), insp=-1.0) > 0.7:
+            u = centre_u + rng.normal(0.0, spread)
+            v = centre_v + rng.normal(0.0, spread)
+            if _lung_mask(anatomy, side, np.float32(u), np.float32(v), inspiration=-1.0) > 0.7:
                 break
         else:
-            u, v = cu, cv
-        r, amp = float(rng.uniform(*r_range)), float(rng.uniform(*amp_range))
-        lesions.append((kind, float(u), float(v), r, amp, 0.0))
+            u, v = centre_u, centre_v
+        radius, amplitude = float(rng.uniform(*radius_range)), float(rng.uniform(*amplitude_range))
+        lesions.append(Lesion(kind, float(u), float(v), radius, amplitude))
     return _Cluster(label, tuple(lesions))
 
 
-def _tb_findings(rng, A: _Anatomy, positive: bool) -> tuple[_Cluster, ...]:
+def _tb_findings(rng, anatomy: _Anatomy, positive: bool) -> tuple[_Cluster, ...]:
     if not positive:
         return ()
     sides = [int(rng.integers(0, 2))]
@@ -412,75 +490,84 @@ def _tb_findings(rng, A: _Anatomy, positive: bool) -> tuple[_Cluster, ...]:
     for side in sides:
         upper = rng.random() < 0.85
         t_range = (0.04, 0.42) if upper else (0.40, 0.70)
-        (cu, cv), = _sample_in_lung(rng, A, side, t_range, margin=0.05)
-        style = rng.random()
-        if style < 0.5:  # patchy opacity
-            c = _cluster_around(rng, A, side, cu, cv, 0, (5, 11), (0.03, 0.06), 0.07, (0.05, 0.09))
+        (centre_u, centre_v), = _sample_in_lung(rng, anatomy, side, t_range, margin=0.05)
+        if rng.random() < 0.5:  # patchy opacity
+            core = _cluster_around(rng, anatomy, side, centre_u, centre_v, 0, (5, 11), (0.03, 0.06), 0.07,
+                                   (0.05, 0.09))
         else:  # nodular infiltrates
-            c = _cluster_around(rng, A, side, cu, cv, 0, (8, 18), (0.012, 0.022), 0.07, (0.06, 0.10))
+            core = _cluster_around(rng, anatomy, side, centre_u, centre_v, 0, (8, 18), (0.012, 0.022), 0.07,
+                                   (0.06, 0.10))
         # faint surrounding haze (ground glass)
-        lesions = [(3, cu, cv, float(rng.uniform(0.09, 0.14)), float(rng.uniform(0.045, 0.07)), 0.0)]
-        lesions += list(c.lesions)
+        lesions = [Lesion(LesionKind.HAZE, centre_u, centre_v, float(rng.uniform(0.09, 0.14)),
+                          float(rng.uniform(0.045, 0.07)))]
+        lesions += list(core.lesions)
         if rng.random() < 0.3:  # cavity: a ring-shaped opacity with a lucent centre
-            r = float(rng.uniform(0.025, 0.045))
-            lesions.append((2, cu, cv, r, float(rng.uniform(0.10, 0.15)), float(rng.uniform(0.008, 0.013))))
+            radius = float(rng.uniform(0.025, 0.045))
+            lesions.append(Lesion(LesionKind.CAVITY, centre_u, centre_v, radius, float(rng.uniform(0.10, 0.15)),
+                                  wall=float(rng.uniform(0.008, 0.013))))
         clusters.append(_Cluster(0, tuple(lesions)))
     return tuple(clusters)
 
 
-def _findings(seed: int, pid: int, task: str, prevalence: float, A: _Anatomy) -> _Findings:
+def _findings(seed: int, patient: int, task: str, prevalence: float, anatomy: _Anatomy) -> _Findings:
     names = TASKS[task]
     code = _TASK_CODE[task]
-    draws = np.random.default_rng([seed, _T_LABELS, pid, code]).random(len(names))
+    draws = np.random.default_rng([seed, _STREAM_LABELS, patient, code]).random(len(names))
     labels = tuple(float(d < prevalence) for d in draws)
     clusters: list[_Cluster] = []
-    effusion: list[tuple[int, float, float]] = []
-    ctr = A.ctr
+    effusions: list[_Effusion] = []
+    ratio = anatomy.cardiothoracic_ratio
+
+    def stream(label: int):
+        return np.random.default_rng([seed, _STREAM_FINDINGS, patient, code, label])
+
     if task == "tb":
-        rng = np.random.default_rng([seed, _T_FINDINGS, pid, code, 0])
-        clusters.extend(_tb_findings(rng, A, labels[0] > 0))
+        clusters.extend(_tb_findings(stream(0), anatomy, labels[0] > 0))
     else:
-        if labels[3]:  # Cardiomegaly (drawn first: lesions are placed outside the heart)
-            rng = np.random.default_rng([seed, _T_FINDINGS, pid, code, 3])
-            ctr = float(rng.uniform(0.52, 0.63))
-        if labels[0]:  # Nodule
-            rng = np.random.default_rng([seed, _T_FINDINGS, pid, code, 0])
+        nodule, consolidation, effusion, cardiomegaly = range(4)
+        if labels[cardiomegaly]:  # drawn first: lesions are placed outside the heart
+            ratio = float(stream(cardiomegaly).uniform(0.52, 0.63))
+        if labels[nodule]:
+            rng = stream(nodule)
             for _ in range(1 if rng.random() < 0.8 else 2):
                 side = int(rng.integers(0, 2))
-                d = rng.uniform(0.02, 0.05) * 2.2  # diameter as a fraction of the width
-                (u, v), = _sample_in_lung(rng, A, side, (0.1, 0.85), margin=d, ctr=ctr)
-                clusters.append(_Cluster(0, ((1, u, v, 0.5 * d, float(rng.uniform(0.20, 0.30)), 0.0),)))
-        if labels[1]:  # Consolidation
-            rng = np.random.default_rng([seed, _T_FINDINGS, pid, code, 1])
+                diameter = rng.uniform(0.02, 0.05) * 2.2  # as a fraction of the width
+                (u, v), = _sample_in_lung(rng, anatomy, side, (0.1, 0.85), margin=diameter,
+                                          cardiothoracic_ratio=ratio)
+                lesion = Lesion(LesionKind.NODULE, u, v, 0.5 * diameter, float(rng.uniform(0.20, 0.30)))
+                clusters.append(_Cluster(nodule, (lesion,)))
+        if labels[consolidation]:
+            rng = stream(consolidation)
             side = int(rng.integers(0, 2))
             t_range = (0.45, 0.9) if rng.random() < 0.6 else (0.1, 0.6)
-            (cu, cv), = _sample_in_lung(rng, A, side, t_range, margin=0.08, ctr=ctr)
-            c = _cluster_around(rng, A, side, cu, cv, 1, (5, 10), (0.04, 0.08), 0.07, (0.05, 0.08))
-            haze = (3, cu, cv, float(rng.uniform(0.11, 0.16)), float(rng.uniform(0.05, 0.08)), 0.0)
-            clusters.append(_Cluster(1, (haze,) + c.lesions))
-        if labels[2]:  # Effusion
-            rng = np.random.default_rng([seed, _T_FINDINGS, pid, code, 2])
+            (centre_u, centre_v), = _sample_in_lung(rng, anatomy, side, t_range, margin=0.08,
+                                                    cardiothoracic_ratio=ratio)
+            core = _cluster_around(rng, anatomy, side, centre_u, centre_v, consolidation, (5, 10), (0.04, 0.08),
+                                   0.07, (0.05, 0.08))
+            haze = Lesion(LesionKind.HAZE, centre_u, centre_v, float(rng.uniform(0.11, 0.16)),
+                          float(rng.uniform(0.05, 0.08)))
+            clusters.append(_Cluster(consolidation, (haze,) + core.lesions))
+        if labels[effusion]:
+            rng = stream(effusion)
             sides = [int(rng.integers(0, 2))]
             if rng.random() < 0.25:
                 sides.append(1 - sides[0])
             for side in sides:
-                effusion.append((side, float(rng.uniform(0.16, 0.38)), float(rng.uniform(0.55, 0.9))))
-    return _Findings(labels, tuple(clusters), tuple(effusion), ctr)
+                effusions.append(_Effusion(side, float(rng.uniform(0.16, 0.38)), float(rng.uniform(0.55, 0.9))))
+    return _Findings(labels, tuple(clusters), tuple(effusions), ratio)
 
 
-def _effusion_geom(A: _Anatomy, side: int, height: float, insp: float):
-    medial, lateral, hwb, cb, apex, cp = _lung_geom(A, side, insp)
-    level = cp - height  # fluid level at the lateral chest wall (top of the meniscus)
-    return medial, lateral, hwb, cb, cp, level
+def _fluid_level(lung: _LungGeometry, height: float) -> float:
+    """v of the fluid level at the lateral chest wall (top of the meniscus)."""
+    return lung.costophrenic - height
 
 
-def _effusion_density(A: _Anatomy, side: int, height: float, insp: float, u, v):
-    s = -1.0 if side == 0 else 1.0
-    l = s * u
-    medial, lateral, hwb, cb, cp, level = _effusion_geom(A, side, height, insp)
+def _effusion_density(anatomy: _Anatomy, effusion: _Effusion, inspiration: float, u, v):
+    away = _side_sign(effusion.side) * u
+    lung = _lung_geometry(anatomy, effusion.side, inspiration)
     # meniscus: the surface climbs towards the lateral wall
-    x = np.clip((l - medial) / (lateral - medial), 0.0, 1.0)
-    surface = level + 0.4 * height * (1.0 - x) ** 1.5
+    x = np.clip((away - lung.medial) / (lung.lateral - lung.medial), 0.0, 1.0)
+    surface = _fluid_level(lung, effusion.height) + 0.4 * effusion.height * (1.0 - x) ** 1.5
     return _smooth(v - surface, 0.03)
 
 
@@ -490,29 +577,32 @@ def _effusion_density(A: _Anatomy, side: int, height: float, insp: float, u, v):
 def _patient_state(seed: int, index: int, task: str, prevalence: float):
     _check_task(task)
     _check_args(seed, index, prevalence)
-    pid = _patient_of(int(seed), int(index))
-    return (pid,) + _patient(int(seed), pid, task, float(prevalence))
+    patient = _patient_of(int(seed), int(index))
+    return (patient,) + _patient(int(seed), patient, task, float(prevalence))
 
 
 @functools.lru_cache(maxsize=1024)
-def _patient(seed: int, pid: int, task: str, prevalence: float) -> tuple[_Anatomy, _Findings]:
-    A = _anatomy(seed, pid)
-    return A, _findings(seed, pid, task, prevalence, A)
+def _patient(seed: int, patient: int, task: str, prevalence: float) -> tuple[_Anatomy, _Findings]:
+    anatomy = _anatomy(seed, patient)
+    return anatomy, _findings(seed, patient, task, prevalence, anatomy)
 
 
-def _boxes(A: _Anatomy, F: _Findings, V: _View, task: str) -> tuple[Box, ...]:
-    boxes = [_box(V, c.label, *c.extent()) for c in F.clusters]
+def _boxes(anatomy: _Anatomy, findings: _Findings, view: _View, task: str) -> tuple[Box, ...]:
+    boxes = [_box(view, cluster.label, *cluster.extent()) for cluster in findings.clusters]
     if task == "multilabel":
-        for side, height, _ in F.effusion:
-            s = -1.0 if side == 0 else 1.0
-            medial, lateral, hwb, cb, cp, level = _effusion_geom(A, side, height, V.insp)
-            inner = medial + 0.25 * (lateral - medial)
-            ls = sorted((s * inner, s * (lateral + 0.02)))
-            boxes.append(_box(V, 2, ls[0], level - 0.02, ls[1], cp + 0.03))
-        if F.labels[3]:
-            top, bottom, left, right = _heart_params(A, F.ctr)
-            boxes.append(_box(V, 3, left - 0.02, top + 0.1 * (bottom - top), right + 0.02, bottom + 0.06))
-    return tuple(b for b in boxes if b.xmax > b.xmin and b.ymax > b.ymin)
+        effusion_label, cardiomegaly_label = 2, 3
+        for effusion in findings.effusions:
+            sign = _side_sign(effusion.side)
+            lung = _lung_geometry(anatomy, effusion.side, view.inspiration)
+            inner = lung.medial + 0.25 * (lung.lateral - lung.medial)
+            us = sorted((sign * inner, sign * (lung.lateral + 0.02)))
+            boxes.append(_box(view, effusion_label, us[0], _fluid_level(lung, effusion.height) - 0.02, us[1],
+                              lung.costophrenic + 0.03))
+        if findings.labels[cardiomegaly_label]:
+            heart = _heart(anatomy, findings.cardiothoracic_ratio)
+            boxes.append(_box(view, cardiomegaly_label, heart.left - 0.02,
+                              heart.top + 0.1 * (heart.bottom - heart.top), heart.right + 0.02, heart.bottom + 0.06))
+    return tuple(box for box in boxes if box.xmax > box.xmin and box.ymax > box.ymin)
 
 
 def phantom_meta(
@@ -524,72 +614,77 @@ def phantom_meta(
     ``TASKS[task]``.  There is one box per lesion cluster (Tuberculosis, Nodule,
     Consolidation), per effusion side and one around an enlarged heart.
     """
-    pid, A, F = _patient_state(seed, index, task, prevalence)
-    V = _view(seed, index)
-    return F.labels, _boxes(A, F, V, task), _patient_id(pid)
+    patient, anatomy, findings = _patient_state(seed, index, task, prevalence)
+    return findings.labels, _boxes(anatomy, findings, _view(seed, index), task), _patient_id(patient)
+
+
+# ----------------------------------------------------------------------------- drawing
 
 
 @functools.lru_cache(maxsize=64)
-def _texture(seed: int, pid: int, grid: int = 112) -> np.ndarray:
+def _texture(seed: int, patient: int, grid: int = 112) -> np.ndarray:
     """Per-patient lung texture (vessel markings + mottle) on a grid over [-1.1, 1.1]^2.
 
     Vessels are binary trees growing from the hila, drawn by splatting points along the
     branches onto the grid (vectorised level by level) and blurring.
     """
-    rng = np.random.default_rng([seed, _T_TEXTURE, pid])
+    rng = np.random.default_rng([seed, _STREAM_TEXTURE, patient])
     step = 2.2 / (grid - 1)
     trunks = 7
     # level 0: trunks from each hilum fanning out from up-lateral to down-lateral
     side = np.repeat([-1.0, 1.0], trunks)
-    hu = side * rng.uniform(0.17, 0.22, 2).repeat(trunks)
-    hv = rng.uniform(-0.12, 0.0, 2).repeat(trunks)
+    start_u = side * rng.uniform(0.17, 0.22, 2).repeat(trunks)
+    start_v = rng.uniform(-0.12, 0.0, 2).repeat(trunks)
     fan = np.tile(np.linspace(-1.2, 1.1, trunks), 2) + rng.normal(0.0, 0.12, 2 * trunks)
-    ang = np.arctan2(np.sin(fan), side * np.cos(fan))
+    angle = np.arctan2(np.sin(fan), side * np.cos(fan))
     length = rng.uniform(0.12, 0.18, 2 * trunks)
     width = np.ones(2 * trunks)
-    us, vs, ws = [], [], []
-    n = 24  # points per branch
-    t = (np.arange(1, n + 1) / n)[None, :]
-    for depth in range(4):
-        bend = rng.normal(0.0, 0.15, len(ang))[:, None]
-        a = ang[:, None] + bend * t
-        uu = hu[:, None] + np.cumsum(np.cos(a), axis=1) * (length / n)[:, None]
-        vv = hv[:, None] + np.cumsum(np.sin(a), axis=1) * (length / n)[:, None]
-        us.append(uu.ravel())
-        vs.append(vv.ravel())
-        ws.append(np.repeat(width, n))
-        # two children per branch
-        k = len(ang)
-        hu, hv = np.repeat(uu[:, -1], 2), np.repeat(vv[:, -1], 2)
-        ang = np.repeat(a[:, -1], 2) + np.tile([-1.0, 1.0], k) * rng.uniform(0.25, 0.55, 2 * k)
-        length = np.repeat(length, 2) * rng.uniform(0.65, 0.85, 2 * k)
+    point_us, point_vs, point_widths = [], [], []
+    points_per_branch = 24
+    t = (np.arange(1, points_per_branch + 1) / points_per_branch)[None, :]
+    for _level in range(4):
+        bend = rng.normal(0.0, 0.15, len(angle))[:, None]
+        branch_angle = angle[:, None] + bend * t
+        branch_u = start_u[:, None] + np.cumsum(np.cos(branch_angle), axis=1) * (length / points_per_branch)[:, None]
+        branch_v = start_v[:, None] + np.cumsum(np.sin(branch_angle), axis=1) * (length / points_per_branch)[:, None]
+        point_us.append(branch_u.ravel())
+        point_vs.append(branch_v.ravel())
+        point_widths.append(np.repeat(width, points_per_branch))
+        # two children per branch, starting where it ends
+        branches = len(angle)
+        start_u, start_v = np.repeat(branch_u[:, -1], 2), np.repeat(branch_v[:, -1], 2)
+        angle = (np.repeat(branch_angle[:, -1], 2)
+                 + np.tile([-1.0, 1.0], branches) * rng.uniform(0.25, 0.55, 2 * branches))
+        length = np.repeat(length, 2) * rng.uniform(0.65, 0.85, 2 * branches)
         width = np.repeat(width, 2) * 0.72
-    u = np.concatenate(us)
-    v = np.concatenate(vs)
-    w = np.concatenate(ws)
+    u = np.concatenate(point_us)
+    v = np.concatenate(point_vs)
+    weights = np.concatenate(point_widths)
+    # bilinear splatting of the points onto the grid
     gx = (u + 1.1) / step
     gy = (v + 1.1) / step
-    ok = (gx >= 0) & (gx < grid - 1) & (gy >= 0) & (gy < grid - 1)
-    gx, gy, w = gx[ok], gy[ok], w[ok]
+    on_grid = (gx >= 0) & (gx < grid - 1) & (gy >= 0) & (gy < grid - 1)
+    gx, gy, weights = gx[on_grid], gy[on_grid], weights[on_grid]
     x0 = gx.astype(np.int64)
     y0 = gy.astype(np.int64)
     fx = gx - x0
     fy = gy - y0
     flat = np.zeros(grid * grid)
     corners = ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy))
-    for dy, dx, wt in corners:
-        flat += np.bincount((y0 + dy) * grid + x0 + dx, weights=w * wt, minlength=grid * grid)
-    g = gaussian_blur(flat.reshape(grid, grid).astype(np.float32), 0.7)
-    g /= max(float(g.max()), 1e-6)
+    for dy, dx, corner_weight in corners:
+        flat += np.bincount((y0 + dy) * grid + x0 + dx, weights=weights * corner_weight, minlength=grid * grid)
+    vessels = gaussian_blur(flat.reshape(grid, grid).astype(np.float32), 0.7)
+    vessels /= max(float(vessels.max()), 1e-6)
     mottle = gaussian_blur(rng.normal(0.0, 1.0, (grid, grid)).astype(np.float32), 1.5)
     mottle /= max(float(np.abs(mottle).max()), 1e-6)
-    tex = 0.13 * np.sqrt(g) + 0.03 * mottle
-    tex.setflags(write=False)
-    return tex
+    texture = 0.13 * np.sqrt(vessels) + 0.03 * mottle
+    texture.setflags(write=False)
+    return texture
 
 
-def _sample_grid(tex: np.ndarray, u, v) -> np.ndarray:
-    grid = tex.shape[0]
+def _sample_grid(texture: np.ndarray, u, v) -> np.ndarray:
+    """Bilinear lookup of a :func:`_texture` grid at anatomy coordinates."""
+    grid = texture.shape[0]
     step = 2.2 / (grid - 1)
     gx = np.clip((u + 1.1) / step, 0, grid - 1.001)
     gy = np.clip((v + 1.1) / step, 0, grid - 1.001)
@@ -598,162 +693,233 @@ def _sample_grid(tex: np.ndarray, u, v) -> np.ndarray:
     fx = (gx - x0).astype(np.float32)
     fy = (gy - y0).astype(np.float32)
     return (
-        tex[y0, x0] * (1 - fx) * (1 - fy)
-        + tex[y0, x0 + 1] * fx * (1 - fy)
-        + tex[y0 + 1, x0] * (1 - fx) * fy
-        + tex[y0 + 1, x0 + 1] * fx * fy
+        texture[y0, x0] * (1 - fx) * (1 - fy)
+        + texture[y0, x0 + 1] * fx * (1 - fy)
+        + texture[y0 + 1, x0] * (1 - fx) * fy
+        + texture[y0 + 1, x0 + 1] * fx * fy
     )
 
 
-def _ribs(A: _Anatomy, insp: float, u, v, lo_d: float, hi_d: float, posterior: bool):
-    """Rib band intensity (0..1) at anatomy coordinates."""
-    d = np.abs(u)
-    step = A.rib_step * (1.0 + 0.04 * insp)
+def _ribs(anatomy: _Anatomy, inspiration: float, u, v, inner: float, outer: float, posterior: bool):
+    """Rib band intensity (0..1) at anatomy coordinates, between |u| = inner and outer."""
+    distance = np.abs(u)
+    step = anatomy.rib_step * (1.0 + 0.04 * inspiration)
     if posterior:
         # from the spine the rib first rises a little, then arcs down to the lateral wall
-        curve = -A.rib_rise * d + A.rib_curve * d * d
-        first = A.rib_first
-        thick = A.rib_thick
+        curve = -anatomy.rib_rise * distance + anatomy.rib_curve * distance * distance
+        first = anatomy.rib_first
+        thickness = anatomy.rib_thickness
     else:
         # anterior ribs run from the lateral wall downwards towards the sternum
-        curve = 0.45 * (hi_d - d) - 0.25 * (hi_d - d) ** 2
-        first = A.rib_first + 0.12
-        thick = A.rib_thick * 0.8
+        curve = 0.45 * (outer - distance) - 0.25 * (outer - distance) ** 2
+        first = anatomy.rib_first + 0.12
+        thickness = anatomy.rib_thickness * 0.8
     z = (v - curve - first) / step
-    a = A.rib_growth
-    phase = (np.sqrt(np.maximum(1.0 + 2.0 * a * z, 1e-6)) - 1.0) / a  # spacing widens downwards
-    k = np.floor(phase)
-    f = (phase - k) / thick
-    inside = (f < 1.0) & (k >= 0) & (k < A.n_ribs)
-    fc = np.clip(f, 0.0, 1.0)
-    band = np.sin(np.pi * fc)
+    growth = anatomy.rib_growth
+    phase = (np.sqrt(np.maximum(1.0 + 2.0 * growth * z, 1e-6)) - 1.0) / growth  # spacing widens downwards
+    rib_number = np.floor(phase)
+    across = (phase - rib_number) / thickness  # 0..1 across a rib
+    inside = (across < 1.0) & (rib_number >= 0) & (rib_number < anatomy.rib_count)
+    band = np.sin(np.pi * np.clip(across, 0.0, 1.0))
     # a bone band with a brighter cortex at its edges
-    prof = np.where(inside, np.sqrt(np.maximum(band, 0.0)) * (0.75 + 0.25 * (1.0 - band)), 0.0)
-    return prof * _smooth(d - lo_d, 0.04) * _smooth(hi_d - d, 0.04)
+    profile = np.where(inside, np.sqrt(np.maximum(band, 0.0)) * (0.75 + 0.25 * (1.0 - band)), 0.0)
+    return profile * _smooth(distance - inner, 0.04) * _smooth(outer - distance, 0.04)
+
+
+@dataclass(frozen=True)
+class _Canvas:
+    """The pixel grid of one image in anatomy coordinates, with what every drawing step reads."""
+
+    anatomy: _Anatomy
+    view: _View
+    size: int
+    px: np.ndarray  # centred image coordinates, -1..1
+    py: np.ndarray
+    u: np.ndarray  # anatomy coordinates of each pixel (float32)
+    v: np.ndarray
+
+    @property
+    def abs_u(self) -> np.ndarray:
+        return np.abs(self.u)
+
+    @property
+    def inspiration(self) -> float:
+        return self.view.inspiration
+
+
+def _canvas(anatomy: _Anatomy, view: _View, size: int) -> _Canvas:
+    centres = (np.arange(size, dtype=np.float32) + 0.5) * (2.0 / size) - 1.0
+    px, py = np.meshgrid(centres, centres)
+    u, v = _to_anatomy(view, px, py)
+    return _Canvas(anatomy, view, size, px, py, u.astype(np.float32), v.astype(np.float32))
+
+
+def _draw_body(canvas: _Canvas) -> tuple[np.ndarray, np.ndarray]:
+    """Soft tissue: neck, sloping shoulders, thorax, waist, arms and humeral heads.
+
+    Returns (density, body mask)."""
+    anatomy, u, v, abs_u = canvas.anatomy, canvas.u, canvas.v, canvas.abs_u
+    body_width = anatomy.body_half_width
+    shoulder = np.clip((v - anatomy.shoulder_v) / 0.30, 0.0, 1.0)
+    half = anatomy.neck_half_width + (body_width + 0.04 - anatomy.neck_half_width) * shoulder ** 0.45 * (
+        v > anatomy.shoulder_v)
+    half = half - 0.05 * _smooth(v - 0.2, 0.8)  # waist
+    body = _smooth(half - abs_u, 0.025)
+    thickness = np.sqrt(np.clip(1.0 - (u / (half + 0.04)) ** 2, 0.0, 1.0))
+    density = body * (0.30 + 0.24 * thickness) * anatomy.tissue
+    # arms beside the thorax (separated by the axilla) with the humeral heads
+    arm_inner, arm_outer = body_width + 0.07, body_width + 0.30
+    arm = (_smooth(abs_u - arm_inner, 0.04) * _smooth(arm_outer - abs_u, 0.04)
+           * _smooth(v - (anatomy.shoulder_v + 0.14), 0.08))
+    density = density + 0.30 * arm
+    for sign in (-1.0, 1.0):
+        head_u, head_v = sign * (body_width + 0.10), anatomy.shoulder_v + 0.22
+        distance = np.sqrt((u - head_u) ** 2 + ((v - head_v) / 1.15) ** 2)
+        density = density + 0.12 * _smooth(0.12 - distance, 0.02)
+    return density, body
+
+
+@dataclass(frozen=True)
+class _Chest:
+    """Masks the later steps need: both lungs, the heart, and the aerated lung actually seen."""
+
+    lungs: np.ndarray
+    heart: np.ndarray
+    aortic_knob: np.ndarray
+    visible_lung: np.ndarray  # lungs minus heart and aortic knob
+    air: np.ndarray  # density the air removes where the lung is seen
+
+
+def _chest(canvas: _Canvas, cardiothoracic_ratio: float) -> _Chest:
+    anatomy, u, v, abs_u, inspiration = canvas.anatomy, canvas.u, canvas.v, canvas.abs_u, canvas.inspiration
+    lungs = _lung_mask(anatomy, 0, u, v, inspiration) + _lung_mask(anatomy, 1, u, v, inspiration)
+    heart = _heart_mask(anatomy, cardiothoracic_ratio, u, v)
+    knob_distance = np.sqrt((u - (anatomy.medial[1] + 0.03)) ** 2 + (v - (anatomy.apex[1] + 0.38)) ** 2)
+    knob = _smooth(anatomy.aortic_knob - knob_distance, _EDGE)
+    visible_lung = lungs * (1.0 - heart) * (1.0 - knob)
+    # lungs are slightly darker laterally and at the apices, hila denser
+    t = np.clip((v - anatomy.apex[0]) / (anatomy.costophrenic[0] - anatomy.apex[0]), 0.0, 1.0)
+    air = _LUNG_AIR * (0.9 + 0.12 * _smooth(abs_u - 0.35, 0.4) - 0.05 * t)
+    return _Chest(lungs, heart, knob, visible_lung, air)
+
+
+def _draw_lungs(density, canvas: _Canvas, chest: _Chest, effusions, texture: np.ndarray):
+    """Aerated lung, effusions (bright fluid with a meniscus), hila and lung markings."""
+    u, v = canvas.u, canvas.v
+    density = density - chest.air * chest.visible_lung
+    for effusion in effusions:
+        density = density + effusion.opacity * chest.air * chest.visible_lung * _effusion_density(
+            canvas.anatomy, effusion, canvas.inspiration, u, v)
+    for sign in (-1.0, 1.0):
+        hilum_distance = np.sqrt(((u - sign * 0.17) / 0.9) ** 2 + ((v + 0.02) / 1.8) ** 2)
+        density = density + 0.05 * _smooth(0.12 - hilum_distance, 0.16) * chest.visible_lung
+    return density + _sample_grid(texture, u, v) * chest.visible_lung
+
+
+def _draw_mediastinum(density, canvas: _Canvas, chest: _Chest):
+    """Mediastinum, heart, spine, trachea and the stomach bubble."""
+    anatomy, u, v, abs_u, inspiration = canvas.anatomy, canvas.u, canvas.v, canvas.abs_u, canvas.inspiration
+    below = _smooth(v - (anatomy.costophrenic[1] - anatomy.dome[1] + 0.05 * inspiration), 0.06)  # under the diaphragm
+    density = density + 0.04 * chest.heart * (1.0 - below) + 0.03 * chest.aortic_knob
+    density = density + 0.05 * _smooth(0.13 - abs_u, 0.05) * _smooth(0.55 - v, 0.5)
+    vertebrae = 0.5 + 0.5 * np.cos(2 * np.pi * (v - anatomy.rib_first) / (anatomy.rib_step * 0.95))
+    spine = _smooth(anatomy.spine_half_width - abs_u, 0.015) * (0.025 + 0.025 * vertebrae)
+    density = density + spine * _smooth(v + 1.05, 0.1) * (1.0 - 0.6 * below)
+    trachea = _smooth(anatomy.trachea_half_width - np.abs(u + 0.01 * (v + 0.4)), 0.01) * _smooth(-0.38 - v, 0.06)
+    density = density - 0.07 * trachea * _smooth(v - anatomy.shoulder_v + 0.05, 0.05)
+    bubble = anatomy.stomach_bubble
+    if bubble > 0:
+        bubble_u = 0.55 * anatomy.thorax + 0.1
+        bubble_v = anatomy.costophrenic[1] - 0.5 * anatomy.dome[1] + 0.05 * inspiration + bubble + 0.03
+        distance = np.sqrt(((u - bubble_u) / 1.4) ** 2 + (v - bubble_v) ** 2)
+        density = density - 0.12 * _smooth(bubble - distance, 0.02) * _smooth(v - (bubble_v - 0.2 * bubble), 0.01)
+    return density
+
+
+def _draw_bones(density, canvas: _Canvas, chest: _Chest, body: np.ndarray):
+    """Posterior and anterior ribs, clavicles."""
+    anatomy, u, v, inspiration = canvas.anatomy, canvas.u, canvas.v, canvas.inspiration
+    rib_outer = anatomy.thorax + 0.08
+    ribs = (_ribs(anatomy, inspiration, u, v, 0.06, rib_outer, True)
+            + 0.45 * _ribs(anatomy, inspiration, u, v, 0.38, rib_outer, False))
+    density = density + ribs * body * (0.025 + 0.07 * np.clip(chest.lungs, 0.0, 1.0)) * (1.0 - 0.5 * chest.heart)
+    for sign in (-1.0, 1.0):
+        away = sign * u
+        x = np.clip((away - 0.08) / 0.55, 0.0, 1.0)
+        centre_v = anatomy.clavicle_v - anatomy.clavicle_slope * (away - 0.08) + 0.012 * np.sin(2.0 * np.pi * x)
+        clavicle = _smooth(0.026 + 0.012 * away - np.abs(v - centre_v), 0.014) * _smooth(away - 0.07, 0.04)
+        clavicle = clavicle * _smooth(0.66 - away, 0.08)
+        density = density + 0.09 * clavicle
+    return density
+
+
+def _draw_lesions(density, canvas: _Canvas, chest: _Chest, clusters) -> np.ndarray:
+    """Findings, clipped to the lung fields (and faded over the heart)."""
+    lesion_density = np.zeros_like(density)
+    for cluster in clusters:
+        for lesion in cluster.lesions:
+            _add_lesion(lesion_density, canvas, lesion)
+    return density + lesion_density * np.clip(chest.lungs * (1.0 - chest.heart * 0.7), 0.0, 1.0)
+
+
+def _add_lesion(lesion_density: np.ndarray, canvas: _Canvas, lesion: Lesion) -> None:
+    """Add one lesion to ``lesion_density``, evaluated only in its pixel window."""
+    size, view = canvas.size, canvas.view
+    x, y = _to_image(view, lesion.u, lesion.v)
+    reach = (3.2 * lesion.radius + lesion.wall * 2) * view.scale * size / 2.0 + 2
+    centre_x, centre_y = x * size, y * size
+    x0, x1 = max(0, int(centre_x - reach)), min(size, int(centre_x + reach) + 1)
+    y0, y1 = max(0, int(centre_y - reach)), min(size, int(centre_y + reach) + 1)
+    if x0 >= x1 or y0 >= y1:
+        return
+    du = canvas.u[y0:y1, x0:x1] - lesion.u
+    dv = canvas.v[y0:y1, x0:x1] - lesion.v
+    distance = np.sqrt(du * du + dv * dv)
+    radius, amplitude, wall = lesion.radius, lesion.amplitude, lesion.wall
+    window = lesion_density[y0:y1, x0:x1]
+    if lesion.kind in (LesionKind.BLOB, LesionKind.HAZE):
+        window += amplitude * np.exp(-0.5 * (distance / radius) ** 2)
+    elif lesion.kind is LesionKind.NODULE:
+        dome = np.sqrt(np.clip(1 - (distance / radius) ** 2, 0, 1))
+        window += amplitude * _smooth(radius - distance, 0.35 * radius) * (0.8 + 0.2 * dome)
+    else:  # CAVITY: a bright wall around a slightly lucent centre
+        wall_profile = np.exp(-0.5 * ((distance - radius) / wall) ** 2)
+        window += amplitude * wall_profile - 0.05 * _smooth(radius - wall - distance, wall)
+
+
+def _expose(density, canvas: _Canvas, rng) -> np.ndarray:
+    """Acquisition: blur, window/gamma, heel effect, film noise -> uint8."""
+    view, size = canvas.view, canvas.size
+    density = gaussian_blur(density.astype(np.float32), max(0.5, view.blur * size))
+    intensity = np.clip((density - view.window_low) / (view.window_high - view.window_low), 0.0, 1.0)
+    intensity = intensity ** view.gamma
+    intensity = intensity * (1.0 + view.heel * (math.cos(view.heel_direction) * canvas.px
+                                                + math.sin(view.heel_direction) * canvas.py))
+    noise = rng.normal(0.0, view.noise, (size, size)).astype(np.float32)
+    if size >= 96:
+        noise = gaussian_blur(noise, 0.6 * size / 256) * 1.4
+    intensity = intensity + noise
+    return np.clip(np.rint(intensity * 255.0), 0, 255).astype(np.uint8)
 
 
 def _render(seed: int, index: int, size: int, task: str, prevalence: float,
             findings: bool = True) -> np.ndarray:
-    pid, A, F = _patient_state(seed, index, task, prevalence)
-    V = _view(seed, index)
+    patient, anatomy, patient_findings = _patient_state(seed, index, task, prevalence)
+    view = _view(seed, index)
     size = int(size)
     if size < 8:
-        raise ValueError(f"size must be >= 8, got {size}")
-    rng = np.random.default_rng([seed, _T_VIEW, index, 1])
-    c = (np.arange(size, dtype=np.float32) + 0.5) * (2.0 / size) - 1.0
-    px, py = np.meshgrid(c, c)
-    u, v = _to_anatomy(V, px, py)
-    u = u.astype(np.float32)
-    v = v.astype(np.float32)
-    au = np.abs(u)
-    insp = V.insp
-    ctr = F.ctr if findings else A.ctr
-
-    # --- body: neck, sloping shoulders, thorax, waist (soft tissue thickness profile)
-    W = A.body_w
-    sh = np.clip((v - A.shoulder_v) / 0.30, 0.0, 1.0)
-    half = A.neck_w + (W + 0.04 - A.neck_w) * sh ** 0.45 * (v > A.shoulder_v)
-    half = half - 0.05 * _smooth(v - 0.2, 0.8)  # waist
-    body = _smooth(half - au, 0.025)
-    thick = np.sqrt(np.clip(1.0 - (u / (half + 0.04)) ** 2, 0.0, 1.0))
-    D = body * (0.30 + 0.24 * thick) * A.tissue
-    # arms beside the thorax (separated by the axilla) with the humeral heads
-    arm_in, arm_out = W + 0.07, W + 0.30
-    arm = _smooth(au - arm_in, 0.04) * _smooth(arm_out - au, 0.04) * _smooth(v - (A.shoulder_v + 0.14), 0.08)
-    D = D + 0.30 * arm
-    for s in (-1.0, 1.0):
-        hu, hv = s * (W + 0.10), A.shoulder_v + 0.22
-        r = np.sqrt((u - hu) ** 2 + ((v - hv) / 1.15) ** 2)
-        D = D + 0.12 * _smooth(0.12 - r, 0.02)
-
-    # --- lungs (air), cut by heart, aortic knob and mediastinum
-    lungs = _lung_mask(A, 0, u, v, insp) + _lung_mask(A, 1, u, v, insp)
-    heart = _heart_mask(A, ctr, u, v)
-    kr = np.sqrt((u - (A.medial[1] + 0.03)) ** 2 + (v - (A.apex[1] + 0.38)) ** 2)
-    knob = _smooth(A.knob - kr, _EDGE)
-    lung_eff = lungs * (1.0 - heart) * (1.0 - knob)
-    # lungs are slightly darker laterally and at the apices, hila denser
-    t = np.clip((v - A.apex[0]) / (A.cp[0] - A.apex[0]), 0.0, 1.0)
-    air = _LUNG_AIR * (0.9 + 0.12 * _smooth(au - 0.35, 0.4) - 0.05 * t)
-    D = D - air * lung_eff
-
-    # effusion: bright fluid filling the costophrenic angle with a meniscus
-    for side, height, opacity in F.effusion if findings else ():
-        D = D + opacity * air * lung_eff * _effusion_density(A, side, height, insp, u, v)
-
-    # hila (pulmonary arteries) and lung markings
-    for sgn in (-1.0, 1.0):
-        hr = np.sqrt(((u - sgn * 0.17) / 0.9) ** 2 + ((v + 0.02) / 1.8) ** 2)
-        D = D + 0.05 * _smooth(0.12 - hr, 0.16) * lung_eff
-    tex = _texture(seed, pid)
-    D = D + _sample_grid(tex, u, v) * lung_eff
-
-    # --- mediastinum, heart, spine, trachea
-    below = _smooth(v - (A.cp[1] - A.dome[1] + 0.05 * insp), 0.06)  # under the diaphragm
-    D = D + 0.04 * heart * (1.0 - below) + 0.03 * knob
-    D = D + 0.05 * _smooth(0.13 - au, 0.05) * _smooth(0.55 - v, 0.5)
-    vert = 0.5 + 0.5 * np.cos(2 * np.pi * (v - A.rib_first) / (A.rib_step * 0.95))
-    spine = _smooth(A.spine_w - au, 0.015) * (0.025 + 0.025 * vert)
-    D = D + spine * _smooth(v + 1.05, 0.1) * (1.0 - 0.6 * below)
-    trachea = _smooth(A.trachea_w - np.abs(u + 0.01 * (v + 0.4)), 0.01) * _smooth(-0.38 - v, 0.06)
-    D = D - 0.07 * trachea * _smooth(v - A.shoulder_v + 0.05, 0.05)
-    if A.bubble > 0:
-        bu, bv = 0.55 * A.thorax + 0.1, A.cp[1] - 0.5 * A.dome[1] + 0.05 * insp + A.bubble + 0.03
-        br = np.sqrt(((u - bu) / 1.4) ** 2 + (v - bv) ** 2)
-        D = D - 0.12 * _smooth(A.bubble - br, 0.02) * _smooth(v - (bv - 0.2 * A.bubble), 0.01)
-
-    # --- bones: posterior + anterior ribs, clavicles
-    rib_hi = A.thorax + 0.08
-    ribs = _ribs(A, insp, u, v, 0.06, rib_hi, True) + 0.45 * _ribs(A, insp, u, v, 0.38, rib_hi, False)
-    D = D + ribs * body * (0.025 + 0.07 * np.clip(lungs, 0.0, 1.0)) * (1.0 - 0.5 * heart)
-    for s in (-1.0, 1.0):
-        d = s * u
-        x = np.clip((d - 0.08) / 0.55, 0.0, 1.0)
-        cv = A.clav_v - A.clav_slope * (d - 0.08) + 0.012 * np.sin(2.0 * np.pi * x)  # gentle S
-        cl = _smooth(0.026 + 0.012 * d - np.abs(v - cv), 0.014) * _smooth(d - 0.07, 0.04)
-        cl = cl * _smooth(0.66 - d, 0.08)
-        D = D + 0.09 * cl
-
-    # --- findings (clipped to the lung fields)
-    if findings and F.clusters:
-        L = np.zeros_like(D)
-        for cl in F.clusters:
-            for kind, lu, lv, r, amp, extra in cl.lesions:
-                _add_lesion(L, V, u, v, size, kind, lu, lv, r, amp, extra)
-        D = D + L * np.clip(lungs * (1.0 - heart * 0.7), 0.0, 1.0)
-
-    # --- acquisition: blur, window/gamma, heel effect, film noise
-    D = gaussian_blur(D.astype(np.float32), max(0.5, V.blur * size))
-    I = np.clip((D - V.lo) / (V.hi - V.lo), 0.0, 1.0)
-    I = I ** V.gamma
-    I = I * (1.0 + V.heel * (math.cos(V.heel_dir) * px + math.sin(V.heel_dir) * py))
-    n = rng.normal(0.0, V.noise, (size, size)).astype(np.float32)
-    if size >= 96:
-        n = gaussian_blur(n, 0.6 * size / 256) * 1.4
-    I = I + n
-    return np.clip(np.rint(I * 255.0), 0, 255).astype(np.uint8)
-
-
-def _add_lesion(L, V, u, v, size, kind, lu, lv, r, amp, extra):
-    """Add one lesion to L, evaluated only in its pixel window."""
-    x, y = _to_image(V, lu, lv)
-    rad = (3.2 * r + extra * 2) * V.scale * size / 2.0 + 2
-    cx, cy = x * size, y * size
-    x0, x1 = max(0, int(cx - rad)), min(size, int(cx + rad) + 1)
-    y0, y1 = max(0, int(cy - rad)), min(size, int(cy + rad) + 1)
-    if x0 >= x1 or y0 >= y1:
-        return
-    uu = u[y0:y1, x0:x1] - lu
-    vv = v[y0:y1, x0:x1] - lv
-    rr = np.sqrt(uu * uu + vv * vv)
-    if kind in (0, 3):
-        L[y0:y1, x0:x1] += amp * np.exp(-0.5 * (rr / r) ** 2)
-    elif kind == 1:
-        dome = np.sqrt(np.clip(1 - (rr / r) ** 2, 0, 1))
-        L[y0:y1, x0:x1] += amp * _smooth(r - rr, 0.35 * r) * (0.8 + 0.2 * dome)
-    else:
-        wall = np.exp(-0.5 * ((rr - r) / extra) ** 2)
-        L[y0:y1, x0:x1] += amp * wall - 0.05 * _smooth(r - extra - rr, extra)
+        raise ConfigError(f"size must be >= 8, got {size}")
+    canvas = _canvas(anatomy, view, size)
+    ratio = patient_findings.cardiothoracic_ratio if findings else anatomy.cardiothoracic_ratio
+    density, body = _draw_body(canvas)
+    chest = _chest(canvas, ratio)
+    density = _draw_lungs(density, canvas, chest, patient_findings.effusions if findings else (),
+                          _texture(seed, patient))
+    density = _draw_mediastinum(density, canvas, chest)
+    density = _draw_bones(density, canvas, chest, body)
+    if findings and patient_findings.clusters:
+        density = _draw_lesions(density, canvas, chest, patient_findings.clusters)
+    return _expose(density, canvas, np.random.default_rng([seed, _STREAM_VIEW, index, 1]))
 
 
 def render_phantom(
@@ -794,9 +960,9 @@ def synthetic_source(
     _check_task(task)
     _check_args(seed, 0, prevalence)
     if int(num_images) != num_images or num_images < 0:
-        raise ValueError(f"num_images must be a non-negative integer, got {num_images!r}")
+        raise ConfigError(f"num_images must be a non-negative integer, got {num_images!r}")
     if int(size) != size or size < 8:
-        raise ValueError(f"size must be an integer >= 8, got {size!r}")
+        raise ConfigError(f"size must be an integer >= 8, got {size!r}")
     items = []
     for index in range(int(num_images)):
         labels, boxes, patient_id = phantom_meta(seed, index, task, prevalence)
