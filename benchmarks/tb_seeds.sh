@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # TB CNN on the small real TB set (../shared/data/tb_cxr, 114 images): one run per split seed,
-# each split patient-wise 70/10/20, trained with mpirun -np 2 for a fixed 40 epochs and the
-# final model evaluated on its test split.  With ~12 validation images, validation AUROC is
-# too noisy to pick an epoch or cut the learning rate (tried: it picks epoch 1), so no early
-# stopping, no plateau schedule and no model selection.
+# each split patient-wise 70/10/20, trained on 2 MPI ranks (python -m tfxr.distributed --np 2,
+# tfxr's one mpirun builder) for a fixed 40 epochs and the final model evaluated on its test
+# split.  With ~12 validation images, validation AUROC is too noisy to pick an epoch or cut
+# the learning rate (tried: it picks epoch 1), so no early stopping, no plateau schedule and
+# no model selection.
 # Usage: benchmarks/tb_seeds.sh [OUT] [SEEDS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +15,7 @@ DATA=${TB_DATA:-../shared/data/tb_cxr}
 for s in $SEEDS; do
   "$PY" -m tfxr.tfrecords write --source tb --images "$DATA/images" --labels "$DATA/labels.csv" \
       --image-size 128 --shards 2 --seed "$s" --out "$OUT/data-$s" --quiet
-  mpirun -np 2 --oversubscribe --bind-to none $([ "$(id -u)" -eq 0 ] && echo --allow-run-as-root) \
-      "$PY" -m tfxr.train --model tb_cnn --data "$OUT/data-$s" --out "$OUT/run-$s" --epochs 40 \
+  "$PY" -m tfxr.distributed --np 2 -- tfxr.train --model tb_cnn --data "$OUT/data-$s" --out "$OUT/run-$s" --epochs 40 \
       --batch-size 8 --cache --no-progress --seed "$s" --set plateau_patience=0 --set early_stopping_patience=0
   "$PY" -m tfxr.evaluate --model "$OUT/run-$s/final.keras" --out "$OUT/run-$s/eval-test" --data "$OUT/data-$s" --split test --set bootstrap=2000
 done

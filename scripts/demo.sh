@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main job end to end on the built-in synthetic data, no downloads.
 #   1. draw TB-like chest-radiograph phantoms and write them as sharded TFRecords
-#   2. train the TB CNN data-parallel with Horovod under mpirun -np $NP
+#   2. train the TB CNN data-parallel with Horovod on $NP ranks (tfxr's one mpirun builder)
 #   3. evaluate it on the held-out test split (AUROC table, ROC curve PNG)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,16 +10,14 @@ NP=${NP:-2}
 OUT=${OUT:-demo_out}
 IMAGES=${IMAGES:-1600}
 EPOCHS=${EPOCHS:-12}
-MPIRUN=(mpirun -np "$NP" --oversubscribe --bind-to none)
-[ "$(id -u)" -eq 0 ] && MPIRUN+=(--allow-run-as-root)
 
 echo "== 1/3 synthetic data -> $OUT/data (TFRecords, 128 px)"
 "$PYTHON" -m tfxr.tfrecords write --source synthetic --num-images "$IMAGES" --image-size 128 \
     --shards 4 --workers 2 --out "$OUT/data"
 "$PYTHON" -m tfxr.data.stats "$OUT/data" --grid "$OUT/data_samples.png"
 
-echo "== 2/3 train tb_cnn with Horovod: ${MPIRUN[*]} python -m tfxr.train"
-"${MPIRUN[@]}" "$PYTHON" -m tfxr.train --model tb_cnn --data "$OUT/data" --out "$OUT/run" \
+echo "== 2/3 train tb_cnn with Horovod on $NP ranks: $("$PYTHON" -m tfxr.distributed --np "$NP" --print -- tfxr.train)"
+"$PYTHON" -m tfxr.distributed --np "$NP" -- tfxr.train --model tb_cnn --data "$OUT/data" --out "$OUT/run" \
     --epochs "$EPOCHS" --batch-size 32 --cache --set plateau_patience=2 --set early_stopping_patience=4
 
 echo "== 3/3 evaluate on the test split"

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import http.server
 import io
+import json
 import os
 import re
 import shlex
@@ -31,26 +32,38 @@ URL_TABLE = REPO / "data_urls.tsv"
 EXTRACT = REPO / "tfrecords" / "extract_images.sh"
 WRITE = REPO / "tfrecords" / "write_tfrecords.sh"
 SLURM_DIR = REPO / "job_submissions" / "slurm"
-# Batch script -> total GPUs (= ranks) its #SBATCH header asks for.
+# Batch script -> (nodes, GPUs per node) its #SBATCH header asks for.
 BATCH_SCRIPTS = {
-    "tfrec_1gpu.sh": 1,
-    "raw_1gpu.sh": 1,
-    "tfrec_ngpu_1node.sh": 4,
-    "raw_ngpu_1node.sh": 4,
-    "tfrec_multinode.sh": 8,
+    "train_1gpu.sh": (1, 1),
+    "train_1node.sh": (1, 4),
+    "train_multinode.sh": (2, 4),
 }
+CHEXNET_CONFIG = REPO / "configs" / "chexnet_nih.yaml"
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 needs_wget = pytest.mark.skipif(shutil.which("wget") is None, reason="wget is not installed")
 needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="mpirun is not installed")
 
+
+@functools.lru_cache(maxsize=1)
+def _distributed_cli_works() -> bool:
+    # Before that CLI existed, `python -m tfxr.distributed ...` imported the module and exited 0.
+    proc = subprocess.run([sys.executable, "-m", "tfxr.distributed", "--np", "2", "--print", "--", "tfxr.train"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return proc.returncode == 0 and "mpirun" in proc.stdout and "tfxr.train" in proc.stdout
+
+
+needs_distributed_cli = pytest.mark.skipif(
+    "not _distributed_cli_works()",
+    reason="`python -m tfxr.distributed --np N -- MODULE ARGS` (the one mpirun builder) is not in this checkout")
+
 # Variables the scripts read: a test sets the ones it wants and nothing leaks in from
 # the environment pytest runs in (e.g. a CI job that itself runs under Slurm).
 _SCRIPT_VARS = {
     "DRY_RUN", "NP", "DATA_DIR", "OUT_DIR", "PYTHON", "MODEL", "EPOCHS", "BATCH_SIZE",
     "EXTRA_ARGS", "LAUNCHER", "MPIRUN", "MPIRUN_FLAGS", "IMAGE_SIZE", "SHARDS", "FORMAT",
-    "ARCHIVE_GLOB", "NCCL_DEBUG",
+    "ARCHIVE_GLOB", "NCCL_DEBUG", "DATA_KIND", "CONFIG",
 }
 _PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"}
 
@@ -757,15 +770,12 @@ def test_write_nih_needs_labels_and_images(nih_raw, tmp_path):
     assert proc.returncode == 1 and "extract_images.sh" in proc.stderr, out_of(proc)
 
 
-def test_write_under_mpirun(nih_raw, tmp_path):
+def test_write_under_mpi_goes_through_the_one_mpirun_builder(nih_raw, tmp_path):
     env = clean_env(DRY_RUN=1, NP=2, IMAGE_SIZE=320, SHARDS=64, FORMAT="raw", PYTHON="/opt/venv/bin/python")
     argv = argv_of(run([WRITE, "nih", nih_raw, tmp_path / "o"], env=env))
-    assert argv[0] == "mpirun"
-    assert value_after(argv, "-np") == "2"
-    assert "--oversubscribe" in argv
-    assert ("--allow-run-as-root" in argv) == IS_ROOT
-    i = argv.index("/opt/venv/bin/python")
-    assert argv[i:i + 4] == ["/opt/venv/bin/python", "-m", "tfxr.tfrecords", "write"]
+    assert argv[:8] == ["/opt/venv/bin/python", "-m", "tfxr.distributed", "--np", "2", "--",
+                        "tfxr.tfrecords", "write"]
+    assert "mpirun" not in argv
     assert value_after(argv, "--image-size") == "320"
     assert value_after(argv, "--shards") == "64"
     assert value_after(argv, "--format") == "raw"
@@ -818,12 +828,11 @@ def test_write_errors(args, env, code, message, tmp_path):
 
 
 def fake_python(tmp_path: Path) -> tuple[Path, Path]:
-    """A stand-in interpreter that appends its rank, cwd, PYTHONPATH and arguments to a log."""
-    log = tmp_path / "ranks.log"
+    """A stand-in interpreter that appends its cwd, PYTHONPATH and arguments to a log."""
+    log = tmp_path / "calls.log"
     exe = write_exe(tmp_path / "fakepython", (
         "#!/bin/sh\n"
-        f'printf "rank=%s size=%s cwd=%s pythonpath=%s args=%s\\n" '
-        f'"${{OMPI_COMM_WORLD_RANK:-none}}" "${{OMPI_COMM_WORLD_SIZE:-none}}" "$(pwd)" "$PYTHONPATH" "$*" >> "{log}"\n'
+        f'printf "cwd=%s pythonpath=%s args=%s\\n" "$(pwd)" "$PYTHONPATH" "$*" >> "{log}"\n'
     ))
     return exe, log
 
@@ -840,23 +849,31 @@ def test_write_runs_the_converter(tmp_path):
 
 @pytest.mark.mpi
 @needs_mpirun
+@needs_distributed_cli
 def test_write_runs_the_converter_on_two_ranks(tmp_path):
-    exe, log = fake_python(tmp_path)
-    proc = run([WRITE, "synthetic", "16", tmp_path / "o"], env=clean_env(PYTHON=exe, NP=2))
+    """The real converter on two MPI ranks: each rank writes its shards, rank 0 the manifest."""
+    out = tmp_path / "o"
+    proc = run([WRITE, "synthetic", "12", out, "--quiet"],
+               env=clean_env(PYTHON=sys.executable, NP=2, IMAGE_SIZE=32, SHARDS=2), timeout=300)
     assert proc.returncode == 0, out_of(proc)
-    lines = sorted(log.read_text().splitlines())
-    assert [line.split()[0] for line in lines] == ["rank=0", "rank=1"]
-    assert all("size=2" in line and "--source synthetic" in line for line in lines)
+    assert "tfxr.distributed --np 2" in proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sum(split["count"] for split in manifest["splits"].values()) == 12
 
 
 # --------------------------------------------------------------------- Slurm scripts
 
 
+def data_folder(path: Path, kind: str = "tfrecord") -> Path:
+    """A stand-in data directory: the scripts only read the manifest's format."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "manifest.json").write_text(json.dumps({"schema_version": 1, "format": kind}))
+    return path
+
+
 @pytest.fixture
 def data_dir(tmp_path):
-    d = tmp_path / "data"
-    d.mkdir()
-    return d
+    return data_folder(tmp_path / "data")
 
 
 def slurm(script: str | list[str], tmp_path: Path, **env) -> subprocess.CompletedProcess:
@@ -865,61 +882,81 @@ def slurm(script: str | list[str], tmp_path: Path, **env) -> subprocess.Complete
     return run(["bash", SLURM_DIR / name, *args], env=clean_env(**env), cwd=tmp_path)
 
 
+def train_args(argv: list[str]) -> list[str]:
+    """The tfxr.train arguments of a launch command."""
+    return argv[argv.index("tfxr.train") + 1:]
+
+
+def test_one_script_per_launch_shape():
+    assert sorted(p.name for p in SLURM_DIR.glob("*.sh")) == sorted([*BATCH_SCRIPTS, "common.sh"])
+    bodies = {re.sub(r"^#SBATCH.*\n|^#.*\n|tfxr_main \d \d", "", (SLURM_DIR / s).read_text(), flags=re.M)
+              for s in BATCH_SCRIPTS}
+    assert len(bodies) == 1  # the same few lines that find common.sh; everything else is there
+
+
 @pytest.mark.parametrize("script", sorted(BATCH_SCRIPTS))
 def test_slurm_script_header(script):
     text = (SLURM_DIR / script).read_text()
-    gpus = BATCH_SCRIPTS[script]
-    nodes = 2 if "multinode" in script else 1
+    nodes, gpus = BATCH_SCRIPTS[script]
     header = dict(re.findall(r"^#SBATCH --([a-z-]+)=(\S+)", text, flags=re.M))
     assert header["nodes"] == str(nodes)
-    assert header["ntasks-per-node"] == str(gpus // nodes)
-    assert header["gres"] == f"gpu:{gpus // nodes}"
+    assert header["ntasks-per-node"] == str(gpus)
+    assert header["gres"] == f"gpu:{gpus}"
     assert header["output"] == "logs/%x-%j.out"
     assert {"job-name", "cpus-per-task", "time"} <= header.keys()
-    assert ("raw" in header["job-name"]) == script.startswith("raw")
     assert re.search(r"^#\s+module load ", text, flags=re.M)
+    assert re.search(rf"^tfxr_main {nodes} {gpus} \"\$@\"", text, flags=re.M)
 
 
 @pytest.mark.parametrize("script", sorted(BATCH_SCRIPTS))
-def test_slurm_dry_run_outside_slurm(script, tmp_path, data_dir):
+def test_slurm_dry_run_outside_slurm_trains_chexnet_from_its_config(script, tmp_path, data_dir):
     proc = slurm(script, tmp_path, DRY_RUN=1, NP=2, DATA_DIR=data_dir)
     argv = argv_of(proc)
-    assert argv[0] == "mpirun"
-    assert value_after(argv, "-np") == "2"
-    assert "--oversubscribe" in argv
-    assert ("--allow-run-as-root" in argv) == IS_ROOT
-    assert value_after(argv, "-bind-to") == "none" and value_after(argv, "-map-by") == "slot"
-    i = argv.index("tfxr.train")
-    assert argv[i - 2:i] == ["python", "-m"]
-    assert value_after(argv, "--model") == "chexnet"
-    assert value_after(argv, "--data") == str(data_dir)
-    assert value_after(argv, "--epochs") == "10"
-    assert value_after(argv, "--batch-size") == "32"
-    assert value_after(argv, "--out").startswith(f"{REPO}/runs/tfxr-")
+    assert argv[:7] == ["python", "-m", "tfxr.distributed", "--np", "2", "--", "tfxr.train"]
+    args = train_args(argv)
+    assert args[:4] == ["--config", str(CHEXNET_CONFIG), "--data", str(data_dir)]
+    assert value_after(args, "--out").startswith(f"{REPO}/runs/tfxr-")
+    # model, weights, epochs and batch size come from the config alone
+    assert not {"--model", "--epochs", "--batch-size", "--weights"} & set(args)
     assert proc.stderr == ""
 
 
 @pytest.mark.parametrize("script", sorted(BATCH_SCRIPTS))
 def test_slurm_default_ranks_are_the_gpus_asked_for(script, tmp_path, data_dir):
+    nodes, gpus = BATCH_SCRIPTS[script]
     argv = argv_of(slurm(script, tmp_path, DRY_RUN=1, DATA_DIR=data_dir))
-    assert value_after(argv, "-np") == str(BATCH_SCRIPTS[script])
+    assert value_after(argv, "--np") == str(nodes * gpus)
 
 
 def test_slurm_settings_reach_the_command(tmp_path, data_dir):
     out = tmp_path / "run"
-    argv = argv_of(slurm(["raw_1gpu.sh", "--lr", "0.01"], tmp_path, DRY_RUN=1, NP=2, DATA_DIR="data", OUT_DIR=out,
-                         MODEL="densenet121", EPOCHS=3, BATCH_SIZE=8, PYTHON="/venv/bin/python",
-                         EXTRA_ARGS="--seed 7 --mixed-precision", HOROVOD_FUSION_THRESHOLD=67108864))
-    i = argv.index("/venv/bin/python")
-    assert argv[i:] == ["/venv/bin/python", "-m", "tfxr.train", "--model", "densenet121",
-                        "--data", str(data_dir), "--out", str(out), "--epochs", "3",
-                        "--batch-size", "8", "--seed", "7", "--mixed-precision", "--lr", "0.01"]
-    assert "HOROVOD_FUSION_THRESHOLD" in pairs(argv, "-x")
-    assert "NCCL_DEBUG=INFO" in pairs(argv, "-x")
+    (tmp_path / "my.yaml").write_text("model: tb_cnn\n")
+    argv = argv_of(slurm(["train_1gpu.sh", "--lr", "0.01"], tmp_path, DRY_RUN=1, NP=2, DATA_DIR="data",
+                         OUT_DIR=out, CONFIG="my.yaml", MODEL="densenet121", EPOCHS=3, BATCH_SIZE=8,
+                         PYTHON="/venv/bin/python", EXTRA_ARGS="--seed 7 --mixed-precision"))
+    assert argv[:3] == ["/venv/bin/python", "-m", "tfxr.distributed"]
+    assert train_args(argv) == ["--config", str(tmp_path / "my.yaml"), "--data", str(data_dir), "--out", str(out),
+                                "--model", "densenet121", "--epochs", "3", "--batch-size", "8",
+                                "--seed", "7", "--mixed-precision", "--lr", "0.01"]
     assert not out.exists()  # a dry run creates nothing
+    argv = argv_of(slurm("train_1gpu.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir, CONFIG="configs/tb_cnn.yaml"))
+    assert value_after(argv, "--config") == str(REPO / "configs" / "tb_cnn.yaml")  # else relative to the repo
 
 
-@pytest.mark.parametrize("script", ["tfrec_1gpu.sh", "raw_ngpu_1node.sh"])
+def test_slurm_data_kind_is_checked_against_the_manifest(tmp_path):
+    raw = data_folder(tmp_path / "raw", "raw")
+    argv = argv_of(slurm("train_1node.sh", tmp_path, DRY_RUN=1, DATA_DIR=raw, DATA_KIND="raw"))
+    assert value_after(argv, "--data") == str(raw)
+    proc = slurm("train_1node.sh", tmp_path, DRY_RUN=1, DATA_DIR=raw)
+    assert proc.returncode == 1 and "holds 'raw' data but DATA_KIND=tfrecord" in proc.stderr, out_of(proc)
+    proc = slurm("train_1node.sh", tmp_path, DRY_RUN=1, DATA_DIR=raw, DATA_KIND="png")
+    assert proc.returncode == 1 and "DATA_KIND must be tfrecord or raw, got 'png'" in proc.stderr, out_of(proc)
+    (raw / "manifest.json").unlink()
+    proc = slurm("train_1node.sh", tmp_path, DRY_RUN=1, DATA_DIR=raw, DATA_KIND="raw")
+    assert proc.returncode == 1 and "has no manifest.json" in proc.stderr, out_of(proc)
+
+
+@pytest.mark.parametrize("script", ["train_1gpu.sh", "train_multinode.sh"])
 def test_slurm_needs_data_dir(script, tmp_path):
     proc = slurm(script, tmp_path, DRY_RUN=1, NP=2)
     assert proc.returncode == 1, out_of(proc)
@@ -929,10 +966,11 @@ def test_slurm_needs_data_dir(script, tmp_path):
     assert "is not a directory" in proc.stderr
 
 
-@pytest.mark.parametrize("env, message", [({"EPOCHS": "ten"}, "EPOCHS"), ({"NP": "0"}, "NP"),
+@pytest.mark.parametrize("env, message", [({"EPOCHS": "ten"}, "EPOCHS"), ({"BATCH_SIZE": "0"}, "BATCH_SIZE"),
+                                          ({"NP": "0"}, "NP"), ({"CONFIG": "nope.yaml"}, "CONFIG=nope.yaml"),
                                           ({"LAUNCHER": "ssh", "SLURM_JOB_ID": "1"}, "LAUNCHER")])
 def test_slurm_rejects_bad_settings(env, message, tmp_path, data_dir):
-    proc = slurm("tfrec_1gpu.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir, **env)
+    proc = slurm("train_1gpu.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir, **env)
     assert proc.returncode == 1, out_of(proc)
     assert message in proc.stderr
 
@@ -945,33 +983,38 @@ def fake_srun(tmp_path: Path, mpi_list: str) -> Path:
 
 
 IN_SLURM = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "8", "SLURM_JOB_NUM_NODES": "2",
-            "SLURM_JOB_NAME": "tfxr-tfrec-2x4gpu", "SLURM_CPUS_PER_TASK": "8"}
+            "SLURM_JOB_NAME": "tfxr-2x4gpu", "SLURM_CPUS_PER_TASK": "8"}
 
 
 def test_slurm_uses_srun_with_pmix(tmp_path, data_dir):
     bin_dir = fake_srun(tmp_path, "'MPI plugin types are...' none pmi2 pmix pmix_v4")
-    argv = argv_of(slurm("tfrec_multinode.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir,
+    argv = argv_of(slurm("train_multinode.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir,
                          SLURM_SUBMIT_DIR=REPO, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", **IN_SLURM))
-    assert argv[:3] == ["srun", "--mpi=pmix", "--kill-on-bad-exit=1"]
-    assert "tfxr.train" in argv and value_after(argv, "--data") == str(data_dir)
-    assert value_after(argv, "--out") == f"{REPO}/runs/tfxr-tfrec-2x4gpu-4242"
+    assert argv[:6] == ["srun", "--mpi=pmix", "--kill-on-bad-exit=1", "python", "-m", "tfxr.train"]
+    assert value_after(argv, "--config") == str(CHEXNET_CONFIG)
+    assert value_after(argv, "--data") == str(data_dir)
+    assert value_after(argv, "--out") == f"{REPO}/runs/tfxr-2x4gpu-4242"
 
 
 def test_slurm_falls_back_to_mpirun(tmp_path, data_dir):
     bin_dir = fake_srun(tmp_path, "none pmi2")
-    argv = argv_of(slurm("tfrec_multinode.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir,
-                         LD_LIBRARY_PATH="/opt/lib", SLURM_SUBMIT_DIR=REPO,
+    argv = argv_of(slurm("train_multinode.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir,
+                         LD_LIBRARY_PATH="/opt/lib", SLURM_SUBMIT_DIR=REPO, HOROVOD_FUSION_THRESHOLD=67108864,
                          PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", **IN_SLURM))
     assert argv[0] == "mpirun"
     assert value_after(argv, "-np") == "8"
     assert "--oversubscribe" not in argv
+    assert ("--allow-run-as-root" in argv) == IS_ROOT
     xs = pairs(argv, "-x")
     assert xs[:4] == ["NCCL_DEBUG=INFO", "LD_LIBRARY_PATH", "PATH", "PYTHONPATH"]
+    assert "HOROVOD_FUSION_THRESHOLD" in xs
     assert value_after(argv, "-bind-to") == "none" and value_after(argv, "-map-by") == "slot"
+    assert argv[argv.index("python"):argv.index("python") + 5] == ["python", "-m", "tfxr.train", "--config",
+                                                                   str(CHEXNET_CONFIG)]
 
 
 def test_slurm_launcher_can_be_forced(tmp_path, data_dir):
-    argv = argv_of(slurm("tfrec_ngpu_1node.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir, LAUNCHER="srun",
+    argv = argv_of(slurm("train_1node.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir, LAUNCHER="srun",
                          SLURM_SUBMIT_DIR=REPO, **IN_SLURM))
     assert argv[:2] == ["srun", "--mpi=pmix"]
 
@@ -981,18 +1024,19 @@ def test_slurm_script_run_from_the_spool_copy(submit_dir, tmp_path, data_dir):
     """sbatch runs a copy of the script from its spool directory: the repo comes from SLURM_SUBMIT_DIR."""
     spool = tmp_path / "spool" / "job4242"
     spool.mkdir(parents=True)
-    shutil.copy(SLURM_DIR / "tfrec_ngpu_1node.sh", spool / "slurm_script")
+    shutil.copy(SLURM_DIR / "train_1node.sh", spool / "slurm_script")
     submit = REPO if submit_dir == "repo" else SLURM_DIR
     proc = run(["bash", spool / "slurm_script"], cwd=tmp_path, env=clean_env(
         DRY_RUN=1, DATA_DIR=data_dir, LAUNCHER="mpirun", SLURM_SUBMIT_DIR=submit, **IN_SLURM))
     argv = argv_of(proc)
     assert "tfxr.train" in argv and value_after(argv, "-np") == "8"
+    assert value_after(argv, "--config") == str(CHEXNET_CONFIG)
 
 
 def test_slurm_script_says_where_the_repo_should_be(tmp_path, data_dir):
     spool = tmp_path / "spool"
     spool.mkdir()
-    shutil.copy(SLURM_DIR / "tfrec_1gpu.sh", spool / "slurm_script")
+    shutil.copy(SLURM_DIR / "train_1gpu.sh", spool / "slurm_script")
     proc = run(["bash", spool / "slurm_script"], cwd=tmp_path,
                env=clean_env(DRY_RUN=1, DATA_DIR=data_dir, SLURM_SUBMIT_DIR=tmp_path, **IN_SLURM))
     assert proc.returncode == 1, out_of(proc)
@@ -1006,28 +1050,23 @@ def test_slurm_script_says_where_the_repo_should_be(tmp_path, data_dir):
 def test_slurm_site_file_is_sourced(tmp_path, data_dir):
     site = tmp_path / "site.sh"
     site.write_text("export HOROVOD_HIERARCHICAL_ALLREDUCE=1\nexport NCCL_SOCKET_IFNAME=ib0\n")
-    argv = argv_of(slurm("tfrec_multinode.sh", tmp_path, DRY_RUN=1, NP=2, DATA_DIR=data_dir, TFXR_SITE_ENV=site))
+    argv = argv_of(slurm("train_multinode.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir, TFXR_SITE_ENV=site,
+                         LAUNCHER="mpirun", SLURM_SUBMIT_DIR=REPO, **IN_SLURM))
     xs = pairs(argv, "-x")
     assert "HOROVOD_HIERARCHICAL_ALLREDUCE" in xs and "NCCL_SOCKET_IFNAME" in xs
-    proc = slurm("tfrec_multinode.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir, TFXR_SITE_ENV=tmp_path / "none.sh")
+    proc = slurm("train_multinode.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir, TFXR_SITE_ENV=tmp_path / "none.sh")
     assert proc.returncode == 1 and "TFXR_SITE_ENV" in proc.stderr, out_of(proc)
 
 
-@pytest.mark.mpi
-@needs_mpirun
-@pytest.mark.parametrize("script", sorted(BATCH_SCRIPTS))
-def test_slurm_script_launches_two_local_ranks(script, tmp_path, data_dir):
-    """The real launch path outside Slurm, with a stand-in for python."""
+def test_slurm_local_run_starts_in_the_repo(tmp_path, data_dir):
+    """The real launch path outside Slurm, with a stand-in for python: cwd, PYTHONPATH, out dir."""
     exe, log = fake_python(tmp_path)
     out = tmp_path / "run"
-    proc = slurm(script, tmp_path, NP=2, DATA_DIR=data_dir, OUT_DIR=out, PYTHON=exe, EPOCHS=1)
+    proc = slurm("train_1node.sh", tmp_path, NP=2, DATA_DIR=data_dir, OUT_DIR=out, PYTHON=exe, EPOCHS=1)
     assert proc.returncode == 0, out_of(proc)
-    lines = sorted(log.read_text().splitlines())
-    assert [line.split()[0] for line in lines] == ["rank=0", "rank=1"], lines
-    for line in lines:
-        assert "size=2" in line
-        assert f"cwd={REPO} " in line
-        assert f"pythonpath={REPO}" in line
-        assert f"args=-m tfxr.train --model chexnet --data {data_dir} --out {out} --epochs 1" in line
+    (line,) = log.read_text().splitlines()
+    assert f"cwd={REPO} " in line and f"pythonpath={REPO}" in line
+    assert (f"args=-m tfxr.distributed --np 2 -- tfxr.train --config {CHEXNET_CONFIG} --data {data_dir} "
+            f"--out {out} --epochs 1") in line
     assert out.is_dir()
-    assert "local run, 2 rank(s)" in proc.stderr
+    assert "local run, 2 rank(s)" in proc.stderr and f"config {CHEXNET_CONFIG}" in proc.stderr

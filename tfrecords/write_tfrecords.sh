@@ -26,10 +26,8 @@
 #   SHARDS      --shards (default: 16)
 #   FORMAT      adds --format FORMAT (tfrecord or raw) when set
 #   NP          number of MPI ranks (default: 1). With NP > 1 the converter runs under
-#               $MPIRUN -np NP (Open MPI: adds --oversubscribe -x PYTHONPATH, and
-#               --allow-run-as-root when run as root)
-#   MPIRUN      MPI launcher (default: mpirun); may include options, e.g. "mpirun --mca btl self,tcp"
-#   MPIRUN_FLAGS  replaces those automatic Open MPI flags (e.g. for MPICH)
+#               tfxr's one mpirun builder: PYTHON -m tfxr.distributed --np NP -- tfxr.tfrecords ...
+#               (mpirun -np NP --oversubscribe --bind-to none, --allow-run-as-root as root)
 #   DRY_RUN=1   print the command instead of running it
 set -euo pipefail
 
@@ -40,7 +38,7 @@ if ((BASH_VERSINFO[0] < 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] < 4))); 
 fi
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-usage() { sed -n '2,35s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,32s/^# \{0,1\}//p' "$0"; }
 die() { echo "$PROG: error: $*" >&2; exit 1; }
 usage_error() { echo "$PROG: $*" >&2; echo >&2; usage >&2; exit 2; }
 
@@ -113,21 +111,11 @@ ARGS+=(--out "$OUT" --image-size "$IMAGE_SIZE" --shards "$SHARDS")
 [[ -n ${FORMAT:-} ]] && ARGS+=(--format "$FORMAT")
 
 read -r -a PY <<<"$PYTHON"
-CMD=("${PY[@]}" -m tfxr.tfrecords write "${ARGS[@]}" "${EXTRA[@]}")
-
+CMD=(tfxr.tfrecords write "${ARGS[@]}" "${EXTRA[@]}")
 if ((NP > 1)); then
-    read -r -a LAUNCH <<<"${MPIRUN:-mpirun}"
-    if [[ -n ${MPIRUN_FLAGS+set} ]]; then
-        read -r -a FLAGS <<<"$MPIRUN_FLAGS"
-    else
-        FLAGS=()
-        # Open MPI's flags; skipped for an MPI whose --version says it is something else.
-        if ! "${LAUNCH[0]}" --version 2>/dev/null | grep -qiE 'mpich|intel|hydra|mvapich'; then
-            (($(id -u) == 0)) && FLAGS+=(--allow-run-as-root)
-            FLAGS+=(--oversubscribe -x PYTHONPATH)
-        fi
-    fi
-    CMD=("${LAUNCH[@]}" "${FLAGS[@]}" -np "$NP" "${CMD[@]}")
+    CMD=("${PY[@]}" -m tfxr.distributed --np "$NP" -- "${CMD[@]}")
+else
+    CMD=("${PY[@]}" -m "${CMD[@]}")
 fi
 
 # Let `python -m tfxr...` find the package even when it is not pip-installed.

@@ -1,58 +1,10 @@
 # shellcheck shell=bash
-# Shared body of the tfxr Slurm batch scripts in this folder. Sourced, never run.
-#
-# A batch script sources this file, then calls
-#   tfxr_main KIND NODES GPUS_PER_NODE [TRAIN_ARG...]
-#   KIND           tfrecord | raw (only changes messages: the training command is the
-#                  same, tfxr.train reads either kind of DATA_DIR)
-#   NODES          nodes the #SBATCH header asks for
-#   GPUS_PER_NODE  GPUs (= MPI ranks) per node the #SBATCH header asks for
-#   TRAIN_ARG      more tfxr.train arguments (after those in EXTRA_ARGS)
-#
-# Environment read by tfxr_main (see README.md):
-#   DATA_DIR (required), OUT_DIR, MODEL (chexnet), EPOCHS (10), BATCH_SIZE (32),
-#   EXTRA_ARGS, PYTHON (python), NP, LAUNCHER (auto|srun|mpirun), MPIRUN (mpirun),
-#   DRY_RUN=1, TFXR_SITE_ENV.
-#
-# ----------------------------------------------------------------------------
-# Interconnect and Horovod settings: which to change per site
-# ----------------------------------------------------------------------------
-# Put site settings (module loads, the exports below) in job_submissions/slurm/site.sh,
-# or in a file named by $TFXR_SITE_ENV; tfxr_main sources it when present. The
-# defaults below suit a node with NVIDIA GPUs and Open MPI; most sites need some of:
-#
-#   OMPI_MCA_pml=ucx          Open MPI point-to-point over UCX (InfiniBand/RoCE). The
-#                             default on most IB builds; set it when Open MPI falls back
-#                             to TCP (ob1) or warns about openib. Add OMPI_MCA_btl=^openib
-#                             to silence the legacy openib BTL. Without IB, Horovod's docs
-#                             use "-mca pml ob1 -mca btl ^openib" to force TCP instead.
-#   UCX_TLS=rc,sm,self,cuda_copy,cuda_ipc
-#                             UCX transports. 'rc' (reliable connected) is fine for a few
-#                             nodes; use 'dc' (Mellanox dynamic connected) on large jobs,
-#                             'tcp' where there is no RDMA. Ask your site which they tested.
-#   UCX_NET_DEVICES=mlx5_0:1  the HCA port on the compute network (see `ibstat` or
-#                             `ucx_info -d`); needed when nodes have several HCAs or an
-#                             Ethernet-mode port that UCX would otherwise pick.
-#   NCCL_IB_HCA=mlx5_0,mlx5_1 HCAs that NCCL uses for GPU traffic between nodes (prefix
-#                             '^' to exclude, e.g. ^mlx5_2 for a storage NIC). Set
-#                             NCCL_IB_DISABLE=1 on Ethernet-only clusters.
-#   NCCL_SOCKET_IFNAME=ib0    the interface NCCL uses for bootstrap and its TCP fallback:
-#                             must reach the other nodes (e.g. ib0, eth0; '^lo,docker0'
-#                             excludes). Wrong values show up as hangs at start-up.
-#   NCCL_DEBUG=INFO           (default here) NCCL prints the transports it chose; set WARN
-#                             once the cluster is known to work.
-#   HOROVOD_HIERARCHICAL_ALLREDUCE=1
-#                             NCCL allreduce inside a node + MPI between nodes. Can help
-#                             on multi-node jobs with a slow inter-node link; measure it.
-#   HOROVOD_FUSION_THRESHOLD=134217728 (bytes; 128 MiB is Horovod's default since 0.21)
-#   HOROVOD_CYCLE_TIME=1      (ms; Horovod's default since 0.21)
-#                             Tensor Fusion: bigger buffers / longer cycles batch more
-#                             small allreduces; try 64-256 MiB and 1-5 ms, or
-#                             HOROVOD_AUTOTUNE=1 once.
-# With srun every variable reaches the ranks (srun exports the whole environment). With
-# mpirun, tfxr_main forwards each set HOROVOD_*, NCCL_*, UCX_*, TFXR_* and TensorFlow
-# TF_{CPP,FORCE,ENABLE,GPU,XLA,...}_* variable with -x; Open MPI reads OMPI_MCA_* itself.
-# ----------------------------------------------------------------------------
+# Shared body of the tfxr Slurm batch scripts in this folder (README.md explains the
+# settings, the launchers and the site file once). Sourced, never run. A batch script
+# sources it and calls
+#   tfxr_main NODES GPUS_PER_NODE [TRAIN_ARG...]
+# with the nodes and GPUs (= MPI ranks) per node its #SBATCH header asks for, then
+# more tfxr.train arguments (after those in EXTRA_ARGS).
 
 TFXR_REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
@@ -63,8 +15,8 @@ tfxr_die() {
 
 tfxr_posint() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 
-# tfxr_mpirun_env: the -x options for mpirun (Horovod's documented set plus the
-# variables that tune Horovod, NCCL, UCX and TensorFlow, when they are set).
+# tfxr_mpirun_env: the -x options for mpirun inside Slurm (Horovod's documented set plus
+# the variables that tune Horovod, NCCL, UCX and TensorFlow, when they are set).
 tfxr_mpirun_env() {
     local v
     printf '%s\n' -x "NCCL_DEBUG=${NCCL_DEBUG:-INFO}"
@@ -77,15 +29,31 @@ tfxr_mpirun_env() {
     done < <(compgen -e | grep -E '^(HOROVOD_|NCCL_|UCX_|TFXR_|TF_(CPP|FORCE|ENABLE|GPU|XLA|DETERMINISTIC|NUM|USE)_?)' | LC_ALL=C sort)
 }
 
+# tfxr_manifest_format DIR: the "format" recorded in DIR/manifest.json (empty if none).
+tfxr_manifest_format() {
+    local manifest=$1/manifest.json
+    [[ -f $manifest ]] || return 0
+    grep -oE '"format"[[:space:]]*:[[:space:]]*"[a-z]+"' "$manifest" | head -n 1 | sed -E 's/.*"([a-z]+)"$/\1/'
+}
+
+# tfxr_resolve_file PATH: PATH made absolute, relative to the current folder or else to the repo.
+tfxr_resolve_file() {
+    if [[ -f $1 ]]; then
+        echo "$(cd "$(dirname "$1")" && pwd)/${1##*/}"
+    elif [[ $1 != /* && -f $TFXR_REPO_DIR/$1 ]]; then
+        echo "$TFXR_REPO_DIR/$1"
+    else
+        return 1
+    fi
+}
+
 tfxr_main() {
     if ((BASH_VERSINFO[0] < 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] < 4))); then
         tfxr_die "bash >= 4.4 is required (this is $BASH_VERSION)"
     fi
-    (($# >= 3)) || tfxr_die "tfxr_main needs KIND NODES GPUS_PER_NODE"
-    local kind=$1 nodes=$2 gpn=$3
-    shift 3
-    local what="TFRecord directory (tfrecords/write_tfrecords.sh)"
-    [[ $kind == raw ]] && what="raw index directory (tfrecords/write_tfrecords.sh ... --format raw)"
+    (($# >= 2)) || tfxr_die "tfxr_main needs NODES GPUS_PER_NODE"
+    local nodes=$1 gpn=$2
+    shift 2
 
     local site=${TFXR_SITE_ENV:-$TFXR_REPO_DIR/job_submissions/slurm/site.sh}
     if [[ -f $site ]]; then
@@ -95,40 +63,52 @@ tfxr_main() {
         tfxr_die "TFXR_SITE_ENV=$TFXR_SITE_ENV: no such file"
     fi
 
+    local kind=${DATA_KIND:-tfrecord} what
+    case $kind in
+        tfrecord) what="TFRecord directory (tfrecords/write_tfrecords.sh)" ;;
+        raw) what="raw index directory (FORMAT=raw tfrecords/write_tfrecords.sh)" ;;
+        *) tfxr_die "DATA_KIND must be tfrecord or raw, got '$kind'" ;;
+    esac
     [[ -n ${DATA_DIR:-} ]] || tfxr_die "DATA_DIR is not set. Point it at the $what, e.g.
-    DATA_DIR=/scratch/\$USER/nih_${kind} sbatch job_submissions/slurm/${0##*/}"
+    DATA_DIR=/scratch/\$USER/nih_${kind} DATA_KIND=$kind sbatch job_submissions/slurm/${0##*/}"
     [[ -d $DATA_DIR ]] || tfxr_die "DATA_DIR=$DATA_DIR is not a directory (expected the $what)"
-    local data out
+    local data found
     data=$(cd "$DATA_DIR" && pwd)
-    out=${OUT_DIR:-$TFXR_REPO_DIR/runs/${SLURM_JOB_NAME:-tfxr-$kind}-${SLURM_JOB_ID:-local-$(date +%Y%m%d-%H%M%S)}}
+    found=$(tfxr_manifest_format "$data")
+    [[ -n $found ]] || tfxr_die "DATA_DIR=$data has no manifest.json (expected the $what)"
+    [[ $found == "$kind" ]] || tfxr_die "DATA_DIR=$data holds '$found' data but DATA_KIND=$kind; set DATA_KIND=$found"
+
+    local config
+    config=$(tfxr_resolve_file "${CONFIG:-configs/chexnet_nih.yaml}") ||
+        tfxr_die "CONFIG=${CONFIG:-configs/chexnet_nih.yaml}: no such file (here or in $TFXR_REPO_DIR)"
+    local out=${OUT_DIR:-$TFXR_REPO_DIR/runs/${SLURM_JOB_NAME:-tfxr}-${SLURM_JOB_ID:-local-$(date +%Y%m%d-%H%M%S)}}
     [[ $out == /* ]] || out=$PWD/$out
 
-    local epochs=${EPOCHS:-10} batch=${BATCH_SIZE:-32}
-    tfxr_posint "$epochs" || tfxr_die "EPOCHS must be a positive integer, got '$epochs'"
-    tfxr_posint "$batch" || tfxr_die "BATCH_SIZE must be a positive integer, got '$batch'"
-    local -a py extra train launch
+    # The config is the one source of truth; MODEL, EPOCHS, BATCH_SIZE override it when set.
+    local -a py extra train launch overrides=()
+    if [[ -n ${MODEL:-} ]]; then overrides+=(--model "$MODEL"); fi
+    if [[ -n ${EPOCHS:-} ]]; then
+        tfxr_posint "$EPOCHS" || tfxr_die "EPOCHS must be a positive integer, got '$EPOCHS'"
+        overrides+=(--epochs "$EPOCHS")
+    fi
+    if [[ -n ${BATCH_SIZE:-} ]]; then
+        tfxr_posint "$BATCH_SIZE" || tfxr_die "BATCH_SIZE must be a positive integer, got '$BATCH_SIZE'"
+        overrides+=(--batch-size "$BATCH_SIZE")
+    fi
     read -r -a py <<<"${PYTHON:-python}"
     read -r -a extra <<<"${EXTRA_ARGS:-}"
-    train=("${py[@]}" -m tfxr.train --model "${MODEL:-chexnet}" --data "$data" --out "$out"
-        --epochs "$epochs" --batch-size "$batch" "${extra[@]}" "$@")
+    train=(tfxr.train --config "$config" --data "$data" --out "$out" "${overrides[@]}" "${extra[@]}" "$@")
 
     # Ranks find the package from the checkout even when it is not pip-installed.
     export PYTHONPATH="$TFXR_REPO_DIR${PYTHONPATH:+:$PYTHONPATH}"
     export NCCL_DEBUG=${NCCL_DEBUG:-INFO}
-    local -a mpirun
-    read -r -a mpirun <<<"${MPIRUN:-mpirun}"
-    local -a mpienv asroot=()
-    mapfile -t mpienv < <(tfxr_mpirun_env)
-    # Open MPI refuses to run as root unless told; the flag is Open MPI's own.
-    if (($(id -u) == 0)); then asroot=(--allow-run-as-root); fi
 
     local where
     if [[ -z ${SLURM_JOB_ID:-} ]]; then
-        # Outside Slurm (a workstation, CI): NP ranks on this machine.
+        # Outside Slurm (a workstation, CI): NP ranks here, through tfxr's one mpirun builder.
         local np=${NP:-$((nodes * gpn))}
         tfxr_posint "$np" || tfxr_die "NP must be a positive integer, got '$np'"
-        launch=("${mpirun[@]}" "${asroot[@]}" --oversubscribe -np "$np"
-            -bind-to none -map-by slot "${mpienv[@]}" "${train[@]}")
+        launch=("${py[@]}" -m tfxr.distributed --np "$np" -- "${train[@]}")
         where="local run, $np rank(s)"
     else
         local ntasks=${SLURM_NTASKS:-$((nodes * gpn))} launcher=${LAUNCHER:-auto}
@@ -145,12 +125,17 @@ tfxr_main() {
             srun)
                 # Slurm >= 22.05: srun no longer inherits --cpus-per-task from sbatch.
                 if [[ -n ${SLURM_CPUS_PER_TASK:-} ]]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK; fi
-                launch=(srun --mpi=pmix --kill-on-bad-exit=1 "${train[@]}")
+                launch=(srun --mpi=pmix --kill-on-bad-exit=1 "${py[@]}" -m "${train[@]}")
                 ;;
             mpirun)
-                # Open MPI built with Slurm support reads the allocation (nodes, slots).
+                # Open MPI built with Slurm support reads the allocation (nodes, slots);
+                # the ranks on other nodes get the environment only through -x.
+                local -a mpirun mpienv asroot=()
+                read -r -a mpirun <<<"${MPIRUN:-mpirun}"
+                mapfile -t mpienv < <(tfxr_mpirun_env)
+                if (($(id -u) == 0)); then asroot=(--allow-run-as-root); fi
                 launch=("${mpirun[@]}" "${asroot[@]}" -np "$ntasks"
-                    -bind-to none -map-by slot "${mpienv[@]}" "${train[@]}")
+                    -bind-to none -map-by slot "${mpienv[@]}" "${py[@]}" -m "${train[@]}")
                 ;;
             *) tfxr_die "LAUNCHER must be auto, srun or mpirun, got '$launcher'" ;;
         esac
@@ -168,6 +153,7 @@ tfxr_main() {
         echo "[tfxr] $where"
         echo "[tfxr] host $(hostname), repo $TFXR_REPO_DIR"
         echo "[tfxr] data ($kind) $data"
+        echo "[tfxr] config $config"
         echo "[tfxr] out $out"
         if command -v nvidia-smi >/dev/null; then nvidia-smi -L 2>/dev/null | sed 's/^/[tfxr] /'; fi
         echo "+ $(printf '%q ' "${launch[@]}")"
