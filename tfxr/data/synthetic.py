@@ -28,7 +28,7 @@ Names: ``anatomy`` (per patient), ``findings`` (per patient), ``view`` (per imag
 ``density`` (the map being composed) are the four things every drawing step reads or
 writes; lesions are :class:`Lesion` records with a named :class:`LesionKind`.
 
-Only numpy and the standard library are imported here.
+Only numpy, the standard library and :mod:`tfxr.errors` are imported here (no TensorFlow).
 """
 from __future__ import annotations
 
@@ -737,10 +737,7 @@ class _Canvas:
     py: np.ndarray
     u: np.ndarray  # anatomy coordinates of each pixel (float32)
     v: np.ndarray
-
-    @property
-    def abs_u(self) -> np.ndarray:
-        return np.abs(self.u)
+    abs_u: np.ndarray  # distance from the midline
 
     @property
     def inspiration(self) -> float:
@@ -751,7 +748,8 @@ def _canvas(anatomy: _Anatomy, view: _View, size: int) -> _Canvas:
     centres = (np.arange(size, dtype=np.float32) + 0.5) * (2.0 / size) - 1.0
     px, py = np.meshgrid(centres, centres)
     u, v = _to_anatomy(view, px, py)
-    return _Canvas(anatomy, view, size, px, py, u.astype(np.float32), v.astype(np.float32))
+    u, v = u.astype(np.float32), v.astype(np.float32)
+    return _Canvas(anatomy, view, size, px, py, u, v, np.abs(u))
 
 
 def _draw_body(canvas: _Canvas) -> tuple[np.ndarray, np.ndarray]:
@@ -903,22 +901,22 @@ def _expose(density, canvas: _Canvas, rng) -> np.ndarray:
 
 
 def _render(seed: int, index: int, size: int, task: str, prevalence: float,
-            findings: bool = True) -> np.ndarray:
-    patient, anatomy, patient_findings = _patient_state(seed, index, task, prevalence)
+            with_findings: bool = True) -> np.ndarray:
+    patient, anatomy, findings = _patient_state(seed, index, task, prevalence)
     view = _view(seed, index)
     size = int(size)
     if size < 8:
         raise ConfigError(f"size must be >= 8, got {size}")
     canvas = _canvas(anatomy, view, size)
-    ratio = patient_findings.cardiothoracic_ratio if findings else anatomy.cardiothoracic_ratio
+    ratio = findings.cardiothoracic_ratio if with_findings else anatomy.cardiothoracic_ratio
     density, body = _draw_body(canvas)
     chest = _chest(canvas, ratio)
-    density = _draw_lungs(density, canvas, chest, patient_findings.effusions if findings else (),
+    density = _draw_lungs(density, canvas, chest, findings.effusions if with_findings else (),
                           _texture(seed, patient))
     density = _draw_mediastinum(density, canvas, chest)
     density = _draw_bones(density, canvas, chest, body)
-    if findings and patient_findings.clusters:
-        density = _draw_lesions(density, canvas, chest, patient_findings.clusters)
+    if with_findings and findings.clusters:
+        density = _draw_lesions(density, canvas, chest, findings.clusters)
     return _expose(density, canvas, np.random.default_rng([seed, _STREAM_VIEW, index, 1]))
 
 
