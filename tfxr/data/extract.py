@@ -81,6 +81,12 @@ class LinkGuard:
     def is_link(self, relative: str) -> bool:
         return relative in self.archive_links or os.path.islink(self.out_dir / relative)
 
+    def describe_link(self, relative: str) -> str:
+        if relative in self.archive_links:
+            return f"the archive's symbolic link {relative}"
+        return (f"the symbolic link {relative} already in the target folder (to extract into a "
+                f"linked folder, give its real path as OUT_DIR)")
+
     def walk(self, parts: list[str], what: str) -> str:
         """Resolve ``parts`` (may hold '..') from OUT_DIR without going through a link.
 
@@ -90,7 +96,7 @@ class LinkGuard:
         stack: list[str] = []
         for part in parts:
             if stack and self.is_link("/".join(stack)):
-                raise UnsafeEntry(f"{what} goes through the symbolic link {'/'.join(stack)}")
+                raise UnsafeEntry(f"{what} goes through {self.describe_link('/'.join(stack))}")
             if part == "..":
                 if not stack:
                     raise UnsafeEntry(f"{what} points outside the target folder")
@@ -121,7 +127,7 @@ def check_entry(member: tarfile.TarInfo, guard: LinkGuard) -> None:
         raise UnsafeEntry(f"{name!r}: empty entry name")
     relative = guard.walk(parts, name)
     if not member.issym() and os.path.islink(guard.out_dir / relative):
-        raise UnsafeEntry(f"{name}: would write through the existing symbolic link {relative}")
+        raise UnsafeEntry(f"{name}: would write through {guard.describe_link(relative)}")
     if member.issym():
         if member.linkname.startswith("/"):
             raise UnsafeEntry(f"{name} -> {member.linkname}: symbolic link to an absolute path")
