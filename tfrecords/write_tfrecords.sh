@@ -109,7 +109,8 @@ case $PRESET in
         ;;
     *) usage_error "unknown preset '$PRESET' (nih, tb, folder, npz, synthetic)" ;;
 esac
-ARGS+=(--out "$OUT" --image-size "$IMAGE_SIZE" --shards "$SHARDS")
+ARGS+=(--out "$OUT" --image-size "$IMAGE_SIZE")
+[[ ${FORMAT:-tfrecord} == raw ]] || ARGS+=(--shards "$SHARDS")  # raw writes one index per split
 [[ -n ${FORMAT:-} ]] && ARGS+=(--format "$FORMAT")
 
 read -r -a PY <<<"$PYTHON"
