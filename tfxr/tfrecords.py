@@ -1,4 +1,4 @@
-"""``python -m tfxr.tfrecords``: raw images + label files -> sharded TFRecords + manifest.
+r"""``python -m tfxr.tfrecords``: raw images + label files -> sharded TFRecords + manifest.
 
     python -m tfxr.tfrecords write --source nih --images RAW/images \
         --labels RAW/Data_Entry_2017_v2020.csv --bbox RAW/BBox_List_2017.csv \
@@ -32,6 +32,7 @@ from tfxr.errors import ConfigError, SourceError
 from tfxr.progress import progress_bar
 
 DEFAULT_SHARDS = 8
+EXIT_CODES = __doc__[__doc__.index("Exit status:"):]
 
 
 def load_source(args) -> Source:
@@ -182,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tfxr.tfrecords", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("write", help="convert a data set into sharded TFRecords (or a raw-image index)")
+    w = sub.add_parser("write", help="convert a data set into sharded TFRecords (or a raw-image index)",
+                       epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     w.add_argument("--source", required=True, choices=["nih", "tb", "folder", "npz", "synthetic"])
     w.add_argument("--images", help="image folder (nih, tb, folder)")
     w.add_argument("--labels", help="label file: NIH Data_Entry_2017*.csv(.gz) or TB labels.csv")
