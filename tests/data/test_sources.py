@@ -615,6 +615,15 @@ def test_nih_row_with_too_many_fields_or_bad_encoding_is_a_clear_error(tmp_path,
     empty.write_text("")
     with pytest.raises(SourceError, match="empty file"):
         nih_source(str(nih_tmp), str(empty))
+    good = _nih_rows(tmp_path / "good.csv", "Image Index,Finding Labels,Patient ID\n00000075_000.png,Mass,75\n")
+    latin1_list = tmp_path / "list.txt"
+    latin1_list.write_bytes("00000075_000.png \u00e9\n".encode("latin-1"))
+    with pytest.raises(SourceError, match=re.escape(str(latin1_list)) + ": not UTF-8"):
+        nih_source(str(nih_tmp), good, split_lists={"train": str(latin1_list)})
+    bad_numbers = tmp_path / "numbers.txt"
+    bad_numbers.write_text("00000075_000.png" + " x" * 14 + "\n")
+    with pytest.raises(SourceError, match=re.escape(str(bad_numbers)) + ":1: labels must be 14 numbers"):
+        nih_source(str(nih_tmp), good, split_lists={"train": str(bad_numbers)})
 
 
 def test_nih_box_file_malformed_row_is_rejected(tmp_path, nih_tmp):

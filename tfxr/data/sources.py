@@ -29,12 +29,19 @@ def _require_file(path: str) -> None:
         raise SourceError(f"{path}: no such file")
 
 
-def _open_text(path: str):
-    """A text file (plain or .gz) as UTF-8; a byte-order mark, as Excel writes, is dropped."""
+def read_lines(path: str) -> list[str]:
+    """The lines of a text file (plain or .gz) as UTF-8; a byte-order mark is dropped."""
     _require_file(path)
-    if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8-sig") as fh:
+                return fh.read().splitlines()
+        with open(path, encoding="utf-8-sig") as fh:
+            return fh.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except (OSError, EOFError) as e:
+        raise SourceError(f"{path}: unreadable ({e})") from None
 
 
 def read_table(path: str, required: tuple[str, ...], what: str) -> pd.DataFrame:
@@ -118,11 +125,6 @@ def by_file_name(files: dict[str, str], rejects: list[Reject]) -> dict[str, str]
     return unique
 
 
-def _read_list(path: str) -> list[str]:
-    with _open_text(path) as fh:
-        return [ln.split()[0] for ln in fh if ln.strip()]
-
-
 # --------------------------------------------------------------------------- NIH
 def read_nih_labels(path: str) -> pd.DataFrame:
     """NIH ``Data_Entry_2017*.csv(.gz)`` as a table of strings indexed by line number."""
@@ -196,14 +198,16 @@ def nih_source(images: str, labels: str, bbox: str | None = None,
     split_of: dict[str, str] = {}
     list_labels: dict[str, tuple[float, ...]] = {}
     for split, lf in (split_lists or {}).items():
-        with _open_text(lf) as fh:
-            for ln in fh:
-                parts = ln.split()
-                if not parts:
-                    continue
-                split_of[parts[0]] = split
-                if len(parts) == 1 + len(label_names):
+        for n, ln in enumerate(read_lines(lf), start=1):
+            parts = ln.split()
+            if not parts:
+                continue
+            split_of[parts[0]] = split
+            if len(parts) == 1 + len(label_names):
+                try:
                     list_labels[parts[0]] = tuple(float(v) for v in parts[1:])
+                except ValueError:
+                    raise SourceError(f"{lf}:{n}: labels must be 14 numbers after the file name") from None
     boxes = read_nih_boxes(bbox, label_names, rejects) if bbox else {}
     table = read_nih_labels(labels)
     rows = pd.DataFrame({"image": table["Image Index"].str.strip(),
