@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.conftest import shared, tfxr
 from tfxr.data import imageio
-from tfxr.data.tfrecord import (ShardPlan, ShardWriter, build_manifest, check_shards, feature_spec, plan_shards,
+from tfxr.data.tfrecord import (ShardWriter, build_manifest, check_shards, feature_spec, plan_shards,
                                 read_manifest, write_manifest)
 from tfxr.data.types import Item, Source
 from tfxr.errors import ManifestError

@@ -32,7 +32,7 @@ from typing import Sequence, Union
 import keras
 import numpy as np
 
-from tfxr.data.types import CHEXNET_LABELS  # the one label list (also used by the NIH reader)
+from tfxr.data.types import CHEXNET_LABELS  # noqa: F401 - the one label list, re-exported by tfxr.models
 
 from ._common import check_head, check_input_shape
 
