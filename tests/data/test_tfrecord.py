@@ -131,6 +131,22 @@ def _write_small_dir(tmp_path):
     return read_manifest(str(tmp_path))
 
 
+def test_damaged_or_old_shard_state_rewrites_the_shard(tmp_path):
+    m = _write_small_dir(tmp_path)
+    states = sorted((tmp_path / ".tfxr-shards").iterdir())
+    states[0].write_text("{not json")
+    old = json.loads(states[1].read_text())
+    del old["origins"]  # written before origins were counted
+    states[1].write_text(json.dumps(old))
+    items = [Item(f"img_{i}", f"p{i}", (float(i % 2),), _pixels(i * 9)) for i in range(12)]
+    with ShardWriter(str(tmp_path), 16, 1) as writer:
+        results = [writer.write(p) for p in plan_shards({"train": items[:8], "val": items[8:]}, 2, seed=0)]
+    assert [r.reused for r in results] == [False, False, True, True]
+    assert [r.sha256 for r in results] == [s["sha256"] for split in ("train", "val")
+                                           for s in m["splits"][split]["shards"]]
+    assert all(sum(r.origins.values()) == r.count for r in results)
+
+
 def test_check_shards_names_a_missing_or_truncated_shard(tmp_path):
     m = _write_small_dir(tmp_path)
     check_shards(str(tmp_path), m)  # intact: no error

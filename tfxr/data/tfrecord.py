@@ -192,6 +192,16 @@ def _worker_ignores_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _read_state(path: str) -> dict:
+    """A finished shard's record, or {} when it is damaged (the shard is then rewritten)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            state = json.load(fh)
+        return state if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 class ShardWriter:
     """Writes planned shards with a process pool; reuses shards finished earlier.
 
@@ -230,9 +240,9 @@ class ShardWriter:
         state_path = os.path.join(self.out, STATE_DIR, plan.name + ".json")
         phash = plan_hash(plan, self.size)
         if os.path.exists(final) and os.path.exists(state_path):
-            with open(state_path) as fh:
-                st = json.load(fh)
-            if st.get("plan_hash") == phash and st.get("sha256") == _sha256_file(final):
+            st = _read_state(state_path)
+            # a state from before origins were counted is not reused: its counts would be missing
+            if st.get("plan_hash") == phash and "origins" in st and st.get("sha256") == _sha256_file(final):
                 if self.progress:
                     self.progress(len(plan.items))
                 res = ShardResult(**{k: v for k, v in st.items() if k not in ("plan_hash", "reused")})
