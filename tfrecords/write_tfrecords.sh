@@ -18,7 +18,8 @@
 #   folder     --images RAW_DIR
 #   npz        --npz FILE
 #   synthetic  --num-images N
-# EXTRA arguments go to the converter unchanged, e.g. --workers 8 --seed 1 --format raw.
+# EXTRA arguments go to the converter unchanged, e.g. --workers 8 --seed 1 (for a raw index
+# set FORMAT=raw: then no --shards is passed, which the converter refuses with --format raw).
 #
 # Environment:
 #   PYTHON      Python to run (default: python)
@@ -107,7 +108,8 @@ case $PRESET in
         ;;
     *) usage_error "unknown preset '$PRESET' (nih, tb, folder, npz, synthetic)" ;;
 esac
-ARGS+=(--out "$OUT" --image-size "$IMAGE_SIZE" --shards "$SHARDS")
+ARGS+=(--out "$OUT" --image-size "$IMAGE_SIZE")
+[[ ${FORMAT:-tfrecord} == raw ]] || ARGS+=(--shards "$SHARDS")  # raw writes one index per split
 [[ -n ${FORMAT:-} ]] && ARGS+=(--format "$FORMAT")
 
 read -r -a PY <<<"$PYTHON"

@@ -1,4 +1,4 @@
-"""``python -m tfxr.tfrecords``: raw images + label files -> sharded TFRecords + manifest.
+r"""``python -m tfxr.tfrecords``: raw images + label files -> sharded TFRecords + manifest.
 
     python -m tfxr.tfrecords write --source nih --images RAW/images \
         --labels RAW/Data_Entry_2017_v2020.csv --bbox RAW/BBox_List_2017.csv \
@@ -6,22 +6,33 @@
     mpirun -np 4 python -m tfxr.tfrecords write ...      # ranks split the shards
     python -m tfxr.tfrecords verify tfrec/nih224         # re-check every shard's sha256
 
-Exit status: 0 on success, 1 when more inputs than --max-rejects were rejected (the
-shards and manifest are still written), 2 for unusable arguments or data sets.
+A killed or interrupted conversion leaves only finished shards: re-run the same
+command and it reuses them, removes the leftover temporaries and writes the rest.
+
+Exit status: 0 success; 1 an unexpected failure (traceback); 2 unusable arguments or
+data sets (one line naming the option or file); 3 the result is not acceptable: more
+inputs than --max-rejects were rejected (shards and manifest are still written), or
+`verify` found a missing or damaged shard.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
+from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
 from tfxr.data import sources, splits as splitlib
 from tfxr.data.tfrecord import (ShardWriter, build_manifest, plan_shards, read_manifest,
-                                write_manifest, _sha256_file, ManifestError)
-from tfxr.data.types import Source
+                                remove_stale_temporaries, write_manifest, _sha256_file)
+from tfxr.data.types import OFFICIAL_SPLITS, Source
 from tfxr.distributed import mpi_comm
+from tfxr.errors import ConfigError, SourceError
 from tfxr.progress import progress_bar
+
+DEFAULT_SHARDS = 8
+EXIT_CODES = __doc__[__doc__.index("Exit status:"):]
 
 
 def load_source(args) -> Source:
@@ -44,25 +55,47 @@ def load_source(args) -> Source:
 
         return synthetic_source(num_images=args.num_images, size=args.synthetic_size or args.image_size,
                                 task=args.synthetic_task, prevalence=args.prevalence, seed=args.seed)
-    raise SystemExit(f"unknown source {s}")
+    raise ConfigError(f"--source: unknown value {s!r}")
 
 
 def _need(args, *names):
     missing = [f"--{n.replace('_', '-')}" for n in names if not getattr(args, n)]
     if missing:
-        raise sources.SourceError(f"--source {args.source} needs {' and '.join(missing)}")
-
-
-SPLIT_NAMES = ("train", "val", "test", "trainval")
+        raise ConfigError(f"--source {args.source} needs {' and '.join(missing)}")
 
 
 def _split_list(text: str, option: str = "--split-list") -> tuple[str, str]:
     if "=" not in text:
-        raise sources.SourceError(f"{option} takes SPLIT=VALUE, got {text!r}")
+        raise ConfigError(f"{option} takes SPLIT=VALUE, got {text!r}")
     k, v = text.split("=", 1)
-    if k not in SPLIT_NAMES:
-        raise sources.SourceError(f"{option}: unknown split {k!r} ({', '.join(SPLIT_NAMES)})")
+    if k not in OFFICIAL_SPLITS:
+        raise ConfigError(f"{option}: unknown split {k!r} (allowed: {', '.join(OFFICIAL_SPLITS)})")
     return k, v
+
+
+def check_arguments(args) -> None:
+    """Reject option values and combinations that cannot work, before any file is written."""
+    if args.image_size < 8:
+        raise ConfigError(f"--image-size must be >= 8, got {args.image_size}")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if args.shards is not None and args.format == "raw":
+        raise ConfigError("--shards does not apply to --format raw (one CSV index per split); drop it")
+    if args.shards is not None and args.shards < 1:
+        raise ConfigError(f"--shards must be >= 1, got {args.shards}")
+    if args.num_images < 1:
+        raise ConfigError(f"--num-images must be >= 1, got {args.num_images}")
+    if not 0.0 <= args.prevalence <= 1.0:
+        raise ConfigError(f"--prevalence must be within 0..1, got {args.prevalence}")
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler's kill, mpirun aborting) unwinds like Ctrl-C: the pool workers
+    are terminated and temporaries removed instead of being left behind."""
+    def stop(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def convert(args, argv: list[str]) -> int:
@@ -71,20 +104,21 @@ def convert(args, argv: list[str]) -> int:
     t0 = time.perf_counter()
     source = load_source(args)
     if not source.items:
-        raise sources.SourceError(f"--source {args.source}: no usable images found "
-                                  f"({len(source.rejects)} rejected)")
+        raise SourceError(f"--source {args.source}: no usable images found "
+                          f"({len(source.rejects)} rejected)")
     fractions = splitlib.parse_fractions(args.split_fractions)
     if args.remap_splits:
         remap = dict(_split_list(x, "--remap-splits") for x in args.remap_splits.split(","))
-        bad = [v for v in remap.values() if v not in SPLIT_NAMES]
+        bad = [v for v in remap.values() if v not in OFFICIAL_SPLITS]
         if bad:
-            raise sources.SourceError(f"--remap-splits: unknown target split(s) {bad}")
+            raise ConfigError(f"--remap-splits: unknown target split(s) {bad} "
+                              f"(allowed: {', '.join(OFFICIAL_SPLITS)})")
         for it in source.items:
             it.split = remap.get(it.split, it.split)
     assigned = splitlib.assign_splits(source.items, fractions, args.seed,
                                       use_official=not args.ignore_official_splits,
                                       stratify=not args.no_stratify)
-    plans = plan_shards(assigned, args.shards, args.seed, fmt=args.format)
+    plans = plan_shards(assigned, args.shards or DEFAULT_SHARDS, args.seed, fmt=args.format)
     os.makedirs(args.out, exist_ok=True)
     mine = plans[rank::size]
     total = sum(len(p.items) for p in mine)
@@ -101,7 +135,8 @@ def convert(args, argv: list[str]) -> int:
         gathered = comm.gather(results, root=0)
         results = [r for part in gathered for r in part] if rank == 0 else []
     if rank != 0:
-        return 0
+        return EXIT_OK
+    stale = remove_stale_temporaries(args.out)  # every rank has finished writing
     manifest = build_manifest(source, results, image_size=args.image_size, seed=args.seed,
                               fractions=fractions, command=["python", "-m", "tfxr.tfrecords", *argv],
                               fmt=args.format, source_rejects=source.rejects)
@@ -117,16 +152,18 @@ def convert(args, argv: list[str]) -> int:
     n_rej = len(manifest["rejected"])
     print(f"tfxr: wrote {path}: " + ", ".join(f"{k} {v['count']}" for k, v in manifest["splits"].items())
           + f"; {n_rej} rejected" + (f"; {reused} shards reused from an earlier run" if reused else "")
+          + (f"; {stale} leftover temporary file(s) removed" if stale else "")
           + f"; {seconds:.1f} s ({n_in / seconds:.1f} images/s)",
           file=sys.stderr)
     if args.max_rejects >= 0 and n_rej > args.max_rejects:
         print(f"tfxr: error: {n_rej} rejected inputs exceed --max-rejects {args.max_rejects} "
               f"(see 'rejected' in {path})", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_REJECTED
+    return EXIT_OK
 
 
 def verify(data_dir: str) -> int:
+    """Full check: every shard exists and has the sha256 the manifest records."""
     m = read_manifest(data_dir)
     bad = 0
     for split, info in m["splits"].items():
@@ -139,14 +176,15 @@ def verify(data_dir: str) -> int:
                 print(f"{p}: sha256 differs from manifest", file=sys.stderr)
                 bad += 1
     print(f"{data_dir}: {'OK' if not bad else f'{bad} bad shard(s)'}")
-    return 1 if bad else 0
+    return EXIT_REJECTED if bad else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tfxr.tfrecords", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("write", help="convert a data set into sharded TFRecords (or a raw-image index)")
+    w = sub.add_parser("write", help="convert a data set into sharded TFRecords (or a raw-image index)",
+                       epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     w.add_argument("--source", required=True, choices=["nih", "tb", "folder", "npz", "synthetic"])
     w.add_argument("--images", help="image folder (nih, tb, folder)")
     w.add_argument("--labels", help="label file: NIH Data_Entry_2017*.csv(.gz) or TB labels.csv")
@@ -157,12 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--npz", help="MedMNIST .npz file")
     w.add_argument("--negative-class", default="NORMAL", help="folder source: the class that is 'no finding'")
     w.add_argument("--num-images", type=int, default=600, help="synthetic: number of images")
-    w.add_argument("--synthetic-task", default="tb", choices=["tb", "multilabel"])
+    w.add_argument("--synthetic-task", default="tb", choices=["tb", "multilabel"],
+                   help="synthetic: which phantom labels (choices: %(choices)s)")
     w.add_argument("--synthetic-size", type=int, default=0, help="synthetic: render size (default: --image-size)")
     w.add_argument("--prevalence", type=float, default=0.35, help="synthetic: positive rate per label")
     w.add_argument("--out", required=True, help="output directory")
     w.add_argument("--image-size", type=int, default=224)
-    w.add_argument("--shards", type=int, default=8, help="shards per split (capped by its image count)")
+    w.add_argument("--shards", type=int, default=None,
+                   help=f"shards per split, capped by its image count (default {DEFAULT_SHARDS}; "
+                        f"not with --format raw)")
     w.add_argument("--workers", type=int, default=1, help="decode/encode processes per rank")
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--split-fractions", default="0.7,0.1,0.2", help="train,val,test fractions of images")
@@ -174,11 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rename official splits first, e.g. 'train=trainval,val=test' keeps the official "
                         "val set untouched as test and carves a patient-wise val out of train")
     w.add_argument("--max-rejects", type=int, default=100,
-                   help="exit 1 when more inputs than this are rejected (-1: no bound)")
+                   help="exit 3 when more inputs than this are rejected (-1: no bound)")
     w.add_argument("--format", default="tfrecord", choices=["tfrecord", "raw"],
                    help="'raw' writes CSV indexes of the image files instead of shards")
     w.add_argument("--quiet", action="store_true")
-    v = sub.add_parser("verify", help="check every shard against the manifest's sha256")
+    v = sub.add_parser("verify", help="check every shard against the manifest's sha256 (exit 3 if not)")
     v.add_argument("data_dir")
     return p
 
@@ -186,15 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         if args.cmd == "verify":
             return verify(args.data_dir)
-        if args.image_size < 8 or args.shards < 1 or args.workers < 1:
-            raise sources.SourceError("--image-size must be >= 8, --shards and --workers >= 1")
+        check_arguments(args)
+        _stop_on_sigterm()
         return convert(args, argv)
-    except (sources.SourceError, ManifestError, ValueError) as e:
-        print(f"tfxr: error: {e}", file=sys.stderr)
-        return 2
+
+    return run_main(body)
 
 
 if __name__ == "__main__":

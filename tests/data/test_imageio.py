@@ -13,8 +13,10 @@ import pytest
 from PIL import Image
 
 from tests.conftest import shared
-from tfxr.data.imageio import (ImageError, decode_png, encode_png, load_image, read_image_file,
-                               resize, to_grey_uint8)
+from PIL.PngImagePlugin import PngInfo
+
+from tfxr.data.imageio import (ImageError, decode_png, encode_png, load_image, png_significant_bits,
+                               read_image_file, resize, to_grey_uint8)
 
 
 def _ramp(h: int = 40, w: int = 56) -> np.ndarray:
@@ -68,6 +70,61 @@ def test_grey_16bit_png_scales_full_range(tmp_path):
     assert out[0, 4] == 200
     assert (out[1] == 255).all()
     np.testing.assert_array_equal(out, np.rint(a / 257.0).astype(np.uint8))
+
+
+def _twelve_bit(h: int = 16, w: int = 24) -> np.ndarray:
+    """A 12-bit ramp (0..4095) as a radiograph converted from DICOM typically stores it."""
+    y, x = np.mgrid[0:h, 0:w]
+    a = ((y * w + x) * 4095 // (h * w - 1)).astype(np.uint16)
+    a[0, 0], a[-1, -1] = 0, 4095
+    return a
+
+
+def _save_16bit(tmp_path, name: str, a: np.ndarray, sbit: int | None = None) -> str:
+    info = PngInfo()
+    if sbit is not None:
+        info.add(b"sBIT", bytes([sbit]))
+    return _save(tmp_path, name, Image.fromarray(a), pnginfo=info)
+
+
+def test_twelve_bit_png_without_sbit_is_scaled_by_its_depth_not_by_65535(tmp_path):
+    a = _twelve_bit()
+    path = _save_16bit(tmp_path, "g12.png", a)
+    assert png_significant_bits(path) is None
+    out = read_image_file(path)
+    _check_plane(out, a.shape)
+    np.testing.assert_array_equal(out, np.rint(a * (255.0 / 4095)).astype(np.uint8))
+    assert out.max() == 255 and out.mean() > 100  # /257 would have given max 16: nearly black
+
+
+def test_twelve_bit_png_with_sbit_uses_the_declared_depth(tmp_path):
+    a = (_twelve_bit() // 2).astype(np.uint16)  # a dark 12-bit image: max 2047
+    path = _save_16bit(tmp_path, "g12s.png", a, sbit=12)
+    assert png_significant_bits(path) == 12
+    out = read_image_file(path)
+    # declared 12 bits: 2047 is mid-grey, not stretched to white as the max would
+    np.testing.assert_array_equal(out, np.rint(a * (255.0 / 4095)).astype(np.uint8))
+    assert out.max() == 127  # 2047 * 255 / 4095
+    no_sbit = read_image_file(_save_16bit(tmp_path, "g11.png", a))
+    assert no_sbit.max() == 255  # without sBIT the depth comes from the maximum (11 bits)
+
+
+def test_sbit_image_shifted_to_16_bits_uses_the_full_range(tmp_path):
+    a = (_twelve_bit().astype(np.uint32) << 4).astype(np.uint16)  # PNG-spec scaling of 12-bit data
+    out = read_image_file(_save_16bit(tmp_path, "g12up.png", a, sbit=12))
+    np.testing.assert_array_equal(out, np.rint(a / 257.0).astype(np.uint8))
+
+
+def test_sixteen_bit_array_with_small_values_is_not_darkened():
+    a = np.array([[0, 100, 255]], np.uint16)  # 8-bit data in a 16-bit container
+    np.testing.assert_array_equal(to_grey_uint8(a), [[0, 100, 255]])
+    np.testing.assert_array_equal(to_grey_uint8(a * 16, bits=12), [[0, 100, 254]])  # x 255 / 4095
+
+
+def test_png_significant_bits_on_non_png_and_8bit(tmp_path):
+    jpg = _save(tmp_path, "x.jpg", Image.fromarray(_ramp()))
+    assert png_significant_bits(jpg) is None
+    assert png_significant_bits(_save(tmp_path, "x.png", Image.fromarray(_ramp()))) is None
 
 
 def test_grey_alpha_png_ignores_alpha(tmp_path):

@@ -87,10 +87,9 @@ def test_augment_switches():
 
 
 def test_raw_input_matches_tfrecord_input(tmp_path):
-    args = ["--source", "synthetic", "--num-images", "40", "--synthetic-size", "96", "--image-size", "48",
-            "--shards", "2", "--quiet"]
-    tfxr("tfxr.tfrecords", "write", *args, "--out", str(tmp_path / "rec"))
-    tfxr("tfxr.tfrecords", "write", *args, "--out", str(tmp_path / "raw"), "--format", "raw")
+    args = ["--source", "synthetic", "--num-images", "40", "--synthetic-size", "96", "--image-size", "48", "--quiet"]
+    tfxr("tfxr.tfrecords", "write", *args, "--shards", "2", "--out", str(tmp_path / "rec"))
+    tfxr("tfxr.tfrecords", "write", *args, "--out", str(tmp_path / "raw"), "--format", "raw")  # no --shards
     cfg = DataConfig(batch_size=8, deterministic=True)
 
     def by_id(d):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -13,8 +14,10 @@ from PIL import Image
 
 from tests.conftest import shared, tfxr
 from tfxr.data import imageio
-from tfxr.data.tfrecord import ShardPlan, ShardWriter, plan_shards, read_manifest, ManifestError
-from tfxr.data.types import Item
+from tfxr.data.tfrecord import (ShardWriter, build_manifest, check_shards, feature_spec, plan_shards,
+                                read_manifest, write_manifest)
+from tfxr.data.types import Item, Source
+from tfxr.errors import ManifestError
 
 
 def _shards(d: Path) -> dict[str, str]:
@@ -72,6 +75,109 @@ def test_manifest_contents(synthetic_tfrec):
             assert s["file"].startswith(f"{split}-") and s["file"].endswith("-of-00004.tfrecord")
     fr = m["splits"]["train"]["count"] / 240
     assert 0.6 < fr < 0.8
+    for split, info in m["splits"].items():  # synthetic phantoms are counted as such, never as real
+        assert info["origins"] == {"real": 0, "phantom": info["count"], "generated": 0}
+        for s in info["shards"]:
+            assert s["bytes"] == (synthetic_tfrec / s["file"]).stat().st_size
+
+
+def test_shards_and_manifest_are_readable_by_the_group_and_others(synthetic_tfrec):
+    umask = os.umask(0)
+    os.umask(umask)
+    expected = 0o666 & ~umask
+    m = read_manifest(str(synthetic_tfrec))
+    files = [synthetic_tfrec / "manifest.json"] + [synthetic_tfrec / s["file"] for info in m["splits"].values()
+                                                   for s in info["shards"]]
+    files += list((synthetic_tfrec / ".tfxr-shards").iterdir())
+    assert {f.stat().st_mode & 0o777 for f in files} == {expected}
+
+
+def _pixels(value: int):
+    """A picklable image callable for ShardWriter items (arrays work too)."""
+    return np.full((20, 20), value, np.uint8)
+
+
+def test_origin_of_each_image_is_recorded_in_records_and_manifest(tmp_path):
+    import tensorflow as tf
+
+    items = [Item(f"real_{i}", f"p{i}", (float(i % 2),), _pixels(10 * i), origin="real") for i in range(3)]
+    items += [Item(f"phantom_{i}", f"q{i}", (1.0,), _pixels(100 + i), origin="phantom") for i in range(2)]
+    items += [Item("generated_0", "g0", (1.0,), _pixels(200), origin="generated")]
+    source = Source("mixed", ["Finding"], items)
+    plans = plan_shards({"train": items}, 2, seed=0)
+    with ShardWriter(str(tmp_path), 16, 1) as writer:
+        results = [writer.write(p) for p in plans]
+    manifest = build_manifest(source, results, image_size=16, seed=0, fractions=(1, 0, 0), command=["t"],
+                              fmt="tfrecord", source_rejects=[])
+    assert manifest["splits"]["train"]["origins"] == {"real": 3, "phantom": 2, "generated": 1}
+    files = [str(tmp_path / p.name) for p in plans]
+    spec = feature_spec(1)
+    found = {}
+    for record in tf.data.TFRecordDataset(files):
+        ex = tf.io.parse_single_example(record, spec)
+        found[ex["image/id"].numpy().decode()] = (ex["image/origin"].numpy().decode(),
+                                                  int(ex["image/synthetic"].numpy()))
+    assert found == {it.image_id: (it.origin, int(it.origin == "generated")) for it in items}
+
+
+def _write_small_dir(tmp_path):
+    items = [Item(f"img_{i}", f"p{i}", (float(i % 2),), _pixels(i * 9)) for i in range(12)]
+    plans = plan_shards({"train": items[:8], "val": items[8:]}, 2, seed=0)
+    with ShardWriter(str(tmp_path), 16, 1) as writer:
+        results = [writer.write(p) for p in plans]
+    manifest = build_manifest(Source("small", ["Finding"], items), results, image_size=16, seed=0,
+                              fractions=(0.7, 0.3, 0.0), command=["t"], fmt="tfrecord", source_rejects=[])
+    write_manifest(str(tmp_path), manifest)
+    return read_manifest(str(tmp_path))
+
+
+def test_damaged_or_old_shard_state_rewrites_the_shard(tmp_path):
+    m = _write_small_dir(tmp_path)
+    states = sorted((tmp_path / ".tfxr-shards").iterdir())
+    states[0].write_text("{not json")
+    old = json.loads(states[1].read_text())
+    del old["origins"]  # written before origins were counted
+    states[1].write_text(json.dumps(old))
+    items = [Item(f"img_{i}", f"p{i}", (float(i % 2),), _pixels(i * 9)) for i in range(12)]
+    with ShardWriter(str(tmp_path), 16, 1) as writer:
+        results = [writer.write(p) for p in plan_shards({"train": items[:8], "val": items[8:]}, 2, seed=0)]
+    assert [r.reused for r in results] == [False, False, True, True]
+    assert [r.sha256 for r in results] == [s["sha256"] for split in ("train", "val")
+                                           for s in m["splits"][split]["shards"]]
+    assert all(sum(r.origins.values()) == r.count for r in results)
+
+
+def test_check_shards_names_a_missing_or_truncated_shard(tmp_path):
+    m = _write_small_dir(tmp_path)
+    check_shards(str(tmp_path), m)  # intact: no error
+    val_shard = tmp_path / m["splits"]["val"]["shards"][1]["file"]
+    val_shard.write_bytes(val_shard.read_bytes()[:-5])
+    check_shards(str(tmp_path), m, ["train"])  # only the requested splits are checked
+    with pytest.raises(ManifestError, match=re.escape(str(val_shard)) + r": \d+ bytes, the manifest says"):
+        check_shards(str(tmp_path), m)
+    train_shard = tmp_path / m["splits"]["train"]["shards"][0]["file"]
+    train_shard.unlink()
+    with pytest.raises(ManifestError, match=re.escape(str(train_shard)) + ": shard listed in the manifest is missing"):
+        check_shards(str(tmp_path), m, ["train", "val"])
+    with pytest.raises(ManifestError, match="no split 'test'"):
+        check_shards(str(tmp_path), m, ["test"])
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda m: m.pop("label_names"), "label_names"),
+    (lambda m: m["splits"]["val"].pop("count"), "splits.val.count"),
+    (lambda m: m["splits"]["train"]["shards"][1].pop("sha256"), "splits.train.shards[1].sha256"),
+    (lambda m: m.update(splits=[]), "splits (not a mapping)"),
+])
+def test_manifest_with_missing_keys_names_them(tmp_path, damage, named):
+    m = _write_small_dir(tmp_path)
+    damage(m)
+    (tmp_path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ManifestError, match="missing key\\(s\\): .*" + re.escape(named)):
+        read_manifest(str(tmp_path))
+    (tmp_path / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(ManifestError, match="not a manifest"):
+        read_manifest(str(tmp_path))
 
 
 def test_mpi_conversion_equals_single_process(tmp_path):
@@ -125,7 +231,7 @@ def test_bad_input_reported_and_conversion_goes_on(bad_tb, tmp_path):
     r2 = tfxr("tfxr.tfrecords", "write", "--source", "tb", "--images", str(bad_tb / "images"), "--labels",
               str(bad_tb / "labels.csv"), "--out", str(out2), "--image-size", "32", "--shards", "1",
               "--max-rejects", "3", "--quiet", check=False)
-    assert r2.returncode == 1 and "exceed --max-rejects 3" in r2.stderr
+    assert r2.returncode == 3 and "exceed --max-rejects 3" in r2.stderr  # EXIT_REJECTED, not a crash
     assert _shards(out2) == _shards(out)
 
 
@@ -171,7 +277,7 @@ def test_interrupted_run_leaves_no_half_shard_and_rerun_finishes(tmp_path, monke
     done = _shards(out)
     assert 0 < len(done) < len(plans)                       # some shards finished, others not
     assert all(ref_bytes[k] == v for k, v in done.items())  # finished ones are complete
-    assert not list(out.glob(".*.tmp"))                     # no half shard left behind
+    assert not list(out.glob(".tmp-*"))                     # no half shard left behind
     monkeypatch.setattr(tfrecord, "make_example", real)
     with ShardWriter(str(out), 32, 1) as w:
         res = [w.write(p) for p in plans]
@@ -196,21 +302,7 @@ def test_changed_input_invalidates_reused_shard(tmp_path):
     shard = tmp_path / "rec" / changed[0]
     shard.write_bytes(shard.read_bytes()[:-3])
     v = tfxr("tfxr.tfrecords", "verify", str(tmp_path / "rec"), check=False)
-    assert v.returncode == 1 and "sha256 differs" in v.stderr
-
-
-def test_stats_prints_prevalence_and_zero_overlap(synthetic_tfrec, tmp_path):
-    r = tfxr("tfxr.data.stats", str(synthetic_tfrec), "--json", str(tmp_path / "s.json"), "--grid",
-             str(tmp_path / "grid.png"))
-    from PIL import Image as _Image
-
-    with _Image.open(tmp_path / "grid.png") as g:
-        assert g.size[0] > 600 and g.size[1] > 300
-    assert "Tuberculosis" in r.stdout and "patient overlap: test&train 0, test&val 0, train&val 0" in r.stdout
-    s = json.loads((tmp_path / "s.json").read_text())
-    m = read_manifest(str(synthetic_tfrec))
-    assert s["prevalence"]["train"]["Tuberculosis"] == pytest.approx(
-        m["splits"]["train"]["label_counts"]["Tuberculosis"] / m["splits"]["train"]["count"])
+    assert v.returncode == 3 and "sha256 differs" in v.stderr
 
 
 def test_nih_sample_converts_with_boxes(tmp_path):

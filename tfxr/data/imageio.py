@@ -3,6 +3,11 @@
 Runs inside worker processes of the converter, so it imports only numpy and Pillow.
 Every supported layout ends as one uint8 grey-scale plane: 8- and 16-bit grey,
 grey+alpha, RGB, RGBA and palette PNGs, and JPEGs.
+
+Images deeper than 8 bits are scaled by their real bit depth, not by 65535: a 12-bit
+radiograph stored in a 16-bit PNG (values 0..4095) would otherwise come out nearly
+black.  The depth is the PNG ``sBIT`` chunk where the file declares it, else the
+smallest depth that holds the image's maximum (at least 8 bits).
 """
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import io
 import os
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, PngImagePlugin, UnidentifiedImageError
 
 from tfxr.data.types import ImageRef
 
@@ -22,8 +27,47 @@ class ImageError(ValueError):
     """An input image that cannot be used; the message says why."""
 
 
-def to_grey_uint8(arr: np.ndarray) -> np.ndarray:
-    """Any HxW / HxWxC array (uint8, uint16, int, float in [0,1]) -> HxW uint8."""
+def png_significant_bits(path: str) -> int | None:
+    """Bits per sample the PNG's ``sBIT`` chunk declares (e.g. 12), or None without one.
+
+    Pillow reads but does not expose sBIT, so its chunk reader walks the chunks before
+    the image data.  For colour images the largest channel depth is returned.
+    """
+    with open(path, "rb") as fh:
+        if fh.read(len(PngImagePlugin._MAGIC)) != PngImagePlugin._MAGIC:
+            return None
+        stream = PngImagePlugin.ChunkStream(fh)
+        while True:
+            try:
+                chunk, _pos, length = stream.read()
+            except (SyntaxError, OSError, ValueError):  # damaged chunk list: the decoder will say so
+                return None
+            if chunk == b"sBIT":
+                declared = fh.read(length)
+                return max(declared) if declared else None
+            if chunk in (b"IDAT", b"IEND"):
+                return None
+            fh.seek(length + 4, os.SEEK_CUR)  # chunk data and its CRC
+
+
+def _deep_to_uint8(a: np.ndarray, bits: int | None) -> np.ndarray:
+    """Scale an integer image deeper than 8 bits to 0..255 by its bit depth.
+
+    ``bits`` is the declared depth (PNG sBIT).  A PNG encoder may have shifted such
+    samples up to the full 16-bit range, as the PNG specification recommends; then the
+    maximum exceeds the declared range and the full 16-bit range is the scale.
+    """
+    top = int(a.max(initial=0))
+    if bits is None or top >= 1 << bits:
+        bits = max(8, top.bit_length())
+    return np.clip(np.rint(a.astype(np.float64) * (255.0 / ((1 << bits) - 1))), 0, 255).astype(np.uint8)
+
+
+def to_grey_uint8(arr: np.ndarray, bits: int | None = None) -> np.ndarray:
+    """Any HxW / HxWxC array (uint8, uint16, int, float in [0,1]) -> HxW uint8.
+
+    ``bits``: the declared bit depth of integer samples (PNG sBIT), when known.
+    """
     a = np.asarray(arr)
     if a.ndim == 3:
         if a.shape[2] == 1:
@@ -46,8 +90,7 @@ def to_grey_uint8(arr: np.ndarray) -> np.ndarray:
     if a.dtype == np.uint8:
         return a
     if a.dtype == np.uint16 or (np.issubdtype(a.dtype, np.integer) and a.max(initial=0) > 255):
-        # 16-bit radiographs: scale the full 16-bit range, keeping relative contrast.
-        return np.clip(np.rint(a.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+        return _deep_to_uint8(a, bits)
     if np.issubdtype(a.dtype, np.floating) and a.max(initial=0) <= 1.0:
         return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
     return np.clip(np.rint(a), 0, 255).astype(np.uint8)
@@ -70,7 +113,8 @@ def read_image_file(path: str) -> np.ndarray:
                 mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.array(im, dtype=np.int64)
-                return to_grey_uint8(arr.astype(np.uint16) if arr.max(initial=0) <= 65535 else arr)
+                bits = png_significant_bits(path) if im.format == "PNG" else None
+                return to_grey_uint8(arr.astype(np.uint16) if arr.max(initial=0) <= 65535 else arr, bits)
             if mode in ("L", "LA", "RGB", "RGBA", "1"):
                 return to_grey_uint8(np.array(im.convert("L") if mode == "1" else im))
             return to_grey_uint8(np.array(im.convert("L")))

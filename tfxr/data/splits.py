@@ -6,14 +6,20 @@ from collections import defaultdict
 import numpy as np
 
 from tfxr.data.types import SPLITS, Item
+from tfxr.errors import ConfigError, SourceError
 
 DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
 
 
-def parse_fractions(text: str) -> tuple[float, float, float]:
-    parts = [float(p) for p in text.split(",")]
-    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
-        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {text!r}")
+def parse_fractions(text: str, option: str = "--split-fractions") -> tuple[float, float, float]:
+    """'0.7,0.1,0.2' -> (0.7, 0.1, 0.2): train, val, test fractions of the images."""
+    problem = f"{option} must be three non-negative numbers summing to 1 (train,val,test), got {text!r}"
+    try:
+        parts = [float(p) for p in text.split(",")]
+    except ValueError:
+        raise ConfigError(problem) from None
+    if len(parts) != 3 or any(not p >= 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
+        raise ConfigError(problem)
     return parts[0], parts[1], parts[2]
 
 
@@ -85,7 +91,7 @@ def assign_splits(items: list[Item], fractions=DEFAULT_FRACTIONS, seed: int = 0,
         tv_assign = _assign_stratified(pending["trainval"], strata, ("train", "val"), tv_fr, seed + 1)
         clash = set(tv_assign) & set(pat_split)
         if clash:
-            raise ValueError(f"patients in both the trainval list and unlisted items: {sorted(clash)[:5]}")
+            raise SourceError(f"patients in both the trainval list and unlisted items: {sorted(clash)[:5]}")
         pat_split.update(tv_assign)
     for it in items:
         official = it.split if use_official else None

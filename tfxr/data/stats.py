@@ -1,19 +1,24 @@
-"""``python -m tfxr.data.stats DIR``: per-split prevalence table and patient overlap.
+"""``python -m tfxr.data.stats DIR``: per-split prevalence table, origins and patient overlap.
 
 Reads the patient ids from the shards themselves (not from the manifest), so the
-overlap it prints is what training would really see.  Exit status 1 when any patient
-is in two splits.
+overlap it prints is what training would really see.
+
+Exit status: 0 no patient in two splits; 2 unusable directory or options (one line
+naming the problem); 3 some patient is in two splits (a leaking split).
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
 
+from tfxr import io as tfxr_io
+from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
 from tfxr.data.splits import patient_overlap
-from tfxr.data.tfrecord import ManifestError, read_manifest
+from tfxr.data.tfrecord import check_shards, read_manifest
+from tfxr.data.types import ORIGINS, SPLITS
+from tfxr.errors import ConfigError
 
 
 def split_patients(data_dir: str, manifest: dict) -> dict[str, set[str]]:
@@ -36,7 +41,7 @@ def split_patients(data_dir: str, manifest: dict) -> dict[str, set[str]]:
 
 
 def prevalence_table(manifest: dict) -> str:
-    splits = [s for s in ("train", "val", "test") if s in manifest["splits"]]
+    splits = [s for s in SPLITS if s in manifest["splits"]]
     names = manifest["label_names"]
     w = max([len(n) for n in names] + [10])
     lines = [f"{'label':<{w}} " + " ".join(f"{s + ' %':>9}" for s in splits)]
@@ -45,6 +50,10 @@ def prevalence_table(manifest: dict) -> str:
             f"{100 * manifest['splits'][s]['prevalence'][n]:>9.2f}" for s in splits))
     lines.append(f"{'images':<{w}} " + " ".join(f"{manifest['splits'][s]['count']:>9d}" for s in splits))
     lines.append(f"{'patients':<{w}} " + " ".join(f"{manifest['splits'][s]['patients']:>9d}" for s in splits))
+    if all("origins" in manifest["splits"][s] for s in splits):
+        for origin in ORIGINS:
+            lines.append(f"{origin + ' images':<{w}} "
+                         + " ".join(f"{manifest['splits'][s]['origins'].get(origin, 0):>9d}" for s in splits))
     return "\n".join(lines)
 
 
@@ -59,10 +68,9 @@ def sample_grid(data_dir: str, manifest: dict, path: str, per_split: int = 8) ->
 
     from tfxr.data.tfrecord import feature_spec
 
-    if manifest.get("format") == "raw":
-        raise ValueError("--grid reads TFRecord directories (a raw index has the original files)")
+    _check_grid_source(manifest, data_dir)
     names = manifest["label_names"]
-    splits = [s for s in ("train", "val", "test") if s in manifest["splits"]]
+    splits = [s for s in SPLITS if s in manifest["splits"]]
     fig, axes = plt.subplots(len(splits), per_split, figsize=(1.9 * per_split, 2.2 * len(splits)), dpi=100,
                              squeeze=False)
     spec = feature_spec(len(names))
@@ -83,35 +91,48 @@ def sample_grid(data_dir: str, manifest: dict, path: str, per_split: int = 8) ->
             pos = [n for n, v in zip(names, ex["labels"].numpy()) if v >= 0.5]
             ax.set_title(f"{split}: " + (", ".join(pos) if pos else "no finding"), fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    with tfxr_io.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
 
 
+def _check_grid_source(manifest: dict, data_dir: str) -> None:
+    if manifest.get("format") == "raw":
+        raise ConfigError(f"--grid: {data_dir} is a raw-image index (--format raw), not TFRecords; "
+                          f"look at the original image files it lists instead")
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tfxr.data.stats", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m tfxr.data.stats", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir")
     p.add_argument("--json", help="also write the numbers to this JSON file")
-    p.add_argument("--grid", metavar="PNG", help="also write a grid of sample images (labels, boxes) as PNG")
+    p.add_argument("--grid", metavar="PNG", help="also write a grid of sample images (labels, boxes) as PNG "
+                                                  "(TFRecord directories only)")
     args = p.parse_args(argv)
-    try:
+
+    def body() -> int:
         m = read_manifest(args.data_dir)
-    except ManifestError as e:
-        print(f"tfxr: error: {e}", file=sys.stderr)
-        return 2
-    print(f"{args.data_dir}: {m['source']['name']}, {m['image_size']} px, "
-          f"{sum(s['count'] for s in m['splits'].values())} images, {len(m['rejected'])} rejected")
-    print(prevalence_table(m))
-    overlap = patient_overlap(split_patients(args.data_dir, m))
-    print("patient overlap: " + ", ".join(f"{k} {v}" for k, v in overlap.items()))
-    if args.grid:
-        print(f"wrote {sample_grid(args.data_dir, m, args.grid)}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"prevalence": {s: m["splits"][s]["prevalence"] for s in m["splits"]},
-                       "counts": {s: m["splits"][s]["count"] for s in m["splits"]},
-                       "patient_overlap": overlap}, fh, indent=2)
-    return 1 if any(overlap.values()) else 0
+        if args.grid:
+            _check_grid_source(m, args.data_dir)  # before the slow part, not after it
+        check_shards(args.data_dir, m)
+        print(f"{args.data_dir}: {m.get('source', {}).get('name', '?')}, {m['image_size']} px, "
+              f"{sum(s['count'] for s in m['splits'].values())} images, {len(m.get('rejected', []))} rejected")
+        print(prevalence_table(m))
+        overlap = patient_overlap(split_patients(args.data_dir, m))
+        print("patient overlap: " + ", ".join(f"{k} {v}" for k, v in overlap.items()))
+        if args.grid:
+            print(f"wrote {sample_grid(args.data_dir, m, args.grid)}")
+        if args.json:
+            tfxr_io.write_json(args.json, {
+                "prevalence": {s: m["splits"][s]["prevalence"] for s in m["splits"]},
+                "counts": {s: m["splits"][s]["count"] for s in m["splits"]},
+                "origins": {s: m["splits"][s].get("origins") for s in m["splits"]},
+                "patient_overlap": overlap})
+        return EXIT_REJECTED if any(overlap.values()) else EXIT_OK
+
+    return run_main(body)
 
 
 if __name__ == "__main__":

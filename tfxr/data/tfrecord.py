@@ -8,24 +8,30 @@ Layout written to ``OUT``::
 
 Shard contents depend only on the inputs, the seed and the options, never on the
 number of MPI ranks or pool workers, so every way of running produces the same bytes.
-Each shard is written to a temporary name and renamed when complete.
+Each shard is written to a temporary name and renamed when complete (``tfxr.io``), so
+an interrupted run leaves only finished shards (reused by the next run) and hidden
+``.tmp-*`` files (removed by the next run).  The manifest records each shard's size and
+sha256: :func:`check_shards` is the cheap check before training (existence and size),
+``python -m tfxr.tfrecords verify`` the full one (sha256).
 """
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
 import json
-import os
-import sys
-import tempfile
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 import multiprocessing as mp
+import os
+import signal
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from tfxr import io as tfxr_io
 from tfxr.data import imageio
 from tfxr.data.types import ORIGINS, SPLITS, Item, Reject, Source
+from tfxr.errors import ManifestError
 
 SCHEMA_VERSION = 1
 STATE_DIR = ".tfxr-shards"
@@ -166,6 +172,10 @@ class ShardResult:
     rejects: list[dict] = field(default_factory=list)
     label_counts: list[float] = field(default_factory=list)
     patients: list[str] = field(default_factory=list)
+    #: images per origin ('real', 'phantom', 'generated') in this shard
+    origins: dict[str, int] = field(default_factory=dict)
+    #: size of the shard file in bytes (checked before training by check_shards)
+    bytes: int = 0
     reused: bool = False
 
 
@@ -177,16 +187,28 @@ def _sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    d = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+def _worker_ignores_interrupts() -> None:
+    """Pool workers leave Ctrl-C and SIGTERM to the parent, which stops them (terminate)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _read_state(path: str) -> dict:
+    """A finished shard's record, or {} when it is damaged (the shard is then rewritten)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            state = json.load(fh)
+        return state if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 class ShardWriter:
-    """Writes planned shards with a process pool; reuses shards finished earlier."""
+    """Writes planned shards with a process pool; reuses shards finished earlier.
+
+    The pool is a ``multiprocessing.Pool`` (spawned workers): a normal exit closes it,
+    any exception leaving the ``with`` block (Ctrl-C, or SIGTERM turned into SystemExit
+    by the CLI) terminates it, so no worker outlives the conversion.
+    """
 
     def __init__(self, out: str, image_size: int, num_labels: int, workers: int = 1,
                  progress=None, fmt: str = "tfrecord"):
@@ -196,35 +218,39 @@ class ShardWriter:
 
     def __enter__(self):
         if self.workers > 1:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+            self._pool = mp.get_context("spawn").Pool(self.workers, initializer=_worker_ignores_interrupts)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         if self._pool:
-            self._pool.shutdown()
+            if exc_type is None:
+                self._pool.close()
+            else:
+                self._pool.terminate()
+            self._pool.join()
+            self._pool = None
 
     def _map(self, fn, args):
         if self._pool is None:
             return map(fn, args)
-        return self._pool.map(fn, args, chunksize=8)
+        return self._pool.imap(fn, args, chunksize=8)
 
     def write(self, plan: ShardPlan) -> ShardResult:
         final = os.path.join(self.out, plan.name)
         state_path = os.path.join(self.out, STATE_DIR, plan.name + ".json")
         phash = plan_hash(plan, self.size)
         if os.path.exists(final) and os.path.exists(state_path):
-            with open(state_path) as fh:
-                st = json.load(fh)
-            if st.get("plan_hash") == phash and st.get("sha256") == _sha256_file(final):
+            st = _read_state(state_path)
+            # a state from before origins were counted is not reused: its counts would be missing
+            if st.get("plan_hash") == phash and "origins" in st and st.get("sha256") == _sha256_file(final):
                 if self.progress:
                     self.progress(len(plan.items))
-                res = ShardResult(**{k: v for k, v in st.items() if k != "plan_hash"})
+                res = ShardResult(**{k: v for k, v in st.items() if k not in ("plan_hash", "reused")})
+                res.bytes = os.path.getsize(final)
                 res.reused = True
                 return res
         tally = _Tally(self.num_labels, self.progress)
-        fd, tmp = tempfile.mkstemp(prefix=f".{plan.name}.", suffix=".tmp", dir=self.out)
-        os.close(fd)
-        try:
+        with tfxr_io.atomic_path(final) as tmp:
             mode = "raw" if self.fmt == "raw" else "tfrecord"
             results = self._map(_prepare, [(it.image, self.size, mode) for it in plan.items])
             good = tally.accepted(plan.items, results)
@@ -237,21 +263,18 @@ class ShardWriter:
                     for it, png in good:
                         w.write(make_example(png, self.size, it.labels, it.image_id,
                                              it.patient_id, it.boxes, it.origin))
-            os.replace(tmp, final)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         res = ShardResult(plan.name, plan.split, tally.kept, _sha256_file(final), tally.rejects,
-                          tally.label_counts.tolist(), sorted(tally.patients))
+                          tally.label_counts.tolist(), sorted(tally.patients),
+                          {o: tally.origins[o] for o in ORIGINS}, os.path.getsize(final))
         os.makedirs(os.path.dirname(state_path), exist_ok=True)
-        _atomic_write_text(state_path, json.dumps({**res.__dict__, "plan_hash": phash}))
+        tfxr_io.write_json(state_path, {**res.__dict__, "plan_hash": phash})
         return res
 
     def _write_raw(self, tmp, good) -> None:
         """Raw-image index: a CSV of file paths; in-memory images are saved as PNG files."""
         img_dir = os.path.join(self.out, "images")
         os.makedirs(img_dir, exist_ok=True)
-        with open(tmp, "w") as fh:
+        with open(tmp, "w", encoding="utf-8") as fh:
             fh.write("path,image_id,patient_id,origin,labels\n")
             for it, (_shape, png) in good:
                 if png is None:
@@ -259,7 +282,7 @@ class ShardWriter:
                 else:
                     safe = it.image_id.replace("/", "__")
                     path = os.path.join(img_dir, safe if safe.endswith(".png") else safe + ".png")
-                    _atomic_write_bytes(path, png)
+                    tfxr_io.write_bytes(path, png)
                     path = os.path.abspath(path)
                 fh.write(f"{path},{it.image_id},{it.patient_id},{it.origin},"
                          f"{' '.join(repr(float(x)) for x in it.labels)}\n")
@@ -272,6 +295,7 @@ class _Tally:
         self.rejects: list[dict] = []
         self.label_counts = np.zeros(num_labels)
         self.patients: set[str] = set()
+        self.origins: Counter[str] = Counter()
         self.kept = 0
         self.progress = progress
 
@@ -285,15 +309,9 @@ class _Tally:
                 continue
             self.label_counts += np.asarray(it.labels, dtype=float)
             self.patients.add(it.patient_id)
+            self.origins[it.origin] += 1
             self.kept += 1
             yield it, payload
-
-
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
 
 
 def _ref_name(it: Item) -> str:
@@ -315,7 +333,8 @@ def build_manifest(source: Source, results: list[ShardResult], *, image_size: in
             "patients": len(set().union(*[set(r.patients) for r in rs])),
             "label_counts": {n: int(c) for n, c in zip(source.label_names, counts)},
             "prevalence": {n: (float(c) / total if total else 0.0) for n, c in zip(source.label_names, counts)},
-            "shards": [{"file": r.name, "count": r.count, "sha256": r.sha256} for r in rs],
+            "origins": {o: sum(r.origins.get(o, 0) for r in rs) for o in ORIGINS},
+            "shards": [{"file": r.name, "count": r.count, "bytes": r.bytes, "sha256": r.sha256} for r in rs],
         }
     rejected = [r.as_dict() for r in source_rejects] + [x for r in sorted(results, key=lambda r: r.name)
                                                          for x in r.rejects]
@@ -341,23 +360,81 @@ def build_manifest(source: Source, results: list[ShardResult], *, image_size: in
 
 def write_manifest(out: str, manifest: dict) -> str:
     path = os.path.join(out, "manifest.json")
-    _atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+    tfxr_io.write_json(path, manifest)
     return path
 
 
-from tfxr.errors import ManifestError  # noqa: E402,F401 - re-exported for readers of manifests
+def remove_stale_temporaries(out: str) -> int:
+    """Remove the hidden temporaries an interrupted conversion left in ``out``.
+
+    Call only when no writer is running (after every rank finished): every temporary
+    of this run has been renamed or removed by then, so what remains is stale.
+    """
+    removed = 0
+    for directory in (out, os.path.join(out, STATE_DIR), os.path.join(out, "images")):
+        if os.path.isdir(directory):
+            removed += tfxr_io.remove_stale_temporaries(directory)
+    return removed
+
+
+#: Keys every manifest has, at the top, per split and per shard (``bytes`` is checked
+#: when present: manifests written before it was recorded still load).
+MANIFEST_KEYS = ("schema_version", "format", "image_size", "label_names", "splits")
+SPLIT_KEYS = ("count", "patients", "label_counts", "prevalence", "shards")
+SHARD_KEYS = ("file", "count", "sha256")
+
+
+def _missing_keys(manifest: dict) -> list[str]:
+    missing = [k for k in MANIFEST_KEYS if k not in manifest]
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict):
+        return missing if "splits" in missing else missing + ["splits (not a mapping)"]
+    for split, info in splits.items():
+        missing += [f"splits.{split}.{k}" for k in SPLIT_KEYS if k not in info]
+        for n, shard in enumerate(info.get("shards") or []):
+            missing += [f"splits.{split}.shards[{n}].{k}" for k in SHARD_KEYS if k not in shard]
+    return missing
 
 
 def read_manifest(data_dir: str) -> dict:
+    """The manifest of a tfxr data directory; ManifestError names what is wrong with it."""
     path = os.path.join(data_dir, "manifest.json")
     if not os.path.isfile(path):
         raise ManifestError(f"{path}: no manifest (is {data_dir} a tfxr TFRecord directory? "
                             f"write one with `python -m tfxr.tfrecords write ...`)")
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             m = json.load(fh)
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ManifestError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(m, dict):
+        raise ManifestError(f"{path}: not a manifest (a JSON {type(m).__name__}, not an object)")
     if m.get("schema_version") != SCHEMA_VERSION:
         raise ManifestError(f"{path}: schema version {m.get('schema_version')} is not {SCHEMA_VERSION}")
+    missing = _missing_keys(m)
+    if missing:
+        raise ManifestError(f"{path}: damaged manifest, missing key(s): {', '.join(missing)}")
     return m
+
+
+def check_shards(data_dir: str, manifest: dict, splits: list[str] | None = None) -> None:
+    """Check that every shard of ``splits`` (default: all) exists with its recorded size.
+
+    Cheap (no hashing): meant to run before training, so a deleted or truncated shard is
+    a clear ManifestError now, not a TensorFlow DataLossError mid-epoch.  The full
+    sha256 check is ``python -m tfxr.tfrecords verify``.
+    """
+    available = manifest["splits"]
+    for split in splits if splits is not None else list(available):
+        if split not in available:
+            raise ManifestError(f"{os.path.join(data_dir, 'manifest.json')}: no split {split!r} "
+                                f"(has {', '.join(available) or 'none'})")
+        for shard in available[split]["shards"]:
+            path = os.path.join(data_dir, shard["file"])
+            if not os.path.isfile(path):
+                raise ManifestError(f"{path}: shard listed in the manifest is missing "
+                                    f"(re-run the conversion into {data_dir})")
+            size = os.path.getsize(path)
+            if "bytes" in shard and size != shard["bytes"]:
+                raise ManifestError(f"{path}: {size} bytes, the manifest says {shard['bytes']} "
+                                    f"(truncated or replaced; re-run the conversion into {data_dir})")

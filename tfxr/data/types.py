@@ -15,7 +15,18 @@ import numpy as np
 #: that returns the pixels (uint8/uint16, HxW or HxWxC).
 ImageRef = Union[str, np.ndarray, Callable[[], np.ndarray]]
 
+#: The splits a tfxr data directory holds, in the order tables list them.
 SPLITS = ("train", "val", "test")
+#: Official splits a reader may report: SPLITS plus 'trainval' (to be divided into
+#: train and val patient-wise, e.g. NIH's ``train_val_list.txt``).
+OFFICIAL_SPLITS = SPLITS + ("trainval",)
+#: The 14 ChestX-ray14 findings in the order of CheXNet's output units (the one copy:
+#: the NIH reader, ChestMNIST and the CheXNet model all use it).
+CHEXNET_LABELS: tuple[str, ...] = (
+    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
+    "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening",
+    "Hernia",
+)
 #: Where an image came from; only 'generated' images are flagged ``image/synthetic=1``
 #: in a TFRecord, and the pipeline never lets those into validation or test.
 ORIGINS = ("real", "phantom", "generated")

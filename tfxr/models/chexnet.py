@@ -32,25 +32,10 @@ from typing import Sequence, Union
 import keras
 import numpy as np
 
+from tfxr.data.types import CHEXNET_LABELS  # noqa: F401 - the one label list, re-exported by tfxr.models
+
 from ._common import check_head, check_input_shape
 
-#: The 14 ChestX-ray14 labels in the order of the CheXNet output units.
-CHEXNET_LABELS: tuple[str, ...] = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-)
 
 #: ImageNet statistics (RGB) that the DenseNet ImageNet weights were trained with
 #: (``keras.applications.densenet.preprocess_input``, "torch" mode).
