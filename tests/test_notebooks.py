@@ -81,3 +81,7 @@ def test_notebook_runs_top_to_bottom(path, tfxr_kernel, tmp_path, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "a figure is displayed"
     assert list((tmp_path / "out").iterdir()), "results written to TFXR_NOTEBOOK_OUT"
+    for cell in notebook.cells:
+        if "stream=True" in cell.source:  # launch() printed rank 0's lines into the cell
+            streamed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+            assert "tfxr: epoch 1" in streamed, streamed[-2000:]

@@ -90,6 +90,13 @@ def test_submit_renders_the_slurm_request(tmp_path):
     assert submit["script"]["native"] == ["--nodes=1", "--ntasks=4", "--cpus-per-task=2", "--mem=32G"]
     with_gpus = yaml.safe_load(rendered(APP / "submit.yml.erb", {**SAMPLE_FORM, "num_gpus": "4"}, tmp_path))
     assert "--gres=gpu:4" in with_gpus["script"]["native"]
+    assert submit["batch_connect"]["conn_params"] == ["tfxr_np"]
+
+
+def test_view_logs_in_through_the_ood_proxy(tmp_path):
+    view = rendered(APP / "view.html.erb", {"host": "node042", "port": "8123", "password": "pw16",
+                                            "tfxr_np": "4"}, tmp_path)
+    assert 'action="/node/node042/8123/login"' in view and 'value="pw16"' in view and "4 Horovod ranks" in view
 
 
 @pytest.mark.parametrize("change, message", [
