@@ -79,9 +79,27 @@ def test_notebook_runs_top_to_bottom(path, tfxr_kernel, tmp_path, monkeypatch):
     client.execute()  # raises CellExecutionError on the first failing cell
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
+    for check in EXTRA_CHECKS.get(path.stem, ()):
+        check(notebook, outputs, tmp_path / "out")
+
+
+def _shows_a_png(notebook, outputs, out_dir):
     assert any("image/png" in o.get("data", {}) for o in outputs), "a figure is displayed"
-    assert list((tmp_path / "out").iterdir()), "results written to TFXR_NOTEBOOK_OUT"
+
+
+def _writes_to_notebook_out(notebook, outputs, out_dir):
+    assert list(out_dir.iterdir()), "results written to TFXR_NOTEBOOK_OUT"
+
+
+def _streams_rank0_live(notebook, outputs, out_dir):
     for cell in notebook.cells:
-        if "stream=True" in cell.source:  # launch() printed rank 0's lines into the cell
+        if cell.cell_type == "code" and "stream=True" in cell.source:  # rank 0 printed live
             streamed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
             assert "tfxr: epoch 1" in streamed, streamed[-2000:]
+
+
+#: what a given notebook must show beyond running without errors
+EXTRA_CHECKS = {
+    "tfxr_quickstart": (_shows_a_png, _writes_to_notebook_out, _streams_rank0_live),
+    "scaling": (_shows_a_png, _writes_to_notebook_out),
+}
