@@ -24,8 +24,7 @@ def test_stream_delivers_rank0_lines_while_the_job_runs(tmp_path):
                     cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     rank0 = [(s, t) for r, s, t in seen if r == 0]
-    assert rank0[0] == ("stdout", "rank 0 line 0")
-    assert ("stderr", "rank 0 to stderr") in rank0
+    assert ("stderr", "rank 0 to stderr") in rank0  # its own pipe: no order against stdout
     assert [t for s, t in rank0 if s == "stdout"] == ["rank 0 line 0", "rank 0 line 1", "rank 0 line 2"]
     assert not [r for r, _, _ in seen if r == 1], "only rank 0 is shown"
     # The result holds every rank's output with OpenMPI's tags removed.
