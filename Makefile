@@ -11,7 +11,7 @@ export OMPI_MCA_rmaps_base_oversubscribe := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-fast benchmark clean
+.PHONY: install demo test test-fast benchmark kernel clean
 
 install: $(STAMP)
 
@@ -27,6 +27,17 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
+
+# Register this checkout's .venv as the Jupyter kernel "tfxr", for any Jupyter (OOD's
+# included). Per user by default (~/.local/share/jupyter/kernels/tfxr); KERNEL_PREFIX=DIR
+# writes DIR/share/jupyter/kernels/tfxr instead (put DIR/share/jupyter on JUPYTER_PATH).
+# Re-running replaces the same kernelspec. Needs `make install` first (not run here, so
+# an OOD job never starts an install on a compute node).
+KERNEL_PREFIX ?=
+kernel:
+	@test -x "$(PY)" || { echo "make kernel: $(PY) not found: run 'make install' first" >&2; exit 2; }
+	"$(PY)" -m ipykernel install --name tfxr --display-name "tfxr (Python 3.11)" \
+		$(if $(KERNEL_PREFIX),--prefix "$(KERNEL_PREFIX)",--user) --env TF_CPP_MIN_LOG_LEVEL 2
 
 benchmark: install
 	$(PY) -m tfxr.benchmark --out benchmarks/results

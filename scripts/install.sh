@@ -16,6 +16,15 @@ if ! command -v mpirun >/dev/null 2>&1 || ! dpkg -s libopenmpi-dev >/dev/null 2>
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openmpi-bin libopenmpi-dev cmake g++ >/dev/null
 fi
 
+# 1b. Ruby's erb (Debian package 'ruby' provides /usr/bin/erb): the tests render the Open
+#     OnDemand app's ERB templates with it (job_submissions/ood, tests/test_ood.py).
+if ! command -v erb >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    log "installing Ruby's erb (ruby) for the Open OnDemand template tests"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ruby >/dev/null
+fi
+
 # 2. The virtual environment.
 if [ ! -x "$VENV/bin/python" ]; then
     log "creating $VENV with $PYTHON"

@@ -12,7 +12,9 @@ on Keras 3 variables.  The exact path is a ``tf.GradientTape`` wrapped by
 from __future__ import annotations
 
 import os
+import re
 import warnings
+from typing import Callable
 
 _LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "HOROVOD_SIZE", "MV2_COMM_WORLD_SIZE")
 
@@ -65,13 +67,147 @@ def mpirun_command(np_: int, argv: list[str], python: str | None = None) -> list
     return cmd + [python or sys.executable, "-m", *argv]
 
 
-def launch(np_: int, argv: list[str], **kw):
-    """Run ``python -m argv...`` on np_ ranks (e.g. from a notebook); returns CompletedProcess."""
+_TAG = re.compile(r"\[(\d+),(\d+)\]<(stdout|stderr)>:")  # mpirun --tag-output
+
+
+def launch(np_: int, argv: list[str], stream: bool = False, show_rank: int = 0,
+           on_line: Callable[[int | None, str, str], None] | None = None, **kw):
+    """Run ``python -m argv...`` on np_ ranks (e.g. from a notebook); returns CompletedProcess.
+
+    By default the output is captured and returned at the end.  With ``stream=True``
+    the job runs under ``mpirun --tag-output`` and each line of rank ``show_rank`` (and
+    every line of mpirun itself, which carries launch errors) is handed to ``on_line``
+    as it arrives -- by default printed, so a notebook shows live progress of rank 0
+    instead of a silent cell.  ``on_line(rank, stream_name, text)`` gets ``rank=None``
+    for mpirun's own lines.  The returned CompletedProcess holds every rank's lines with
+    the tags removed (``stdout``/``stderr``), as in the captured mode; ``timeout`` and
+    ``check`` behave as in ``subprocess.run``; ``env`` is cleaned of any MPI job
+    variables as always.
+    """
     import subprocess
 
-    kw.setdefault("capture_output", True)
-    kw.setdefault("text", True)
-    return subprocess.run(mpirun_command(np_, argv), env=clean_launch_env(kw.pop("env", None)), **kw)
+    env = clean_launch_env(kw.pop("env", None))
+    if not stream:
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        return subprocess.run(mpirun_command(np_, argv), env=env, **kw)
+    unsupported = set(kw) - {"cwd", "timeout", "check"}
+    if unsupported:
+        raise TypeError(f"launch(stream=True) does not take {sorted(unsupported)}")
+    cmd = mpirun_command(np_, argv)
+    cmd.insert(cmd.index("-np"), "--tag-output")
+    return _StreamedJob(cmd, env, kw.get("cwd"), show_rank, on_line or _print_line).run(
+        timeout=kw.get("timeout"), check=kw.get("check", False))
+
+
+def _print_line(rank: int | None, stream_name: str, text: str) -> None:
+    import sys
+
+    print(text, file=sys.stderr if stream_name == "stderr" else sys.stdout, flush=True)
+
+
+class _StreamedJob:
+    """An mpirun child whose tagged output is read line by line as it arrives.
+
+    One reader thread per pipe puts lines on a queue; the caller's thread takes them off
+    and calls ``on_line`` -- so output appears in the calling thread (a notebook cell's
+    output area), never from a background thread.
+    """
+
+    def __init__(self, cmd: list[str], env: dict, cwd, show_rank: int, on_line) -> None:
+        self.cmd, self.env, self.cwd = cmd, env, cwd
+        self.show_rank, self.on_line = show_rank, on_line
+        self.collected = {"stdout": [], "stderr": []}
+        self.pending: dict = {}      # (rank, stream) -> text not yet ended by a newline
+
+    def run(self, timeout: float | None, check: bool):
+        import queue
+        import subprocess
+        import threading
+        import time
+
+        proc = subprocess.Popen(self.cmd, env=self.env, cwd=self.cwd, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
+        lines: queue.Queue = queue.Queue()
+
+        def read(pipe, name):
+            for line in pipe:
+                lines.put((name, line))
+            lines.put((name, None))
+
+        for pipe, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+            threading.Thread(target=read, args=(pipe, name), daemon=True).start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        open_pipes = 2
+        while open_pipes:
+            wait = None if deadline is None else deadline - time.monotonic()
+            try:
+                if wait is not None and wait <= 0:
+                    raise queue.Empty
+                name, line = lines.get(timeout=wait)
+            except queue.Empty:
+                self._kill(proc)
+                raise subprocess.TimeoutExpired(self.cmd, timeout, "".join(self.collected["stdout"]),
+                                                "".join(self.collected["stderr"])) from None
+            if line is None:
+                open_pipes -= 1
+            else:
+                self._handle(name, line)
+        self._flush()
+        returncode = proc.wait()
+        result = subprocess.CompletedProcess(self.cmd, returncode, "".join(self.collected["stdout"]),
+                                             "".join(self.collected["stderr"]))
+        if check:
+            result.check_returncode()
+        return result
+
+    def _handle(self, pipe_name: str, raw: str) -> None:
+        """Split one raw line of mpirun's pipe into per-rank text.
+
+        OpenMPI tags every chunk a rank wrote, not every line: an unbuffered
+        ``print`` writes the text and its newline separately, arriving as
+        ``[1,0]<stdout>:text[1,0]<stdout>:\\n``.  So text is appended to a buffer per
+        (rank, stream) and handed on when its newline arrives.
+        """
+        position, source = 0, None  # text before any tag is mpirun's own
+        for tag in _TAG.finditer(raw):
+            self._append(source, pipe_name, raw[position:tag.start()])
+            source = (int(tag.group(2)), tag.group(3))
+            position = tag.end()
+        self._append(source, pipe_name, raw[position:])
+
+    def _append(self, source, pipe_name: str, text: str) -> None:
+        if not text:
+            return
+        if source is None:  # mpirun's own message (launch failure, abort notice)
+            source = (None, pipe_name)
+        pending = self.pending.get(source, "") + text
+        *complete, rest = pending.split("\n")
+        self.pending[source] = rest
+        for line in complete:
+            self._emit(source, line)
+
+    def _emit(self, source, line: str) -> None:
+        rank, stream_name = source
+        self.collected[stream_name].append(line + "\n")
+        if rank is None or rank == self.show_rank:
+            self.on_line(rank, stream_name, line)
+
+    def _flush(self) -> None:
+        for source, rest in self.pending.items():
+            if rest:
+                self._emit(source, rest)
+        self.pending.clear()
+
+    @staticmethod
+    def _kill(proc) -> None:
+        import signal
+
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        proc.wait()
 
 
 def init(pin_gpu: bool = True) -> None:

@@ -21,7 +21,6 @@ import keras
 
 from .chexnet import CHEXNET_LABELS, build_chexnet, load_weights_file
 from .pneumonia_cnn import build_pneumonia_cnn
-from .report import count_flops, count_macs, format_report, model_report
 from .tb_cnn import build_tb_cnn
 
 #: name -> builder(input_shape=(H, W, C), num_outputs=..., **kwargs) -> keras.Model
@@ -30,6 +29,19 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
     "pneumonia_cnn": build_pneumonia_cnn,
     "chexnet": build_chexnet,
 }
+
+
+_REPORT_NAMES = ("count_flops", "count_macs", "format_report", "model_report")
+
+
+def __getattr__(name: str):
+    """The report functions, imported on first use: importing ``.report`` here eagerly
+    would make ``python -m tfxr.models.report`` run that module twice (runpy warning)."""
+    if name in _REPORT_NAMES:
+        from . import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_model(

@@ -15,12 +15,37 @@ concatenation, normalisation/rescaling and other per-element layers (together we
 e.g. DenseNet121 at 224x224x3 = 2.87 G MACs = 5.7 GFLOPs.  Nested models (such as the
 DenseNet121 inside CheXNet) are counted recursively.  The model must have a fixed input
 size.
+
+Memory accounting (the numbers of docs/SCALING.md), per model:
+
+* gradient bytes per step: what each rank's ring-allreduce averages -- the trainable
+  parameters at 4 bytes (fp32) or 2 bytes (Horovod's fp16 compression);
+* activation memory per image: the sum of every layer's output sizes in the forward pass
+  (nested models counted layer by layer, the input excluded), at 4 bytes -- what
+  backpropagation keeps alive in the naive schedule, an estimate: TensorFlow frees or
+  fuses some outputs and keeps a few extra (e.g. batch-norm inputs);
+* peak memory per rank: measured, the peak resident set size (``ru_maxrss``) of a fresh
+  process that builds the model and Adam and runs ``steps`` training steps on random
+  data at the given batch size, beside its RSS just before the first step.
+
+Command: ``python -m tfxr.models.report --model chexnet --image-size 224 --batch-size 16
+[--measure]`` (``--model dcgan`` reports the generator and discriminator of a GAN step).
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import subprocess
+import sys
 
 import keras
+
+from tfxr.config import ConfigError, option, parse_config
+
+FLOAT_BYTES = {"fp32": 4, "fp16": 2}
+#: what `--model` accepts: the classifier registry plus the GAN pair
+REPORT_MODELS = ("tb_cnn", "pneumonia_cnn", "chexnet", "dcgan")
 
 _TRANSPOSE = tuple(
     getattr(keras.layers, n) for n in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
@@ -105,3 +130,221 @@ def format_report(name: str, model: keras.Model) -> str:
         f"{r['params']:,} params ({r['trainable_params']:,} trainable), "
         f"{_si(r['flops_per_image'])}FLOPs/image"
     )
+
+
+# ---------------------------------------------------------------------------
+# memory accounting
+
+
+def activation_elements(model: keras.Model) -> int:
+    """Floats the forward pass of one image produces: every layer's outputs, summed.
+
+    Nested models (DenseNet121 in CheXNet) are walked layer by layer; input layers are
+    not counted.  Raises ValueError for a model without a fixed input size.
+    """
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.Model):
+            total += activation_elements(layer)
+            continue
+        outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
+        for tensor in outputs:
+            dims = tuple(tensor.shape[1:])
+            if any(d is None for d in dims):
+                raise ValueError(f"activation_elements: layer {layer.name!r} has an unknown output size "
+                                 f"{tuple(tensor.shape)}; build the model with a fixed input shape")
+            total += math.prod(dims)
+    return total
+
+
+def memory_report(model: keras.Model, batch_size: int) -> dict[str, int]:
+    """Bytes a data-parallel rank holds and sends for ``model`` at ``batch_size``.
+
+    ``adam_state_bytes`` are Adam's two fp32 moments per trainable parameter;
+    ``gradient_bytes_*`` what one step's allreduce averages.
+    """
+    trainable = int(sum(math.prod(w.shape) for w in model.trainable_weights))
+    per_image = activation_elements(model) * FLOAT_BYTES["fp32"]
+    return {
+        "params": int(model.count_params()),
+        "trainable_params": trainable,
+        "weight_bytes": int(model.count_params()) * FLOAT_BYTES["fp32"],
+        "adam_state_bytes": 2 * trainable * FLOAT_BYTES["fp32"],
+        "gradient_bytes_fp32": trainable * FLOAT_BYTES["fp32"],
+        "gradient_bytes_fp16": trainable * FLOAT_BYTES["fp16"],
+        "activation_bytes_per_image": per_image,
+        "activation_bytes_per_batch": per_image * batch_size,
+        "batch_size": batch_size,
+    }
+
+
+def build_for_report(name: str, image_size: int, channels: int = 1) -> dict[str, keras.Model]:
+    """The networks one training step of ``name`` runs: ``{"model": m}``, or the DCGAN's
+    ``{"generator": g, "discriminator": d}``.  Bad sizes raise ConfigError."""
+    if name not in REPORT_MODELS:
+        raise ConfigError(f"model: unknown value {name!r} (allowed: {', '.join(REPORT_MODELS)})")
+    try:
+        if name == "dcgan":
+            try:
+                from tfxr.models import dcgan
+            except ImportError:
+                raise ConfigError("model: dcgan needs tfxr/models/dcgan.py, not in this checkout") from None
+            return {"generator": dcgan.build_generator(image_size),
+                    "discriminator": dcgan.build_discriminator(image_size)}
+        from tfxr.models import CHEXNET_LABELS, build_model
+
+        outputs = len(CHEXNET_LABELS) if name == "chexnet" else 1  # the 14 ChestX-ray14 findings
+        return {"model": build_model(name, image_size, channels=channels, num_outputs=outputs)}
+    except ValueError as e:
+        raise ConfigError(f"image-size {image_size} for {name}: {e}") from None
+
+
+def _rss_bytes() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _classifier_step(model: keras.Model, batch_size: int):
+    import tensorflow as tf
+
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    images = tf.random.uniform((batch_size, *model.input_shape[1:]))
+    labels = tf.cast(tf.random.uniform((batch_size, *model.output_shape[1:])) > 0.5, tf.float32)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(keras.losses.binary_crossentropy(labels, model(images, training=True)))
+        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+        return loss
+
+    return step
+
+
+def _gan_step(generator: keras.Model, discriminator: keras.Model, batch_size: int):
+    """One non-saturating GAN step: both networks' forward and backward passes."""
+    import tensorflow as tf
+
+    g_opt, d_opt = keras.optimizers.Adam(), keras.optimizers.Adam()
+    g_opt.build(generator.trainable_variables)
+    d_opt.build(discriminator.trainable_variables)
+    real = tf.random.uniform((batch_size, *discriminator.input_shape[1:]), -1.0, 1.0)
+    noise = tf.random.normal((batch_size, *generator.input_shape[1:]))
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake = generator(noise, training=True)
+            real_logits = discriminator(real, training=True)
+            fake_logits = discriminator(fake, training=True)
+            d_loss = bce(tf.ones_like(real_logits), real_logits) + bce(tf.zeros_like(fake_logits), fake_logits)
+            g_loss = bce(tf.ones_like(fake_logits), fake_logits)
+        d_opt.apply(d_tape.gradient(d_loss, discriminator.trainable_variables), discriminator.trainable_variables)
+        g_opt.apply(g_tape.gradient(g_loss, generator.trainable_variables), generator.trainable_variables)
+        return d_loss
+
+    return step
+
+
+def measure_in_this_process(name: str, image_size: int, batch_size: int, steps: int) -> dict[str, int]:
+    """Build, run ``steps`` training steps, return RSS before the first step and the peak.
+
+    Meaningful only in a fresh process (the peak of a long-lived one includes whatever it
+    did before): :func:`measure_peak_memory` runs it in a subprocess.
+    """
+    nets = build_for_report(name, image_size)
+    if name == "dcgan":
+        step = _gan_step(nets["generator"], nets["discriminator"], batch_size)
+    else:
+        step = _classifier_step(nets["model"], batch_size)
+    before = _rss_bytes()
+    for _ in range(steps):
+        float(step())
+    return {"rss_before_training_bytes": before, "peak_rss_bytes": _peak_rss_bytes(), "steps": steps}
+
+
+def measure_peak_memory(name: str, image_size: int, batch_size: int, steps: int = 2) -> dict[str, int]:
+    """Peak resident memory of one training process (one rank) for ``name``: runs
+    :func:`measure_in_this_process` in a fresh single-threaded-launch Python process."""
+    code = ("import json, sys; from tfxr.models.report import measure_in_this_process as m; "
+            f"print('TFXR_MEMORY', json.dumps(m({name!r}, {image_size}, {batch_size}, {steps})))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"memory measurement of {name} failed:\n{r.stderr[-3000:]}")
+    line = next(x for x in r.stdout.splitlines() if x.startswith("TFXR_MEMORY "))
+    return json.loads(line.split(" ", 1)[1])
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def format_memory(name: str, nets: dict[str, keras.Model], batch_size: int) -> list[str]:
+    lines = []
+    for part, model in nets.items():
+        r = memory_report(model, batch_size)
+        label = name if part == "model" else f"{name} {part}"
+        lines.append(
+            f"{label}: input {tuple(model.input_shape[1:])}, {r['params']:,} params "
+            f"({r['trainable_params']:,} trainable), {_si(count_flops(model))}FLOPs/image\n"
+            f"  gradients per step (allreduce): {_mib(r['gradient_bytes_fp32'])} fp32, "
+            f"{_mib(r['gradient_bytes_fp16'])} fp16\n"
+            f"  weights {_mib(r['weight_bytes'])}, Adam state {_mib(r['adam_state_bytes'])}\n"
+            f"  activations (forward layer outputs, fp32): {_mib(r['activation_bytes_per_image'])}/image, "
+            f"{_mib(r['activation_bytes_per_batch'])} per batch of {batch_size}")
+    return lines
+
+
+@dataclasses.dataclass
+class ReportConfig:
+    model: str = option("tb_cnn", choices=REPORT_MODELS)
+    image_size: int = option(128, minimum=8)
+    batch_size: int = option(32, minimum=1)
+    measure: bool = False      # also measure the peak RSS of a training process (slow)
+    steps: int = option(2, minimum=1)  # training steps of the measurement
+    json: str = ""             # also write every number to this JSON file
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parameters, FLOPs, gradient bytes and activation memory of a model (and, with
+    --measure, the peak memory of one training rank).  Example:
+
+      python -m tfxr.models.report --model chexnet --image-size 224 --batch-size 16 --measure
+    """
+    from tfxr.cli import run_main
+
+    def body() -> int:
+        cfg, _ = parse_config(ReportConfig, argv, "python -m tfxr.models.report", main.__doc__)
+        nets = build_for_report(cfg.model, cfg.image_size)
+        print("\n".join(format_memory(cfg.model, nets, cfg.batch_size)))
+        result = {"model": cfg.model, "image_size": cfg.image_size, "batch_size": cfg.batch_size,
+                  "networks": {part: {**memory_report(m, cfg.batch_size), "flops_per_image": count_flops(m)}
+                               for part, m in nets.items()}}
+        if cfg.measure:
+            measured = measure_peak_memory(cfg.model, cfg.image_size, cfg.batch_size, cfg.steps)
+            result["measured"] = measured
+            print(f"  measured, one process, {cfg.steps} Adam steps at batch {cfg.batch_size}: "
+                  f"peak RSS {_mib(measured['peak_rss_bytes'])} "
+                  f"(RSS {_mib(measured['rss_before_training_bytes'])} before the first step)")
+        if cfg.json:
+            from tfxr.io import write_json
+
+            write_json(cfg.json, result)
+        return 0
+
+    return run_main(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
