@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import warnings
 
 import numpy as np
 from scipy import linalg
@@ -98,13 +99,22 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
     diff = mu1 - mu2
-    covmean = linalg.sqrtm(sigma1.dot(sigma2))
-    if not np.isfinite(covmean).all():   # singular product: offset both diagonals by eps
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    product = sigma1.dot(sigma2)
+    with warnings.catch_warnings():     # a singular product is handled just below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(product)
+        if not np.isfinite(covmean).all() or _sqrtm_error(covmean, product) > 1e-3:
+            offset = np.eye(sigma1.shape[0]) * eps   # singular product: offset both diagonals
+            covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
     if np.iscomplexobj(covmean):
         covmean = covmean.real
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+
+
+def _sqrtm_error(root: np.ndarray, matrix: np.ndarray) -> float:
+    """Relative error of a matrix square root, |X X - A|_F / |A|_F."""
+    scale = np.linalg.norm(matrix)
+    return float(np.linalg.norm(root.dot(root) - matrix) / scale) if scale > 0 else 0.0
 
 
 def fid_from_features(features_a: np.ndarray, features_b: np.ndarray) -> float:
