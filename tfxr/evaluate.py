@@ -80,9 +80,10 @@ def evaluate_gan(cfg: GanEvalConfig) -> dict:
 
     if not cfg.generated or not cfg.real:
         raise ConfigError("gan: --generated and --real are required")
-    dist.init()
-    if dist.rank() != 0:   # one process does the (small) work; the others only wait
-        return {}
+    if dist.launched_world_size() > 1:   # under mpirun: rank 0 does the (small) work alone
+        dist.init()
+        if dist.rank() != 0:
+            return {}
     class_value = float(cfg.class_value) if cfg.class_value != "" else None
     real, what = generative.real_images(cfg.real, cfg.split, cfg.label, class_value, cfg.max_real)
     generated = {f"generated ({os.path.basename(cfg.generated.rstrip('/')) or cfg.generated})":

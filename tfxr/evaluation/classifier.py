@@ -231,11 +231,11 @@ def evaluate(cfg: EvalConfig) -> dict:
 
     if not cfg.model or not cfg.data:
         raise ConfigError("--model and --data are required")
+    path = resolve_model_path(cfg.model)
+    manifest = read_manifest(cfg.data)
     dist.init()
     rank, world = dist.rank(), dist.size()
-    path = resolve_model_path(cfg.model)
     model = load_model(path)
-    manifest = read_manifest(cfg.data)
     names = list(manifest["label_names"])
     if model.output_shape[-1] != len(names):
         raise ConfigError(f"{path}: model has {model.output_shape[-1]} outputs, {cfg.data} has "

@@ -451,11 +451,11 @@ def localize(cfg: LocalizeConfig) -> dict:
     if cfg.threshold_split == cfg.split:
         raise ConfigError(f"--threshold-split {cfg.threshold_split}: box thresholds must be chosen on "
                           f"another split than the scored one (--split {cfg.split})")
+    path = resolve_model_path(cfg.model)
+    manifest = read_manifest(cfg.data)
     dist.init()
     rank, world = dist.rank(), dist.size()
-    path = resolve_model_path(cfg.model)
     model = load_model(path)
-    manifest = read_manifest(cfg.data)
     names = list(manifest["label_names"])
     if model.output_shape[-1] != len(names):
         raise ConfigError(f"{path}: model has {model.output_shape[-1]} outputs, {cfg.data} has "
