@@ -93,3 +93,15 @@ def test_trained_model_boxes_beat_random_boxes_in_the_lung_fields(phantom_data, 
     random = {k: np.mean([r["random"][k] for r in records]) for k in ("pointing", "iou_0.3")}
     assert model["pointing"] >= random["pointing"] + 0.15, (model, random)
     assert model["iou_0.3"] >= random["iou_0.3"] + 0.08, (model, random)
+
+
+def test_cam_through_a_nested_backbone_matches_the_model():
+    """CheXNet's DenseNet121 is a nested model: the CAM runs the outer graph around it."""
+    from tfxr.models import build_model
+
+    model = build_model("chexnet", 32, channels=1, num_outputs=2, weights="none")
+    cam = loc.GradCAM(model)
+    assert cam.layer == loc.find_last_conv_layer(model) == "conv5_block16_2_conv"
+    x = np.random.default_rng(0).random((2, 32, 32, 1), dtype=np.float32)
+    maps, probs = cam(x, 1)
+    assert maps.shape == (2, 32, 32) and np.allclose(probs, np.asarray(model(x)), atol=1e-6)
