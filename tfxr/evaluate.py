@@ -84,7 +84,10 @@ def evaluate_gan(cfg: GanEvalConfig) -> dict:
         dist.init()
         if dist.rank() != 0:
             return {}
-    class_value = float(cfg.class_value) if cfg.class_value != "" else None
+    try:
+        class_value = float(cfg.class_value) if cfg.class_value != "" else None
+    except ValueError:
+        raise ConfigError(f"--class-value {cfg.class_value!r}: not a number (e.g. 1 or 0)") from None
     real, what = generative.real_images(cfg.real, cfg.split, cfg.label, class_value, cfg.max_real)
     generated = {f"generated ({os.path.basename(cfg.generated.rstrip('/')) or cfg.generated})":
                  _generated_images(cfg, real)}

@@ -117,4 +117,6 @@ def test_domain_variant_labels_and_baselines(phantom_data, phantom_model):
     assert rows["real (half A) [baseline]"]["fid"] * 5 < rows["noise"]["fid"]
     assert rows["noise"]["score_mean"] < rows["real (half B) [reference]"]["score_mean"]
     text = generative.format_generative(result, what)
-    assert extractor.label in text and "N_ref" in text and "warning: N < 2048" in text
+    assert extractor.label in text and "N_ref" in text and "equal N" in text
+    assert generative.too_few(1000, 2048) and not generative.too_few(2048, 2048)
+    assert generative.too_few(64, 64) and not generative.too_few(65, 64)

@@ -10,7 +10,8 @@ Definitions (as the papers compute them):
   ``eps`` is added to both diagonals, and the (tiny) imaginary part from round-off is
   dropped.  FID is biased by the sample size, so N is reported beside every value;
   TTUR recommends at least 10,000 images and below 2,048 (the feature dimension) the
-  covariance is rank-deficient, which is warned about.
+  covariance is rank-deficient, which is warned about (for a narrower domain feature
+  space: below its dimension + 1).
 
 Feature extractors:
 
@@ -308,11 +309,17 @@ def real_images(data_dir: str, split: str, label: str = "", class_value: float |
 
 
 # --------------------------------------------------------------------------- the report
-def warn_small(n: int, what: str) -> None:
-    """One warning line on stderr when a FID rests on fewer than 2,048 images."""
-    if n < MIN_FID_IMAGES:
-        print(f"tfxr: warning: {what}: FID on {n} < {MIN_FID_IMAGES} images is biased upwards "
-              f"(rank-deficient covariance); TTUR recommends >= 10,000", file=sys.stderr)
+def too_few(n: int, dim: int) -> bool:
+    """Fewer images than pool3's 2048 dimensions (or than a narrower feature space's): the
+    covariance is rank-deficient and FID biased upwards."""
+    return n < max(MIN_FID_IMAGES if dim >= MIN_FID_IMAGES else dim + 1, 2)
+
+
+def warn_small(n: int, dim: int, what: str) -> None:
+    """One warning line on stderr when a FID rests on too few images for its features."""
+    if too_few(n, dim):
+        print(f"tfxr: warning: {what}: FID on {n} images of {dim}-d features: rank-deficient covariance, "
+              f"biased upwards (TTUR: >= 10,000 images for InceptionV3)", file=sys.stderr)
 
 
 def evaluate_generated(extractor, real: np.ndarray, generated: dict[str, np.ndarray],
@@ -334,12 +341,13 @@ def evaluate_generated(extractor, real: np.ndarray, generated: dict[str, np.ndar
         feats, probs = extractor(images)
         fid = frechet_distance(*feature_statistics(feats), *stats_b)
         mean, sd = extractor.score(probs)
-        warn_small(min(len(images), len(real_b)), name)
+        warn_small(min(len(images), len(real_b)), feats.shape[1], name)
         rows[name] = {"n": int(len(images)), "n_reference": int(len(real_b)), "fid": fid,
-                      "score_mean": mean, "score_sd": sd}
+                      "score_mean": mean, "score_sd": sd, "feature_dim": int(feats.shape[1])}
     real_score = extractor.score(probs_b)
     rows["real (half B) [reference]"] = {"n": int(len(real_b)), "n_reference": int(len(real_b)),
-                                         "fid": 0.0, "score_mean": real_score[0], "score_sd": real_score[1]}
+                                         "fid": 0.0, "score_mean": real_score[0], "score_sd": real_score[1],
+                                         "feature_dim": int(feats_b.shape[1])}
     return {"fid_label": extractor.label, "score_label": extractor.score_label, "rows": rows}
 
 
@@ -352,9 +360,11 @@ def format_generative(result: dict, what: str = "") -> str:
         score_text = f"{r['score_mean']:.3f} ± {r['score_sd']:.3f}"
         lines.append(f"{name:<34}  {r['fid']:>22.4g}  {r['n']:>6d}  {r['n_reference']:>6d}  "
                      f"{score_text:>30}")
-    small = min(r["n"] for r in result["rows"].values())
-    if small < MIN_FID_IMAGES:
-        lines.append(f"warning: N < {MIN_FID_IMAGES}: FID values are biased upwards; compare only at equal N")
+    if any(too_few(min(r["n"], r["n_reference"]), r["feature_dim"]) for r in result["rows"].values()):
+        dim = next(iter(result["rows"].values()))["feature_dim"]
+        lines.append(f"warning: fewer images than needed for {dim}-d features: FID values are biased "
+                     f"upwards; compare only at equal N")
+    lines.append("FID depends on N: compare values only at equal N (printed beside each)")
     return "\n".join(lines)
 
 
