@@ -1,172 +1,140 @@
 """``python -m tfxr.evaluate``: evaluate a trained model the way papers report it.
 
+Classifier (the default):
+
     python -m tfxr.evaluate --model runs/tb/best.keras --data tfrec/tb --split test
     mpirun -np 2 python -m tfxr.evaluate --model runs/chexnet --data tfrec/nih224
 
-Writes ``OUT/metrics.json`` (per-label AUROC with bootstrap 95% CI, mean AUROC,
-sensitivity/specificity at 0.5 and at the Youden threshold chosen on the validation
-split), ``OUT/roc.png`` and ``OUT/predictions.csv``; prints the AUROC table.
-Predictions are gathered from every rank before any metric is computed.
+  writes ``OUT/metrics.json`` (per label: AUROC with bootstrap 95% CI, AUPRC, n+ and
+  prevalence, sensitivity/specificity/precision/F1/accuracy at 0.5 and at the Youden
+  threshold chosen on the validation split), ``OUT/report.md`` (CheXNet's label order),
+  ``OUT/roc.png`` and ``OUT/predictions.csv``; prints the table.  Labels with no positive
+  or no negative image are "undefined" and left out of the means.  Predictions are
+  gathered from every rank in image-id order: any ``-np`` gives the same numbers.
+
+Generative (Inception Score and FID):
+
+    python -m tfxr.evaluate gan --generated runs/gan/samples --real tfrec/pmnist --split train \\
+        --class-value 1 --inception-weights inception_v3_weights_tf_dim_ordering_tf_kernels.h5
+    python -m tfxr.evaluate gan --generated runs/gan/generator.keras --num-images 2048 \\
+        --real tfrec/phantoms --features tfxr --feature-model runs/tb
+
+  ``--generated`` is a directory of PNGs (what ``python -m tfxr.gan sample`` writes), a
+  generator ``.keras`` file (N images sampled with ``--seed``) or ``noise``.  Every FID is
+  printed with its N and beside the real-vs-real baseline (two disjoint halves of the
+  real images) and a uniform-noise baseline.  ``--features tfxr`` uses a trained tfxr
+  classifier instead of ImageNet's InceptionV3 (offline; labelled FID_tfxr[<model>]).
 """
 from __future__ import annotations
 
-import csv
-import json
 import os
 import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from tfxr.config import ConfigError, parse_config, to_dict
-from tfxr.metrics import (auroc_per_label, bootstrap_auroc_ci, nanmean, plot_roc, sens_spec,
-                          wilson_ci, youden_threshold)
+from tfxr.cli import run_main
+from tfxr.config import option, parse_config
+from tfxr.errors import ConfigError
+# Re-exported: tfxr.train and users import these from tfxr.evaluate.
+from tfxr.evaluation.classifier import (EvalConfig, evaluate, format_table, load_model,  # noqa: F401
+                                        predict_split, resolve_model_path)
 
 
 @dataclass
-class EvalConfig:
-    model: str = ""          # a .keras file, or a run directory (uses its best.keras)
-    data: str = ""           # TFRecord / raw index directory
-    split: str = "test"
-    threshold_split: str = "val"   # where the Youden threshold is chosen ('' = none)
-    out: str = ""            # default: <run dir>/eval-<split>
-    batch_size: int = 64
-    bootstrap: int = 1000
+class GanEvalConfig:
+    generated: str = ""        # PNG directory, generator .keras file, or 'noise'
+    real: str = ""             # TFRecord directory of the real images
+    split: str = option("train", choices=("train", "val", "test"))
+    label: str = ""            # label the class value refers to ('' = the first label)
+    class_value: str = ""      # keep real images with label == this value ('' = all images)
+    num_images: int = option(0, minimum=0)   # generator/noise images (0 = half the real images, the baseline's N)
+    max_real: int = option(0, minimum=0)     # cap on real images read (0 = all)
+    features: str = option("inception", choices=("inception", "tfxr", "both"))
+    inception_weights: str = ""   # InceptionV3 ImageNet .h5 ('' = Keras' cache; 'random' = tests only)
+    feature_model: str = ""       # tfxr classifier (.keras or run dir) for --features tfxr/both
+    noise_baseline: bool = True   # also score uniform-noise images
+    batch_size: int = option(32, minimum=1)
+    out: str = ""                 # also write OUT/generative.json
     seed: int = 0
 
 
-def predict_split(predict_fn, data_dir: str, split: str, data_cfg, manifest: dict, rank: int = 0,
-                  world: int = 1):
-    """(probabilities, labels, image ids) of a whole split, gathered from all ranks in rank order."""
+def _generated_images(cfg: GanEvalConfig, real: np.ndarray) -> np.ndarray:
+    from tfxr.evaluation import generative
+
+    count = cfg.num_images or len(real) // 2   # the size of the real half it is compared with
+    if cfg.generated == "noise":
+        return generative.noise_images(count, real.shape[1], cfg.seed + 1)
+    if os.path.isdir(cfg.generated):
+        return generative.load_png_dir(cfg.generated, cfg.num_images)
+    if cfg.generated.endswith(".keras") and os.path.isfile(cfg.generated):
+        return generative.sample_generator(load_model(cfg.generated), count, cfg.seed)
+    raise ConfigError(f"--generated {cfg.generated}: not a PNG directory, a generator .keras file or 'noise'")
+
+
+def evaluate_gan(cfg: GanEvalConfig) -> dict:
+    """IS/FID of the generated images (and baselines) with each requested feature extractor."""
     from tfxr import distributed as dist
-    from tfxr.data.pipeline import build_dataset
+    from tfxr.evaluation import generative
+    from tfxr.io import write_json
 
-    nl = len(manifest["label_names"])
-    preds, labels, ids = [], [], []
-    ds = build_dataset(data_dir, split, data_cfg, training=False, rank=rank, world=world,
-                       manifest=manifest, with_meta=True)
-    for b in ds:
-        preds.append(np.asarray(predict_fn(b["image"]), np.float32))
-        labels.append(b["labels"].numpy())
-        ids.extend(x.decode() for x in b["image_id"].numpy())
-    mine = (np.concatenate(preds) if preds else np.zeros((0, nl), np.float32),
-            np.concatenate(labels) if labels else np.zeros((0, nl), np.float32), ids)
-    parts = dist.allgather_object(mine) if world > 1 else [mine]
-    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-            [i for p in parts for i in p[2]])
-
-
-def resolve_model_path(path: str) -> str:
-    if os.path.isdir(path):
-        for name in ("best.keras", "final.keras"):
-            if os.path.exists(os.path.join(path, name)):
-                return os.path.join(path, name)
-        raise ConfigError(f"{path}: no best.keras or final.keras in this run directory")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{path}: no such model file")
-    return path
-
-
-def load_model(path: str):
-    import keras
-
-    import tfxr.models.layers  # noqa: F401 - registers tfxr's custom layers for deserialisation
-
+    if not cfg.generated or not cfg.real:
+        raise ConfigError("gan: --generated and --real are required")
+    if dist.launched_world_size() > 1:   # under mpirun: rank 0 does the (small) work alone
+        dist.init()
+        if dist.rank() != 0:
+            return {}
     try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001 - report any unloadable file plainly
-        raise ConfigError(f"{path}: cannot load as a Keras model ({type(e).__name__}: {e})") from None
-
-
-def evaluate(cfg: EvalConfig) -> dict:
-    import tensorflow as tf
-
-    from tfxr import distributed as dist
-    from tfxr.data.pipeline import DataConfig
-    from tfxr.data.tfrecord import read_manifest
-
-    dist.init()
-    rank, world = dist.rank(), dist.size()
-    path = resolve_model_path(cfg.model)
-    model = load_model(path)
-    manifest = read_manifest(cfg.data)
-    names = manifest["label_names"]
-    in_shape = model.input_shape
-    size, channels = int(in_shape[1]), int(in_shape[-1])
-    if model.output_shape[-1] != len(names):
-        raise ConfigError(f"{path}: model has {model.output_shape[-1]} outputs, {cfg.data} has "
-                          f"{len(names)} labels")
-    dcfg = DataConfig(batch_size=cfg.batch_size, image_size=size, channels=channels, deterministic=True)
-    fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    p, y, ids = predict_split(lambda x: fn(x).numpy(), cfg.data, cfg.split, dcfg, manifest, rank, world)
-    thresholds = [0.5] * len(names)
-    if cfg.threshold_split and cfg.threshold_split in manifest["splits"] and cfg.threshold_split != cfg.split:
-        pv, yv, _ = predict_split(lambda x: fn(x).numpy(), cfg.data, cfg.threshold_split, dcfg, manifest,
-                                  rank, world)
-        thresholds = [youden_threshold(yv[:, j], pv[:, j]) for j in range(len(names))]
-    if rank != 0:
-        return {}
-    out = cfg.out or os.path.join(os.path.dirname(os.path.abspath(path)), f"eval-{cfg.split}")
-    os.makedirs(out, exist_ok=True)
-    aucs = auroc_per_label(y, p)
-    cis = bootstrap_auroc_ci(y, p, cfg.bootstrap, cfg.seed) if cfg.bootstrap else [(np.nan, np.nan)] * len(names)
-    per = {}
-    for j, n in enumerate(names):
-        at05 = sens_spec(y[:, j], p[:, j], 0.5)
-        aty = sens_spec(y[:, j], p[:, j], thresholds[j])
-        k = at05["tp"] + at05["tn"]
-        per[n] = {"auroc": aucs[j], "auroc_ci95": list(cis[j]), "positives": int((y[:, j] >= 0.5).sum()),
-                  "at_0.5": at05, "at_youden": aty, "accuracy_ci95": list(wilson_ci(k, len(y)))}
-    result = {"model": os.path.abspath(path), "data": os.path.abspath(cfg.data), "split": cfg.split,
-              "images": int(len(y)), "mean_auroc": nanmean(aucs), "labels": per,
-              "threshold_split": cfg.threshold_split or None, "config": to_dict(cfg)}
-    tmp = os.path.join(out, ".metrics.json.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(result, fh, indent=2)
-    os.replace(tmp, os.path.join(out, "metrics.json"))
-    plot_roc(y, p, names, os.path.join(out, "roc.png"),
-             f"{os.path.basename(os.path.dirname(os.path.abspath(path)))} on {cfg.split}: "
-             f"mean AUROC {nanmean(aucs):.3f}")
-    with open(os.path.join(out, "predictions.csv"), "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image_id"] + [f"y_{n}" for n in names] + [f"p_{n}" for n in names])
-        for i, iid in enumerate(ids):
-            w.writerow([iid] + [int(v) for v in y[i]] + [f"{v:.6f}" for v in p[i]])
-    print(format_table(result))
-    print(f"tfxr: wrote {out}/metrics.json, roc.png, predictions.csv", file=sys.stderr)
-    result["out"] = out
-    return result
-
-
-def format_table(result: dict) -> str:
-    names = list(result["labels"])
-    w = max(len(n) for n in names + ["mean AUROC"])
-    lines = [f"{result['split']}: {result['images']} images",
-             f"{'label':<{w}}  {'AUROC':>6}  {'95% CI':>15}  {'sens@.5':>7}  {'spec@.5':>7}  {'n+':>5}"]
-    for n in names:
-        r = result["labels"][n]
-        lo, hi = r["auroc_ci95"]
-        lines.append(f"{n:<{w}}  {r['auroc']:>6.3f}  {f'[{lo:.3f}, {hi:.3f}]':>15}  "
-                     f"{r['at_0.5']['sensitivity']:>7.3f}  {r['at_0.5']['specificity']:>7.3f}  {r['positives']:>5d}")
-    lines.append(f"{'mean AUROC':<{w}}  {result['mean_auroc']:>6.3f}")
-    return "\n".join(lines)
+        class_value = float(cfg.class_value) if cfg.class_value != "" else None
+    except ValueError:
+        raise ConfigError(f"--class-value {cfg.class_value!r}: not a number (e.g. 1 or 0)") from None
+    real, what = generative.real_images(cfg.real, cfg.split, cfg.label, class_value, cfg.max_real)
+    generated = {f"generated ({os.path.basename(cfg.generated.rstrip('/')) or cfg.generated})":
+                 _generated_images(cfg, real)}
+    if cfg.noise_baseline and cfg.generated != "noise":
+        generated["uniform noise [baseline]"] = generative.noise_images(
+            len(next(iter(generated.values()))), real.shape[1], cfg.seed + 1)
+    extractors = []
+    if cfg.features in ("tfxr", "both"):
+        if not cfg.feature_model:
+            raise ConfigError("--features tfxr needs --feature-model (a trained tfxr classifier)")
+        model_path = resolve_model_path(cfg.feature_model)
+        model = load_model(model_path)
+        extractors.append(generative.ClassifierExtractor(model, model.name, cfg.batch_size))
+    if cfg.features in ("inception", "both"):
+        extractors.append(generative.InceptionExtractor(cfg.inception_weights, cfg.batch_size))
+    results = {}
+    for extractor in extractors:
+        result = generative.evaluate_generated(extractor, real, generated, cfg.seed)
+        print(generative.format_generative(result, what))
+        results[extractor.label] = result
+    report = {"real": os.path.abspath(cfg.real), "real_selection": what, "generated": cfg.generated,
+              "results": results}
+    if cfg.out:
+        os.makedirs(cfg.out, exist_ok=True)
+        write_json(os.path.join(cfg.out, "generative.json"), report)
+        print(f"tfxr: wrote {cfg.out}/generative.json", file=sys.stderr)
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tfxr.data.tfrecord import ManifestError
+    argv = list(sys.argv[1:] if argv is None else argv)
 
-    try:
-        cfg, _ = parse_config(EvalConfig, argv, "python -m tfxr.evaluate", __doc__)
-        if not cfg.model or not cfg.data:
-            raise ConfigError("--model and --data are required")
-        evaluate(cfg)
-    except (ConfigError, ManifestError) as e:
-        print(f"tfxr: error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        from tfxr import distributed
-        distributed.shutdown()
-    return 0
+    def body() -> int:
+        if argv[:1] == ["gan"]:
+            cfg, _ = parse_config(GanEvalConfig, argv[1:], "python -m tfxr.evaluate gan", __doc__)
+            evaluate_gan(cfg)
+            return 0
+        args = argv[1:] if argv[:1] == ["classifier"] else argv
+        cfg, _ = parse_config(EvalConfig, args, "python -m tfxr.evaluate", __doc__)
+        result = evaluate(cfg)
+        if result:
+            print(format_table(result))
+            print(f"tfxr: wrote {result['out']}/metrics.json, report.md, roc.png, predictions.csv",
+                  file=sys.stderr)
+        return 0
+
+    return run_main(body)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import numpy as np
 
 from tfxr.config import ConfigError, parse_config, to_dict
 from tfxr.data.augment import AugmentConfig
-from tfxr.metrics import auroc_per_label, nanmean
+from tfxr.evaluation.metrics import auroc_per_label, nanmean
 
 
 @dataclass

@@ -471,7 +471,7 @@ def test_folder_errors(tmp_path):
 def test_pneumoniamnist_real():
     path = shared("pneumoniamnist", "pneumoniamnist_28_trainval.npz")
     src = npz_source(str(path))
-    assert src.name == "pneumoniamnist" and src.label_names == ["Pneumonia"]
+    assert src.name == "pneumoniamnist" and src.label_names == ["pneumonia"]
     assert src.rejects == []
     by_split = Counter(it.split for it in src.items)
     assert by_split == {"train": 4708, "val": 524}

@@ -372,8 +372,11 @@ def folder_source(images: str, negative: str = "NORMAL") -> Source:
 
 
 # --------------------------------------------------------------------------- MedMNIST
+#: Label names per MedMNIST data set: MedMNIST's own names (its ``INFO[flag]["label"]``;
+#: PneumoniaMNIST's positive class is "pneumonia"), except ChestMNIST, whose 14 columns
+#: are NIH's findings and keep NIH's spelling in CheXNet order so reports line up.
 MEDMNIST_LABELS = {
-    "pneumoniamnist": ["Pneumonia"],
+    "pneumoniamnist": ["pneumonia"],
     "chestmnist": list(CHEXNET_LABELS),
 }
 

@@ -1,0 +1,72 @@
+"""``python -m tfxr.evaluate``: the classifier report (1 and 2 ranks) and the gan subcommand."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import tfxr
+from tests.evaluation.conftest import phantom_data, phantom_model  # noqa: F401 - fixtures
+
+ONE_THREAD = {"TFXR_CPU_THREADS": "1"}
+
+
+def _metrics(out):
+    data = json.loads((out / "metrics.json").read_text())
+    data.pop("config")
+    return data
+
+
+@pytest.mark.mpi
+def test_two_ranks_give_exactly_the_metrics_of_one(phantom_data, phantom_model, tmp_path):  # noqa: F811
+    args = ["tfxr.evaluate", "--model", str(phantom_model.parent), "--data", str(phantom_data),
+            "--bootstrap", "100", "--batch-size", "16"]
+    one = tfxr(*args, "--out", str(tmp_path / "one"), env=ONE_THREAD)
+    tfxr(*args, "--out", str(tmp_path / "two"), np=2, env=ONE_THREAD)
+    single, double = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    assert single == double
+    assert single["images"] == json.loads((phantom_data / "manifest.json").read_text())["splits"]["test"]["count"]
+    assert single["mean_over_labels"] == 4 and single["threshold_split"] == "val"
+    cardio = single["labels"]["Cardiomegaly"]
+    assert cardio["auroc"] > 0.8 and cardio["auroc_ci95"][0] < cardio["auroc"] < cardio["auroc_ci95"][1]
+    assert {"precision", "f1", "accuracy"} <= set(cardio["at_val_threshold"]) and cardio["auprc"] > 0.5
+    report = (tmp_path / "one" / "report.md").read_text()
+    order = [report.index(f"| {n} |") for n in ("Cardiomegaly", "Effusion", "Nodule", "Consolidation")]
+    assert order == sorted(order)          # CheXNet's label order
+    assert "mean AUROC" in one.stdout and (tmp_path / "one" / "roc.png").stat().st_size > 0
+    assert (tmp_path / "two" / "predictions.csv").read_text() == (tmp_path / "one" / "predictions.csv").read_text()
+
+
+def test_gan_subcommand_domain_metric_with_baselines(phantom_data, phantom_model, tmp_path):  # noqa: F811
+    r = tfxr("tfxr.evaluate", "gan", "--generated", "noise", "--real", str(phantom_data), "--split", "train",
+             "--label", "Effusion", "--class-value", "1", "--features", "tfxr",
+             "--feature-model", str(phantom_model), "--out", str(tmp_path))
+    assert "FID_tfxr[tb_cnn" in r.stdout and "real (half A) [baseline]" in r.stdout and "N_ref" in r.stdout
+    assert "compare values only at equal N" in r.stdout
+    rows = next(iter(json.loads((tmp_path / "generative.json").read_text())["results"].values()))["rows"]
+    assert rows["real (half A) [baseline]"]["fid"] < rows["generated (noise)"]["fid"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "x"], "--model and --data are required"),
+    (["--model", "/nonexistent.keras", "--data", "x"], "no such model file"),
+    (["--model", "m", "--data", "x", "--split", "tset"], "unknown value 'tset'"),
+    (["gan", "--generated", "noise", "--real", "/nonexistent"], "/nonexistent"),
+    (["gan", "--generated", "/nonexistent", "--real", "/x", "--features", "nope"], "unknown value 'nope'"),
+    (["gan", "--generated", "noise", "--real", "/x", "--class-value", "yes"], "--class-value 'yes'"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    from tfxr.evaluate import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("tfxr: error: ") and "Traceback" not in err
+
+
+def test_missing_inception_weights_names_the_remedy(phantom_data, tmp_path, monkeypatch, capsys):  # noqa: F811
+    from tfxr.evaluate import main
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert main(["gan", "--generated", "noise", "--real", str(phantom_data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--inception-weights PATH" in err[0] and "inception_v3_weights" in err[0]

@@ -1,0 +1,273 @@
+"""Classifier evaluation: the numbers and tables a paper prints, from a saved model.
+
+Predictions of a split are gathered from every rank and put in image-id order before
+any metric is computed, so ``mpirun -np N`` gives exactly the numbers of one process
+(the bootstrap resamples the same images in the same order).  The operating threshold
+of each label is chosen on the validation split (Youden's J), never on the scored one.
+
+Outputs (rank 0): ``metrics.json``, ``report.md`` (CheXNet's label order, n+ per label,
+published CheXNet AUROCs beside ours when the labels are NIH's), ``roc.png`` and
+``predictions.csv``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from tfxr.config import option
+from tfxr.errors import ConfigError
+from tfxr.evaluation.metrics import (auprc_per_label, auroc_per_label, bootstrap_auroc_ci,
+                                     defined_mean, is_defined, plot_roc, threshold_metrics,
+                                     wilson_ci, youden_threshold)
+
+#: Rajpurkar et al. 2017, "CheXNet: Radiologist-Level Pneumonia Detection on Chest X-Rays
+#: with Deep Learning" (arXiv:1711.05225), Table 2: CheXNet's test AUROC per pathology.
+CHEXNET_PUBLISHED_AUROC = {
+    "Atelectasis": 0.8094, "Cardiomegaly": 0.9248, "Effusion": 0.8638, "Infiltration": 0.7345,
+    "Mass": 0.8676, "Nodule": 0.7802, "Pneumonia": 0.7680, "Pneumothorax": 0.8887,
+    "Consolidation": 0.7901, "Edema": 0.8878, "Emphysema": 0.9371, "Fibrosis": 0.8047,
+    "Pleural_Thickening": 0.8062, "Hernia": 0.9164,
+}
+
+
+@dataclass
+class EvalConfig:
+    model: str = ""          # a .keras file, or a run directory (uses its best.keras)
+    data: str = ""           # TFRecord / raw index directory
+    split: str = option("test", choices=("train", "val", "test"))
+    threshold_split: str = option("val", choices=("val", "train", "none"))  # where thresholds are chosen
+    out: str = ""            # default: <run dir>/eval-<split>
+    batch_size: int = option(64, minimum=1)
+    bootstrap: int = option(1000, minimum=0)   # resamples for the AUROC CI (0 = none)
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- model + data
+def resolve_model_path(path: str) -> str:
+    """A .keras file, or the best.keras (else final.keras) of a run directory."""
+    if os.path.isdir(path):
+        for name in ("best.keras", "final.keras"):
+            if os.path.exists(os.path.join(path, name)):
+                return os.path.join(path, name)
+        raise ConfigError(f"{path}: no best.keras or final.keras in this run directory")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: no such model file")
+    return path
+
+
+def load_model(path: str):
+    """Load a saved Keras model (tfxr's custom layers registered), or a clear ConfigError."""
+    import keras
+
+    import tfxr.models.layers  # noqa: F401 - registers tfxr's custom layers for deserialisation
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - report any unloadable file plainly
+        raise ConfigError(f"{path}: cannot load as a Keras model ({type(e).__name__}: {e})") from None
+
+
+def predict_split(predict_fn, data_dir: str, split: str, data_cfg, manifest: dict, rank: int = 0,
+                  world: int = 1):
+    """(probabilities, labels, image ids) of a whole split, gathered from all ranks.
+
+    Every rank returns the same arrays, sorted by image id: the result does not depend
+    on how many ranks read the split.
+    """
+    from tfxr import distributed as dist
+    from tfxr.data.pipeline import build_dataset
+
+    num_labels = len(manifest["label_names"])
+    preds, labels, ids = [], [], []
+    ds = build_dataset(data_dir, split, data_cfg, training=False, rank=rank, world=world,
+                       manifest=manifest, with_meta=True)
+    for batch in ds:
+        preds.append(np.asarray(predict_fn(batch["image"]), np.float32))
+        labels.append(batch["labels"].numpy())
+        ids.extend(x.decode() for x in batch["image_id"].numpy())
+    mine = (np.concatenate(preds) if preds else np.zeros((0, num_labels), np.float32),
+            np.concatenate(labels) if labels else np.zeros((0, num_labels), np.float32), ids)
+    parts = dist.allgather_object(mine) if world > 1 else [mine]
+    p = np.concatenate([part[0] for part in parts])
+    y = np.concatenate([part[1] for part in parts])
+    all_ids = [i for part in parts for i in part[2]]
+    order = np.argsort(np.asarray(all_ids, dtype=object), kind="stable")
+    return p[order], y[order], [all_ids[k] for k in order]
+
+
+def chexnet_order(names: list[str]) -> list[str]:
+    """``names`` in CheXNet's label order (case-insensitive), the others after, as given."""
+    from tfxr.models import CHEXNET_LABELS
+
+    rank = {n.lower(): k for k, n in enumerate(CHEXNET_LABELS)}
+    return sorted(names, key=lambda n: (rank.get(n.lower(), len(rank)), names.index(n)))
+
+
+# --------------------------------------------------------------------------- the report
+def classifier_metrics(y: np.ndarray, p: np.ndarray, names: list[str], thresholds: list[float],
+                       bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Per-label metrics and their means; undefined labels are NaN and left out of means."""
+    aucs, aps = auroc_per_label(y, p), auprc_per_label(y, p)
+    cis = bootstrap_auroc_ci(y, p, bootstrap, seed) if bootstrap else [(math.nan, math.nan)] * len(names)
+    per = {}
+    for j, name in enumerate(names):
+        at05 = threshold_metrics(y[:, j], p[:, j], 0.5)
+        at_val = threshold_metrics(y[:, j], p[:, j], thresholds[j])
+        positives = int((y[:, j] >= 0.5).sum())
+        per[name] = {
+            "defined": is_defined(y[:, j]), "positives": positives,
+            "prevalence": positives / len(y) if len(y) else math.nan,
+            "auroc": aucs[j], "auroc_ci95": list(cis[j]), "auprc": aps[j],
+            "at_0.5": at05, "at_val_threshold": at_val,
+            "accuracy_ci95": list(wilson_ci(at05["tp"] + at05["tn"], len(y))),
+            "accuracy_at_val_threshold_ci95": list(wilson_ci(at_val["tp"] + at_val["tn"], len(y))),
+        }
+    mean_auroc, count = defined_mean(aucs)
+    mean_auprc, _ = defined_mean(aps)
+    return {"images": int(len(y)), "labels": per, "mean_auroc": mean_auroc, "mean_auprc": mean_auprc,
+            "mean_over_labels": count, "undefined_labels": [n for n in names if not per[n]["defined"]]}
+
+
+def _num(value: float, fmt: str = ".3f") -> str:
+    return "undefined" if value is None or math.isnan(value) else format(value, fmt)
+
+
+def format_table(result: dict) -> str:
+    """The terminal table: AUROC with CI, AUPRC, sens/spec at the validation threshold, n+."""
+    names = chexnet_order(list(result["labels"]))
+    width = max(len(n) for n in names + ["mean AUROC"])
+    lines = [f"{result['split']}: {result['images']} images",
+             f"{'label':<{width}}  {'AUROC':>9}  {'95% CI':>15}  {'AUPRC':>9}  {'thr':>5}  "
+             f"{'sens':>5}  {'spec':>5}  {'n+':>5}"]
+    for n in names:
+        r = result["labels"][n]
+        lo, hi = r["auroc_ci95"]
+        ci = f"[{lo:.3f}, {hi:.3f}]" if not math.isnan(lo) else "-"
+        at = r["at_val_threshold"]
+        lines.append(f"{n:<{width}}  {_num(r['auroc']):>9}  {ci:>15}  {_num(r['auprc']):>9}  "
+                     f"{at['threshold']:>5.3f}  {_num(at['sensitivity'], '.2f'):>5}  "
+                     f"{_num(at['specificity'], '.2f'):>5}  {r['positives']:>5d}")
+    lines.append(f"{'mean AUROC':<{width}}  {_num(result['mean_auroc']):>9}  "
+                 f"(over {result['mean_over_labels']} of {len(names)} labels)")
+    return "\n".join(lines)
+
+
+def markdown_report(result: dict) -> str:
+    """``report.md``: the tables a paper prints, labels in CheXNet's order."""
+    names = chexnet_order(list(result["labels"]))
+    published = set(names) == set(CHEXNET_PUBLISHED_AUROC)   # NIH's 14 findings (NIH, ChestMNIST)
+    thr_src = result.get("threshold_split") or "none (0.5)"
+    out = io.StringIO()
+    w = out.write
+    w(f"# Evaluation of `{os.path.basename(result['model'])}` on `{result['split']}`\n\n")
+    w(f"Data: `{result['data']}`, {result['images']} images. Operating thresholds chosen on "
+      f"`{thr_src}` (Youden's J), never on the scored split. AUROC 95% CI: percentile bootstrap "
+      f"over images ({result['config']['bootstrap']} resamples, seed {result['config']['seed']}).\n\n")
+    head = "| finding | n+ (prevalence) | AUROC [95% CI] | AUPRC |"
+    rule = "|---|---:|---:|---:|"
+    if published:
+        head += " CheXNet (published) |"
+        rule += "---:|"
+    w(head + "\n" + rule + "\n")
+    for n in names:
+        r = result["labels"][n]
+        lo, hi = r["auroc_ci95"]
+        auroc = (f"{r['auroc']:.3f} [{lo:.3f}, {hi:.3f}]" if not math.isnan(lo) else _num(r["auroc"]))
+        row = f"| {n} | {r['positives']} ({100 * r['prevalence']:.1f}%) | {auroc} | {_num(r['auprc'])} |"
+        if published:
+            row += f" {CHEXNET_PUBLISHED_AUROC[n]:.3f} |"
+        w(row + "\n")
+    mean_row = (f"| **mean** over {result['mean_over_labels']} of {len(names)} labels | | "
+                f"{_num(result['mean_auroc'])} | {_num(result['mean_auprc'])} |")
+    if published:
+        mean_row += f" {np.mean(list(CHEXNET_PUBLISHED_AUROC.values())):.3f} |"
+    w(mean_row + "\n\n")
+    if result["undefined_labels"]:
+        w(f"Undefined (no positive or no negative image in this split, left out of the means): "
+          f"{', '.join(result['undefined_labels'])}.\n\n")
+    if published:
+        w("CheXNet column: Rajpurkar et al. 2017 (arXiv:1711.05225), Table 2, on NIH's "
+          "patient-wise test split of its own; a different split, so compare with care.\n\n")
+    w("## At an operating threshold\n\n")
+    w("| finding | threshold | sensitivity | specificity | precision | F1 | accuracy [95% CI] |\n")
+    w("|---|---:|---:|---:|---:|---:|---:|\n")
+    for n in names:
+        r = result["labels"][n]
+        for key, ci_key, label in (("at_val_threshold", "accuracy_at_val_threshold_ci95",
+                                    f"{thr_src}-chosen"), ("at_0.5", "accuracy_ci95", "0.5")):
+            at = r[key]
+            lo, hi = r[ci_key]
+            w(f"| {n} | {at['threshold']:.3f} ({label}) | {_num(at['sensitivity'])} | "
+              f"{_num(at['specificity'])} | {_num(at['precision'])} | {_num(at['f1'])} | "
+              f"{_num(at['accuracy'])} [{_num(lo)}, {_num(hi)}] |\n")
+    w("\nAccuracy CI: Wilson score interval.\n")
+    return out.getvalue()
+
+
+def write_predictions(path: str, ids: list[str], y: np.ndarray, p: np.ndarray, names: list[str]) -> None:
+    from tfxr.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image_id"] + [f"y_{n}" for n in names] + [f"p_{n}" for n in names])
+        for i, image_id in enumerate(ids):
+            writer.writerow([image_id] + [int(v) for v in y[i]] + [f"{v:.6f}" for v in p[i]])
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Evaluate ``cfg.model`` on ``cfg.split``; rank 0 writes the outputs and returns the result."""
+    import tensorflow as tf
+
+    from tfxr import distributed as dist
+    from tfxr.config import to_dict
+    from tfxr.data.pipeline import DataConfig
+    from tfxr.data.tfrecord import read_manifest
+    from tfxr.io import write_json, write_text
+
+    if not cfg.model or not cfg.data:
+        raise ConfigError("--model and --data are required")
+    path = resolve_model_path(cfg.model)
+    manifest = read_manifest(cfg.data)
+    dist.init()
+    rank, world = dist.rank(), dist.size()
+    model = load_model(path)
+    names = list(manifest["label_names"])
+    if model.output_shape[-1] != len(names):
+        raise ConfigError(f"{path}: model has {model.output_shape[-1]} outputs, {cfg.data} has "
+                          f"{len(names)} labels")
+    size, channels = int(model.input_shape[1]), int(model.input_shape[-1])
+    dcfg = DataConfig(batch_size=cfg.batch_size, image_size=size, channels=channels, deterministic=True)
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    predict = lambda x: forward(x).numpy()  # noqa: E731
+    p, y, ids = predict_split(predict, cfg.data, cfg.split, dcfg, manifest, rank, world)
+    thresholds = [0.5] * len(names)
+    threshold_split = cfg.threshold_split if cfg.threshold_split != "none" else None
+    if threshold_split == cfg.split:
+        raise ConfigError(f"--threshold-split {threshold_split}: thresholds must be chosen on "
+                          f"another split than the scored one (--split {cfg.split})")
+    if threshold_split and threshold_split not in manifest["splits"]:
+        threshold_split = None   # e.g. PneumoniaMNIST's trainval-only copy: say so in the report
+    if threshold_split:
+        pv, yv, _ = predict_split(predict, cfg.data, threshold_split, dcfg, manifest, rank, world)
+        thresholds = [youden_threshold(yv[:, j], pv[:, j]) for j in range(len(names))]
+    if rank != 0:
+        return {}
+    result = classifier_metrics(y, p, names, thresholds, cfg.bootstrap, cfg.seed)
+    result = {"model": os.path.abspath(path), "data": os.path.abspath(cfg.data), "split": cfg.split,
+              "threshold_split": threshold_split, **result, "config": to_dict(cfg)}
+    out = cfg.out or os.path.join(os.path.dirname(os.path.abspath(path)), f"eval-{cfg.split}")
+    os.makedirs(out, exist_ok=True)
+    write_json(os.path.join(out, "metrics.json"), result)
+    write_text(os.path.join(out, "report.md"), markdown_report(result))
+    run_name = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    mean, count = result["mean_auroc"], result["mean_over_labels"]
+    plot_roc(y, p, names, os.path.join(out, "roc.png"),
+             f"{run_name} on {cfg.split}: mean AUROC {_num(mean)} over {count} label(s)")
+    write_predictions(os.path.join(out, "predictions.csv"), ids, y, p, names)
+    result["out"] = out
+    return result
