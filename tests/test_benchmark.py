@@ -45,6 +45,20 @@ def test_scaling_ratios_against_the_three_baselines():
     assert rows["gloo"]["vs_bound"] == pytest.approx(10.0 / 12.5)
 
 
+def test_scaling_uses_the_fastest_single_setting_and_labels_horovod_settings():
+    ms = [_measurement("all-cores", [10.0] * 3), _measurement("all-cores", [30.0] * 3, precision="bf16"),
+          _measurement("all-cores", [50.0] * 3, input="pipeline")]          # not model-only: ignored
+    base = bm.fastest_single(json.loads(json.dumps(ms)), bm.Variant())
+    assert base.precision == "bf16" and base.input == "synthetic"
+    plan = bm.scaling_plan(base, [1, 2], ["mpirun"], [(), (("HOROVOD_FUSION_THRESHOLD", "8388608"),)])
+    assert [(v.layout, v.workers, v.env) for v in plan] == [
+        ("one-core", 1, ()), ("independent", 2, ()), ("ranks", 2, ()),
+        ("ranks", 2, (("HOROVOD_FUSION_THRESHOLD", "8388608"),))]
+    assert all(v.precision == "bf16" for v in plan)
+    assert plan[-1].label().endswith("HOROVOD_FUSION_THRESHOLD=8388608")
+    assert bm._variant_env(plan[-1])["HOROVOD_FUSION_THRESHOLD"] == "8388608"
+
+
 def test_flop_fraction_counts_training_as_three_forward_passes():
     # 10 images/s x 5.67 GFLOP x 3 on a 2-core 2.6 GHz x 32 FLOP/cycle machine
     assert bm.flop_fraction(10.0, 5.67e9, 2 * 2.6e9 * 32) == pytest.approx(170.1e9 / 166.4e9)
@@ -135,7 +149,8 @@ def test_convert_and_input_smoke(tmp_path, synthetic_tfrec):
 def test_suite_smoke(tmp_path):
     """The suite's tb_cnn section end to end (settings, baselines, the tfxr.train loop, targets)."""
     tfxr("tfxr.benchmark", "--out", str(tmp_path), "suite", "--only", "tb_cnn_128", "--launcher", "mpirun",
-         "--images", "120", "--steps", "1", "--repeats", "3", "--warmup", "1", "--loop-steps", "2", timeout=1200)
+         "--images", "120", "--variants", "base", "--steps", "1", "--repeats", "3", "--warmup", "1",
+         "--loop-steps", "2", timeout=1200)
     result = _check_result(tmp_path, "suite")
     section = result["sections"]["tb_cnn_128"]
     assert not [m["error"] for m in section if "error" in m]

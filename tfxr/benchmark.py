@@ -75,6 +75,7 @@ class Variant:
     layout: str = "all-cores"     # see LAYOUTS
     workers: int = 1              # processes (independent) or ranks
     launcher: str = "mpirun"      # ranks only: mpirun | gloo (horovodrun --gloo)
+    env: tuple = ()               # ranks only: extra (NAME, value) settings, e.g. HOROVOD_FUSION_THRESHOLD
 
     def cores(self, machine_cores: int) -> int:
         """Cores the variant computes on (for its FLOP ceiling)."""
@@ -86,6 +87,7 @@ class Variant:
         where = {"all-cores": "1 process, all cores", "one-core": "1 process, 1 core",
                  "independent": f"{self.workers} x 1-core processes (bound)",
                  "ranks": f"{self.launcher} -np {self.workers}, 1 core/rank"}[self.layout]
+        where += "".join(f" {name}={value}" for name, value in self.env)
         return f"{what} | {where}"
 
 
@@ -135,7 +137,8 @@ def scaling_rows(measurements: list[dict]) -> list[dict]:
             continue
         n, rate = v["workers"], m["images_per_s"]["median"]
         bound = median("independent", n)
-        rows.append({"workers": n, "launcher": v["launcher"], "images_per_s": rate, "independent_bound": bound,
+        rows.append({"workers": n, "launcher": v["launcher"] + "".join(f" {k}={x}" for k, x in v["env"]),
+                     "images_per_s": rate, "independent_bound": bound,
                      "vs_bound": rate / bound if bound else None,
                      "efficiency_vs_one_core": rate / (n * one_core) if one_core else None,
                      "vs_all_cores_process": rate / all_cores if all_cores else None})
@@ -185,9 +188,10 @@ def plot_scaling(measurements: list[dict], path: str, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def series(layout, launcher=None):
-        points = sorted((m["variant"]["workers"], m["images_per_s"]) for m in measurements
-                        if m["variant"]["layout"] == layout and launcher in (None, m["variant"]["launcher"]))
+    def series(layout, launcher=None, env=()):
+        points = sorted(((m["variant"]["workers"], m["images_per_s"]) for m in measurements
+                         if m["variant"]["layout"] == layout and launcher in (None, m["variant"]["launcher"])
+                         and tuple(map(tuple, m["variant"]["env"])) == env), key=lambda p: p[0])
         return [p[0] for p in points], [p[1] for p in points]
 
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
@@ -195,13 +199,17 @@ def plot_scaling(measurements: list[dict], path: str, title: str) -> None:
     workers = sorted({m["variant"]["workers"] for m in measurements} | {1})
     if one:
         ax.plot(workers, [one[0] * n for n in workers], "k--", lw=0.8, label="N x one-core process")
-    for layout, launcher, style in (("independent", None, "s-"), ("ranks", "mpirun", "o-"), ("ranks", "gloo", "^-")):
-        xs, stats = series(layout, launcher)
+    rank_settings = sorted({(m["variant"]["launcher"], tuple(map(tuple, m["variant"]["env"])))
+                            for m in measurements if m["variant"]["layout"] == "ranks"})
+    curves = [("independent", None, (), "s-")] + [("ranks", launcher, env, "o-") for launcher, env in rank_settings]
+    for layout, launcher, env, style in curves:
+        xs, stats = series(layout, launcher, env)
         if not xs:
             continue
         med = [s["median"] for s in stats]
         err = [[m - s["min"] for m, s in zip(med, stats)], [s["max"] - m for m, s in zip(med, stats)]]
-        name = "independent 1-core processes (bound)" if layout == "independent" else f"Horovod ({launcher})"
+        name = ("independent 1-core processes (bound)" if layout == "independent"
+                else f"Horovod ({launcher}{''.join(f' {k}={v}' for k, v in env)})")
         ax.errorbar(xs, med, yerr=err, fmt=style, capsize=3, label=name)
     for m in measurements:
         if m["variant"]["layout"] == "all-cores" and m["variant"]["input"] == "synthetic":
@@ -366,6 +374,7 @@ def _worker_argv(v: Variant, timing: Timing, data: str) -> list[str]:
 def _variant_env(v: Variant) -> dict:
     env = clean_launch_env()
     env["TF_ENABLE_ONEDNN_OPTS"] = "1" if v.onednn else "0"
+    env.update(dict(v.env))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
 
@@ -479,14 +488,27 @@ def measure_training_loop(model: str, data: str, image_size: int, batch_size: in
     return record
 
 
-def scaling_plan(base: Variant, nps: list[int], launchers: list[str]) -> list[Variant]:
-    """The baselines of a scaling measurement: one-core, and per N > 1 the bound and the ranks."""
+def scaling_plan(base: Variant, nps: list[int], launchers: list[str], rank_envs: list[tuple] = ((),)
+                 ) -> list[Variant]:
+    """The baselines of a scaling measurement: one-core, and per N > 1 the bound and the ranks
+    (one per launcher and per set of Horovod settings)."""
     plan = [replace(base, layout="one-core", workers=1)]
     for n in nps:
         if n > 1:
             plan.append(replace(base, layout="independent", workers=n))
-            plan += [replace(base, layout="ranks", workers=n, launcher=launcher) for launcher in launchers]
+            plan += [replace(base, layout="ranks", workers=n, launcher=launcher, env=tuple(env))
+                     for launcher in launchers for env in rank_envs]
     return plan
+
+
+def fastest_single(measurements: list[dict], fallback: Variant) -> Variant:
+    """The fastest one-process, all-cores, model-only setting (the base of the scaling runs)."""
+    singles = [m for m in measurements if "images_per_s" in m and m["variant"]["layout"] == "all-cores"
+               and m["variant"]["input"] == "synthetic"]
+    if not singles:
+        return fallback
+    best = max(singles, key=lambda m: m["images_per_s"]["median"])["variant"]
+    return Variant(**{**best, "env": tuple(best["env"])})
 
 
 def run_plan(plan: list[Variant], timing: Timing, data: str, core_flops: float) -> list[dict]:
@@ -609,9 +631,10 @@ def bench_train(args) -> dict:
                    input=args.input[0], precision=args.precision[0], onednn=args.onednn[0], xla=args.xla[0])
     plan = [replace(base, input=i, precision=p, onednn=o, xla=x)
             for i, p, o, x in itertools.product(args.input, args.precision, args.onednn, args.xla)]
-    if len(args.np) > 1 or args.np[0] > 1:
-        plan += scaling_plan(base, args.np, args.launcher)
     measurements = run_plan(plan, timing, args.data, core_flops)
+    if len(args.np) > 1 or args.np[0] > 1:
+        measurements += run_plan(scaling_plan(base, args.np, args.launcher, [()] + args.rank_env),
+                                 timing, args.data, core_flops)
     scaling = scaling_rows([m for m in measurements if "images_per_s" in m])
     lines = report_lines(measurements) + ([scaling_table(scaling)] if scaling else [])
     return {"kind": "train", "timing": asdict(timing), "fp32_ceiling_per_core": ceiling,
@@ -695,20 +718,27 @@ def bench_suite(args) -> dict:
     large = Timing(steps=max(2, args.steps // 4), repeats=args.repeats, warmup=max(2, args.warmup // 2))
     tb = Variant(model="tb_cnn", image_size=128, batch_size=32)
     dn = Variant(model="chexnet", image_size=128, batch_size=16)
-    plans = {
-        "tb_cnn_128": (small, [tb, replace(tb, input="pipeline"), replace(tb, onednn=False),
-                               replace(tb, input="pipeline", onednn=False), replace(tb, precision="bf16"),
-                               replace(tb, xla=True)] + scaling_plan(tb, [2], args.launcher)),
-        "densenet121_128": (large, [dn, replace(dn, onednn=False), replace(dn, precision="bf16"),
-                                    replace(dn, precision="bf16", onednn=False)]
-                            + scaling_plan(dn, [2], args.launcher)),
-        "densenet121_224": (large, [replace(dn, image_size=224)]),
+    fusion = [(), (("HOROVOD_FUSION_THRESHOLD", str(8 << 20)),)]   # default 128 MiB vs 8 MiB buckets
+    settings = {
+        "tb_cnn_128": [tb, replace(tb, input="pipeline"), replace(tb, onednn=False),
+                       replace(tb, input="pipeline", onednn=False), replace(tb, precision="bf16"),
+                       replace(tb, xla=True)],
+        "densenet121_128": [dn, replace(dn, onednn=False), replace(dn, precision="bf16"),
+                            replace(dn, precision="bf16", onednn=False)],
+        "densenet121_224": [replace(dn, image_size=224)],
     }
+    scaled = {"tb_cnn_128": [()], "densenet121_128": fusion}
     sections, tables = {}, []
-    for name, (timing, plan) in plans.items():
+    for name, plan in settings.items():
         if args.only and name not in args.only:
             continue
+        timing = small if name.startswith("tb_cnn") else large
+        plan = plan if args.variants == "all" else plan[:1]
         sections[name] = run_plan(plan, timing, data, core_flops)
+        if name in scaled:   # baselines with the fastest single-process setting just measured
+            base = fastest_single(sections[name], plan[0])
+            sections[name] += run_plan(scaling_plan(base, [2], args.launcher, scaled[name]), timing, data,
+                                       core_flops)
         if name == "tb_cnn_128":
             print("tfxr: benchmark: the tfxr.train loop ...", file=sys.stderr, flush=True)
             sections[name].append(measure_training_loop("tb_cnn", data, 128, 32, args.repeats, args.loop_steps,
@@ -747,6 +777,16 @@ def _ints(text: str) -> list[int]:
 ON_OFF = ("on", "off")
 
 
+def _settings(text: str) -> tuple:
+    pairs = []
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE[,NAME=VALUE]")
+        pairs.append((name.strip(), value.strip()))
+    return tuple(pairs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tfxr.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -772,6 +812,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--launcher", type=_choices(("mpirun", "gloo")), default=["mpirun", "gloo"])
     s.add_argument("--only", type=_choices(("tb_cnn_128", "densenet121_128", "densenet121_224")),
                    help="run only these sections")
+    s.add_argument("--variants", choices=["all", "base"], default="all",
+                   help="base: only the fp32 oneDNN-on setting before the baselines (a quick check)")
 
     t = sub.add_parser("train", help="training images/s: settings side by side, scaling baselines for --np")
     t.add_argument("--model", default="tb_cnn", choices=["tb_cnn", "pneumonia_cnn", "chexnet"])
@@ -784,6 +826,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--onednn", type=_choices(ON_OFF, lambda x: x == "on"), default=[True])
     t.add_argument("--xla", type=_choices(ON_OFF, lambda x: x == "on"), default=[False])
     t.add_argument("--launcher", type=_choices(("mpirun", "gloo")), default=["mpirun"])
+    t.add_argument("--rank-env", type=_settings, action="append", default=[], metavar="NAME=V[,NAME=V]",
+                   help="an extra ranks measurement with these settings, e.g. HOROVOD_FUSION_THRESHOLD=8388608 "
+                        "(repeatable)")
     timing_options(t, 20, 5, 5)
     ceiling_options(t)
 
