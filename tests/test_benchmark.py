@@ -55,6 +55,8 @@ def test_scaling_uses_the_fastest_single_setting_and_labels_horovod_settings():
         ("one-core", 1, ()), ("independent", 2, ()), ("ranks", 2, ()),
         ("ranks", 2, (("HOROVOD_FUSION_THRESHOLD", "8388608"),))]
     assert all(v.precision == "bf16" for v in plan)
+    assert bm.slow_setting_timing(base, bm.Timing(steps=20)).steps == 5                 # bf16: shorter windows
+    assert bm.slow_setting_timing(bm.Variant(), bm.Timing(steps=20)).steps == 20
     assert plan[-1].label().endswith("HOROVOD_FUSION_THRESHOLD=8388608")
     assert bm._variant_env(plan[-1])["HOROVOD_FUSION_THRESHOLD"] == "8388608"
 

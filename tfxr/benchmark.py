@@ -437,7 +437,7 @@ def command_for(v: Variant, timing: Timing, data: str) -> list[str]:
 def run_variant(v: Variant, timing: Timing, data: str, core_flops: float) -> dict:
     """Measure one variant in fresh process(es); a failure is recorded, not raised."""
     env = _variant_env(v)
-    record = {"variant": asdict(v), "label": v.label()}
+    record = {"variant": asdict(v), "label": v.label(), "timing": asdict(timing)}
     try:
         if v.layout == "independent":
             cmd, result = _run_independent(v, timing, data, env)
@@ -511,11 +511,19 @@ def fastest_single(measurements: list[dict], fallback: Variant) -> Variant:
     return Variant(**{**best, "env": tuple(best["env"])})
 
 
+def slow_setting_timing(v: Variant, timing: Timing) -> Timing:
+    """Fewer steps per window for settings known to be many times slower (bf16 without AMX,
+    XLA on CPU), so that they cost minutes, not tens of minutes; the window count stays."""
+    if v.precision == "bf16" or v.xla:
+        return replace(timing, steps=max(2, timing.steps // 4))
+    return timing
+
+
 def run_plan(plan: list[Variant], timing: Timing, data: str, core_flops: float) -> list[dict]:
     results = []
     for i, v in enumerate(plan, 1):
         print(f"tfxr: benchmark [{i}/{len(plan)}] {v.label()} ...", file=sys.stderr, flush=True)
-        r = run_variant(v, timing, data, core_flops)
+        r = run_variant(v, slow_setting_timing(v, timing), data, core_flops)
         shown = f"{r['images_per_s']['median']:.1f} images/s" if "images_per_s" in r else "FAILED"
         print(f"tfxr: benchmark [{i}/{len(plan)}] {shown}", file=sys.stderr, flush=True)
         results.append(r)
