@@ -823,7 +823,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variants", choices=["all", "base"], default="all",
                    help="base: only the fp32 oneDNN-on setting before the baselines (a quick check)")
 
-    t = sub.add_parser("train", help="training images/s: settings side by side, scaling baselines for --np")
+    t = sub.add_parser("train", help="training images/s: settings side by side, then scaling baselines for "
+                                     "--np with the first value of each setting")
     t.add_argument("--model", default="tb_cnn", choices=["tb_cnn", "pneumonia_cnn", "chexnet"])
     t.add_argument("--data", default="", help="TFRecord directory (needed by --input pipeline)")
     t.add_argument("--image-size", type=int, default=0, help="default: the data's size, else 128")
