@@ -28,10 +28,8 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
-# `make benchmark`: the issue-10 suite (about 25 min on 2 quiet cores); BENCH="train --np 1,2" etc.
-BENCH ?= suite
 benchmark: install
-	$(PY) -m tfxr.benchmark --out benchmarks/results $(BENCH)
+	$(PY) -m tfxr.benchmark --out benchmarks/results $(or $(BENCH),suite)
 
 clean:
 	rm -rf demo_out .pytest_cache
