@@ -40,7 +40,7 @@ kernel:
 		$(if $(KERNEL_PREFIX),--prefix "$(KERNEL_PREFIX)",--user) --env TF_CPP_MIN_LOG_LEVEL 2
 
 benchmark: install
-	$(PY) -m tfxr.benchmark --out benchmarks/results
+	$(PY) -m tfxr.benchmark --out benchmarks/results $(or $(BENCH),suite)
 
 clean:
 	rm -rf demo_out .pytest_cache

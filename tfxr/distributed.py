@@ -57,11 +57,43 @@ def clean_launch_env(env=None) -> dict:
     return {k: v for k, v in env.items() if not k.startswith(_LAUNCH_PREFIXES)}
 
 
-def mpirun_command(np_: int, argv: list[str], python: str | None = None) -> list[str]:
-    """``mpirun -np N python -m ...`` with the flags a workstation or root container needs."""
+def gpus_present() -> bool:
+    """Whether this node has an NVIDIA GPU (checked without importing TensorFlow)."""
+    import glob
+    import shutil
+
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or (shutil.which("nvidia-smi") is not None
+                                                     and bool(glob.glob("/proc/driver/nvidia/gpus/*")))
+
+
+def binding_flags(np_: int, cores_per_rank: int | None = None, cores: int | None = None,
+                  gpus: bool | None = None) -> list[str]:
+    """OpenMPI 4.1 placement flags for ``np_`` local ranks.
+
+    CPU ranks: ``--map-by slot:PE=k --bind-to core`` gives each rank its own k cores
+    (k = ``cores_per_rank``, default the node's cores // ranks), so TensorFlow's threads
+    of different ranks never share a core.  GPU ranks, or more ranks than cores
+    (oversubscribed tests): ``--bind-to none``, the OS places threads.  Also
+    ``--mca mpi_yield_when_idle 1``: a rank waiting in an MPI call yields its core instead
+    of busy-polling it, which on a CPU node steals cycles from the computing threads.
+    """
+    cores = cores or len(os.sched_getaffinity(0))
+    gpus = gpus_present() if gpus is None else gpus
+    per_rank = cores_per_rank or cores // max(1, np_)
+    flags = ["--mca", "mpi_yield_when_idle", "1"]
+    if gpus or per_rank < 1 or per_rank * np_ > cores:
+        return flags + ["--bind-to", "none"]
+    return flags + ["--map-by", f"slot:PE={per_rank}", "--bind-to", "core",
+                    "-x", f"OMP_NUM_THREADS={per_rank}"]
+
+
+def mpirun_command(np_: int, argv: list[str], python: str | None = None,
+                   cores_per_rank: int | None = None) -> list[str]:
+    """``mpirun -np N python -m ...`` with the flags a workstation or root container needs,
+    and core binding for CPU ranks (see :func:`binding_flags`)."""
     import sys
 
-    cmd = ["mpirun", "-np", str(np_), "--oversubscribe", "--bind-to", "none"]
+    cmd = ["mpirun", "-np", str(np_), "--oversubscribe", *binding_flags(np_, cores_per_rank)]
     if os.geteuid() == 0:
         cmd.append("--allow-run-as-root")
     return cmd + [python or sys.executable, "-m", *argv]
@@ -236,14 +268,11 @@ def init(pin_gpu: bool = True) -> None:
         if gpus:  # HVD: one GPU per process, chosen by local rank
             tf.config.set_visible_devices(gpus[local_rank() % len(gpus)], "GPU")
         else:
-            # CPU ranks sharing a node split its cores instead of each using all of them;
-            # TFXR_CPU_THREADS sets the count explicitly (also for a single process).
-            threads = int(os.environ.get("TFXR_CPU_THREADS", 0))
-            if not threads and _hvd and _hvd.local_size() > 1:
-                threads = max(1, len(os.sched_getaffinity(0)) // _hvd.local_size())  # HVD
-            if threads:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-                tf.config.threading.set_inter_op_parallelism_threads(max(2, threads))
+            # CPU ranks: each computes on its own cores (bound by mpirun, or an even share of
+            # the node); TFXR_CPU_THREADS sets the count explicitly.  See tfxr.cpu.
+            from tfxr.cpu import configure_tensorflow_threads
+
+            configure_tensorflow_threads(tf, _hvd.local_size() if _hvd else 1)  # HVD
 
 
 def _require_init():
