@@ -49,14 +49,14 @@ def build_generator(image_size: int = 64, latent_dim: int = LATENT_DIM, base_fil
     noise = keras.Input((latent_dim,), name="noise")
     x = keras.layers.Dense(start * start * widths[0], use_bias=not batch_norm, name="project")(noise)
     if batch_norm:
-        x = keras.layers.BatchNormalization(name="project_bn")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name="project_bn")(x)
     x = keras.layers.ReLU()(x)
     x = keras.layers.Reshape((start, start, widths[0]))(x)
     for i, width in enumerate(widths[1:], start=1):
         x = keras.layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=not batch_norm,
                                          name=f"up{i}")(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"up{i}_bn")(x)
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"up{i}_bn")(x)
         x = keras.layers.ReLU()(x)
     image = keras.layers.Conv2DTranspose(1, 4, strides=2, padding="same", activation="tanh",
                                          dtype="float32", name=f"up{steps}")(x)
@@ -73,7 +73,8 @@ def build_discriminator(image_size: int = 64, base_filters: int = 64, dropout: f
         x = keras.layers.Conv2D(base_filters * 2 ** i, 4, strides=2, padding="same", name=f"down{i + 1}")(x)
         x = keras.layers.LeakyReLU(0.2)(x)
         if dropout:
-            x = keras.layers.Dropout(dropout, seed=seed, name=f"dropout{i + 1}")(x)
+            x = keras.layers.Dropout(dropout, seed=None if seed is None else seed + i,
+                                       name=f"dropout{i + 1}")(x)
     x = keras.layers.Flatten()(x)
     logit = keras.layers.Dense(1, dtype="float32", name="logit")(x)
     return keras.Model(image, logit, name=f"dcgan_discriminator_{image_size}")

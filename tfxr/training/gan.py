@@ -114,6 +114,19 @@ def load_class_images(data_dir: str, manifest: dict, split: str, label_index: in
     return np.clip(np.stack(images).astype(np.float32), -1.0, 1.0)
 
 
+# --------------------------------------------------------------------------- randomness
+def _stream_key(seed: int, rank: int, stream: int) -> int:
+    return seed * 7919 + rank * 104729 + stream
+
+
+def rank_noise(seed: int, rank: int, step: int, count: int, latent_dim: int):
+    """Generator noise of one rank at one global step: stateless, so a resumed run redraws
+    exactly what an uninterrupted run drew, and every rank draws its own."""
+    import tensorflow as tf
+
+    return tf.random.stateless_normal([count, latent_dim], seed=[_stream_key(seed, rank, 3), step])
+
+
 # --------------------------------------------------------------------------- losses
 def _bce_logits(target: float, logits):
     import tensorflow as tf
@@ -243,11 +256,9 @@ class GanTrainer:
             if "moving" in v.path:
                 v.assign(self.dist.allreduce_mean(v.value, name="bn_" + v.path.replace("/", "_")))
 
-    def noise(self, step: int, count: int, stream: int = 0):
-        """This rank's noise for a global step: stateless, so resuming redraws the same."""
-        tf = self.tf
-        return tf.random.stateless_normal([count, self.cfg.latent_dim],
-                                          seed=[self.cfg.seed * 7919 + self.rank * 104729 + 3 + stream, step])
+    def noise(self, step: int, count: int):
+        """This rank's noise for a global step (see :func:`rank_noise`)."""
+        return rank_noise(self.cfg.seed, self.rank, step, count, self.cfg.latent_dim)
 
     # ---- the distributed step
     def _step(self, real, noise, sigma, step):
@@ -257,9 +268,9 @@ class GanTrainer:
             real_in, fake_in = real, fake
             if self.cfg.instance_noise > 0:
                 shape = tf.shape(real)
-                key = self.cfg.seed * 7919 + self.rank * 104729
-                real_in = real + sigma * tf.random.stateless_normal(shape, seed=tf.stack([tf.constant(key + 1, tf.int64), step]))
-                fake_in = fake + sigma * tf.random.stateless_normal(shape, seed=tf.stack([tf.constant(key + 2, tf.int64), step]))
+                real_key, fake_key = (tf.constant(_stream_key(self.cfg.seed, self.rank, k), tf.int64) for k in (1, 2))
+                real_in = real + sigma * tf.random.stateless_normal(shape, seed=tf.stack([real_key, step]))
+                fake_in = fake + sigma * tf.random.stateless_normal(shape, seed=tf.stack([fake_key, step]))
             real_logits = self.discriminator(real_in, training=True)
             fake_logits = self.discriminator(fake_in, training=True)
             d_loss, g_loss = gan_losses(self.cfg.loss, real_logits, fake_logits, self.cfg.label_smoothing)
@@ -308,9 +319,15 @@ class GanTrainer:
     def checkpoint_store(self):
         from tfxr.training.checkpoints import CheckpointStore
 
+        # Keras 3 does not expose its dropout SeedGenerator states to tf.train.Checkpoint
+        # (measured: they were missing), so they are saved explicitly; without them a
+        # resumed run draws other dropout masks than an uninterrupted one.
+        streams = self.tf.Module(name="dropout_streams")
+        streams.states = self.dist.backing_variables(self._dropout_states())
         return CheckpointStore(os.path.join(self.cfg.out, "checkpoints"),
                                {"generator": self.generator, "discriminator": self.discriminator,
-                                "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer},
+                                "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer,
+                                "d_dropout_streams": streams},
                                max_to_keep=self.cfg.keep_checkpoints, writer=self.rank == 0)
 
     def resume(self, store) -> None:
