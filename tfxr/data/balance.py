@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import sys
+import warnings
 
 import numpy as np
 
@@ -63,7 +64,9 @@ def generate_images(generator, count: int, seed: int, batch: int = 256) -> np.nd
     out = []
     for start in range(0, count, batch):
         noise = rng.standard_normal((min(batch, count - start), latent)).astype(np.float32)
-        images = np.asarray(generator(noise, training=False))[..., 0]
+        with warnings.catch_warnings():   # a loaded model names its input; a tensor is fine
+            warnings.filterwarnings("ignore", message="The structure of `inputs`")
+            images = np.asarray(generator(noise, training=False))[..., 0]
         out.append(np.clip((images + 1.0) * 127.5, 0, 255).round().astype(np.uint8))
     return np.concatenate(out) if out else np.zeros((0, 1, 1), np.uint8)
 
