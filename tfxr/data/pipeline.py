@@ -30,6 +30,9 @@ class DataConfig:
     cycle_length: int = 4          # shards read in parallel
     cache: bool = False            # keep decoded images in memory after the first epoch
     deterministic: bool = False
+    # generated (GAN) training shards: -1 use as written, 0 leave out, 0<f<1 draw them with
+    # probability f.  Never used in validation/test (see synthetic_policy).
+    synthetic_fraction: float = -1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -62,6 +65,44 @@ def split_steps(data_dir: str, split: str, manifest: dict, batch_size: int, worl
         total = int(manifest["splits"][split]["count"])
         return max(1, (total // world) // batch_size)
     return steps_per_epoch(split_files(data_dir, split, manifest), batch_size, world)
+
+
+# --------------------------------------------------------------------------- synthetic records
+def synthetic_policy(ds, data_dir: str, split: str, manifest: dict, files: list, cfg: DataConfig,
+                     training: bool, rank: int, world: int, seed: int):
+    """Apply the rule for generated images to a split's record dataset; returns
+    ``(records, files)`` with ``files`` the real shards this split reads.
+
+    Shards flagged ``"synthetic": true`` (written by ``tfxr.gan balance``) may only be in
+    ``train``.  Evaluation splits and ``synthetic_fraction=0`` drop every record with
+    ``image/synthetic=1`` (a record-level filter, so a generated image inside a real shard
+    is caught too); ``0 < f < 1`` interleaves the synthetic shards with probability f.
+    """
+    flagged = {s["file"] for s in manifest["splits"][split]["shards"] if s.get("synthetic")}
+    if flagged and split != "train":
+        raise ManifestError(f"{data_dir}/manifest.json lists synthetic shards in the '{split}' split "
+                            f"({', '.join(sorted(flagged))}); generated images belong to 'train' only")
+    if not 0 <= cfg.synthetic_fraction < 1 and cfg.synthetic_fraction != -1:
+        raise ManifestError(f"synthetic_fraction: {cfg.synthetic_fraction} is not -1 (as written), "
+                            f"0 (leave out) or a fraction in (0, 1)")
+    as_written = training and cfg.synthetic_fraction == -1
+    if as_written:
+        return ds(files), files
+    real = [(f, c) for f, c in files if os.path.basename(f) not in flagged]
+    synthetic = [(f, c) for f, c in files if os.path.basename(f) in flagged]
+    spec = {"image/synthetic": tf.io.FixedLenFeature([], tf.int64, default_value=0)}
+
+    def is_real(record):
+        return tf.equal(tf.io.parse_single_example(record, spec)["image/synthetic"], 0)
+    records = ds(real).filter(is_real)
+    if training and cfg.synthetic_fraction > 0 and synthetic:
+        mine, by_record, _ = rank_assignment(synthetic, rank, world)
+        generated = tf.data.TFRecordDataset(mine)
+        generated = generated.shard(world, rank) if by_record else generated
+        f = cfg.synthetic_fraction
+        records = tf.data.Dataset.sample_from_datasets(
+            [records.repeat(), generated.shuffle(1024, seed=seed).repeat()], weights=[1 - f, f], seed=seed)
+    return records, real
 
 
 # --------------------------------------------------------------------------- decoding
@@ -156,8 +197,12 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
         ds = ds.map(_parse_raw(size), num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic or not training)
         n_mine = len(range(rank, len(paths), world))
     else:
-        mine, record_level, n_mine = rank_assignment(files, rank, world)
-        ds = _tfrecord_records(mine, record_level, rank, world, cfg, training, ep_seed)
+        def records(chosen):   # this rank's records of the chosen shards
+            nonlocal n_mine
+            mine, record_level, n_mine = rank_assignment(chosen, rank, world)
+            return _tfrecord_records(mine, record_level, rank, world, cfg, training, ep_seed)
+        n_mine = 0
+        ds, _ = synthetic_policy(records, data_dir, split, manifest, files, cfg, training, rank, world, ep_seed)
         ds = ds.map(_parse_tfrecord(nl, stored, size), num_parallel_calls=AUTOTUNE,
                     deterministic=cfg.deterministic or not training)
     if cfg.cache:

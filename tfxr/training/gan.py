@@ -1,0 +1,447 @@
+"""The distributed DCGAN training loop (``python -m tfxr.gan train``).
+
+One ``tf.function`` step per batch: the generator turns this rank's noise into images,
+the discriminator scores real and fake, and two tapes give the discriminator's and the
+generator's gradients.  Both tapes are wrapped by Horovod (``tfxr.distributed``), so
+both sets of gradients are averaged over ranks, and both networks and both optimizers
+start from rank 0's values.  With equal per-rank batches, N ranks step exactly like one
+process on the union of their batches (tested; batch norm's statistics are per rank,
+as with any data-parallel batch norm, and are averaged over ranks after every epoch).
+
+Randomness that must differ per rank (noise, instance noise, dropout) is drawn from
+streams keyed by ``(seed, rank, step)``, so a resumed run draws what an uninterrupted
+run would have drawn.  Rank 0 alone writes history, plots, sample grids, checkpoints
+and the final generator.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from tfxr.config import ConfigError, option
+
+SAMPLE_GRID = 64                 # samples in the fixed-noise grid and the collapse indicator
+
+
+@dataclass
+class GanConfig:
+    data: str = ""                                   # TFRecord directory (manifest.json)
+    out: str = "runs/gan"
+    split: str = "train"
+    class_label: str = ""                            # '' : the first label of the data set
+    class_value: int = option(-1, choices=(-1, 0, 1))   # -1: the minority value in the split
+    image_size: int = option(0, choices=(0, 28, 64, 128))   # 0: as stored (must be 28/64/128)
+    epochs: int = option(20, minimum=1)
+    batch_size: int = option(32, minimum=1)          # per worker
+    latent_dim: int = option(100, minimum=1)
+    g_filters: int = option(64, minimum=1)           # generator width (last hidden layer)
+    d_filters: int = option(64, minimum=1)           # discriminator width (first layer)
+    batch_norm: bool = True                          # in the generator
+    d_dropout: float = option(0.3, minimum=0.0, maximum=0.9)
+    optimizer: str = option("adam", choices=("adam", "rmsprop"))
+    g_lr: float = option(2e-4, minimum=0.0)
+    d_lr: float = option(2e-4, minimum=0.0)
+    beta1: float = option(0.5, minimum=0.0, maximum=1.0)    # Adam's beta_1 (0.5 as in DCGAN)
+    loss: str = option("bce", choices=("bce", "hinge"))      # non-saturating BCE | hinge
+    label_smoothing: float = option(0.0, minimum=0.0, maximum=0.5)   # one-sided: real target 1-s
+    instance_noise: float = option(0.0, minimum=0.0)   # sd of noise added to D's inputs, -> 0 linearly
+    sample_epochs: list[int] = option(list)            # epochs with a sample grid; [] : first and last
+    collapse_threshold: float = option(0.5, minimum=0.0)   # flag when sample diversity < this x real
+    steps_per_epoch: int = option(0, minimum=0)         # 0: one pass over the smallest rank's images
+    compression: str = option("none", choices=("none", "fp16"))
+    seed: int = 0
+    deterministic: bool = False
+    resume: bool = False
+    keep_checkpoints: int = option(2, minimum=1)
+    progress: bool = True
+
+
+# --------------------------------------------------------------------------- data
+def class_value_and_label(manifest: dict, cfg: GanConfig) -> tuple[int, int]:
+    """(label index, class value) to train on; the minority value of the split by default."""
+    names = list(manifest["label_names"])
+    label = cfg.class_label or names[0]
+    if label not in names:
+        raise ConfigError(f"--class-label {label!r}: not a label of {cfg.data} (has {', '.join(names)})")
+    if cfg.split not in manifest["splits"]:
+        raise ConfigError(f"--split {cfg.split!r}: {cfg.data} has splits {sorted(manifest['splits'])}")
+    value = cfg.class_value
+    if value < 0:
+        split = manifest["splits"][cfg.split]
+        positives = int(split["label_counts"][label])
+        value = 1 if positives <= split["count"] - positives else 0
+    return names.index(label), value
+
+
+def load_class_images(data_dir: str, manifest: dict, split: str, label_index: int, value: int,
+                      image_size: int, rank: int, world: int) -> np.ndarray:
+    """This rank's images of one class, float32 in [-1, 1], shape (n, size, size, 1).
+
+    Ranks read disjoint parts (``tfxr.data.pipeline.rank_assignment``); a GAN trains on
+    one class of a few thousand small images at most, so they are held in memory,
+    which also makes every epoch's order exactly reproducible.
+    """
+    import tensorflow as tf
+
+    from tfxr.data.pipeline import rank_assignment, split_files
+    from tfxr.data.tfrecord import feature_spec
+
+    if manifest.get("format", "tfrecord") != "tfrecord":
+        raise ConfigError(f"{data_dir}: the GAN reads TFRecord directories, not a raw index")
+    files, record_level, _ = rank_assignment(split_files(data_dir, split, manifest), rank, world)
+    spec = feature_spec(len(manifest["label_names"]))
+    stored = int(manifest["image_size"])
+    ds = tf.data.TFRecordDataset(files)
+    if record_level:
+        ds = ds.shard(world, rank)
+
+    def parse(record):
+        ex = tf.io.parse_single_example(record, spec)
+        img = tf.image.convert_image_dtype(tf.io.decode_png(ex["image/encoded"], channels=1), tf.float32)
+        if image_size != stored:
+            img = tf.image.resize(tf.ensure_shape(img, [stored, stored, 1]), [image_size, image_size],
+                                  antialias=True)
+        return img * 2.0 - 1.0, ex["labels"][label_index], ex["image/synthetic"]
+
+    images = [img for img, lab, synthetic in ds.map(parse).as_numpy_iterator()
+              if int(round(float(lab))) == value and not synthetic]   # never learn from generated images
+    if not images:
+        return np.zeros((0, image_size, image_size, 1), np.float32)
+    return np.clip(np.stack(images).astype(np.float32), -1.0, 1.0)
+
+
+# --------------------------------------------------------------------------- randomness
+def _stream_key(seed: int, rank: int, stream: int) -> int:
+    return seed * 7919 + rank * 104729 + stream
+
+
+def rank_noise(seed: int, rank: int, step: int, count: int, latent_dim: int):
+    """Generator noise of one rank at one global step: stateless, so a resumed run redraws
+    exactly what an uninterrupted run drew, and every rank draws its own."""
+    import tensorflow as tf
+
+    return tf.random.stateless_normal([count, latent_dim], seed=[_stream_key(seed, rank, 3), step])
+
+
+# --------------------------------------------------------------------------- losses
+def _bce_logits(target: float, logits):
+    import tensorflow as tf
+
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=tf.fill(tf.shape(logits), tf.constant(target, logits.dtype)), logits=logits))
+
+
+def gan_losses(kind: str, real_logits, fake_logits, smoothing: float = 0.0):
+    """(discriminator loss, generator loss) for 'bce' (non-saturating) or 'hinge'."""
+    import tensorflow as tf
+
+    if kind == "bce":
+        d_loss = _bce_logits(1.0 - smoothing, real_logits) + _bce_logits(0.0, fake_logits)
+        return d_loss, _bce_logits(1.0, fake_logits)
+    if kind == "hinge":
+        d_loss = tf.reduce_mean(tf.nn.relu(1.0 - real_logits)) + tf.reduce_mean(tf.nn.relu(1.0 + fake_logits))
+        return d_loss, -tf.reduce_mean(fake_logits)
+    raise ConfigError(f"loss: unknown {kind!r} (bce, hinge)")
+
+
+def mean_pairwise_distance(images: np.ndarray) -> float:
+    """Mean Euclidean distance between all pairs of images (diversity of a batch)."""
+    from scipy.spatial.distance import pdist
+
+    flat = np.asarray(images, np.float64).reshape(len(images), -1)
+    return float(pdist(flat).mean()) if len(flat) > 1 else 0.0
+
+
+def image_grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
+    """(n, h, w, 1) images in [-1, 1] -> one uint8 grid image with 2-px gaps."""
+    n, h, w = images.shape[:3]
+    rows = -(-n // columns)
+    grid = np.zeros((rows * (h + 2) + 2, columns * (w + 2) + 2), np.uint8)
+    pixels = np.clip((images[..., 0] + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
+    for i, img in enumerate(pixels):
+        r, c = divmod(i, columns)
+        grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + c * (w + 2):2 + c * (w + 2) + w] = img
+    return grid
+
+
+# --------------------------------------------------------------------------- trainer
+class GanTrainer:
+    """Both networks, both optimizers, the distributed step and the resumable run state."""
+
+    def __init__(self, cfg: GanConfig, manifest: dict | None = None, images: np.ndarray | None = None):
+        import keras
+        import tensorflow as tf
+
+        from tfxr import distributed as dist
+        from tfxr.data.tfrecord import read_manifest
+        from tfxr.models.dcgan import build_discriminator, build_generator
+
+        self.cfg, self.dist, self.tf = cfg, dist, tf
+        dist.init()
+        self.rank, self.world = dist.rank(), dist.size()
+        if cfg.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(cfg.seed)
+        if images is None:
+            if not cfg.data:
+                raise ConfigError("--data is required (a directory written by `python -m tfxr.tfrecords write`)")
+            self.manifest = manifest or read_manifest(cfg.data)
+            self.label_index, self.class_value = class_value_and_label(self.manifest, cfg)
+            stored = int(self.manifest["image_size"])
+            self.image_size = cfg.image_size or stored
+            if self.image_size not in (28, 64, 128):
+                raise ConfigError(f"{cfg.data} stores {stored}-px images; the DCGAN makes 28, 64 or 128 px: "
+                                  f"pass --image-size 28|64|128")
+            self.images = load_class_images(cfg.data, self.manifest, cfg.split, self.label_index,
+                                            self.class_value, self.image_size, self.rank, self.world)
+        else:   # in-memory images (tests, notebooks): already this rank's share, in [-1, 1]
+            self.manifest, self.label_index, self.class_value = manifest or {}, 0, 1
+            self.images = np.asarray(images, np.float32)
+            self.image_size = int(self.images.shape[1])
+        counts = dist.allgather_object(len(self.images))
+        if min(counts) < cfg.batch_size and not cfg.steps_per_epoch:
+            raise ConfigError(f"{cfg.data or 'images'}: the class has {counts} image(s) per rank, fewer than "
+                              f"--batch-size {cfg.batch_size}; lower the batch size or use fewer ranks")
+        if min(counts) == 0:
+            raise ConfigError(f"{cfg.data}: a rank has no images of the chosen class (per rank: {counts})")
+        self.steps = cfg.steps_per_epoch or min(counts) // cfg.batch_size
+        self.generator = build_generator(self.image_size, cfg.latent_dim, cfg.g_filters, cfg.batch_norm)
+        self.discriminator = build_discriminator(self.image_size, cfg.d_filters, cfg.d_dropout,
+                                                 seed=cfg.seed + 1)
+        self.g_optimizer, self.d_optimizer = self._optimizer(cfg.g_lr), self._optimizer(cfg.d_lr)
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self._g_sources = dist.backing_variables(self.generator.trainable_variables)
+        self._d_sources = dist.backing_variables(self.discriminator.trainable_variables)
+        self.state = {"epoch": 0, "global_step": 0, "history": []}
+        self._offset_dropout_streams()
+        self._step_fn = tf.function(self._step, reduce_retracing=True)
+        rng = np.random.default_rng([cfg.seed, 2**20])   # the same fixed noise on every rank and run
+        self.fixed_noise = rng.standard_normal((SAMPLE_GRID, cfg.latent_dim)).astype(np.float32)
+        self.real_diversity = None
+
+    def _optimizer(self, lr: float):
+        import keras
+
+        if self.cfg.optimizer == "adam":
+            return keras.optimizers.Adam(learning_rate=lr, beta_1=self.cfg.beta1)
+        return keras.optimizers.RMSprop(learning_rate=lr)
+
+    # ---- per-rank randomness and rank-0 state
+    def _dropout_states(self) -> list:
+        return [v for v in self.discriminator.non_trainable_variables if "seed_generator_state" in v.path]
+
+    def _offset_dropout_streams(self) -> None:
+        """Each rank drops different units: [seed, counter] -> [seed + rank*K, counter]."""
+        if self.rank:
+            for v in self._dropout_states():
+                v.assign(v.numpy() + np.array([self.rank * 1_000_003, 0]).astype(v.dtype))
+
+    def broadcast(self) -> None:
+        """Rank 0's networks and optimizer states on every rank (dropout streams stay per rank)."""
+        own = {id(v) for v in self._dropout_states()}
+        self.dist.broadcast_variables(
+            list(self.generator.variables) + [v for v in self.discriminator.variables if id(v) not in own]
+            + list(self.g_optimizer.variables) + list(self.d_optimizer.variables))
+
+    def average_batch_norm_statistics(self) -> None:
+        """Average the generator's moving mean/variance over ranks (each saw its own batches)."""
+        if self.world == 1:
+            return
+        for v in self.generator.non_trainable_variables:
+            if "moving" in v.path:
+                v.assign(self.dist.allreduce_mean(v.value, name="bn_" + v.path.replace("/", "_")))
+
+    def noise(self, step: int, count: int):
+        """This rank's noise for a global step (see :func:`rank_noise`)."""
+        return rank_noise(self.cfg.seed, self.rank, step, count, self.cfg.latent_dim)
+
+    # ---- the distributed step
+    def _step(self, real, noise, sigma, step):
+        tf = self.tf
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake = self.generator(noise, training=True)
+            real_in, fake_in = real, fake
+            if self.cfg.instance_noise > 0:
+                shape = tf.shape(real)
+                real_key, fake_key = (tf.constant(_stream_key(self.cfg.seed, self.rank, k), tf.int64) for k in (1, 2))
+                real_in = real + sigma * tf.random.stateless_normal(shape, seed=tf.stack([real_key, step]))
+                fake_in = fake + sigma * tf.random.stateless_normal(shape, seed=tf.stack([fake_key, step]))
+            real_logits = self.discriminator(real_in, training=True)
+            fake_logits = self.discriminator(fake_in, training=True)
+            d_loss, g_loss = gan_losses(self.cfg.loss, real_logits, fake_logits, self.cfg.label_smoothing)
+        d_tape = self.dist.distributed_tape(d_tape, self.cfg.compression)   # HVD: allreduce D's grads
+        g_tape = self.dist.distributed_tape(g_tape, self.cfg.compression)   # HVD: allreduce G's grads
+        d_grads = d_tape.gradient(d_loss, self._d_sources)
+        g_grads = g_tape.gradient(g_loss, self._g_sources)
+        self.d_optimizer.apply(d_grads, self.discriminator.trainable_variables)
+        self.g_optimizer.apply(g_grads, self.generator.trainable_variables)
+        return (d_loss, g_loss, tf.reduce_mean(tf.sigmoid(real_logits)), tf.reduce_mean(tf.sigmoid(fake_logits)))
+
+    def train_step(self, real: np.ndarray, step: int | None = None) -> dict:
+        """One step on this rank's batch of real images in [-1, 1]; returns this rank's numbers."""
+        tf = self.tf
+        step = self.state["global_step"] if step is None else step
+        total = max(1, self.cfg.epochs * self.steps)
+        sigma = self.cfg.instance_noise * max(0.0, 1.0 - step / total)
+        out = self._step_fn(tf.convert_to_tensor(real), self.noise(step, len(real)),
+                            tf.constant(sigma, tf.float32), tf.constant(step, tf.int64))
+        return dict(zip(("d_loss", "g_loss", "d_real", "d_fake"), (float(v) for v in out)))
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """This rank's image order in an epoch (seeded by seed, rank and epoch)."""
+        return np.random.default_rng([self.cfg.seed, self.rank, epoch]).permutation(len(self.images))
+
+    def batches(self, epoch: int):
+        order, b = self.epoch_order(epoch), self.cfg.batch_size
+        if self.steps * b > len(order):   # --steps-per-epoch beyond one pass: repeat the order
+            order = np.concatenate([order] * (-(-self.steps * b // len(order))))
+        for s in range(self.steps):
+            yield self.images[order[s * b:(s + 1) * b]]
+
+    # ---- what rank 0 looks at
+    def samples(self, noise: np.ndarray | None = None) -> np.ndarray:
+        noise = self.fixed_noise if noise is None else noise
+        return self.generator(noise, training=False).numpy()
+
+    def diversity_ratio(self) -> float:
+        """Mode-collapse indicator: fixed-noise samples' mean pairwise distance / real images'."""
+        if self.real_diversity is None:
+            real = self.images[np.random.default_rng([self.cfg.seed, 2**21]).permutation(len(self.images))[:SAMPLE_GRID]]
+            self.real_diversity = mean_pairwise_distance(real)
+        return mean_pairwise_distance(self.samples()) / max(self.real_diversity, 1e-12)
+
+    # ---- checkpoints
+    def checkpoint_store(self):
+        from tfxr.training.checkpoints import CheckpointStore
+
+        # Keras 3 does not expose its dropout SeedGenerator states to tf.train.Checkpoint
+        # (measured: they were missing), so they are saved explicitly; without them a
+        # resumed run draws other dropout masks than an uninterrupted one.
+        streams = self.tf.Module(name="dropout_streams")
+        streams.states = self.dist.backing_variables(self._dropout_states())
+        return CheckpointStore(os.path.join(self.cfg.out, "checkpoints"),
+                               {"generator": self.generator, "discriminator": self.discriminator,
+                                "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer,
+                                "d_dropout_streams": streams},
+                               max_to_keep=self.cfg.keep_checkpoints, writer=self.rank == 0)
+
+    def resume(self, store) -> None:
+        path = self.dist.broadcast_object(store.latest() if self.rank == 0 else None)
+        if path:
+            self.state = store.restore(path)
+            self._offset_dropout_streams()   # the checkpoint holds rank 0's dropout stream
+            if self.rank == 0:
+                print(f"tfxr: resumed from {path} (epoch {self.state['epoch']})", file=sys.stderr)
+
+    # ---- the loop
+    def sample_epochs(self) -> set[int]:
+        return set(self.cfg.sample_epochs) if self.cfg.sample_epochs else {1, self.cfg.epochs}
+
+    def fit(self) -> dict:
+        from tfxr import io
+        from tfxr.config import to_dict
+        from tfxr.models import model_report
+        from tfxr.progress import progress_bar
+
+        cfg, chief = self.cfg, self.rank == 0
+        if chief:
+            os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
+            io.remove_stale_temporaries(cfg.out)
+            io.write_yaml(os.path.join(cfg.out, "config.yaml"), {**to_dict(cfg), "_resolved": {
+                "workers": self.world, "image_size": self.image_size, "class_value": self.class_value,
+                "class_label": (self.manifest.get("label_names") or ["?"])[self.label_index],
+                "images_per_rank": len(self.images), "steps_per_epoch": self.steps}})
+        store = self.checkpoint_store()
+        if cfg.resume:
+            self.resume(store)
+        self.broadcast()   # HVD: identical start on every rank
+        if chief:
+            g, d = model_report(self.generator), model_report(self.discriminator)
+            print(f"tfxr: DCGAN {self.image_size} px: generator {g['params']:,} params, discriminator "
+                  f"{d['params']:,} params; {self.world} worker(s) x batch {cfg.batch_size}, "
+                  f"{self.steps} steps/epoch, {cfg.optimizer}, {cfg.loss} loss", file=sys.stderr)
+        while self.state["epoch"] < cfg.epochs:
+            epoch = self.state["epoch"]
+            t0 = time.perf_counter()
+            bar = progress_bar(self.steps, f"epoch {epoch + 1}/{cfg.epochs}", enabled=chief and cfg.progress,
+                               unit="step")
+            rows = []
+            for real in self.batches(epoch):
+                rows.append(self.train_step(real))
+                self.state["global_step"] += 1
+                bar.update(1)
+            bar.close()
+            seconds = time.perf_counter() - t0
+            self.average_batch_norm_statistics()
+            rec = {"epoch": epoch + 1}
+            for key in ("d_loss", "g_loss", "d_real", "d_fake"):
+                rec[key] = float(self.dist.allreduce_mean(float(np.mean([r[key] for r in rows])), name=key))
+            rec["images_per_s"] = self.steps * cfg.batch_size * self.world / seconds
+            rec["epoch_time_s"] = seconds
+            if chief:
+                rec["diversity_ratio"] = self.diversity_ratio()
+                rec["collapsed"] = bool(rec["diversity_ratio"] < cfg.collapse_threshold)
+            self.state["history"].append(rec)
+            self.state["epoch"] = epoch + 1
+            if chief:
+                self._write_epoch(rec)
+            store.save(self.state["epoch"], self.state)
+        if chief:
+            self._write_final()
+        return self.state
+
+    def _write_epoch(self, rec: dict) -> None:
+        from tfxr import io
+        from tfxr.data.imageio import encode_png
+
+        out = self.cfg.out
+        if rec["epoch"] in self.sample_epochs():
+            io.write_bytes(os.path.join(out, "samples", f"epoch-{rec['epoch']:04d}.png"),
+                           encode_png(image_grid(self.samples())))
+        io.write_json(os.path.join(out, "history.json"), self.state["history"])
+        plot_history(self.state["history"], os.path.join(out, "losses.png"), title=f"DCGAN ({self.cfg.optimizer})")
+        flag = "  MODE COLLAPSE?" if rec["collapsed"] else ""
+        print(f"tfxr: epoch {rec['epoch']}: D loss {rec['d_loss']:.4f}, G loss {rec['g_loss']:.4f}, "
+              f"D(real) {rec['d_real']:.3f}, D(fake) {rec['d_fake']:.3f}, diversity {rec['diversity_ratio']:.2f}"
+              f"{flag}, {rec['images_per_s']:.1f} img/s", file=sys.stderr)
+
+    def _write_final(self) -> None:
+        from tfxr import io
+
+        with io.atomic_path(os.path.join(self.cfg.out, "generator.keras"), suffix=".keras") as tmp:
+            self.generator.save(tmp)
+        with io.atomic_path(os.path.join(self.cfg.out, "discriminator.keras"), suffix=".keras") as tmp:
+            self.discriminator.save(tmp)
+
+
+def plot_history(history: list[dict], path: str, title: str = "DCGAN") -> None:
+    """Losses, D(real)/D(fake) and the diversity ratio per epoch, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tfxr import io
+
+    epochs = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(epochs, [r["d_loss"] for r in history], label="discriminator")
+    axes[0].plot(epochs, [r["g_loss"] for r in history], label="generator")
+    axes[0].set(title="loss", xlabel="epoch")
+    axes[1].plot(epochs, [r["d_real"] for r in history], label="D(real)")
+    axes[1].plot(epochs, [r["d_fake"] for r in history], label="D(fake)")
+    axes[1].set(title="discriminator output (mean)", xlabel="epoch", ylim=(0, 1))
+    axes[2].plot(epochs, [r.get("diversity_ratio", np.nan) for r in history], label="samples / real")
+    axes[2].set(title="diversity (mean pairwise distance)", xlabel="epoch")
+    for ax in axes:
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    with io.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
