@@ -32,6 +32,13 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
 }
 
 
+def model_accepts(name: str, option: str) -> bool:
+    """Whether the builder of model ``name`` takes the keyword ``option`` (e.g. ``weights``)."""
+    import inspect
+
+    return option in inspect.signature(MODELS[name]).parameters
+
+
 def build_model(
     name: str,
     image_size: Union[int, Sequence[int]],
@@ -64,5 +71,6 @@ __all__ = [
     "count_macs",
     "format_report",
     "load_weights_file",
+    "model_accepts",
     "model_report",
 ]

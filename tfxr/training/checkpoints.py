@@ -5,6 +5,11 @@ not by position; the manager keeps ``max_to_keep`` checkpoints and writes atomic
 A run's plain-Python state (epoch, history, best metric, ...) is saved *inside* the same
 checkpoint as a JSON string variable, so model, optimizer and state can never disagree.
 
+Keras 3 note (measured): ``tf.train.Checkpoint(model=keras_model)`` saves none of a Keras 3
+model's own variables (only what the optimizer references: no BatchNorm statistics, no
+dropout seed state).  Give Keras models and optimizers as :func:`variables_by_path`
+dicts instead: every variable is then saved under its Keras path (``conv1/kernel``).
+
 Under Horovod, rank 0 alone writes (``writer=True``); every rank restores the same
 checkpoint (``restore`` takes the path rank 0 chose), so per-rank state such as
 dropout seeds can be re-derived after the restore.
@@ -15,6 +20,18 @@ import json
 import os
 
 from tfxr.errors import CheckpointError
+
+
+def variables_by_path(variables) -> dict:
+    """{Keras path: backing tf.Variable} of Keras 3 variables, for ``CheckpointStore`` objects."""
+    import keras
+
+    out = {}
+    for variable in variables:
+        if variable.path in out:
+            raise CheckpointError(f"two variables share the path {variable.path!r}; name the layers uniquely")
+        out[variable.path] = variable.value if isinstance(variable, keras.Variable) else variable
+    return out
 
 
 class CheckpointStore:
