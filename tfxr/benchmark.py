@@ -114,8 +114,10 @@ def _train_worker(args) -> None:
     from tfxr import distributed as dist
     from tfxr.train import TrainConfig, Trainer
 
-    cfg = TrainConfig(model=args.model, data=args.data, out=tempfile.mkdtemp(), batch_size=args.batch_size,
-                      image_size=args.image_size, progress=False, val_split="")
+    from tfxr.data.pipeline import DataConfig
+
+    cfg = TrainConfig(model=args.model, data=args.data, out=tempfile.mkdtemp(), progress=False, val_split="",
+                      pipeline=DataConfig(batch_size=args.batch_size, image_size=args.image_size))
     tr = Trainer(cfg)
     tr.broadcast()
     ds = iter(tr.dataset("train", True, 0, steps=args.steps + args.warmup))
