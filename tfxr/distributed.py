@@ -261,8 +261,10 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
+    """End a multi-process Horovod job.  A world of one stays initialised: MPI cannot be
+    initialised twice in a process, and a notebook or test may run several commands."""
     global _hvd, _initialized
-    if _hvd:
+    if _hvd and _hvd.size() > 1:  # HVD
         _hvd.shutdown()  # HVD
     _hvd, _initialized = None, False
 
