@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,6 @@ def shared(*parts: str) -> Path:
     return p
 
 
-def mpirun_cmd(np: int, *args: str) -> list[str]:
-    cmd = ["mpirun", "-np", str(np), "--oversubscribe"]
-    if os.geteuid() == 0:
-        cmd.insert(1, "--allow-run-as-root")
-    return cmd + [sys.executable, *args]
-
-
 def run(cmd: list[str], timeout: int = 600, check: bool = True, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **kw.pop("env", {})}
     r = subprocess.run(cmd, cwd=kw.pop("cwd", REPO), env=env, capture_output=True, text=True,
@@ -40,9 +32,10 @@ def run(cmd: list[str], timeout: int = 600, check: bool = True, **kw) -> subproc
 
 
 def tfxr(*args: str, np: int = 1, **kw) -> subprocess.CompletedProcess:
-    """Run `python -m <args>` (under mpirun -np N when np > 1)."""
-    cmd = mpirun_cmd(np, "-m", *args) if np > 1 else [sys.executable, "-m", *args]
-    return run(cmd, **kw)
+    """Run `python -m <args>` (under mpirun -np N when np > 1: tfxr's one mpirun command line)."""
+    from tfxr.distributed import command_for
+
+    return run(command_for(np, list(args)), **kw)
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,17 @@
-"""Horovod data parallelism under mpirun -np 2: exact averaged-gradient training."""
+"""tfxr.distributed: exact averaged-gradient training under mpirun -np 2, disjoint and complete
+rank shards, launch detection, the no-Horovod fallback and the one mpirun command builder."""
 from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, mpirun_cmd, run
-
-pytestmark = pytest.mark.mpi
+from tests.conftest import run, tfxr
+from tfxr import distributed as dist
 
 # Same intra-op thread count in every process, so float reductions run in the same order and
 # the 2-rank result can be compared with one process to 1e-4 (Adam amplifies reordering noise).
@@ -18,38 +23,35 @@ def _load(path):
         return [z[f"arr_{i}"] for i in range(len(z.files))]
 
 
+@pytest.mark.mpi
 def test_two_ranks_equal_single_process_on_union_of_batches(synthetic_tfrec, tmp_path):
-    import sys
-
-    script = str(REPO / "tests" / "mpi_scripts" / "step_check.py")
-    d = run(mpirun_cmd(2, script, str(synthetic_tfrec), str(tmp_path), "dist"), env=ONE_THREAD)
+    d = tfxr("tests.mpi_scripts.step_check", str(synthetic_tfrec), str(tmp_path), "dist", np=2, env=ONE_THREAD)
     assert "world 2" in d.stdout
-    u = run([sys.executable, script, str(synthetic_tfrec), str(tmp_path), "union"], env=ONE_THREAD)
+    u = tfxr("tests.mpi_scripts.step_check", str(synthetic_tfrec), str(tmp_path), "union", env=ONE_THREAD)
     assert "world 1" in u.stdout
     r0, r1 = _load(tmp_path / "weights-dist-0.npz"), _load(tmp_path / "weights-dist-1.npz")
     ref = _load(tmp_path / "weights-union-0.npz")
     for a, b in zip(r0, r1):
         np.testing.assert_array_equal(a, b)                      # identical on both ranks
-    moved = 0.0
     for a, c in zip(r0, ref):
         np.testing.assert_allclose(a, c, rtol=1e-4, atol=2e-6)   # = one process on both batches
-        moved += float(np.abs(a).sum())
-    assert moved > 0
+    # and training moved the weights away from the common initialisation
+    assert all(np.isfinite(a).all() for a in r0) and np.abs(r0[0]).sum() > 0
 
 
 # These paths are checked with SGD, whose update is linear in the gradient: Adam's normalised
 # update turns rounding noise in near-zero gradients (fp16 compression, XLA's own reduction
 # order) into full-size steps.
+@pytest.mark.mpi
 @pytest.mark.parametrize("opts,rtol,atol", [(["xla=1", "deterministic=0", "optimizer=sgd"], 1e-4, 2e-6),
                                             (["compression=fp16", "optimizer=sgd"], 1e-2, 1e-5)])
 def test_xla_and_fp16_allreduce_paths(synthetic_tfrec, tmp_path, opts, rtol, atol):
     """XLA-compiled gradients + grouped allreduce, and fp16-compressed allreduce, under -np 2."""
-    import sys
-
-    script = str(REPO / "tests" / "mpi_scripts" / "step_check.py")
     same = [o for o in opts if not o.startswith("compression=")]   # the reference runs the same code path
-    run(mpirun_cmd(2, script, str(synthetic_tfrec), str(tmp_path), "dist", *opts, "tag=x"), env=ONE_THREAD)
-    run([sys.executable, script, str(synthetic_tfrec), str(tmp_path), "union", *same, "tag=x"], env=ONE_THREAD)
+    tfxr("tests.mpi_scripts.step_check", str(synthetic_tfrec), str(tmp_path), "dist", *opts, "tag=x", np=2,
+         env=ONE_THREAD)
+    tfxr("tests.mpi_scripts.step_check", str(synthetic_tfrec), str(tmp_path), "union", *same, "tag=x",
+         env=ONE_THREAD)
     r0, r1 = _load(tmp_path / "weights-distx-0.npz"), _load(tmp_path / "weights-distx-1.npz")
     ref = _load(tmp_path / "weights-unionx-0.npz")
     for a, b, c in zip(r0, r1, ref):
@@ -57,24 +59,130 @@ def test_xla_and_fp16_allreduce_paths(synthetic_tfrec, tmp_path, opts, rtol, ato
         np.testing.assert_allclose(a, c, rtol=rtol, atol=atol)
 
 
-def test_distributed_module_single_process_fallbacks():
-    from tfxr import distributed as dist
+# --------------------------------------------------------------------------- rank shards
+@pytest.fixture(scope="module")
+def three_shard_data(tmp_path_factory):
+    """Synthetic data with 3 train shards, plus views of it listing only 1 or 2 of them."""
+    root = tmp_path_factory.mktemp("shards")
+    tfxr("tfxr.tfrecords", "write", "--source", "synthetic", "--num-images", "60", "--image-size", "32",
+         "--shards", "3", "--out", str(root / "s3"), "--quiet")
+    manifest = json.loads((root / "s3" / "manifest.json").read_text())
+    assert len(manifest["splits"]["train"]["shards"]) == 3
+    for keep in (1, 2):
+        view = root / f"s{keep}"
+        shutil.copytree(root / "s3", view)
+        train = manifest["splits"]["train"]
+        shards = train["shards"][:keep]
+        for dropped in train["shards"][keep:]:
+            (view / dropped["file"]).unlink()
+        m = json.loads(json.dumps(manifest))
+        m["splits"]["train"].update(shards=shards, count=sum(s["count"] for s in shards))
+        (view / "manifest.json").write_text(json.dumps(m))
+    return root
 
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("shards,ranks", [(2, 3), (1, 2), (3, 2)])
+def test_training_rank_shares_are_disjoint_and_complete(three_shard_data, tmp_path, shards, ranks):
+    from tfxr.data.pipeline import DataConfig, build_dataset
+
+    data = three_shard_data / f"s{shards}"
+    # launched through the CLI shell scripts use: python -m tfxr.distributed --np N -- MODULE ...
+    run([sys.executable, "-m", "tfxr.distributed", "--np", str(ranks), "--", "tests.mpi_scripts.rank_records",
+         str(data), str(tmp_path)])
+    parts = [(tmp_path / f"ids-{r}.txt").read_text().split() for r in range(ranks)]
+    every = [i.decode() for b in build_dataset(str(data), "train", DataConfig(batch_size=16), training=False,
+                                               with_meta=True) for i in b["image_id"].numpy()]
+    assert len(every) == json.loads((data / "manifest.json").read_text())["splits"]["train"]["count"]
+    assert all(parts) and sum(map(len, parts)) == len(every)        # no record twice
+    assert set().union(*map(set, parts)) == set(every)             # none missed
+
+
+# --------------------------------------------------------------------------- launch detection
+LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "HOROVOD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_RANK",
+               "SLURM_STEP_NUM_TASKS", "SLURM_STEP_ID", "SLURM_PROCID", "SLURM_NTASKS")
+
+
+@pytest.mark.parametrize("env,size", [
+    ({}, 1),
+    ({"OMPI_COMM_WORLD_SIZE": "4"}, 4),
+    ({"PMI_SIZE": "3"}, 3),
+    ({"HOROVOD_SIZE": "2"}, 2),
+    # srun --mpi=pmix: PMIx exports no size, Slurm exports the step's task count
+    ({"PMIX_RANK": "0", "SLURM_STEP_NUM_TASKS": "8", "SLURM_STEP_ID": "0", "SLURM_PROCID": "0"}, 8),
+    ({"PMIX_RANK": "5"}, 6),
+    # a batch script running plain python: the allocation's SLURM_NTASKS is not this process's world
+    ({"SLURM_NTASKS": "4", "SLURM_STEP_NUM_TASKS": "4", "SLURM_STEP_ID": "batch", "SLURM_PROCID": "0"}, 1),
+    ({"SLURM_NTASKS": "4"}, 1),
+])
+def test_launched_world_size(monkeypatch, env, size):
+    for var in LAUNCH_VARS:
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    assert dist.launched_world_size() == size
+
+
+HIDE_HOROVOD = ("import sys; sys.modules['horovod'] = None; sys.modules['horovod.tensorflow'] = None; "
+                "from tfxr.train import main; sys.exit(main(sys.argv[1:]))")
+
+
+def _train_without_horovod(data, out, env):
+    base = {k: "" for k in LAUNCH_VARS}
+    return run([sys.executable, "-c", HIDE_HOROVOD, "--data", str(data), "--out", str(out), "--epochs", "1",
+                "--batch-size", "8", "--val-split", "", "--set", "steps_per_epoch=2", "--no-progress"],
+               env={**base, **env}, check=False)
+
+
+def test_without_horovod_one_process_warns_and_trains(synthetic_tfrec, tmp_path):
+    r = _train_without_horovod(synthetic_tfrec, tmp_path / "run", {})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "horovod is not installed: running single-process" in r.stderr and "1 worker(s)" in r.stderr
+    assert json.loads((tmp_path / "run" / "history.json").read_text())[0]["epoch"] == 1
+
+
+@pytest.mark.parametrize("env", [{"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1"},
+                                 {"PMIX_RANK": "0", "SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_ID": "0",
+                                  "SLURM_PROCID": "0"}])
+def test_without_horovod_a_multi_process_launch_stops_before_writing(synthetic_tfrec, tmp_path, env):
+    r = _train_without_horovod(synthetic_tfrec, tmp_path / "run", env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert "launched as 2 processes but Horovod is not importable" in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- one mpirun builder
+def test_mpirun_command_cli_prints_the_builders_command():
+    r = run([sys.executable, "-m", "tfxr.distributed", "--np", "3", "--print", "--", "tfxr.train", "--data",
+             "a dir"])
+    assert shlex.split(r.stdout) == dist.mpirun_command(3, ["tfxr.train", "--data", "a dir"])
+    assert shlex.split(r.stdout)[:3] == ["mpirun", "-np", "3"]
+    one = run([sys.executable, "-m", "tfxr.distributed", "--np", "1", "--print", "--", "tfxr.train"])
+    assert shlex.split(one.stdout) == [sys.executable, "-m", "tfxr.train"]
+    bad = run([sys.executable, "-m", "tfxr.distributed", "--np", "2", "--print"], check=False)
+    assert bad.returncode == 2 and "after `--`" in bad.stderr
+
+
+def test_distributed_module_single_process_fallbacks():
     dist.init()
     assert dist.size() == 1 and dist.rank() == 0 and dist.is_chief()
     assert dist.allgather_object({"a": 1}) == [{"a": 1}]
     assert float(dist.allreduce_mean(3.0)) == 3.0
+    assert dist.broadcast_object([1, 2]) == [1, 2]
 
 
+@pytest.mark.mpi
 def test_horovodrun_gloo_launch(synthetic_tfrec, tmp_path):
     """`horovodrun -np 2` (Gloo controller, no mpirun) runs the same training entry point."""
-    import shutil
-    import sys
+    from pathlib import Path
 
-    hvdrun = shutil.which("horovodrun") or str(REPO / ".venv" / "bin" / "horovodrun")
+    beside_python = Path(sys.executable).parent / "horovodrun"      # the venv tfxr runs in
+    hvdrun = str(beside_python) if beside_python.exists() else shutil.which("horovodrun")
+    if not hvdrun:
+        pytest.skip("horovodrun is not installed")
     out = tmp_path / "run"
     r = run([hvdrun, "-np", "2", "-H", "localhost:2", "--gloo", sys.executable, "-m", "tfxr.train",
              "--model", "tb_cnn", "--data", str(synthetic_tfrec), "--out", str(out), "--epochs", "1",
-             "--batch-size", "8", "--no-progress"])
+             "--batch-size", "8", "--no-progress", "--set", "steps_per_epoch=3"])
     assert "2 worker(s)" in r.stdout + r.stderr
     assert (out / "history.json").exists() and (out / "best.keras").exists()

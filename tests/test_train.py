@@ -1,4 +1,5 @@
-"""python -m tfxr.train: config, loss, schedule, checkpoints and resume, rank-0-only outputs."""
+"""python -m tfxr.train: loss, checkpoints and exact resume, clear errors before any write,
+rank-0-only outputs, mixed precision against fp32."""
 from __future__ import annotations
 
 import json
@@ -9,29 +10,29 @@ import numpy as np
 import pytest
 
 from tests.conftest import tfxr
-from tfxr.config import ConfigError, parse_config
-from tfxr.train import TrainConfig, Trainer, class_weights, weighted_bce
+from tfxr.config import parse_config
+from tfxr.train import TrainConfig, class_weights, weighted_bce
 
 
-def _npz(path):
-    with np.load(path) as z:
-        return [z[f"arr_{i}"] for i in range(len(z.files))]
+def checkpoint_tensors(run_dir, number: int) -> dict:
+    """Every saved model/optimizer tensor of checkpoint ``number`` of a run, by name."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / f"ckpt-{number}"))
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if k.startswith(("model/", "optimizer/"))}
 
 
-def test_config_precedence_yaml_flags_set(tmp_path):
-    y = tmp_path / "c.yaml"
-    y.write_text("model: chexnet\nepochs: 7\nlr: 0.01\naugment:\n  flip: false\n  gamma: 0.5\n")
-    cfg, _ = parse_config(TrainConfig, ["--config", str(y), "--epochs", "3", "--set", "lr=0.5",
-                                        "--set", "augment.noise_std=0", "--no-progress"], "t")
-    assert (cfg.model, cfg.epochs, cfg.lr, cfg.progress) == ("chexnet", 3, 0.5, False)
-    assert (cfg.augment.flip, cfg.augment.gamma, cfg.augment.noise_std) == (False, 0.5, 0.0)
-    with pytest.raises(ConfigError, match="unknown key 'augment.flop'"):
-        parse_config(TrainConfig, ["--set", "augment.flop=1"], "t")
-    with pytest.raises(ConfigError, match="epochs: cannot use 'many' as int"):
-        parse_config(TrainConfig, ["--set", "epochs=many"], "t")
-    y.write_text("modle: x\n")
-    with pytest.raises(ConfigError, match="unknown config key"):
-        parse_config(TrainConfig, ["--config", str(y)], "t")
+def assert_same_training(run_a, run_b, number: int) -> None:
+    """Two runs' checkpoints hold bit-identical weights and optimizer state, same losses."""
+    a, b = checkpoint_tensors(run_a, number), checkpoint_tensors(run_b, number)
+    assert a.keys() == b.keys() and any(k.startswith("model/") and "seed_generator" in k for k in a)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    ha = json.loads((run_a / "history.json").read_text())
+    hb = json.loads((run_b / "history.json").read_text())
+    assert [h["train_loss"] for h in ha] == [h["train_loss"] for h in hb]
+    assert [h["lr"] for h in ha] == [h["lr"] for h in hb]
 
 
 def test_weighted_bce_matches_hand_computation():
@@ -46,42 +47,45 @@ def test_weighted_bce_matches_hand_computation():
     assert wp1.tolist() == [1.0] and wn1.tolist() == [1.0]
 
 
-def test_plateau_and_early_stopping_logic():
-    t = object.__new__(Trainer)
-    t.cfg = TrainConfig(plateau_factor=0.1, plateau_patience=1, early_stopping_patience=3)
-    t.rank = 1  # no file writes
-    t.state = {"best": None, "best_epoch": None, "since_best": 0, "plateau_wait": 0, "lr_multiplier": 1.0,
-               "history": []}
-    stops = [t._after_epoch({"epoch": e + 1, "val_loss": 0.5, "val_mean_auroc": a})
-             for e, a in enumerate([0.70, 0.80, 0.79, 0.80, 0.78])]
-    assert stops == [False, False, False, False, True]
-    assert t.state["best_epoch"] == 2 and t.state["lr_multiplier"] == pytest.approx(1e-3)
-
-
-def _train(data, out, *extra, np_=1):
+def _train(data, out, *extra, np_=1, **kw):
     return tfxr("tfxr.train", "--model", "tb_cnn", "--data", str(data), "--out", str(out), "--batch-size", "16",
-                "--deterministic", "--no-progress", "--set", "early_stopping_patience=0", *extra, np=np_)
+                "--deterministic", "--no-progress", "--set", "early_stopping_patience=0", *extra, np=np_, **kw)
 
 
 def test_resume_equals_uninterrupted_run(synthetic_tfrec, tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
-    _train(synthetic_tfrec, full, "--epochs", "3")
-    _train(synthetic_tfrec, part, "--epochs", "2")
-    r = _train(synthetic_tfrec, part, "--epochs", "3", "--resume")
-    assert "resumed from" in r.stderr and "epoch-0002" in r.stderr
-    a = _npz(full / "checkpoints" / "epoch-0003" / "model.npz")
-    b = _npz(part / "checkpoints" / "epoch-0003" / "model.npz")
-    oa = _npz(full / "checkpoints" / "epoch-0003" / "optimizer.npz")
-    ob = _npz(part / "checkpoints" / "epoch-0003" / "optimizer.npz")
-    for x, y in zip(a + oa, b + ob):
-        np.testing.assert_array_equal(x, y)
-    ha = json.loads((full / "history.json").read_text())
-    hb = json.loads((part / "history.json").read_text())
-    assert [h["train_loss"] for h in ha] == [h["train_loss"] for h in hb]
-    assert [h["lr"] for h in ha] == [h["lr"] for h in hb]
-    # the run did train: weights moved away from the first epoch's
-    first = _npz(tmp_path / "part" / "checkpoints" / "epoch-0002" / "model.npz")
-    assert any(not np.array_equal(x, y) for x, y in zip(first, b))
+    _train(synthetic_tfrec, full, "--epochs", "3", "--keep-checkpoints", "1")
+    _train(synthetic_tfrec, part, "--epochs", "2", "--keep-checkpoints", "1")
+    r = _train(synthetic_tfrec, part, "--epochs", "3", "--resume", "--keep-checkpoints", "1")
+    assert "resumed from" in r.stderr and "ckpt-2" in r.stderr
+    assert_same_training(full, part, 3)
+    # keep_checkpoints=1 keeps exactly one; the run did train (weights moved since epoch 2)
+    assert sorted(f for f in os.listdir(part / "checkpoints") if f.endswith(".index")) == ["ckpt-3.index"]
+    hist = json.loads((part / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2, 3] and hist[0]["train_loss"] != hist[2]["train_loss"]
+
+
+def test_damaged_or_missing_checkpoints_are_clear_errors(synthetic_tfrec, tmp_path):
+    out = tmp_path / "run"
+    _train(synthetic_tfrec, out, "--epochs", "1", "--set", "steps_per_epoch=2", "--val-split", "")
+    history = (out / "history.json").read_text()
+    ckpt = out / "checkpoints"
+    data_file = next(ckpt.glob("ckpt-1.data-*"))
+    good = data_file.read_bytes()
+    for damage in (b"", good[: len(good) // 2]):                 # empty, truncated
+        data_file.write_bytes(damage)
+        r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", check=False)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert "ckpt-1" in r.stderr and "cannot restore" in r.stderr
+        assert (out / "history.json").read_text() == history
+    data_file.unlink()                                           # the index names a deleted checkpoint
+    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", check=False)
+    assert r.returncode == 2 and "missing" in r.stderr and "Traceback" not in r.stderr
+    for f in ckpt.iterdir():                                     # no checkpoint at all, history kept
+        f.unlink()
+    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", check=False)
+    assert r.returncode == 2 and "history.json but no checkpoint" in r.stderr
+    assert (out / "history.json").read_text() == history
 
 
 @pytest.mark.mpi
@@ -102,26 +106,92 @@ def test_two_rank_cli_run_rank0_writes_everything_once(synthetic_tfrec, tmp_path
     assert hist[-1]["lr"] == pytest.approx(2e-3)              # warm-up reached lr x workers
 
 
-def test_cli_errors_are_clear(tmp_path):
-    r = tfxr("tfxr.train", "--data", str(tmp_path), check=False)
+@pytest.mark.mpi
+def test_two_rank_resume_is_bit_identical(synthetic_tfrec, tmp_path):
+    """Kill-and-resume under mpirun -np 2 (dropout streams per rank) = the uninterrupted run."""
+    one_thread = {"env": {"TFXR_CPU_THREADS": "1"}}
+    args = ("--set", "steps_per_epoch=3", "--batch-size", "8", "--val-split", "")
+    full, part = tmp_path / "full", tmp_path / "part"
+    _train(synthetic_tfrec, full, "--epochs", "2", *args, np_=2, **one_thread)
+    _train(synthetic_tfrec, part, "--epochs", "1", *args, np_=2, **one_thread)
+    r = _train(synthetic_tfrec, part, "--epochs", "2", "--resume", *args, np_=2, **one_thread)
+    assert r.stderr.count("resumed from") == 1
+    assert_same_training(full, part, 2)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "0"], "epochs: 0 is below the minimum 1"),
+    (["--batch-size", "-4"], "pipeline.batch_size: -4 is below the minimum 1"),
+    (["--channels", "2"], "pipeline.channels: unknown value 2 (allowed: 1, 3)"),
+    (["--set", "compression=fp8"], "compression: unknown value 'fp8' (allowed: none, fp16)"),
+    (["--set", "monitor=accuracy"], "monitor: unknown value 'accuracy' (allowed: auroc, loss)"),
+    (["--optimizer", "lamb"], "optimizer: unknown value 'lamb'"),
+    (["--keep-checkpoints", "0"], "keep_checkpoints: 0 is below the minimum 1"),
+    (["--model", "resnet9000"], "model: unknown value 'resnet9000' (allowed: tb_cnn, pneumonia_cnn, chexnet)"),
+    (["--weights", "imagenet"], "--weights 'imagenet': --model tb_cnn takes no weights"),
+    (["--val-split", "holdout"], "--val-split 'holdout'"),
+])
+def test_bad_options_fail_before_anything_is_written(synthetic_tfrec, tmp_path, capsys, args, message):
+    from tfxr.train import main                 # in-process: the same run_main path as the CLI
+
+    out = tmp_path / "out"
+    code = main(["--model", "tb_cnn", "--data", str(synthetic_tfrec), "--out", str(out), "--epochs", "1",
+                 "--no-progress", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and f"tfxr: error: {message}" in err and "Traceback" not in err, err[-2000:]
+    assert not out.exists()
+
+
+def test_data_errors_are_clear(synthetic_tfrec, tmp_path):
+    r = tfxr("tfxr.train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), check=False)
     assert r.returncode == 2 and "no manifest" in r.stderr and "Traceback" not in r.stderr
-    r = tfxr("tfxr.train", "--model", "resnet9000", "--data", str(tmp_path), check=False)
-    assert r.returncode == 2 and "'resnet9000': unknown" in r.stderr and "Traceback" not in r.stderr
+    no_train = tmp_path / "no_train"
+    no_train.mkdir()
+    manifest = json.loads((synthetic_tfrec / "manifest.json").read_text())
+    del manifest["splits"]["train"]
+    (no_train / "manifest.json").write_text(json.dumps(manifest))
+    r = tfxr("tfxr.train", "--data", str(no_train), "--out", str(tmp_path / "o"), check=False)
+    assert r.returncode == 2 and "no 'train' split" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_shard_is_caught_before_training(synthetic_tfrec, tmp_path):
+    from tfxr.data import tfrecord
+
+    if not hasattr(tfrecord, "check_shards"):
+        pytest.skip("tfxr.data.tfrecord.check_shards comes with the data branch")
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_tfrec, data)
+    victim = sorted(data.glob("train-*"))[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    r = _train(data, tmp_path / "o", "--epochs", "1", check=False)
+    assert r.returncode == 2 and victim.name in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_bad_weights_file_is_a_clear_cli_error(synthetic_tfrec, tmp_path):
     r = tfxr("tfxr.train", "--model", "chexnet", "--weights", str(tmp_path / "nope.weights.h5"), "--data",
              str(synthetic_tfrec), "--out", str(tmp_path / "o"), "--epochs", "1", check=False)
     assert r.returncode == 2 and "nope.weights.h5" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
 
 
-def test_evaluate_writes_metrics_and_roc(synthetic_tfrec, tmp_path):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def fp32_run(synthetic_tfrec, tmp_path_factory):
+    """One fp32 epoch, shared by the evaluation and mixed-precision tests."""
+    out = tmp_path_factory.mktemp("fp32") / "run"
     _train(synthetic_tfrec, out, "--epochs", "1")
+    return out
+
+
+def test_evaluate_writes_metrics_and_roc(synthetic_tfrec, fp32_run, tmp_path):
+    out = fp32_run
     r = tfxr("tfxr.evaluate", "--model", str(out), "--data", str(synthetic_tfrec), "--split", "test",
-             "--set", "bootstrap=50")
-    m = json.loads((out / "eval-test" / "metrics.json").read_text())
-    assert (out / "eval-test" / "roc.png").stat().st_size > 1000
+             "--set", "bootstrap=50", "--out", str(tmp_path / "ev1"))
+    m = json.loads((tmp_path / "ev1" / "metrics.json").read_text())
+    assert (tmp_path / "ev1" / "roc.png").stat().st_size > 1000
     assert m["images"] == json.loads((synthetic_tfrec / "manifest.json").read_text())["splits"]["test"]["count"]
     tb = m["labels"]["Tuberculosis"]
     assert 0 <= tb["auroc"] <= 1 and tb["auroc_ci95"][0] <= tb["auroc"] <= tb["auroc_ci95"][1]
@@ -134,7 +204,7 @@ def test_evaluate_writes_metrics_and_roc(synthetic_tfrec, tmp_path):
     assert m2["images"] == m["images"]
     assert m2["labels"]["Tuberculosis"]["auroc"] == pytest.approx(tb["auroc"], abs=1e-9)
     rows = lambda p: sorted((p / "predictions.csv").read_text().splitlines())  # noqa: E731
-    assert rows(tmp_path / "ev2") == rows(out / "eval-test")
+    assert rows(tmp_path / "ev2") == rows(tmp_path / "ev1")
 
 
 @pytest.mark.slow
@@ -153,8 +223,9 @@ def test_tb_cnn_learns_the_synthetic_phantoms(tmp_path):
     assert max(h["val_mean_auroc"] for h in hist) > 0.8
 
 
-def test_mixed_precision_run(synthetic_tfrec, tmp_path):
-    """bf16 mixed precision on CPU trains and writes a float32-output model."""
+def test_mixed_precision_tracks_fp32(synthetic_tfrec, fp32_run, tmp_path):
+    """bf16 mixed precision on CPU: bf16 layers, float32 output, and the same epoch as fp32
+    up to bf16 rounding (same seed, same batches)."""
     out = tmp_path / "mp"
     _train(synthetic_tfrec, out, "--epochs", "1", "--set", "mixed_precision=true")
     from tfxr.evaluate import load_model
@@ -162,7 +233,11 @@ def test_mixed_precision_run(synthetic_tfrec, tmp_path):
     m = load_model(str(out / "final.keras"))
     assert m.get_layer("conv1_16").dtype_policy.name == "mixed_bfloat16"
     assert m.output.dtype == "float32"
-    assert json.loads((out / "history.json").read_text())[0]["train_loss"] > 0
+    bf16 = json.loads((out / "history.json").read_text())[0]
+    fp32 = json.loads((fp32_run / "history.json").read_text())[0]
+    assert bf16["train_loss"] != fp32["train_loss"]                        # really a different path
+    assert bf16["train_loss"] == pytest.approx(fp32["train_loss"], abs=0.05)
+    assert bf16["val_loss"] == pytest.approx(fp32["val_loss"], abs=0.05)
 
 
 @pytest.mark.parametrize("name", ["chexnet_nih", "tb_cnn", "pneumoniamnist"])
@@ -170,4 +245,8 @@ def test_shipped_configs_parse(name):
     from tests.conftest import REPO
 
     cfg, _ = parse_config(TrainConfig, ["--config", str(REPO / "configs" / f"{name}.yaml")], "t")
-    assert cfg.model in ("chexnet", "tb_cnn", "pneumonia_cnn") and cfg.epochs > 0
+    assert cfg.model == {"chexnet_nih": "chexnet", "tb_cnn": "tb_cnn", "pneumoniamnist": "pneumonia_cnn"}[name]
+    assert cfg.dropout is None                    # each model's own default, never overridden
+    if name == "chexnet_nih":
+        assert (cfg.pipeline.image_size, cfg.pipeline.batch_size, cfg.weights) == (224, 16, "imagenet")
+        assert cfg.pipeline.augment.flip and cfg.pipeline.augment.rotation_deg == 0

@@ -36,6 +36,8 @@ def check_value(f: dataclasses.Field, value: Any, key: str) -> None:
     choices, lo, hi = (f.metadata.get(k) for k in ("choices", "minimum", "maximum"))
     values = value if isinstance(value, (list, tuple)) else [value]
     for v in values:
+        if v is None:        # Optional fields: None means "not set" (e.g. the builder's default)
+            continue
         if choices and v not in choices:
             raise ConfigError(f"{key}: unknown value {v!r} (allowed: {', '.join(map(str, choices))})")
         if lo is not None and v < lo:
@@ -85,11 +87,25 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
     return value
 
 
+def flag_aliases(cls) -> dict[str, str]:
+    """Top-level flags of ``cls`` that set a nested field (``FLAG_ALIASES`` class attribute).
+
+    e.g. ``{"batch_size": "pipeline.batch_size"}``: ``--batch-size 16`` sets
+    ``pipeline.batch_size``, so a nested config keeps its short, familiar flags.
+    """
+    return dict(getattr(cls, "FLAG_ALIASES", {}))
+
+
 def from_dict(cls, data: dict, prefix: str = ""):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
     types = _field_types(cls)
     unknown = set(data) - set(types)
     if unknown:
-        raise ConfigError(f"unknown config key(s) {sorted(prefix + k for k in unknown)}; "
+        aliases = flag_aliases(cls)
+        moved = [f"{prefix}{k} is now {prefix}{aliases[k]}" for k in sorted(unknown) if k in aliases]
+        hint = f" ({'; '.join(moved)})" if moved else ""
+        raise ConfigError(f"unknown config key(s) {sorted(prefix + k for k in unknown)}{hint}; "
                           f"known: {sorted(prefix + k for k in types)}")
     base = cls()
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -103,6 +119,17 @@ def from_dict(cls, data: dict, prefix: str = ""):
     return cls(**kwargs)
 
 
+def validate(cfg, prefix: str = "") -> None:
+    """Check every declared choice/bound of a config built in Python (``TrainConfig(...)``),
+    the same checks ``from_dict`` applies to YAML, flags and ``--set``."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            validate(value, prefix + f.name + ".")
+        else:
+            check_value(f, value, prefix + f.name)
+
+
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
@@ -111,7 +138,9 @@ def apply_override(data: dict, cls, assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"--set takes key=value, got {assignment!r}")
     key, raw = assignment.split("=", 1)
-    parts = key.strip().split(".")
+    key = key.strip()
+    key = flag_aliases(cls).get(key, key)          # --set batch_size=8 == --set pipeline.batch_size=8
+    parts = key.split(".")
     node, typ_cls = data, cls
     for i, p in enumerate(parts):
         types = _field_types(typ_cls)
@@ -122,7 +151,12 @@ def apply_override(data: dict, cls, assignment: str) -> None:
             node[p] = yaml.safe_load(raw) if raw.strip() else raw
         else:
             typ_cls = types[p]
-            node = node.setdefault(p, {})
+            if not dataclasses.is_dataclass(typ_cls):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])!r} has no sub-keys")
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is {child!r}, not a mapping")
+            node = child
 
 
 def build_arg_parser(cls, prog: str, description: str) -> argparse.ArgumentParser:
@@ -133,21 +167,46 @@ def build_arg_parser(cls, prog: str, description: str) -> argparse.ArgumentParse
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config value, dotted keys for nested ones (repeatable)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    defaults = cls()
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for name, typ in _field_types(cls).items():
-        if dataclasses.is_dataclass(typ):
-            continue
+    for name, (field, typ, default) in _flag_fields(cls).items():
         flag = "--" + name.replace("_", "-")
-        choices = fields[name].metadata.get("choices")
+        choices = field.metadata.get("choices")
         allowed = f"{'|'.join(map(str, choices))}; " if choices else ""
         if typ is bool:
             p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                           help=f"(default {getattr(defaults, name)})")
+                           help=f"(default {default})")
         else:
             p.add_argument(flag, dest=name, default=None, metavar=name.upper(),
-                           help=f"({allowed}default {getattr(defaults, name)!r})")
+                           help=f"({allowed}default {default!r})")
     return p
+
+
+def _flag_fields(cls) -> dict[str, tuple[dataclasses.Field, Any, Any]]:
+    """flag name -> (field, type, default) for every scalar top-level field and alias."""
+    out = {}
+    defaults = cls()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name, typ in _field_types(cls).items():
+        if not dataclasses.is_dataclass(typ):
+            out[name] = (fields[name], typ, getattr(defaults, name))
+    for name, dotted in flag_aliases(cls).items():
+        owner, value = cls, defaults
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            owner, value = _field_types(owner)[part], getattr(value, part)
+        field = {f.name: f for f in dataclasses.fields(owner)}[parts[-1]]
+        out[name] = (field, _field_types(owner)[parts[-1]], getattr(value, parts[-1]))
+    return out
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node = data
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{part}: expected a mapping, got {child!r}")
+        node = child
+    node[last] = value
 
 
 def parse_config(cls, argv: list[str] | None, prog: str, description: str = ""):
@@ -166,10 +225,11 @@ def parse_config(cls, argv: list[str] | None, prog: str, description: str = ""):
         if not isinstance(loaded, dict):
             raise ConfigError(f"{args.config}: expected a mapping at the top level")
         data.update(loaded)
-    for name in _field_types(cls):
+    aliases = flag_aliases(cls)
+    for name in _flag_fields(cls):
         v = getattr(args, name, None)
         if v is not None:
-            data[name] = v
+            _set_dotted(data, aliases.get(name, name), v)
     for s in args.set:
         apply_override(data, cls, s)
     cfg = from_dict(cls, data)

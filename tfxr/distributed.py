@@ -1,5 +1,11 @@
 """Everything distributed, in one place: the only module of tfxr that imports Horovod.
 
+    python -m tfxr.distributed --np 4 -- tfxr.train --data tfrec/tb --out runs/tb
+    python -m tfxr.distributed --np 4 --print -- tfxr.train ...   # only print the command
+
+runs (or prints) the one ``mpirun`` command line tfxr builds (:func:`mpirun_command`),
+so shell scripts, notebooks, tests and the benchmark all launch ranks the same way.
+
 Horovod is unmaintained upstream, so the rest of tfxr sees only these functions.
 Launched without ``mpirun``/``horovodrun`` (a notebook, a plain ``python -m``), the
 same calls run single-process.  Each Horovod touch point is marked ``# HVD``.
@@ -16,17 +22,54 @@ import re
 import warnings
 from typing import Callable
 
+from tfxr.errors import ConfigError
+
+
+class LaunchError(ConfigError):
+    """A multi-process launch that cannot work (no Horovod, or Horovod not seeing the ranks)."""
+
 _LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "HOROVOD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+#: world-size variables of the launchers tfxr knows: Open MPI's mpirun, MPICH/Intel MPI
+#: (Hydra, PMI-1/2), horovodrun's Gloo controller, MVAPICH2
+_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "HOROVOD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+#: Slurm step ids that are not an ``srun`` task launch (the batch script, the extern step)
+_SLURM_NON_TASK_STEPS = ("batch", "extern", "interactive", "4294967294", "4294967291", "4294967290")
 
 _hvd = None          # the horovod.tensorflow module once init() ran with it
 _initialized = False
 
 
+def _slurm_step_tasks() -> int:
+    """Tasks of the ``srun`` step this process belongs to, 0 outside one.
+
+    ``srun`` exports ``SLURM_STEP_NUM_TASKS`` and ``SLURM_PROCID`` to each task; a batch
+    script running plain ``python`` also sees ``SLURM_NTASKS`` (the allocation's size),
+    which says nothing about how many copies of *this* process run, so it is not used.
+    """
+    step = os.environ.get("SLURM_STEP_ID", "")
+    if not os.environ.get("SLURM_STEP_NUM_TASKS") or "SLURM_PROCID" not in os.environ \
+            or step in _SLURM_NON_TASK_STEPS:
+        return 0
+    return int(os.environ["SLURM_STEP_NUM_TASKS"])
+
+
 def launched_world_size() -> int:
-    """World size announced by the launcher's environment (1 when not launched)."""
-    for var in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "HOROVOD_SIZE", "MV2_COMM_WORLD_SIZE"):
+    """World size announced by the launcher's environment (1 when not launched).
+
+    Open MPI, MPICH/Hydra, horovodrun and MVAPICH2 export the size; ``srun`` (PMIx or
+    PMI-2 plugin) exports ``SLURM_STEP_NUM_TASKS``.  A PMIx launcher that exports only
+    ``PMIX_RANK`` gives at least rank + 1.
+    """
+    for var in _SIZE_VARS:
         if os.environ.get(var):
             return int(os.environ[var])
+    slurm = _slurm_step_tasks()
+    if slurm:
+        return slurm
+    if os.environ.get("PMIX_RANK", "").isdigit():
+        return int(os.environ["PMIX_RANK"]) + 1
     return 1
 
 
@@ -247,16 +290,22 @@ def init(pin_gpu: bool = True) -> None:
     global _hvd, _initialized
     if _initialized:
         return
+    launched = launched_world_size()
     try:
         import horovod.tensorflow as hvd  # HVD
     except ImportError as e:
-        if launched_world_size() > 1:
-            raise RuntimeError(f"launched with {launched_world_size()} ranks but Horovod is not "
-                               f"importable ({e}); run `make install`") from None
+        if launched > 1:
+            raise LaunchError(f"launched as {launched} processes but Horovod is not importable ({e}): "
+                              f"each would train alone into the same output; run `make install` "
+                              f"(Horovod with TensorFlow and MPI/Gloo), or run one process") from None
         warnings.warn("horovod is not installed: running single-process", stacklevel=2)
         hvd = None
     if hvd is not None:
         hvd.init()  # HVD
+        if launched > 1 and hvd.size() == 1:  # HVD
+            raise LaunchError(f"launched as {launched} processes but Horovod sees a world of 1 (its MPI "
+                              f"does not match the launcher's: e.g. srun needs --mpi=pmix or pmi2 and an "
+                              f"MPI built for it; or use mpirun / horovodrun)")
         _hvd = hvd
     _initialized = True
     if pin_gpu:
@@ -377,7 +426,52 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
+    """End a multi-process Horovod job.  A world of one stays initialised: MPI cannot be
+    initialised twice in a process, and a notebook or test may run several commands."""
     global _hvd, _initialized
-    if _hvd:
+    if _hvd and _hvd.size() > 1:  # HVD
         _hvd.shutdown()  # HVD
     _hvd, _initialized = None, False
+
+
+def command_for(np_: int, argv: list[str]) -> list[str]:
+    """``python -m argv...`` for one process, the :func:`mpirun_command` line for more."""
+    import sys
+
+    return mpirun_command(np_, argv) if np_ > 1 else [sys.executable, "-m", *argv]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tfxr.distributed --np N [--print] -- MODULE ARGS...``"""
+    import argparse
+    import shlex
+    import subprocess
+    import sys
+
+    from tfxr.cli import run_main
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+
+    def body() -> int:
+        ours, module = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+        parser = argparse.ArgumentParser(prog="python -m tfxr.distributed", description=main.__doc__ + (
+            "\n\nRuns `python -m MODULE ARGS` on N ranks with the mpirun flags tfxr uses everywhere."))
+        parser.add_argument("--np", type=int, required=True, help="number of ranks (processes)")
+        parser.add_argument("--print", action="store_true", help="print the command instead of running it")
+        args = parser.parse_args(ours)
+        if args.np < 1:
+            raise ConfigError(f"--np: {args.np} is below the minimum 1")
+        if not module:
+            raise ConfigError("give the module to run after `--`, e.g. -- tfxr.train --data DIR")
+        cmd = command_for(args.np, module)
+        if args.print:
+            print(shlex.join(cmd))
+            return 0
+        return subprocess.run(cmd, env=clean_launch_env()).returncode
+    return run_main(body)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,21 +1,22 @@
 """Run N training steps of the real Trainer on fixed batches and dump the weights.
 
-    mpirun -np 2 python tests/mpi_scripts/step_check.py DATA OUT dist   # rank r trains on batch r
-    python tests/mpi_scripts/step_check.py DATA OUT union               # one process, both batches
+    mpirun -np 2 python -m tests.mpi_scripts.step_check DATA OUT dist   # rank r trains on batch r
+    python -m tests.mpi_scripts.step_check DATA OUT union               # one process, both batches
 """
 import sys
 
 import numpy as np
 
+from tfxr.data.pipeline import DataConfig
 from tfxr.train import TrainConfig, Trainer
 
 data, out, mode = sys.argv[1:4]
 extra = dict(a.split("=", 1) for a in sys.argv[4:])   # e.g. xla=1 compression=fp16
 steps, per_rank = 4, 8
-cfg = TrainConfig(model="tb_cnn", data=data, out=out, batch_size=per_rank, lr=3e-3, lr_scaling=False,
-                  warmup_epochs=0, dropout=0.0, deterministic=extra.get("deterministic", "1") == "1", seed=1,
-                  xla=extra.get("xla") == "1", compression=extra.get("compression", "none"),
-                  optimizer=extra.get("optimizer", "adam"))
+cfg = TrainConfig(model="tb_cnn", data=data, out=out, lr=3e-3, lr_scaling=False, warmup_epochs=0, dropout=0.0,
+                  seed=1, xla=extra.get("xla") == "1", compression=extra.get("compression", "none"),
+                  optimizer=extra.get("optimizer", "adam"),
+                  pipeline=DataConfig(batch_size=per_rank, deterministic=extra.get("deterministic", "1") == "1"))
 tr = Trainer(cfg)
 tr.broadcast()
 rng = np.random.default_rng(7)
@@ -25,8 +26,8 @@ losses = []
 for s in range(steps):
     if mode == "dist":
         r = tr.rank
-        losses.append(tr.train_step(xs[s, r], ys[s, r]))
+        losses.append(float(tr.train_step(xs[s, r], ys[s, r])))
     else:
-        losses.append(tr.train_step(xs[s].reshape(-1, 64, 64, 1), ys[s].reshape(-1, 1)))
+        losses.append(float(tr.train_step(xs[s].reshape(-1, 64, 64, 1), ys[s].reshape(-1, 1))))
 np.savez(f"{out}/weights-{mode}{extra.get('tag', '')}-{tr.rank}.npz", *[v.numpy() for v in tr.model.trainable_variables])
 print("world", tr.world, "losses", losses)

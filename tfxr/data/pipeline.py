@@ -2,9 +2,16 @@
 
 TFRecord shards (or a raw-image index written with ``--format raw``) are split across
 Horovod ranks so each rank reads a disjoint part: whole shards when there are at least
-as many shards as ranks, otherwise every world-th record.  Then parallel interleave,
-parse, decode, resize, (cache), shuffle, augment, batch and prefetch, AUTOTUNE
-throughout.  ``deterministic=True`` fixes every order and random draw for tests.
+as many shards as ranks, otherwise every world-th record of the shards read in one fixed
+order (so every rank counts the same records the same way; shuffling comes after).
+Then parallel interleave, parse, decode, resize, (cache), shuffle, augment, batch and
+prefetch, AUTOTUNE throughout.  ``deterministic=True`` fixes every order and random
+draw for tests.
+
+A training dataset is built once per run and spans its epochs: each epoch's file order,
+shuffle and augmentation are seeded by (``seed``, epoch) alone, so epoch k is the same
+whether the run started at epoch 0 or resumed at k, and ``cache=True`` keeps decoded
+images in memory across epochs.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
+from tfxr.config import ConfigError, option
 from tfxr.data.augment import AugmentConfig, augment
 from tfxr.data.tfrecord import ManifestError, feature_spec, read_manifest
 
@@ -23,16 +31,16 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 @dataclass
 class DataConfig:
-    batch_size: int = 32           # per worker
-    image_size: int = 0            # 0: the size stored in the manifest
-    channels: int = 1              # 1 (grey) or 3 (grey repeated)
-    shuffle_buffer: int = 2048
-    cycle_length: int = 4          # shards read in parallel
+    batch_size: int = option(32, minimum=1)            # per worker
+    image_size: int = option(0, minimum=0)             # 0: the size stored in the manifest
+    channels: int = option(1, choices=(1, 3))          # 1 (grey) or 3 (grey repeated)
+    shuffle_buffer: int = option(2048, minimum=1)
+    cycle_length: int = option(4, minimum=1)           # shards read in parallel
     cache: bool = False            # keep decoded images in memory after the first epoch
     deterministic: bool = False
     # generated (GAN) training shards: -1 use as written, 0 leave out, 0<f<1 draw them with
-    # probability f.  Never used in validation/test (see synthetic_policy).
-    synthetic_fraction: float = -1.0
+    # probability f.  Never used in validation/test (see synthetic_split).
+    synthetic_fraction: float = option(-1.0, minimum=-1.0, maximum=0.99)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -45,7 +53,12 @@ def split_files(data_dir: str, split: str, manifest: dict) -> list[tuple[str, in
 
 
 def rank_assignment(files: list[tuple[str, int]], rank: int, world: int):
-    """Files this rank reads, whether it must further shard by record, its record count."""
+    """Files this rank reads, whether it must further shard by record, its record count.
+
+    File level (whole shards, round robin) when every rank gets at least one shard;
+    otherwise every rank reads all shards in the same fixed order and keeps every
+    world-th record, which is disjoint and complete only because that order is fixed.
+    """
     if world > 1 and len(files) >= world:
         mine = files[rank::world]
         return [f for f, _ in mine], False, sum(c for _, c in mine)
@@ -59,50 +72,43 @@ def steps_per_epoch(files: list[tuple[str, int]], batch_size: int, world: int) -
     return max(1, min(counts) // batch_size)
 
 
-def split_steps(data_dir: str, split: str, manifest: dict, batch_size: int, world: int) -> int:
-    """Training steps per epoch for a split, TFRecord or raw index alike."""
+def split_steps(data_dir: str, split: str, manifest: dict, batch_size: int, world: int,
+                synthetic_fraction: float = -1.0) -> int:
+    """Training steps per epoch for a split, TFRecord or raw index alike.
+
+    With generated shards left out (``synthetic_fraction=0``) an epoch is one pass over
+    the real records; mixed in at a fraction f, the real records are 1-f of the stream,
+    so an epoch is the real pass divided by 1-f.
+    """
     if manifest.get("format", "tfrecord") == "raw":   # one index file, sharded by record
         total = int(manifest["splits"][split]["count"])
         return max(1, (total // world) // batch_size)
-    return steps_per_epoch(split_files(data_dir, split, manifest), batch_size, world)
+    files = split_files(data_dir, split, manifest)
+    if synthetic_fraction == -1:
+        return steps_per_epoch(files, batch_size, world)
+    real, _ = synthetic_split(data_dir, split, manifest, files)
+    return max(1, int(steps_per_epoch(real, batch_size, world) / (1 - max(0.0, synthetic_fraction))))
 
 
-# --------------------------------------------------------------------------- synthetic records
-def synthetic_policy(ds, data_dir: str, split: str, manifest: dict, files: list, cfg: DataConfig,
-                     training: bool, rank: int, world: int, seed: int):
-    """Apply the rule for generated images to a split's record dataset; returns
-    ``(records, files)`` with ``files`` the real shards this split reads.
+# --------------------------------------------------------------------------- generated records
+def synthetic_split(data_dir: str, split: str, manifest: dict, files: list[tuple[str, int]]):
+    """(real shards, generated shards) of a split, as flagged in the manifest.
 
     Shards flagged ``"synthetic": true`` (written by ``tfxr.gan balance``) may only be in
-    ``train``.  Evaluation splits and ``synthetic_fraction=0`` drop every record with
-    ``image/synthetic=1`` (a record-level filter, so a generated image inside a real shard
-    is caught too); ``0 < f < 1`` interleaves the synthetic shards with probability f.
+    ``train``: a manifest listing them elsewhere is refused.
     """
     flagged = {s["file"] for s in manifest["splits"][split]["shards"] if s.get("synthetic")}
     if flagged and split != "train":
         raise ManifestError(f"{data_dir}/manifest.json lists synthetic shards in the '{split}' split "
                             f"({', '.join(sorted(flagged))}); generated images belong to 'train' only")
-    if not 0 <= cfg.synthetic_fraction < 1 and cfg.synthetic_fraction != -1:
-        raise ManifestError(f"synthetic_fraction: {cfg.synthetic_fraction} is not -1 (as written), "
-                            f"0 (leave out) or a fraction in (0, 1)")
-    as_written = training and cfg.synthetic_fraction == -1
-    if as_written:
-        return ds(files), files
     real = [(f, c) for f, c in files if os.path.basename(f) not in flagged]
-    synthetic = [(f, c) for f, c in files if os.path.basename(f) in flagged]
-    spec = {"image/synthetic": tf.io.FixedLenFeature([], tf.int64, default_value=0)}
+    return real, [(f, c) for f, c in files if os.path.basename(f) in flagged]
 
-    def is_real(record):
-        return tf.equal(tf.io.parse_single_example(record, spec)["image/synthetic"], 0)
-    records = ds(real).filter(is_real)
-    if training and cfg.synthetic_fraction > 0 and synthetic:
-        mine, by_record, _ = rank_assignment(synthetic, rank, world)
-        generated = tf.data.TFRecordDataset(mine)
-        generated = generated.shard(world, rank) if by_record else generated
-        f = cfg.synthetic_fraction
-        records = tf.data.Dataset.sample_from_datasets(
-            [records.repeat(), generated.shuffle(1024, seed=seed).repeat()], weights=[1 - f, f], seed=seed)
-    return records, real
+
+def _is_real(record):
+    """Record-level guard: False for a record flagged ``image/synthetic=1``, wherever it sits."""
+    spec = {"image/synthetic": tf.io.FixedLenFeature([], tf.int64, default_value=0)}
+    return tf.equal(tf.io.parse_single_example(record, spec)["image/synthetic"], 0)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -120,12 +126,15 @@ def _resize_u8(image: tf.Tensor, size: int) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
 
 
-def _tfrecord_records(files, record_level, rank, world, cfg, training, seed):
+def _tfrecord_records(files, record_level, rank, world, cfg, file_seed):
+    """This rank's serialized records; shards shuffled by ``file_seed`` (None: name order)."""
     ds = tf.data.Dataset.from_tensor_slices(files)
-    if training:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if file_seed is not None and not record_level:
+        ds = ds.shuffle(len(files), seed=file_seed)
+    # record-level sharding counts records in one fixed order on every rank: deterministic
+    # interleave there, whatever cfg.deterministic says (else ranks overlap and miss records)
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(cfg.cycle_length, len(files))),
-                       num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic or not training)
+                       num_parallel_calls=AUTOTUNE, deterministic=record_level or cfg.deterministic)
     if record_level:
         ds = ds.shard(world, rank)
     return ds
@@ -167,68 +176,107 @@ def _parse_raw(size: int):
 
 
 # --------------------------------------------------------------------------- the builder
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffles and augmentations: a function of (seed, epoch) only."""
+    return int(np.random.default_rng([seed, epoch]).integers(2**31 - 1))
+
+
 def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, training: bool,
-                  rank: int = 0, world: int = 1, seed: int = 0, epoch: int = 0,
+                  rank: int = 0, world: int = 1, seed: int = 0, epoch: int = 0, epochs: int = 1,
                   with_meta: bool = False, manifest: dict | None = None,
                   repeat_steps: int | None = None) -> tf.data.Dataset:
     """Batched dataset of ``(image, labels)`` (or dicts with ids when ``with_meta``).
 
-    training: shuffles (seeded by ``seed`` and ``epoch``), augments, drops the last
-    partial batch and yields exactly ``repeat_steps`` batches (default: the equal
-    per-rank step count), repeating this rank's records as needed.
-    evaluation: every record of this rank once, in order, no augmentation.
+    training: ``epochs`` consecutive epochs starting at ``epoch``, each exactly
+    ``repeat_steps`` batches (default: the equal per-rank step count; this rank's
+    records repeat as needed), shuffled and augmented with :func:`epoch_seed`, last
+    partial batch dropped.  Iterate it once for the whole run.
+    evaluation: every record of this rank once, in order, no augmentation; iterating
+    it again (each validation) reuses the in-memory cache when ``cache=True``.
     Images are float32 in [0, 1], shape (size, size, channels).
     """
     cfg = cfg or DataConfig()
     manifest = manifest or read_manifest(data_dir)
     stored = int(manifest["image_size"])
     size = cfg.image_size or stored
-    nl = len(manifest["label_names"])
     files = split_files(data_dir, split, manifest)
-    ep_seed = int(np.random.default_rng([seed, epoch]).integers(2**31 - 1))
+    parallel = {"num_parallel_calls": AUTOTUNE, "deterministic": cfg.deterministic or not training}
 
     if manifest.get("format", "tfrecord") == "raw":
         paths, labels, ids, patients = read_raw_index(data_dir, split, manifest)
-        ds = tf.data.Dataset.from_tensor_slices((paths, labels, ids, patients))
-        if world > 1:
-            ds = ds.shard(world, rank)
-        if training:
-            ds = ds.shuffle(max(1, len(paths)), seed=ep_seed, reshuffle_each_iteration=True)
-        ds = ds.map(_parse_raw(size), num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic or not training)
         n_mine = len(range(rank, len(paths), world))
+
+        def records(file_seed):
+            ds = tf.data.Dataset.from_tensor_slices((paths, labels, ids, patients)).shard(world, rank)
+            if file_seed is not None:       # shuffle the cheap paths before decoding
+                ds = ds.shuffle(max(1, n_mine), seed=file_seed)
+            return ds.map(_parse_raw(size), **parallel)
     else:
-        def records(chosen):   # this rank's records of the chosen shards
-            nonlocal n_mine
-            mine, record_level, n_mine = rank_assignment(chosen, rank, world)
-            return _tfrecord_records(mine, record_level, rank, world, cfg, training, ep_seed)
-        n_mine = 0
-        ds, _ = synthetic_policy(records, data_dir, split, manifest, files, cfg, training, rank, world, ep_seed)
-        ds = ds.map(_parse_tfrecord(nl, stored, size), num_parallel_calls=AUTOTUNE,
-                    deterministic=cfg.deterministic or not training)
-    if cfg.cache:
-        ds = ds.cache()
-    if training:
-        if n_mine == 0:
-            raise ManifestError(f"{data_dir}: rank {rank} of {world} has no '{split}' records")
-        ds = ds.shuffle(min(cfg.shuffle_buffer, max(1, n_mine)), seed=ep_seed + 1, reshuffle_each_iteration=True)
-        ds = ds.repeat()
+        # generated images: as written (training only), left out, or mixed in at a fraction;
+        # evaluation splits never see one (shard flag and record flag both checked)
+        as_written = training and cfg.synthetic_fraction == -1
+        real, generated = synthetic_split(data_dir, split, manifest, files)
+        mixed = training and cfg.synthetic_fraction > 0 and bool(generated)
+        if cfg.synthetic_fraction != -1 and cfg.synthetic_fraction < 0:
+            raise ConfigError(f"synthetic_fraction: {cfg.synthetic_fraction} is not -1 (as written), "
+                              f"0 (leave out) or a fraction in (0, 1)")
+        if mixed and cfg.cache:
+            raise ConfigError("cache=true cannot be combined with 0 < synthetic_fraction < 1 "
+                                "(the mixed stream is endless); turn one of them off")
+        mine, record_level, n_mine = rank_assignment(files if as_written else real, rank, world)
+        parse = _parse_tfrecord(len(manifest["label_names"]), stored, size)
+
+        def records(file_seed):
+            ds = _tfrecord_records(mine, record_level, rank, world, cfg, file_seed)
+            if not as_written:
+                ds = ds.filter(_is_real)
+            if mixed:
+                gen_files, gen_by_record, _ = rank_assignment(generated, rank, world)
+                gen = _tfrecord_records(gen_files, gen_by_record, rank, world, cfg, file_seed)
+                mix_seed = 0 if file_seed is None else file_seed
+                ds = tf.data.Dataset.sample_from_datasets(
+                    [ds.repeat(), gen.shuffle(1024, seed=mix_seed).repeat()],
+                    weights=[1 - cfg.synthetic_fraction, cfg.synthetic_fraction], seed=mix_seed)
+            return ds.map(parse, **parallel)
 
     channels, aug = cfg.channels, cfg.augment
 
-    def finish(i, ex):
-        img = tf.cast(ex["image"], tf.float32) / 255.0
-        if training:
-            img = augment(img, tf.stack([tf.cast(ep_seed, tf.int64), i]), aug)
-        if channels == 3:
-            img = tf.repeat(img, 3, axis=-1)
-        if with_meta:
-            return {**ex, "image": img}
-        return img, ex["labels"]
+    def finish(ep_seed):
+        def fn(i, ex):
+            img = tf.cast(ex["image"], tf.float32) / 255.0
+            if training:
+                img = augment(img, tf.stack([ep_seed, i]), aug)
+            if channels == 3:
+                img = tf.repeat(img, 3, axis=-1)
+            if with_meta:
+                return {**ex, "image": img}
+            return img, ex["labels"]
+        return fn
 
-    ds = ds.enumerate().map(finish, num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic or not training)
-    ds = ds.batch(cfg.batch_size, drop_remainder=training)
-    if training:
-        ds = ds.take(repeat_steps or split_steps(data_dir, split, manifest, cfg.batch_size, world))
+    if not training:
+        ds = records(None)
+        if cfg.cache:
+            ds = ds.cache()
+        ds = ds.enumerate().map(finish(tf.constant(0, tf.int64)), **parallel).batch(cfg.batch_size)
+    else:
+        if n_mine == 0:
+            raise ManifestError(f"{data_dir}: rank {rank} of {world} has no '{split}' records")
+        steps = repeat_steps or split_steps(data_dir, split, manifest, cfg.batch_size, world,
+                                            cfg.synthetic_fraction)
+        # cached: one fixed record order, filled once; uncached: shard order reshuffled per epoch
+        cached = records(None).cache() if cfg.cache else None
+
+        def one_epoch(ep_seed):
+            # the shuffles below take their seed from (seed, epoch) alone, not from TensorFlow's
+            # global seed (which also breaks tensor seeds when it is 0): clear it in this graph
+            tf.compat.v1.get_default_graph().seed = None
+            ds = cached if cached is not None else records(ep_seed)
+            ds = ds.shuffle(min(cfg.shuffle_buffer, max(1, n_mine)), seed=ep_seed + 1).repeat()
+            ds = ds.enumerate().map(finish(ep_seed), **parallel)
+            return ds.batch(cfg.batch_size, drop_remainder=True).take(steps)
+
+        seeds = [epoch_seed(seed, e) for e in range(epoch, epoch + max(1, epochs))]
+        ds = tf.data.Dataset.from_tensor_slices(np.asarray(seeds, np.int64)).flat_map(one_epoch)
     opts = tf.data.Options()
     opts.deterministic = cfg.deterministic
     opts.experimental_optimization.map_parallelization = True
@@ -237,5 +285,7 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
 
 def label_counts(manifest: dict, split: str = "train") -> tuple[np.ndarray, int]:
     """Positives per label and image count of a split (for class weights)."""
+    if split not in manifest.get("splits", {}):
+        raise ManifestError(f"the data has no '{split}' split (has {sorted(manifest.get('splits', {}))})")
     s = manifest["splits"][split]
     return np.asarray([s["label_counts"][n] for n in manifest["label_names"]], float), int(s["count"])

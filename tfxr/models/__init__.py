@@ -1,14 +1,17 @@
 """The chest X-ray models, a registry to build them by name, and parameter/FLOP reports.
 
-========================  =====================================================  ==========
+========================  =====================================================  ===
+
 name                      architecture                                           output
-========================  =====================================================  ==========
+========================  =====================================================  ===
+
 ``tb_cnn``                3x (Conv2D 16/32/64 + max-pool), dropout, dense        sigmoid
 ``pneumonia_cnn``         2x (Conv2D 32/64 + max-pool), Dense 128 + dropout,     sigmoid
                           dense
 ``chexnet``               grey->RGB, ImageNet normalisation, DenseNet121,        sigmoid
                           dense (14 ChestX-ray14 pathologies)
-========================  =====================================================  ==========
+========================  =====================================================  ===
+
 
 Every model takes float images in [0, 1] of shape (H, W, C) and ends in a float32 Dense
 with sigmoid units, so it also works under a mixed-precision global policy.
@@ -44,6 +47,13 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def model_accepts(name: str, option: str) -> bool:
+    """Whether the builder of model ``name`` takes the keyword ``option`` (e.g. ``weights``)."""
+    import inspect
+
+    return option in inspect.signature(MODELS[name]).parameters
+
+
 def build_model(
     name: str,
     image_size: Union[int, Sequence[int]],
@@ -76,5 +86,6 @@ __all__ = [
     "count_macs",
     "format_report",
     "load_weights_file",
+    "model_accepts",
     "model_report",
 ]

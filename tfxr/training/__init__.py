@@ -1,2 +1,7 @@
-"""Training machinery shared by the classifier and the GAN: checkpoints, and (as they
-are split out of ``tfxr.train``) the schedule/stopping policy and the run logger."""
+"""Training machinery shared by the classifier and the GAN.
+
+* ``checkpoints`` - the one checkpoint mechanism (tf.train.CheckpointManager).
+* ``schedule``    - learning-rate warm-up, reduce-on-plateau, early stopping (pure policy).
+* ``runlog``      - config.yaml, history.json, TensorBoard and console lines (rank 0).
+* ``classifier``  - the classifier trainer: model, optimizer, distributed step, the loop.
+"""

@@ -5,6 +5,11 @@ not by position; the manager keeps ``max_to_keep`` checkpoints and writes atomic
 A run's plain-Python state (epoch, history, best metric, ...) is saved *inside* the same
 checkpoint as a JSON string variable, so model, optimizer and state can never disagree.
 
+Keras 3 note (measured): ``tf.train.Checkpoint(model=keras_model)`` saves none of a Keras 3
+model's own variables (only what the optimizer references: no BatchNorm statistics, no
+dropout seed state).  Give Keras models and optimizers as :func:`variables_by_path`
+dicts instead: every variable is then saved, keyed by its place and name.
+
 Under Horovod, rank 0 alone writes (``writer=True``); every rank restores the same
 checkpoint (``restore`` takes the path rank 0 chose), so per-rank state such as
 dropout seeds can be re-derived after the restore.
@@ -15,6 +20,21 @@ import json
 import os
 
 from tfxr.errors import CheckpointError
+
+
+def variables_by_path(variables) -> dict:
+    """{key: backing tf.Variable} of Keras 3 variables, for ``CheckpointStore`` objects.
+
+    The key is the variable's place in the list plus its own name (``0003-kernel``):
+    Keras makes auto-generated paths unique per process (``seed_generator_1/...`` for a
+    second model in the same notebook kernel), so full paths would not find their
+    checkpoint again; the list order of one architecture is fixed, and the name and
+    shape checks still reject a checkpoint of another model.
+    """
+    import keras
+
+    return {f"{index:04d}-{variable.name}": variable.value if isinstance(variable, keras.Variable) else variable
+            for index, variable in enumerate(variables)}
 
 
 class CheckpointStore:

@@ -1,0 +1,367 @@
+"""The classifier trainer: model, optimizer, the distributed step and the one training loop.
+
+Everything a run checks (options, data splits, shards, weights, launch) is checked in
+``Trainer.__init__`` and before the first write in :meth:`Trainer.fit`, so a bad run
+stops with one clear line and leaves the output directory as it was.
+
+The pieces it composes live beside it: :mod:`tfxr.training.checkpoints` (save/resume),
+:mod:`tfxr.training.schedule` (warm-up, reduce-on-plateau, early stopping) and
+:mod:`tfxr.training.runlog` (config.yaml, history.json, TensorBoard, console).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+
+import numpy as np
+
+from tfxr.config import to_dict, validate
+from tfxr.errors import CheckpointError, ConfigError, ManifestError
+from tfxr.io import atomic_path
+from tfxr.evaluation.metrics import auroc_per_label, nanmean
+from tfxr.training.schedule import POLICY_STATE, PlateauPolicy, WarmupSchedule
+
+#: added to a rank's dropout seed per rank, so ranks draw different dropout masks
+RANK_SEED_STRIDE = 1_000_003
+
+
+def weighted_bce(pos_weight, neg_weight):
+    """Class-weighted binary cross-entropy on probabilities (CheXNet's loss)."""
+    import tensorflow as tf
+
+    pos = tf.constant(pos_weight, tf.float32)
+    neg = tf.constant(neg_weight, tf.float32)
+
+    def loss(labels, probs):
+        probs = tf.clip_by_value(tf.cast(probs, tf.float32), 1e-7, 1 - 1e-7)
+        labels = tf.cast(labels, tf.float32)
+        per_label = -(pos * labels * tf.math.log(probs) + neg * (1 - labels) * tf.math.log(1 - probs))
+        return tf.reduce_mean(per_label)
+    return loss
+
+
+def class_weights(positives: np.ndarray, total: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-label (w+, w-).  'balanced' gives each class half the weight: w+ = N/2P, w- = N/2(N-P),
+    the same ratio as CheXNet's w+ = |N|/(|P|+|N|), w- = |P|/(|P|+|N|) but mean-preserving."""
+    if mode == "none":
+        return np.ones_like(positives), np.ones_like(positives)
+    if mode != "balanced":
+        raise ConfigError(f"class_weighting: unknown value {mode!r} (allowed: balanced, none)")
+    pos = np.clip(positives, 1, None)
+    neg = np.clip(total - positives, 1, None)
+    return total / (2 * pos), total / (2 * neg)
+
+
+def new_run_state() -> dict:
+    """The plain-Python state a checkpoint carries beside the model and optimizer."""
+    return {"epoch": 0, "global_step": 0, "history": [], **POLICY_STATE}
+
+
+class Trainer:
+    """Model, optimizer, the distributed step and the run state (resumable)."""
+
+    def __init__(self, cfg, manifest: dict | None = None):
+        import keras
+        import tensorflow as tf
+
+        from tfxr import distributed as dist
+        from tfxr.data.pipeline import label_counts
+        from tfxr.data.tfrecord import read_manifest
+
+        validate(cfg)
+        if not cfg.data:
+            raise ConfigError("--data is required (a directory written by `python -m tfxr.tfrecords write`)")
+        self.cfg, self.dist, self.tf = cfg, dist, tf
+        dist.init()                      # refuses a multi-process launch without Horovod
+        self.rank, self.world = dist.rank(), dist.size()
+        deterministic = cfg.pipeline.deterministic
+        if deterministic and cfg.xla:
+            raise ConfigError("xla=true with deterministic=true: TensorFlow has no deterministic XLA "
+                              "MaxPool gradient; turn one of them off")
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(cfg.seed)
+        self.manifest = manifest or read_manifest(cfg.data)
+        self._check_data()
+        self.label_names = list(self.manifest["label_names"])
+        self.image_size = cfg.pipeline.image_size or int(self.manifest["image_size"])
+        self.data_cfg = dataclasses.replace(cfg.pipeline, image_size=self.image_size)
+        if cfg.mixed_precision:
+            gpu = bool(tf.config.list_physical_devices("GPU"))
+            keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
+        self.model = self._build_model()
+        positives, total = label_counts(self.manifest, "train")
+        self.pos_weight, self.neg_weight = class_weights(positives, total, cfg.class_weighting)
+        self.loss_fn = weighted_bce(self.pos_weight, self.neg_weight)
+        self.base_lr = cfg.lr * (self.world if cfg.lr_scaling else 1)
+        self.schedule = WarmupSchedule(self.base_lr, self.world, cfg.warmup_epochs, cfg.min_lr)
+        self.policy = PlateauPolicy(cfg.monitor, cfg.plateau_factor, cfg.plateau_patience,
+                                    cfg.early_stopping_patience)
+        self.optimizer = self._make_optimizer()
+        self.optimizer.build(self.model.trainable_variables)
+        # gradient sources are the backing tf.Variables (see tfxr.distributed)
+        self._sources = dist.backing_variables(self.model.trainable_variables)
+        self.state = new_run_state()
+        self._offset_seed_states()
+        # the epoch's summed loss stays on the device: read once per epoch, not per step
+        self._loss_sum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+        if cfg.xla:
+            self._grads = tf.function(self._local_grads, jit_compile=True, reduce_retracing=True)
+            self._train_step = tf.function(self._step_xla, reduce_retracing=True)
+        else:
+            self._train_step = tf.function(self._step, reduce_retracing=True)
+        self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+
+    # ---- checks before anything is written
+    def _check_data(self) -> None:
+        """The splits the run reads exist and their shards are intact (sizes as in the manifest)."""
+        from tfxr.data import tfrecord
+
+        cfg, splits = self.cfg, self.manifest.get("splits", {})
+        if "train" not in splits:
+            raise ManifestError(f"{cfg.data}: the data has no 'train' split (has {sorted(splits)}); "
+                                f"write one with `python -m tfxr.tfrecords write`")
+        if cfg.val_split and cfg.val_split not in splits:
+            raise ConfigError(f"--val-split {cfg.val_split!r}: {cfg.data} has no such split (has "
+                              f"{sorted(splits)}); use --val-split '' to train without validation")
+        check_shards = getattr(tfrecord, "check_shards", None)   # from the data branch (issue 6)
+        if check_shards is not None:
+            check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []))
+
+    def _build_model(self):
+        from tfxr.models import build_model, model_accepts
+
+        cfg = self.cfg
+        options = {}
+        if cfg.dropout is not None:              # None: the model's own default (one source of truth)
+            options["dropout"] = cfg.dropout
+        if model_accepts(cfg.model, "weights"):
+            options["weights"] = cfg.weights
+        elif cfg.weights != "none":
+            raise ConfigError(f"--weights {cfg.weights!r}: --model {cfg.model} takes no weights "
+                              f"(only models with a pretrained backbone do); use --weights none")
+        try:
+            return build_model(cfg.model, self.image_size, channels=cfg.pipeline.channels,
+                               num_outputs=len(self.label_names), **options)
+        except (RuntimeError, ValueError, FileNotFoundError) as e:   # bad weights file, offline, sizes
+            raise ConfigError(f"cannot build --model {cfg.model}: {e}") from None
+
+    def _make_optimizer(self):
+        import keras
+
+        options = {"learning_rate": self.base_lr}
+        if self.cfg.weight_decay:
+            options["weight_decay"] = self.cfg.weight_decay
+        makers = {"adam": lambda: keras.optimizers.Adam(**options),
+                  "sgd": lambda: keras.optimizers.SGD(momentum=0.9, nesterov=True, **options),
+                  "rmsprop": lambda: keras.optimizers.RMSprop(**options)}
+        if self.cfg.optimizer not in makers:
+            raise ConfigError(f"optimizer: unknown value {self.cfg.optimizer!r} (allowed: {', '.join(makers)})")
+        optimizer = makers[self.cfg.optimizer]()
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        return optimizer
+
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        return self.schedule.lr(step, steps_per_epoch, self.state["lr_multiplier"])
+
+    # ---- the distributed step
+    def _forward(self, tape, x, y):
+        with tape:
+            loss = self.loss_fn(y, self.model(x, training=True))
+            scaled = self.optimizer.scale_loss(loss)   # loss scaling under mixed_float16
+        return loss, scaled
+
+    def _step(self, x, y):
+        tape = self.tf.GradientTape()
+        loss, scaled = self._forward(tape, x, y)
+        tape = self.dist.distributed_tape(tape, self.cfg.compression)   # HVD: ring-allreduce
+        grads = tape.gradient(scaled, self._sources)
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        self._loss_sum.assign_add(loss)
+        return loss
+
+    def _local_grads(self, x, y):
+        tape = self.tf.GradientTape()
+        loss, scaled = self._forward(tape, x, y)
+        return loss, tape.gradient(scaled, self._sources)
+
+    def _step_xla(self, x, y):
+        """XLA variant: compiled forward/backward, then the same grouped allreduce."""
+        loss, grads = self._grads(x, y)
+        grads = self.dist.allreduce_gradients(grads, self.cfg.compression)   # HVD: ring-allreduce
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        self._loss_sum.assign_add(loss)
+        return loss
+
+    def train_step(self, x, y):
+        """One step on this rank's batch; returns the local loss as a tensor (no host sync)."""
+        return self._train_step(x, y)
+
+    def _seed_states(self) -> list:
+        return [v for v in self.model.non_trainable_variables if "seed_generator_state" in v.path]
+
+    def _offset_seed_states(self) -> None:
+        """Give each rank its own dropout stream ([seed, counter] -> [seed + rank*K, counter])."""
+        if self.rank:
+            for v in self._seed_states():
+                v.assign(v.numpy() + np.array([self.rank * RANK_SEED_STRIDE, 0]).astype(v.dtype))
+
+    def broadcast(self) -> None:
+        """Rank 0's model and optimizer state on every rank (dropout streams stay per rank)."""
+        own = {id(v) for v in self._seed_states()}
+        self.dist.broadcast_variables([v for v in self.model.variables if id(v) not in own]
+                                      + list(self.optimizer.variables))
+
+    # ---- data
+    def dataset(self, split: str, training: bool, epoch: int = 0, steps: int | None = None,
+                epochs: int = 1):
+        """This rank's dataset of ``split``; for training, ``epochs`` epochs from ``epoch`` on."""
+        from tfxr.data.pipeline import build_dataset
+
+        return build_dataset(self.cfg.data, split, self.data_cfg, training=training, rank=self.rank,
+                             world=self.world, seed=self.cfg.seed, epoch=epoch, epochs=epochs,
+                             manifest=self.manifest, repeat_steps=steps)
+
+    def steps_per_epoch(self) -> int:
+        from tfxr.data.pipeline import split_steps
+
+        return self.cfg.steps_per_epoch or split_steps(self.cfg.data, "train", self.manifest,
+                                                       self.data_cfg.batch_size, self.world,
+                                                       self.data_cfg.synthetic_fraction)
+
+    def validate(self, dataset) -> dict:
+        """Validation metrics over the whole split (every rank's predictions gathered)."""
+        probs, labels = [], []
+        for x, y in dataset:
+            probs.append(np.asarray(self._predict(x), np.float32))
+            labels.append(y.numpy())
+        width = len(self.label_names)
+        mine = (np.concatenate(probs) if probs else np.zeros((0, width), np.float32),
+                np.concatenate(labels) if labels else np.zeros((0, width), np.float32))
+        parts = self.dist.allgather_object(mine) if self.world > 1 else [mine]
+        probs, labels = np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts])
+        aucs = auroc_per_label(labels, probs)
+        return {"val_loss": float(self.loss_fn(labels, probs)),
+                "val_auroc": dict(zip(self.label_names, aucs)), "val_mean_auroc": nanmean(aucs),
+                "val_accuracy": float(np.mean((probs >= 0.5) == (labels >= 0.5)))}
+
+    # ---- checkpoints
+    def _checkpoint_store(self):
+        from tfxr.training.checkpoints import CheckpointStore, variables_by_path
+
+        return CheckpointStore(os.path.join(self.cfg.out, "checkpoints"),
+                               {"model": variables_by_path(self.model.variables),
+                                "optimizer": variables_by_path(self.optimizer.variables)},
+                               max_to_keep=self.cfg.keep_checkpoints, writer=self.rank == 0)
+
+    def _resume_path(self, store) -> str | None:
+        """The checkpoint to resume from (rank 0 decides, every rank gets it or the same error)."""
+        path, problem = None, None
+        if self.rank == 0:
+            try:
+                path = store.latest()
+                history = os.path.join(self.cfg.out, "history.json")
+                if path is None and os.path.exists(history):
+                    raise CheckpointError(f"--resume: {self.cfg.out} has a history.json but no checkpoint "
+                                          f"in {store.directory}; starting over would overwrite it (use "
+                                          f"another --out, or delete {self.cfg.out} to start over)")
+            except CheckpointError as e:
+                problem = str(e)
+        path, problem = self.dist.broadcast_object((path, problem))
+        if problem:
+            raise CheckpointError(problem)
+        return path
+
+    def restore(self, store, path: str) -> None:
+        self.state = {**new_run_state(), **store.restore(path)}
+        self._offset_seed_states()   # the checkpoint holds rank 0's dropout stream
+
+    def _save_model(self, name: str) -> None:
+        if self.rank == 0:
+            with atomic_path(os.path.join(self.cfg.out, name), suffix=".keras") as tmp:
+                self.model.save(tmp)
+
+    # ---- the loop
+    def fit(self) -> dict:
+        import keras
+
+        from tfxr.progress import progress_bar
+        from tfxr.training.runlog import RunLog
+
+        cfg, chief = self.cfg, self.rank == 0
+        store = self._checkpoint_store()
+        resumed = self._resume_path(store) if cfg.resume else None
+        if resumed:
+            self.restore(store, resumed)
+        log = RunLog(cfg.out, enabled=chief)
+        log.start({**to_dict(cfg), "_resolved": {
+            "workers": self.world, "base_lr": self.base_lr, "image_size": self.image_size,
+            "label_names": self.label_names, "pos_weight": self.pos_weight.tolist(),
+            "neg_weight": self.neg_weight.tolist()}})
+        if resumed:
+            log.message(f"resumed from {resumed} (epoch {self.state['epoch']})")
+        self.broadcast()   # HVD: identical start on every rank
+        steps = self.steps_per_epoch()
+        from tfxr.models import model_report
+        if chief:
+            report = model_report(self.model)
+            log.message(f"{cfg.model}: {report['params']:,} params, {report['flops_per_image'] / 1e9:.3f} "
+                        f"GFLOPs/image; {self.world} worker(s) x batch {self.data_cfg.batch_size}, "
+                        f"{steps} steps/epoch, lr {self.base_lr:g}")
+        first = self.state["epoch"]
+        batches = iter(self.dataset("train", True, first, steps, epochs=cfg.epochs - first)) \
+            if first < cfg.epochs else None
+        validation = self.dataset(cfg.val_split, False) if cfg.val_split else None
+        while self.state["epoch"] < cfg.epochs:
+            record = self._train_epoch(batches, steps, progress_bar)
+            if validation is not None:
+                record.update(self.validate(validation))
+            record["epoch_time_s"] = time.perf_counter() - record.pop("_start")
+            decision = self.policy.update(self.state, record)
+            self.state["history"].append(record)
+            if decision.improved:
+                self._save_model("best.keras")
+            self.state["epoch"] = record["epoch"]
+            store.save(self.state["epoch"], self.state)
+            log.epoch(self.state["history"], self._summary(record))
+            if decision.stop:
+                log.message(f"early stopping after epoch {record['epoch']} (best epoch {self.state['best_epoch']})")
+                break
+        self._save_model("final.keras")
+        if chief and not os.path.exists(os.path.join(cfg.out, "best.keras")):
+            with atomic_path(os.path.join(cfg.out, "best.keras"), suffix=".keras") as tmp:
+                shutil.copyfile(os.path.join(cfg.out, "final.keras"), tmp)
+        log.close()
+        keras.mixed_precision.set_global_policy("float32")
+        return self.state
+
+    def _train_epoch(self, batches, steps: int, progress_bar) -> dict:
+        cfg, epoch = self.cfg, self.state["epoch"]
+        start = time.perf_counter()
+        bar = progress_bar(steps, f"epoch {epoch + 1}/{cfg.epochs}", enabled=self.rank == 0 and cfg.progress,
+                           unit="step")
+        self._loss_sum.assign(0.0)
+        for _ in range(steps):
+            x, y = next(batches)
+            self.optimizer.learning_rate.assign(self.lr_at(self.state["global_step"], steps))
+            self.train_step(x, y)
+            self.state["global_step"] += 1
+            bar.update(1)
+        bar.close()
+        seconds = time.perf_counter() - start
+        train_loss = float(self.dist.allreduce_mean(self._loss_sum.numpy() / steps))
+        return {"epoch": epoch + 1, "train_loss": train_loss,
+                "lr": float(self.optimizer.learning_rate.numpy()),
+                "images_per_s": steps * self.data_cfg.batch_size * self.world / seconds,
+                "epoch_time_s": seconds, "_start": start}
+
+    @staticmethod
+    def _summary(record: dict) -> str:
+        line = f"epoch {record['epoch']}: loss {record['train_loss']:.4f}"
+        if "val_loss" in record:
+            line += (f", val loss {record['val_loss']:.4f}, val AUROC {record['val_mean_auroc']:.4f}, "
+                     f"val acc {record['val_accuracy']:.4f}")
+        return line + f", lr {record['lr']:.2e}, {record['images_per_s']:.1f} img/s, {record['epoch_time_s']:.1f} s"
