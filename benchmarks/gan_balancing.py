@@ -107,6 +107,7 @@ def balanced_data(args, data: str, method: str, generator: str | None, seed: int
 
 def train_and_evaluate(args, arm: str, data: str, seed: int, work: str) -> dict:
     from tfxr.data.augment import AugmentConfig
+    from tfxr.data.pipeline import DataConfig
     from tfxr.evaluate import EvalConfig, evaluate
     from tfxr.train import TrainConfig, Trainer
 
@@ -116,12 +117,13 @@ def train_and_evaluate(args, arm: str, data: str, seed: int, work: str) -> dict:
         with open(metrics) as fh:
             return json.load(fh)
     model = "pneumonia_cnn" if args.dataset == "pneumoniamnist" else "tb_cnn"
-    cfg = TrainConfig(model=model, data=data, out=out, epochs=args.clf_epochs, batch_size=args.batch_size,
-                      seed=seed, class_weighting="balanced" if arm in ("cw", "gan_cw") else "none",
-                      augment=AugmentConfig(enabled=arm == "augment"), progress=False, early_stopping_patience=3)
+    cfg = TrainConfig(model=model, data=data, out=out, epochs=args.clf_epochs, seed=seed,
+                      class_weighting="balanced" if arm in ("cw", "gan_cw") else "none",
+                      pipeline=DataConfig(batch_size=args.batch_size, augment=AugmentConfig(enabled=arm == "augment")),
+                      progress=False, early_stopping_patience=3)
     log_command(args.out, f"python -m tfxr.train --model {model} --data {data} --out {out} --epochs {cfg.epochs} "
-                          f"--batch-size {cfg.batch_size} --seed {seed} --class-weighting {cfg.class_weighting} "
-                          f"--set augment.enabled={str(arm == 'augment').lower()} --set early_stopping_patience=3")
+                          f"--batch-size {cfg.pipeline.batch_size} --seed {seed} --class-weighting {cfg.class_weighting} "
+                          f"--set pipeline.augment.enabled={str(arm == 'augment').lower()} --set early_stopping_patience=3")
     Trainer(cfg).fit()
     log_command(args.out, f"python -m tfxr.evaluate --model {out}/best.keras --data {data} --split test "
                           f"--set bootstrap={args.bootstrap}")

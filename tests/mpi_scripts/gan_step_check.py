@@ -1,7 +1,7 @@
 """Run N steps of the real GanTrainer on fixed real batches and dump both networks' weights.
 
-    mpirun -np 2 python tests/mpi_scripts/gan_step_check.py OUT dist    # rank r: batch r, its own noise
-    python tests/mpi_scripts/gan_step_check.py OUT union                # one process, both ranks' batches
+    python -m tfxr.distributed --np 2 -- tests.mpi_scripts.gan_step_check OUT dist    # rank r: batch r, its own noise
+    python -m tests.mpi_scripts.gan_step_check OUT union # one process, both ranks' batches
 
 Batch norm and dropout are off: their statistics / masks are per rank by design, so only
 without them is a 2-rank step bit-comparable with one process on the union batch.

@@ -1,12 +1,10 @@
 """The distributed DCGAN loop: exact 2-rank steps, exact resume, and that training helps."""
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, mpirun_cmd, run
+from tests.conftest import tfxr
 
 ONE_THREAD = {"TFXR_CPU_THREADS": "1"}   # same float reduction order in every process
 
@@ -19,10 +17,9 @@ def _load(path):
 @pytest.mark.mpi
 def test_two_rank_gan_step_equals_one_process_on_union(tmp_path):
     """Both tapes are allreduced: ranks end identical and equal one process on both batches."""
-    script = str(REPO / "tests" / "mpi_scripts" / "gan_step_check.py")
-    d = run(mpirun_cmd(2, script, str(tmp_path), "dist"), env=ONE_THREAD)
+    d = tfxr("tests.mpi_scripts.gan_step_check", str(tmp_path), "dist", np=2, env=ONE_THREAD)
     assert "world 2" in d.stdout
-    u = run([sys.executable, script, str(tmp_path), "union"], env=ONE_THREAD)
+    u = tfxr("tests.mpi_scripts.gan_step_check", str(tmp_path), "union", env=ONE_THREAD)
     assert "world 1" in u.stdout
     r0, r1 = _load(tmp_path / "gan-dist-adam-0.npz"), _load(tmp_path / "gan-dist-adam-1.npz")
     ref = _load(tmp_path / "gan-union-adam-0.npz")
