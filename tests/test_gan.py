@@ -116,3 +116,24 @@ def test_bad_input_is_one_line_and_exit_2(synthetic_tfrec, tmp_path, args, messa
     r = run([sys.executable, "-m", "tfxr.gan", *args], check=False)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_compare_optimizers_reports_both_with_the_evaluators_domain_fid(synthetic_tfrec, tmp_path):
+    """Adam and RMSProp side by side, each scored by the evaluator's FID_tfxr beside the
+    real-vs-real baseline (a random-init tfxr classifier is enough to exercise the path)."""
+    from tfxr.models import build_model
+
+    feature_model = tmp_path / "clf.keras"
+    build_model("tb_cnn", 64, num_outputs=1).save(feature_model)
+    out = tmp_path / "cmp"
+    tfxr("tfxr.gan", "compare-optimizers", "--data", str(synthetic_tfrec), "--out", str(out), "--epochs", "1",
+         "--set", "steps_per_epoch=2", "--set", f"feature_model={feature_model}", *TINY)
+    results = json.loads((out / "comparison.json").read_text())
+    assert set(results) == {"adam", "rmsprop"}
+    for res in results.values():
+        (label, score), = res["scores"].items()
+        assert label.startswith("FID_tfxr[") and score["n"] == 256
+        assert np.isfinite(score["fid"]) and score["fid"] >= 0 and np.isfinite(score["real_vs_real_fid"])
+    report = (out / "comparison.md").read_text()
+    assert report.count("FID_tfxr[") == 2 and "real-vs-real" in report
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"

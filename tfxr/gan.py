@@ -77,17 +77,24 @@ def image_statistics_gap(real: np.ndarray, fake: np.ndarray) -> dict:
             "pixel_wasserstein": float(wasserstein_distance(real.ravel()[::7], fake.ravel()[::7]))}
 
 
-def evaluator_scores(real: np.ndarray, fake: np.ndarray) -> dict:
-    """Inception Score and FID from the evaluator's module when it is installed."""
-    try:
-        from tfxr.evaluation import generative
-    except ImportError:
-        return {"note": "FID/IS: evaluator not available (tfxr.evaluation.generative is missing)"}
-    scores = {}
-    for name, call in (("inception_score", lambda f: f(fake)), ("fid", lambda f: f(real, fake))):
-        fn = getattr(generative, name, None)
-        scores[name] = call(fn) if fn else None
-    return scores
+def evaluator_scores(cfg, real: np.ndarray, fakes: dict[str, np.ndarray]) -> list[dict]:
+    """FID and IS of each optimizer's samples (images in [-1, 1]) with tfxr's evaluator:
+    InceptionV3 when ``--inception-weights`` is given, the domain variant with a trained
+    tfxr classifier when ``--feature-model`` is; each beside the real-vs-real baseline."""
+    from tfxr.evaluation import generative
+    from tfxr.evaluation.classifier import load_model, resolve_model_path
+
+    extractors = []
+    if cfg.feature_model:
+        model = load_model(resolve_model_path(cfg.feature_model))
+        extractors.append(generative.ClassifierExtractor(model, model.name))
+    if cfg.inception_weights:
+        extractors.append(generative.InceptionExtractor(cfg.inception_weights))
+
+    def unit(images):   # the evaluator takes images in [0, 1]
+        return (np.asarray(images, np.float32) + 1.0) / 2.0
+    return [generative.evaluate_generated(extractor, unit(real), {k: unit(v) for k, v in fakes.items()},
+                                          seed=cfg.seed) for extractor in extractors]
 
 
 def compare_optimizers(argv: list[str]) -> int:
@@ -102,7 +109,7 @@ def compare_optimizers(argv: list[str]) -> int:
 
     base, _ = parse_config(GanConfig, argv, "python -m tfxr.gan compare-optimizers",
                            "Train the same DCGAN with Adam and with RMSProp and compare them.")
-    results = {}
+    results, fakes = {}, {}
     for optimizer in ("adam", "rmsprop"):
         cfg = dataclasses.replace(base, optimizer=optimizer, out=os.path.join(base.out, optimizer))
         trainer = GanTrainer(cfg)
@@ -114,8 +121,17 @@ def compare_optimizers(argv: list[str]) -> int:
                 (256, cfg.latent_dim)).astype(np.float32))
             real = trainer.images[:256]
             results[optimizer] = {"history": state["history"], "wall_time_s": seconds, "out": cfg.out,
-                                  **image_statistics_gap(real, fake), **evaluator_scores(real, fake)}
+                                  **image_statistics_gap(real, fake)}
+            fakes[optimizer] = fake
     if dist.rank() == 0:
+        scores = evaluator_scores(base, real, fakes)
+        for result in scores:
+            for optimizer in results:
+                row = result["rows"][optimizer]
+                results[optimizer].setdefault("scores", {})[result["fid_label"]] = {
+                    "fid": row["fid"], "n": row["n"], "n_reference": row["n_reference"],
+                    "real_vs_real_fid": result["rows"]["real (half A) [baseline]"]["fid"],
+                    result["score_label"]: [row["score_mean"], row["score_sd"]]}
         io.write_json(os.path.join(base.out, "comparison.json"), results)
         _plot_comparison(results, os.path.join(base.out, "comparison.png"))
         io.write_text(os.path.join(base.out, "comparison.md"), _comparison_markdown(base, results, argv))
@@ -155,17 +171,26 @@ def _comparison_markdown(cfg, results: dict, argv: list[str]) -> str:
              f"worker, lr G {cfg.g_lr:g} / D {cfg.d_lr:g}, {cfg.loss} loss.", "",
              f"Command: `python -m tfxr.gan compare-optimizers {' '.join(argv)}`", "",
              "| optimizer | final D loss | final G loss | D(real)-D(fake) | diversity | epochs flagged collapsed "
-             "| mean-image gap | pixel W1 | FID | IS | wall time (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| mean-image gap | pixel W1 | wall time (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, res in results.items():
         last = res["history"][-1]
         flagged = sum(r["collapsed"] for r in res["history"])
-        fid, score = res.get("fid"), res.get("inception_score")
         lines.append(f"| {name} | {last['d_loss']:.3f} | {last['g_loss']:.3f} | {last['d_real'] - last['d_fake']:.3f} "
                      f"| {last['diversity_ratio']:.2f} | {flagged}/{len(res['history'])} | {res['mean_image_gap']:.4f} "
-                     f"| {res['pixel_wasserstein']:.4f} | {'n/a' if fid is None else f'{fid:.2f}'} "
-                     f"| {'n/a' if score is None else score} | {res['wall_time_s']:.0f} |")
-    notes = {res["note"] for res in results.values() if res.get("note")}
+                     f"| {res['pixel_wasserstein']:.4f} | {res['wall_time_s']:.0f} |")
+    scored = [res.get("scores", {}) for res in results.values()]
+    if any(scored):
+        lines += ["", "| optimizer | metric | value | N (generated / real) | real-vs-real | score (mean ± sd) |",
+                  "|---|---|---|---|---|---|"]
+        for name, res in results.items():
+            for label, row in res.get("scores", {}).items():
+                (score_label, (mean, sd)), = [(k, v) for k, v in row.items() if k.startswith("IS")]
+                lines.append(f"| {name} | {label} | {row['fid']:.4g} | {row['n']} / {row['n_reference']} "
+                             f"| {row['real_vs_real_fid']:.4g} | {score_label} {mean:.3f} ± {sd:.3f} |")
+    notes = set() if any(scored) else {
+        "FID/IS not computed: give `--inception-weights PATH` (InceptionV3, ImageNet) and/or "
+        "`--feature-model RUN` (a trained tfxr classifier, the offline domain variant)."}
     lines += ["", *sorted(notes), "", "![losses, D gap and diversity](comparison.png)", "",
               "Sample grids (same fixed noise):", ""]
     for name, res in results.items():

@@ -58,6 +58,10 @@ class GanConfig:
     resume: bool = False
     keep_checkpoints: int = option(2, minimum=1)
     progress: bool = True
+    # compare-optimizers scores both runs' samples with the evaluator: FID/IS with InceptionV3
+    # weights from this file, and/or the offline domain variant with this trained tfxr classifier
+    inception_weights: str = ""
+    feature_model: str = ""
 
 
 # --------------------------------------------------------------------------- data
