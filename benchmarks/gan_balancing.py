@@ -180,8 +180,8 @@ def summarize(out: str, label: str) -> str:
                 continue
             seeds = sorted(runs)
             auc = np.array([runs[s]["auroc"] for s in seeds])
-            sens = np.array([runs[s]["at_youden"]["sensitivity"] for s in seeds])
-            spec = np.array([runs[s]["at_youden"]["specificity"] for s in seeds])
+            sens = np.array([runs[s]["at_val_threshold"]["sensitivity"] for s in seeds])
+            spec = np.array([runs[s]["at_val_threshold"]["specificity"] for s in seeds])
             cis = "; ".join(f"{runs[s]['auroc_ci95'][0]:.3f}–{runs[s]['auroc_ci95'][1]:.3f}" for s in seeds)
             paired = [s for s in seeds if s in cw]
             diff, p = "", ""

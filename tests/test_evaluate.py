@@ -70,3 +70,21 @@ def test_missing_inception_weights_names_the_remedy(phantom_data, tmp_path, monk
     assert main(["gan", "--generated", "noise", "--real", str(phantom_data)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--inception-weights PATH" in err[0] and "inception_v3_weights" in err[0]
+
+
+def test_model_with_a_dynamic_input_shape_is_a_clear_error(phantom_data, tmp_path, capsys):  # noqa: F811
+    """tfxr feeds images at the model's own size: a (None, None, C) input cannot say which."""
+    import keras
+
+    from tfxr.data.tfrecord import read_manifest
+    from tfxr.evaluate import main
+
+    labels = len(read_manifest(str(phantom_data))["label_names"])
+    inputs = keras.Input((None, None, 1))
+    outputs = keras.layers.Dense(labels, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs))
+    path = tmp_path / "dynamic.keras"
+    keras.Model(inputs, outputs).save(path)
+    assert main(["--model", str(path), "--data", str(phantom_data), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a fixed square image" in err and str(path) in err and "Traceback" not in err
+    assert not (tmp_path / "e").exists()

@@ -932,11 +932,11 @@ def test_slurm_settings_reach_the_command(tmp_path, data_dir):
     out = tmp_path / "run"
     (tmp_path / "my.yaml").write_text("model: tb_cnn\n")
     argv = argv_of(slurm(["train_1gpu.sh", "--lr", "0.01"], tmp_path, DRY_RUN=1, NP=2, DATA_DIR="data",
-                         OUT_DIR=out, CONFIG="my.yaml", MODEL="densenet121", EPOCHS=3, BATCH_SIZE=8,
+                         OUT_DIR=out, CONFIG="my.yaml", MODEL="tb_cnn", EPOCHS=3, BATCH_SIZE=8,
                          PYTHON="/venv/bin/python", EXTRA_ARGS="--seed 7 --mixed-precision"))
     assert argv[:3] == ["/venv/bin/python", "-m", "tfxr.distributed"]
     assert train_args(argv) == ["--config", str(tmp_path / "my.yaml"), "--data", str(data_dir), "--out", str(out),
-                                "--model", "densenet121", "--epochs", "3", "--batch-size", "8",
+                                "--model", "tb_cnn", "--weights", "none", "--epochs", "3", "--batch-size", "8",
                                 "--seed", "7", "--mixed-precision", "--lr", "0.01"]
     assert not out.exists()  # a dry run creates nothing
     argv = argv_of(slurm("train_1gpu.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir, CONFIG="configs/tb_cnn.yaml"))

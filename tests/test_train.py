@@ -196,7 +196,7 @@ def test_evaluate_writes_metrics_and_roc(synthetic_tfrec, fp32_run, tmp_path):
     tb = m["labels"]["Tuberculosis"]
     assert 0 <= tb["auroc"] <= 1 and tb["auroc_ci95"][0] <= tb["auroc"] <= tb["auroc_ci95"][1]
     assert "mean AUROC" in r.stdout
-    assert not math.isnan(tb["at_youden"]["sensitivity"])
+    assert not math.isnan(tb["at_val_threshold"]["sensitivity"])
     # under mpirun -np 2 each rank predicts half; the gathered result is the same evaluation
     tfxr("tfxr.evaluate", "--model", str(out), "--data", str(synthetic_tfrec), "--split", "test",
          "--set", "bootstrap=50", "--out", str(tmp_path / "ev2"), np=2)
@@ -214,7 +214,8 @@ def test_tb_cnn_learns_the_synthetic_phantoms(tmp_path):
     tfxr("tfxr.tfrecords", "write", "--source", "synthetic", "--num-images", "900", "--image-size", "64",
          "--shards", "2", "--seed", "5", "--out", str(data), "--quiet")
     out = tmp_path / "run"
-    tfxr("tfxr.train", "--model", "tb_cnn", "--data", str(data), "--out", str(out), "--epochs", "12",
+    # the small CNN sits near chance for several epochs before it takes off (seed 0: ~epoch 14)
+    tfxr("tfxr.train", "--model", "tb_cnn", "--data", str(data), "--out", str(out), "--epochs", "20",
          "--batch-size", "32", "--cache", "--deterministic", "--no-progress", "--set", "lr=0.002",
          "--set", "early_stopping_patience=0", "--set", "plateau_patience=0")
     hist = json.loads((out / "history.json").read_text())

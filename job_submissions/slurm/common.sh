@@ -86,7 +86,11 @@ tfxr_main() {
 
     # The config is the one source of truth; MODEL, EPOCHS, BATCH_SIZE override it when set.
     local -a py extra train launch overrides=()
-    if [[ -n ${MODEL:-} ]]; then overrides+=(--model "$MODEL"); fi
+    if [[ -n ${MODEL:-} ]]; then
+        overrides+=(--model "$MODEL")
+        # the CheXNet config asks for ImageNet weights, which only chexnet takes
+        [[ $MODEL == chexnet ]] || overrides+=(--weights none)
+    fi
     if [[ -n ${EPOCHS:-} ]]; then
         tfxr_posint "$EPOCHS" || tfxr_die "EPOCHS must be a positive integer, got '$EPOCHS'"
         overrides+=(--epochs "$EPOCHS")

@@ -369,3 +369,16 @@ def test_lesions_are_named_records_and_every_kind_is_drawn():
     blob = Lesion(LesionKind.BLOB, 0.0, 0.0, radius=0.1, amplitude=0.05)
     cavity = Lesion(LesionKind.CAVITY, 0.0, 0.0, radius=0.1, amplitude=0.1, wall=0.01)
     assert (haze.reach(), blob.reach(), cavity.reach()) == pytest.approx((0.11, 0.16, 0.18))
+
+
+def test_lung_field_mask_covers_both_lungs_and_holds_the_lesion_boxes():
+    from tfxr.data.synthetic import lung_field_mask
+
+    size = 64
+    for index in range(6):
+        mask = lung_field_mask(3, index, size, "tb", 0.9)
+        assert mask.shape == (size, size) and 0.1 < mask.mean() < 0.6
+        assert mask[:, : size // 2].any() and mask[:, size // 2:].any()     # a lung on each side
+        for box in phantom_meta(3, index, "tb", 0.9)[1]:                      # TB lesions lie in a lung
+            x, y = int((box.xmin + box.xmax) / 2 * size), int((box.ymin + box.ymax) / 2 * size)
+            assert mask[max(0, y - 3):y + 4, max(0, x - 3):x + 4].any()

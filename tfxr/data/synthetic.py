@@ -618,6 +618,18 @@ def phantom_meta(
     return findings.labels, _boxes(anatomy, findings, _view(seed, index), task), _patient_id(patient)
 
 
+def lung_field_mask(seed: int, index: int, size: int, task: str = "tb", prevalence: float = 0.35) -> np.ndarray:
+    """Boolean (size, size) mask of phantom ``index``'s lung fields in its own view --
+    where a finding can lie (used by the localization's random-box baseline)."""
+    _patient, anatomy, _findings = _patient_state(seed, index, task, prevalence)
+    view = _view(seed, index)
+    centres = (np.arange(size, dtype=np.float32) + 0.5) * (2.0 / size) - 1.0
+    u, v = _to_anatomy(view, *np.meshgrid(centres, centres))
+    lungs = sum(_lung_mask(anatomy, side, u.astype(np.float32), v.astype(np.float32), view.inspiration)
+                for side in (0, 1))
+    return np.asarray(lungs) > 0.5
+
+
 # ----------------------------------------------------------------------------- drawing
 
 

@@ -98,13 +98,17 @@ class TfxrShards(tfds.core.GeneratorBasedBuilder):
         manifest = read_manifest(cfg.tfxr_dir)
         check_shards(cfg.tfxr_dir, manifest)
         return {split: self._generate_examples([os.path.join(cfg.tfxr_dir, shard["file"])
-                                                for shard in manifest["splits"][split]["shards"]])
+                                                for shard in manifest["splits"][split]["shards"]],
+                                               keep_generated=split == "train")
                 for split in cfg.splits}
 
-    def _generate_examples(self, files: list[str]):
+    def _generate_examples(self, files: list[str], keep_generated: bool):
+        """Every record of ``files``; generated (GAN) images only in train, as tfxr's pipeline."""
         spec = feature_spec(len(self._config.label_names))
         for record in tf.data.TFRecordDataset(files):
             ex = tf.io.parse_single_example(record, spec)
+            if int(ex["image/synthetic"]) and not keep_generated:
+                continue
             boxes = {k: tf.sparse.to_dense(ex[f"bbox/{k}"]).numpy()
                      for k in ("label", "xmin", "ymin", "xmax", "ymax")}
             image_id = ex["image/id"].numpy().decode()

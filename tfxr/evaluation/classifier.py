@@ -72,6 +72,25 @@ def load_model(path: str):
         raise ConfigError(f"{path}: cannot load as a Keras model ({type(e).__name__}: {e})") from None
 
 
+def load_model_for(model_arg: str, data_dir: str, manifest: dict):
+    """(path, model, image size, channels) of a model that can score ``data_dir``.
+
+    Clear errors for a model whose outputs do not match the data's labels, or whose
+    input shape is not fixed (tfxr feeds every image at the model's own size).
+    """
+    path = resolve_model_path(model_arg)
+    model = load_model(path)
+    names = list(manifest["label_names"])
+    if model.output_shape[-1] != len(names):
+        raise ConfigError(f"{path}: model has {model.output_shape[-1]} outputs, {data_dir} has "
+                          f"{len(names)} labels")
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or None in shape[1:] or shape[1] != shape[2]:
+        raise ConfigError(f"{path}: input shape {shape} is not a fixed square image (None, S, S, C); "
+                          f"rebuild the model with a fixed input size (tfxr models always have one)")
+    return path, model, int(shape[1]), int(shape[-1])
+
+
 def predict_split(predict_fn, data_dir: str, split: str, data_cfg, manifest: dict, rank: int = 0,
                   world: int = 1):
     """(probabilities, labels, image ids) of a whole split, gathered from all ranks.
@@ -231,16 +250,12 @@ def evaluate(cfg: EvalConfig) -> dict:
 
     if not cfg.model or not cfg.data:
         raise ConfigError("--model and --data are required")
-    path = resolve_model_path(cfg.model)
+    path = resolve_model_path(cfg.model)      # file checks before Horovod starts
     manifest = read_manifest(cfg.data)
     dist.init()
     rank, world = dist.rank(), dist.size()
-    model = load_model(path)
+    path, model, size, channels = load_model_for(path, cfg.data, manifest)
     names = list(manifest["label_names"])
-    if model.output_shape[-1] != len(names):
-        raise ConfigError(f"{path}: model has {model.output_shape[-1]} outputs, {cfg.data} has "
-                          f"{len(names)} labels")
-    size, channels = int(model.input_shape[1]), int(model.input_shape[-1])
     dcfg = DataConfig(batch_size=cfg.batch_size, image_size=size, channels=channels, deterministic=True)
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     predict = lambda x: forward(x).numpy()  # noqa: E731

@@ -333,18 +333,10 @@ def phantom_lung_fields(manifest: dict, image_ids: list[str], size: int) -> dict
     from tfxr.data import synthetic
 
     seed, task, prevalence = int(source["seed"]), source["task"], float(source["prevalence"])
-    centres = (np.arange(size, dtype=np.float32) + 0.5) * (2.0 / size) - 1.0
-    px, py = np.meshgrid(centres, centres)
     masks = {}
     for image_id in image_ids:
         index = int(image_id.rsplit("_", 1)[-1])
-        # The phantom's private geometry (tfxr.data.synthetic): anatomy of its patient, view.
-        _pid, anatomy, _findings = synthetic._patient_state(seed, index, task, prevalence)
-        view = synthetic._view(seed, index)
-        u, v = synthetic._to_anatomy(view, px, py)
-        lungs = sum(synthetic._lung_mask(anatomy, side, u.astype(np.float32), v.astype(np.float32), view.insp)
-                    for side in (0, 1))
-        masks[image_id] = np.asarray(lungs) > 0.5
+        masks[image_id] = synthetic.lung_field_mask(seed, index, size, task, prevalence)
     return masks
 
 
@@ -443,7 +435,7 @@ def localize(cfg: LocalizeConfig) -> dict:
 
     from tfxr import distributed as dist
     from tfxr.data.tfrecord import read_manifest
-    from tfxr.evaluation.classifier import load_model, resolve_model_path
+    from tfxr.evaluation.classifier import load_model_for, resolve_model_path
     from tfxr.io import write_json, write_text
 
     if not cfg.model or not cfg.data:
@@ -451,16 +443,12 @@ def localize(cfg: LocalizeConfig) -> dict:
     if cfg.threshold_split == cfg.split:
         raise ConfigError(f"--threshold-split {cfg.threshold_split}: box thresholds must be chosen on "
                           f"another split than the scored one (--split {cfg.split})")
-    path = resolve_model_path(cfg.model)
+    path = resolve_model_path(cfg.model)      # file checks before Horovod starts
     manifest = read_manifest(cfg.data)
     dist.init()
     rank, world = dist.rank(), dist.size()
-    model = load_model(path)
+    path, model, size, channels = load_model_for(path, cfg.data, manifest)
     names = list(manifest["label_names"])
-    if model.output_shape[-1] != len(names):
-        raise ConfigError(f"{path}: model has {model.output_shape[-1]} outputs, {cfg.data} has "
-                          f"{len(names)} labels")
-    size, channels = int(model.input_shape[1]), int(model.input_shape[-1])
     cam = GradCAM(model, cfg.layer, cfg.cam)
     labels = list(range(len(names)))
 

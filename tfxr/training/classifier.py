@@ -13,14 +13,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 import time
 
 import numpy as np
 
+from tfxr import cpu
 from tfxr.config import to_dict, validate
 from tfxr.errors import CheckpointError, ConfigError, ManifestError
-from tfxr.io import atomic_path
 from tfxr.evaluation.metrics import auroc_per_label, nanmean
+from tfxr.io import atomic_path
 from tfxr.training.schedule import POLICY_STATE, PlateauPolicy, WarmupSchedule
 
 #: added to a rank's dropout seed per rank, so ranks draw different dropout masks
@@ -91,6 +93,9 @@ class Trainer:
         if cfg.mixed_precision:
             gpu = bool(tf.config.list_physical_devices("GPU"))
             keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
+            slow = None if gpu else cpu.mixed_precision_problem()
+            if slow and self.rank == 0:
+                print(f"tfxr: warning: {slow}", file=sys.stderr)
         self.model = self._build_model()
         positives, total = label_counts(self.manifest, "train")
         self.pos_weight, self.neg_weight = class_weights(positives, total, cfg.class_weighting)
