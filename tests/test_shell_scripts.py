@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import io
 import json
 import os
 import re
@@ -20,11 +19,12 @@ import shutil
 import stat
 import subprocess
 import sys
-import tarfile
 import threading
 from pathlib import Path
 
 import pytest
+
+from tests.data.test_extract import make_tar
 
 REPO = Path(__file__).resolve().parents[1]
 DOWNLOAD = REPO / "download_dataset.sh"
@@ -569,25 +569,6 @@ def test_download_without_curl_or_wget_fails_clearly(tmp_path):
 # --------------------------------------------------------------------- extract_images.sh
 
 
-def make_tar(path: Path, entries: list[tuple]) -> Path:
-    """entries: ("f", name[, bytes]) | ("d", name) | ("l", name, target) | ("h", name, target) | ("p", name)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
-        for kind, name, *rest in entries:
-            info = tarfile.TarInfo(name)
-            if kind == "f":
-                data = rest[0] if rest else b"\x89PNG fake " + name.encode()
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-                continue
-            info.type = {"d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE, "h": tarfile.LNKTYPE,
-                         "p": tarfile.FIFOTYPE}[kind]
-            if rest:
-                info.linkname = rest[0]
-            tar.addfile(info)
-    return path
-
-
 def nih_like(path: Path, first: int, count: int) -> Path:
     names = [f"images/{i:08d}_000.png" for i in range(first, first + count)]
     return make_tar(path, [("d", "images/")] + [("f", n) for n in names])
@@ -611,7 +592,7 @@ def test_extract_a_directory_of_archives_then_skip(tmp_path):
     proc = extract(archives, out)
     assert proc.returncode == 0, out_of(proc)
     assert sorted(p.name for p in (out / "images").iterdir()) == [f"{i:08d}_000.png" for i in range(1, 6)]
-    assert (out / "images" / "00000001_000.png").read_bytes() == b"\x89PNG fake images/00000001_000.png"
+    assert (out / "images" / "00000001_000.png").read_bytes() == b"data of images/00000001_000.png"
     assert (out / ".extracted-images_001.tar.gz").is_file()
     assert (out / ".extracted-images_002.tar.gz").is_file()
     assert "[1/2] images_001.tar.gz" in proc.stdout and "[2/2] images_002.tar.gz" in proc.stdout

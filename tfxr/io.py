@@ -7,6 +7,7 @@ umask), like ``open()`` would, so a shared project folder stays usable.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -72,3 +73,12 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> int:
             os.unlink(full)
             removed += 1
     return removed
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (shards, generators, downloads)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -25,10 +25,11 @@ import time
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
 from tfxr.data import sources, splits as splitlib
 from tfxr.data.tfrecord import (ShardWriter, build_manifest, plan_shards, read_manifest,
-                                remove_stale_temporaries, write_manifest, _sha256_file)
+                                remove_stale_temporaries, write_manifest)
 from tfxr.data.types import OFFICIAL_SPLITS, Source
 from tfxr.distributed import mpi_comm
 from tfxr.errors import ConfigError, SourceError
+from tfxr.io import sha256_file
 from tfxr.progress import progress_bar
 
 DEFAULT_SHARDS = 8
@@ -172,7 +173,7 @@ def verify(data_dir: str) -> int:
             if not os.path.exists(p):
                 print(f"{p}: missing", file=sys.stderr)
                 bad += 1
-            elif _sha256_file(p) != sh["sha256"]:
+            elif sha256_file(p) != sh["sha256"]:
                 print(f"{p}: sha256 differs from manifest", file=sys.stderr)
                 bad += 1
     print(f"{data_dir}: {'OK' if not bad else f'{bad} bad shard(s)'}")

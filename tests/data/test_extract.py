@@ -18,7 +18,9 @@ from tfxr.data import extract
 
 
 def make_tar(path: Path, entries: list[tuple]) -> Path:
-    """entries: ("f", name[, bytes]) | ("d", name) | ("l", name, target) | ("h", name, target)."""
+    """A .tar.gz of entries: ("f", name[, bytes]) | ("d", name) | ("l", name, target) |
+    ("h", name, target) | ("p", name) (a FIFO); a file without bytes holds "data of NAME".
+    Also used by tests/test_shell_scripts.py."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w:gz") as tar:
         for kind, name, *rest in entries:
@@ -28,7 +30,8 @@ def make_tar(path: Path, entries: list[tuple]) -> Path:
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
                 continue
-            info.type = {"d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE, "h": tarfile.LNKTYPE}[kind]
+            info.type = {"d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE, "h": tarfile.LNKTYPE,
+                         "p": tarfile.FIFOTYPE}[kind]
             info.linkname = rest[0] if rest else ""
             tar.addfile(info)
     return path

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import math
 import os
 import shutil
@@ -30,16 +29,9 @@ import warnings
 import numpy as np
 
 from tfxr.errors import ConfigError, ManifestError
+from tfxr.io import sha256_file
 
 SPLIT = "train"
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_generator(path: str):

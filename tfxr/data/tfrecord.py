@@ -179,14 +179,6 @@ class ShardResult:
     reused: bool = False
 
 
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _worker_ignores_interrupts() -> None:
     """Pool workers leave Ctrl-C and SIGTERM to the parent, which stops them (terminate)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -242,7 +234,7 @@ class ShardWriter:
         if os.path.exists(final) and os.path.exists(state_path):
             st = _read_state(state_path)
             # a state from before origins were counted is not reused: its counts would be missing
-            if st.get("plan_hash") == phash and "origins" in st and st.get("sha256") == _sha256_file(final):
+            if st.get("plan_hash") == phash and "origins" in st and st.get("sha256") == tfxr_io.sha256_file(final):
                 if self.progress:
                     self.progress(len(plan.items))
                 res = ShardResult(**{k: v for k, v in st.items() if k not in ("plan_hash", "reused")})
@@ -263,7 +255,7 @@ class ShardWriter:
                     for it, png in good:
                         w.write(make_example(png, self.size, it.labels, it.image_id,
                                              it.patient_id, it.boxes, it.origin))
-        res = ShardResult(plan.name, plan.split, tally.kept, _sha256_file(final), tally.rejects,
+        res = ShardResult(plan.name, plan.split, tally.kept, tfxr_io.sha256_file(final), tally.rejects,
                           tally.label_counts.tolist(), sorted(tally.patients),
                           {o: tally.origins[o] for o in ORIGINS}, os.path.getsize(final))
         os.makedirs(os.path.dirname(state_path), exist_ok=True)

@@ -94,3 +94,27 @@ class CheckpointStore:
             raise CheckpointError(f"{path}: cannot restore this checkpoint into the model being "
                                   f"trained (damaged, or made by a different model/config): {first}") from None
         return json.loads(self._state.numpy().decode())
+
+    def resume_path(self, run_history: str, broadcast_object) -> str | None:
+        """The checkpoint a ``--resume`` run continues from, the same on every rank.
+
+        The writer (rank 0) decides; every rank gets its path, or the same CheckpointError
+        (through ``broadcast_object``, so no rank is left waiting). When the run's
+        ``run_history`` file exists but no checkpoint does, starting over would overwrite
+        it: that is an error too.
+        """
+        path, problem = None, None
+        if self.writer:
+            try:
+                path = self.latest()
+                if path is None and os.path.exists(run_history):
+                    raise CheckpointError(f"--resume: {os.path.dirname(run_history) or '.'} has "
+                                          f"{os.path.basename(run_history)} but no checkpoint in "
+                                          f"{self.directory}; starting over would overwrite it (use another "
+                                          f"--out, or delete that folder to start over)")
+            except CheckpointError as e:
+                problem = str(e)
+        path, problem = broadcast_object((path, problem))
+        if problem:
+            raise CheckpointError(problem)
+        return path

@@ -262,24 +262,6 @@ class Trainer:
                                 "optimizer": variables_by_path(self.optimizer.variables)},
                                max_to_keep=self.cfg.keep_checkpoints, writer=self.rank == 0)
 
-    def _resume_path(self, store) -> str | None:
-        """The checkpoint to resume from (rank 0 decides, every rank gets it or the same error)."""
-        path, problem = None, None
-        if self.rank == 0:
-            try:
-                path = store.latest()
-                history = os.path.join(self.cfg.out, "history.json")
-                if path is None and os.path.exists(history):
-                    raise CheckpointError(f"--resume: {self.cfg.out} has a history.json but no checkpoint "
-                                          f"in {store.directory}; starting over would overwrite it (use "
-                                          f"another --out, or delete {self.cfg.out} to start over)")
-            except CheckpointError as e:
-                problem = str(e)
-        path, problem = self.dist.broadcast_object((path, problem))
-        if problem:
-            raise CheckpointError(problem)
-        return path
-
     def restore(self, store, path: str) -> None:
         self.state = {**new_run_state(), **store.restore(path)}
         self._offset_seed_states()   # the checkpoint holds rank 0's dropout stream
@@ -298,7 +280,8 @@ class Trainer:
 
         cfg, chief = self.cfg, self.rank == 0
         store = self._checkpoint_store()
-        resumed = self._resume_path(store) if cfg.resume else None
+        resumed = (store.resume_path(os.path.join(cfg.out, "history.json"), self.dist.broadcast_object)
+                   if cfg.resume else None)
         if resumed:
             self.restore(store, resumed)
         log = RunLog(cfg.out, enabled=chief)

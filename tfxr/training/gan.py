@@ -321,21 +321,19 @@ class GanTrainer:
 
     # ---- checkpoints
     def checkpoint_store(self):
-        from tfxr.training.checkpoints import CheckpointStore
+        from tfxr.training.checkpoints import CheckpointStore, variables_by_path
 
-        # Keras 3 does not expose its dropout SeedGenerator states to tf.train.Checkpoint
-        # (measured: they were missing), so they are saved explicitly; without them a
-        # resumed run draws other dropout masks than an uninterrupted one.
-        streams = self.tf.Module(name="dropout_streams")
-        streams.states = self.dist.backing_variables(self._dropout_states())
+        # every Keras variable by path, dropout seed states included (tf.train.Checkpoint
+        # does not reach those through a Keras model), as the classifier does
         return CheckpointStore(os.path.join(self.cfg.out, "checkpoints"),
-                               {"generator": self.generator, "discriminator": self.discriminator,
-                                "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer,
-                                "d_dropout_streams": streams},
+                               {"generator": variables_by_path(self.generator.variables),
+                                "discriminator": variables_by_path(self.discriminator.variables),
+                                "g_optimizer": variables_by_path(self.g_optimizer.variables),
+                                "d_optimizer": variables_by_path(self.d_optimizer.variables)},
                                max_to_keep=self.cfg.keep_checkpoints, writer=self.rank == 0)
 
     def resume(self, store) -> None:
-        path = self.dist.broadcast_object(store.latest() if self.rank == 0 else None)
+        path = store.resume_path(os.path.join(self.cfg.out, "history.json"), self.dist.broadcast_object)
         if path:
             self.state = store.restore(path)
             self._offset_dropout_streams()   # the checkpoint holds rank 0's dropout stream
