@@ -345,11 +345,6 @@ def local_rank() -> int:
     return _hvd.local_rank() if _hvd else 0  # HVD
 
 
-def local_size() -> int:
-    _require_init()
-    return _hvd.local_size() if _hvd else 1  # HVD
-
-
 def is_chief() -> bool:
     return rank() == 0
 

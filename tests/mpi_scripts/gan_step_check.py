@@ -34,4 +34,4 @@ for s in range(steps):
         tr._step_fn(tf.constant(real), tf.constant(z), tf.constant(0.0), tf.constant(s, tf.int64))
 weights = [v.numpy() for v in tr.generator.trainable_variables + tr.discriminator.trainable_variables]
 np.savez(f"{out}/gan-{mode}-{optimizer}-{tr.rank}.npz", *weights)
-print("world", tr.world)
+sys.stdout.write(f"world {tr.world}\n")  # one write: ranks' lines never interleave

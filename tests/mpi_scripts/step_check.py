@@ -30,4 +30,4 @@ for s in range(steps):
     else:
         losses.append(float(tr.train_step(xs[s].reshape(-1, 64, 64, 1), ys[s].reshape(-1, 1))))
 np.savez(f"{out}/weights-{mode}{extra.get('tag', '')}-{tr.rank}.npz", *[v.numpy() for v in tr.model.trainable_variables])
-print("world", tr.world, "losses", losses)
+sys.stdout.write(f"world {tr.world} losses {losses}\n")  # one write: ranks' lines never interleave
