@@ -12,12 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbclient   # the dev extra installs both: a missing one must fail, not skip every notebook
+import nbformat
 import pytest
 
 from tests.conftest import REPO
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 
 pytestmark = [pytest.mark.mpi, pytest.mark.slow]
 
