@@ -136,3 +136,10 @@ def test_diversity_indicator_flags_a_collapsed_batch():
     same = np.repeat(varied[:1], 16, axis=0)
     assert mean_pairwise_distance(same) == 0.0
     assert mean_pairwise_distance(varied) == pytest.approx(np.sqrt(2 * 64), rel=0.1)
+
+
+def test_loss_plot_is_redrawn_every_tenth_sample_and_last_epoch():
+    from tfxr.training.gan import plot_due
+
+    due = [epoch for epoch in range(1, 26) if plot_due(epoch, {1, 7}, last_epoch=25)]
+    assert due == [1, 7, 10, 20, 25]
