@@ -6,7 +6,9 @@
 For every ground-truth box of the scored split (NIH's BBox_List_2017 boxes, scaled to
 the stored size, or the phantoms' lesion boxes) the Grad-CAM heatmap of its finding is
 turned into boxes (cut at a fraction of its maximum chosen per finding on
-``--threshold-split``, never on the scored split) and scored: accuracy at T(IoBB) in
+``--threshold-split``, never on the scored split; or fixed in advance with
+``--box-threshold 0.5`` when no other split has boxes, as for NIH, whose boxes are all in
+its test list) and scored: accuracy and average false positives (AFP) at T(IoBB) in
 {0.1, 0.25, 0.5, 0.75, 0.9} as in Wang et al. 2017 Table 4, IoU hit rates at 0.1-0.5 and
 the pointing game, each beside a random-placement baseline.  Writes ``OUT/report.md``
 (beside the published table), ``OUT/localization.json`` and ``OUT/overlays/*.png``

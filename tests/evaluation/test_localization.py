@@ -19,6 +19,25 @@ def test_iobb_and_iou_hand_values():
     assert hits["pointing"] and not loc.score_box(truth, [], (0.5, 0.5))["pointing"]
 
 
+def test_false_positives_and_afp_per_image_and_finding():
+    truths = [(0.0, 0.0, 0.5, 0.5)]      # binary fractions: IoBB exactly 1.0, 0.5 and 0.0
+    inside, half, outside = (0.125, 0.125, 0.25, 0.25), (0.25, 0.0, 0.75, 0.5), (0.625, 0.625, 0.875, 0.875)
+    fp = loc.false_positives(truths, [inside, half, outside])
+    assert fp == {"fp_0.1": 1, "fp_0.25": 1, "fp_0.5": 2, "fp_0.75": 2, "fp_0.9": 2}
+    # two truths of one finding in image a (one pair), one in image b: AFP averages the 2 pairs
+    hit = dict.fromkeys([f"iobb_{t}" for t in loc.IOBB_THRESHOLDS] + [f"iou_{t}" for t in loc.IOU_THRESHOLDS]
+                        + ["pointing"], True)
+    records = [{"image_id": "a", "label": 0, "box": list(truths[0]), "predicted": [list(outside)], **hit,
+                "random": hit},
+               {"image_id": "a", "label": 0, "box": [0.5, 0.5, 1.0, 1.0], "predicted": [list(outside)], **hit,
+                "random": hit},
+               {"image_id": "b", "label": 0, "box": list(truths[0]), "predicted": [list(outside), list(inside)],
+                **hit, "random": hit}]
+    row = loc.summarise(records, ["Mass"])["Mass"]
+    assert row["boxes"] == 3 and row["images"] == 2
+    assert row["afp"]["fp_0.1"] == pytest.approx((0 + 1) / 2)    # a: outside lies in its 2nd truth
+
+
 def test_boxes_from_heatmap_one_box_per_region():
     heat = np.zeros((20, 10))
     heat[2:6, 1:4] = 1.0          # rows 2-5, cols 1-3

@@ -21,7 +21,10 @@ Method
   box's own finding, whatever the model predicts -- as in Wang et al. 2017):
   accuracy at T(IoBB) in {0.1, 0.25, 0.5, 0.75, 0.9} (a box is found when some predicted
   box has intersection / predicted-box area > T, Wang et al.'s Table 4), IoU hit rates at
-  0.1..0.5, and the pointing game (the heatmap's maximum falls inside the box).
+  0.1..0.5, and the pointing game (the heatmap's maximum falls inside the box).  Per
+  (image, finding) pair, the false positives at each T(IoBB): predicted boxes whose IoBB
+  with every ground-truth box of that finding in that image is <= T; their mean over the
+  pairs is the AFP of Wang et al.'s Table 4 (which increases with T, as theirs does).
 * Baseline: the same predicted boxes moved to random positions (centres drawn inside the
   lung fields on the phantoms; inside the image otherwise), 20 draws averaged.
 """
@@ -56,6 +59,20 @@ WANG2017_TABLE4_ACC = {
            "Mass": 0.1176, "Nodule": 0.0126, "Pneumonia": 0.2583, "Pneumothorax": 0.1020},
     0.9: {"Atelectasis": 0.1333, "Cardiomegaly": 0.6849, "Effusion": 0.2091, "Infiltration": 0.2520,
           "Mass": 0.0588, "Nodule": 0.0126, "Pneumonia": 0.2416, "Pneumothorax": 0.0816},
+}
+
+#: The same table's "AFP" rows: the average number of false-positive boxes per image.
+WANG2017_TABLE4_AFP = {
+    0.1: {"Atelectasis": 0.8323, "Cardiomegaly": 0.3506, "Effusion": 0.7998, "Infiltration": 0.5589,
+          "Mass": 0.6423, "Nodule": 0.6047, "Pneumonia": 0.9055, "Pneumothorax": 0.4776},
+    0.25: {"Atelectasis": 0.9167, "Cardiomegaly": 0.4553, "Effusion": 0.8598, "Infiltration": 0.6077,
+           "Mass": 0.6707, "Nodule": 0.6158, "Pneumonia": 0.9614, "Pneumothorax": 0.5000},
+    0.5: {"Atelectasis": 1.0203, "Cardiomegaly": 0.5630, "Effusion": 0.9268, "Infiltration": 0.6585,
+          "Mass": 0.6941, "Nodule": 0.6189, "Pneumonia": 1.0132, "Pneumothorax": 0.5285},
+    0.75: {"Atelectasis": 1.0619, "Cardiomegaly": 0.6616, "Effusion": 0.9603, "Infiltration": 0.6921,
+           "Mass": 0.7043, "Nodule": 0.6199, "Pneumonia": 1.0569, "Pneumothorax": 0.5396},
+    0.9: {"Atelectasis": 1.0752, "Cardiomegaly": 0.7226, "Effusion": 0.9797, "Infiltration": 0.7124,
+          "Mass": 0.7144, "Nodule": 0.6199, "Pneumonia": 1.0732, "Pneumothorax": 0.5437},
 }
 
 Box = tuple  # (xmin, ymin, xmax, ymax), normalised 0..1
@@ -269,6 +286,12 @@ def score_box(truth: Box, predicted: list[Box], point: tuple[float, float] | Non
     return out
 
 
+def false_positives(truths: list[Box], predicted: list[Box]) -> dict[str, int]:
+    """Per T(IoBB): predicted boxes of one (image, finding) that match none of its truths."""
+    return {f"fp_{t}": sum(1 for p in predicted if all(iobb(truth, p) <= t for truth in truths))
+            for t in IOBB_THRESHOLDS}
+
+
 def random_placement(box: Box, region: np.ndarray | None, rng: np.random.Generator) -> Box:
     """The same-size box with its centre drawn in ``region`` (a boolean mask) or the image."""
     width, height = box[2] - box[0], box[3] - box[1]
@@ -314,9 +337,14 @@ def summarise(records: list[dict], names: list[str]) -> dict:
         mine = [r for r in records if r["label"] == j]
         if not mine:
             continue
-        table[name] = {"boxes": len(mine),
+        pairs = {}   # image -> (its truths of this finding, the finding's predicted boxes)
+        for r in mine:
+            pairs.setdefault(r["image_id"], ([], [tuple(p) for p in r["predicted"]]))[0].append(tuple(r["box"]))
+        afp = [false_positives(truths, predicted) for truths, predicted in pairs.values()]
+        table[name] = {"boxes": len(mine), "images": len(pairs),
                        "model": {k: float(np.mean([r[k] for r in mine])) for k in keys},
-                       "random": {k: float(np.mean([r["random"][k] for r in mine])) for k in keys}}
+                       "random": {k: float(np.mean([r["random"][k] for r in mine])) for k in keys},
+                       "afp": {k: float(np.mean([a[k] for a in afp])) for k in afp[0]}}
     return table
 
 
@@ -350,8 +378,11 @@ def markdown_report(result: dict) -> str:
     table = result["findings"]
     lines = [f"# Localization of `{result['model']}` on `{result['split']}`", "",
              f"{result['cam']} heatmaps at layer `{result['layer']}`; boxes from each heatmap cut at a fraction of its "
-             f"maximum chosen per finding on `{result['threshold_split']}` (best mean IoU), never on the "
-             f"scored split. {result['boxes']} ground-truth boxes in {result['images']} images. "
+             + (f"maximum chosen per finding on `{result['threshold_split']}` (best mean IoU), never on the "
+                "scored split. " if result["threshold_split"] else
+                f"maximum fixed in advance at {result['box_threshold']} (`--box-threshold`), not chosen on any "
+                "boxes. ")
+             + f"{result['boxes']} ground-truth boxes in {result['images']} images. "
              "Random: the same boxes moved to random positions "
              f"({result['random_region']}), 20 draws averaged.", ""]
     lines += ["## Accuracy at T(IoBB) (Wang et al. 2017, Table 4 definition)", "",
@@ -366,6 +397,18 @@ def markdown_report(result: dict) -> str:
                 cell += f"; Wang {published:.4f}"
             cells.append(cell)
         lines.append(f"| {name} | {row['boxes']} | {result['thresholds'][name]:.1f} | " + " | ".join(cells) + " |")
+    lines += ["", "## Average false positives per image (AFP) at T(IoBB) (Wang et al. 2017, Table 4)", "",
+              "| finding | images | " + " | ".join(f"T={t}" for t in IOBB_THRESHOLDS) + " |",
+              "|---|---:|" + "---:|" * len(IOBB_THRESHOLDS)]
+    for name, row in table.items():
+        cells = []
+        for t in IOBB_THRESHOLDS:
+            cell = f"{row['afp'][f'fp_{t}']:.3f}"
+            published = WANG2017_TABLE4_AFP[t].get(name)
+            if published is not None:
+                cell += f"; Wang {published:.4f}"
+            cells.append(cell)
+        lines.append(f"| {name} | {row['images']} | " + " | ".join(cells) + " |")
     lines += ["", "## IoU hit rate and pointing game", "",
               "| finding | " + " | ".join(f"IoU>{t}" for t in IOU_THRESHOLDS) + " | pointing game |",
               "|---|" + "---:|" * (len(IOU_THRESHOLDS) + 1)]
@@ -374,14 +417,15 @@ def markdown_report(result: dict) -> str:
         cells.append(f"{row['model']['pointing']:.3f} ({row['random']['pointing']:.3f})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Values in brackets: the random-placement baseline.", "",
-              "## Published reference: Wang et al. 2017 (ChestX-ray8, CVPR), Table 4, accuracy", "",
+              "## Published reference: Wang et al. 2017 (ChestX-ray8, CVPR), Table 4", "",
               "Their ResNet-50 weakly supervised heatmaps (transition layer) on NIH's "
               "box-annotated images (BBox_List_2017); their boxes come from their own heatmap "
               "thresholding, so compare the trend, not the third digit.", "",
               "| T(IoBB) | " + " | ".join(WANG2017_TABLE4_ACC[0.1]) + " |",
               "|---|" + "---:|" * len(WANG2017_TABLE4_ACC[0.1])]
     for t, row in WANG2017_TABLE4_ACC.items():
-        lines.append(f"| {t} | " + " | ".join(f"{v:.4f}" for v in row.values()) + " |")
+        lines.append(f"| {t} Acc. | " + " | ".join(f"{v:.4f}" for v in row.values()) + " |")
+        lines.append(f"| {t} AFP | " + " | ".join(f"{v:.4f}" for v in WANG2017_TABLE4_AFP[t].values()) + " |")
     if result.get("note"):
         lines += ["", result["note"]]
     return "\n".join(lines) + "\n"
@@ -421,6 +465,7 @@ class LocalizeConfig:
     data: str = ""             # TFRecord directory with bbox/* features
     split: str = option("test", choices=("train", "val", "test"))        # the scored split
     threshold_split: str = option("val", choices=("train", "val", "test"))  # box thresholds chosen here
+    box_threshold: float = option(0.0, minimum=0.0, maximum=0.9)   # > 0: this fixed cut, no threshold split
     out: str = ""              # default: <run dir>/localize-<split>
     layer: str = ""            # CAM layer ('' = the last convolution)
     cam: str = option("hirescam", choices=CAM_METHODS)   # heatmap method (see the module doc)
@@ -440,7 +485,7 @@ def localize(cfg: LocalizeConfig) -> dict:
 
     if not cfg.model or not cfg.data:
         raise ConfigError("--model and --data are required")
-    if cfg.threshold_split == cfg.split:
+    if not cfg.box_threshold and cfg.threshold_split == cfg.split:
         raise ConfigError(f"--threshold-split {cfg.threshold_split}: box thresholds must be chosen on "
                           f"another split than the scored one (--split {cfg.split})")
     path = resolve_model_path(cfg.model)      # file checks before Horovod starts
@@ -452,18 +497,10 @@ def localize(cfg: LocalizeConfig) -> dict:
     cam = GradCAM(model, cfg.layer, cfg.cam)
     labels = list(range(len(names)))
 
-    val = read_boxed_images(cfg.data, cfg.threshold_split, manifest, size, channels, rank, world)
-    val_heat, _ = heatmaps_for(cam, val, labels, cfg.batch_size)
-    gathered = dist.allgather_object((val, val_heat)) if world > 1 else [(val, val_heat)]
-    all_val, all_heat = [], {}
-    for part_items, part_heat in gathered:
-        offset = len(all_val)
-        all_val.extend(part_items)
-        all_heat.update({(i + offset, j): h for (i, j), h in part_heat.items()})
-    if not all_val:
-        raise ManifestError(f"{cfg.data}: no ground-truth boxes in the '{cfg.threshold_split}' split to "
-                            f"choose box thresholds on")
-    thresholds = choose_box_thresholds(all_val, all_heat, len(names))
+    if cfg.box_threshold:
+        thresholds = {j: cfg.box_threshold for j in labels}
+    else:
+        thresholds = chosen_box_thresholds(cfg, cam, manifest, size, channels, labels)
 
     items = read_boxed_images(cfg.data, cfg.split, manifest, size, channels, rank, world)
     heat, _ = heatmaps_for(cam, items, labels, cfg.batch_size)
@@ -478,7 +515,8 @@ def localize(cfg: LocalizeConfig) -> dict:
     out = cfg.out or os.path.join(os.path.dirname(os.path.abspath(path)), f"localize-{cfg.split}")
     os.makedirs(out, exist_ok=True)
     result = {"model": os.path.abspath(path), "data": os.path.abspath(cfg.data), "split": cfg.split,
-              "threshold_split": cfg.threshold_split, "layer": cam.layer, "cam": cam.method,
+              "threshold_split": "" if cfg.box_threshold else cfg.threshold_split,
+              "box_threshold": cfg.box_threshold or None, "layer": cam.layer, "cam": cam.method,
               "images": sum(n for _, n in parts), "boxes": len(records),
               "thresholds": {names[j]: t for j, t in thresholds.items()},
               "random_region": "centres inside the phantom's lung fields" if regions
@@ -493,6 +531,26 @@ def localize(cfg: LocalizeConfig) -> dict:
         write_overlays(cam, items[:cfg.overlays], names, thresholds, os.path.join(out, "overlays"))
     result["out"] = out
     return result
+
+
+def chosen_box_thresholds(cfg: LocalizeConfig, cam: GradCAM, manifest: dict, size: int, channels: int,
+                          labels: list[int]) -> dict[int, float]:
+    """Per-finding box thresholds chosen on ``cfg.threshold_split`` (its boxes from every rank)."""
+    from tfxr import distributed as dist
+
+    rank, world = dist.rank(), dist.size()
+    val = read_boxed_images(cfg.data, cfg.threshold_split, manifest, size, channels, rank, world)
+    val_heat, _ = heatmaps_for(cam, val, labels, cfg.batch_size)
+    gathered = dist.allgather_object((val, val_heat)) if world > 1 else [(val, val_heat)]
+    all_val, all_heat = [], {}
+    for part_items, part_heat in gathered:
+        offset = len(all_val)
+        all_val.extend(part_items)
+        all_heat.update({(i + offset, j): h for (i, j), h in part_heat.items()})
+    if not all_val:
+        raise ManifestError(f"{cfg.data}: no ground-truth boxes in the '{cfg.threshold_split}' split to "
+                            f"choose box thresholds on (or fix one in advance with --box-threshold, e.g. 0.5)")
+    return choose_box_thresholds(all_val, all_heat, len(labels))
 
 
 def write_overlays(cam: GradCAM, items: list[BoxedImage], names: list[str], thresholds: dict,
