@@ -45,6 +45,22 @@ def test_scaling_ratios_against_the_three_baselines():
     assert rows["gloo"]["vs_bound"] == pytest.approx(10.0 / 12.5)
 
 
+def test_scaling_ratios_compare_ranks_with_baselines_of_the_same_setting():
+    """bf16 ranks against the bf16 single process, never the fp32 one measured first."""
+    ms = [_measurement("all-cores", [400.0] * 3), _measurement("all-cores", [600.0] * 3, precision="bf16"),
+          _measurement("one-core", [200.0] * 3), _measurement("one-core", [320.0] * 3, precision="bf16"),
+          _measurement("independent", [640.0] * 3, workers=2, precision="bf16"),
+          _measurement("ranks", [540.0] * 3, workers=2, precision="bf16")]
+    (row,) = bm.scaling_rows(ms)
+    assert row["vs_all_cores_process"] == pytest.approx(540 / 600)        # not 540 / 400
+    assert row["efficiency_vs_one_core"] == pytest.approx(540 / 640)
+    assert row["vs_bound"] == pytest.approx(540 / 640) and row["setting"] == "bf16 oneDNN on synthetic"
+    fp32_ranks = _measurement("ranks", [380.0] * 3, workers=2)            # no fp32 bound measured
+    rows = {r["setting"]: r for r in bm.scaling_rows(ms + [fp32_ranks])}
+    assert rows["fp32 oneDNN on synthetic"]["independent_bound"] is None
+    assert rows["fp32 oneDNN on synthetic"]["vs_all_cores_process"] == pytest.approx(380 / 400)
+
+
 def test_scaling_uses_the_fastest_single_setting_and_labels_horovod_settings():
     ms = [_measurement("all-cores", [10.0] * 3), _measurement("all-cores", [30.0] * 3, precision="bf16"),
           _measurement("all-cores", [50.0] * 3, input="pipeline")]          # not model-only: ignored

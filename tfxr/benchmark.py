@@ -114,30 +114,40 @@ def flop_fraction(images_per_s: float, forward_flops: float, ceiling_flops_per_s
     return images_per_s * forward_flops * TRAINING_FLOPS_PER_FORWARD / ceiling_flops_per_s
 
 
+SETTING_FIELDS = ("model", "image_size", "batch_size", "input", "precision", "onednn", "xla")
+
+
+def same_setting(a: dict, b: dict) -> bool:
+    """Two variants compute the same thing (model, size, batch, input, precision, oneDNN, XLA)."""
+    return all(a[k] == b[k] for k in SETTING_FIELDS)
+
+
 def scaling_rows(measurements: list[dict]) -> list[dict]:
-    """Per worker count N: ranks vs the independent bound and vs the single processes.
+    """Per ``ranks`` measurement: ratios to the baselines measured at the same setting.
 
     ``measurements`` are result dicts (``variant`` + ``images_per_s`` summary).  For each
-    N with a ``ranks`` measurement: ratio to the N-process independent bound (Horovod
+    ranks measurement with N workers: ratio to the N-process independent bound (Horovod
     overhead), per-worker efficiency against N x the one-core process, and speed-up
-    against the one process using every core.
+    against the one process using every core -- each baseline with the same model, size,
+    batch, input, precision, oneDNN and XLA setting (a bf16 run is never divided by fp32).
     """
-    def median(layout, workers=1, launcher=None):
+    def median(setting, layout, workers=1):
         for m in measurements:
             v = m["variant"]
-            if v["layout"] == layout and v["workers"] == workers and launcher in (None, v["launcher"]):
+            if v["layout"] == layout and v["workers"] == workers and same_setting(v, setting):
                 return m["images_per_s"]["median"]
         return None
 
     rows = []
-    one_core, all_cores = median("one-core"), median("all-cores")
     for m in measurements:
         v = m["variant"]
         if v["layout"] != "ranks":
             continue
         n, rate = v["workers"], m["images_per_s"]["median"]
-        bound = median("independent", n)
+        bound, one_core, all_cores = median(v, "independent", n), median(v, "one-core"), median(v, "all-cores")
         rows.append({"workers": n, "launcher": v["launcher"] + "".join(f" {k}={x}" for k, x in v["env"]),
+                     "setting": f"{v['precision']} oneDNN {'on' if v['onednn'] else 'off'}"
+                                + (" XLA" if v["xla"] else "") + f" {v['input']}",
                      "images_per_s": rate, "independent_bound": bound,
                      "vs_bound": rate / bound if bound else None,
                      "efficiency_vs_one_core": rate / (n * one_core) if one_core else None,
@@ -175,10 +185,10 @@ def measurement_table(measurements: list[dict]) -> str:
 
 
 def scaling_table(rows: list[dict]) -> str:
-    return table(["ranks", "launcher", "images/s", "independent bound", "vs bound", "eff. vs 1-core",
-                  "vs all-cores process"],
-                 [[r["workers"], r["launcher"], r["images_per_s"], r["independent_bound"], r["vs_bound"],
-                   r["efficiency_vs_one_core"], r["vs_all_cores_process"]] for r in rows])
+    return table(["ranks", "launcher", "setting", "images/s", "independent bound", "vs bound", "eff. vs 1-core",
+                  "vs all-cores process (same setting)"],
+                 [[r["workers"], r["launcher"], r["setting"], r["images_per_s"], r["independent_bound"],
+                   r["vs_bound"], r["efficiency_vs_one_core"], r["vs_all_cores_process"]] for r in rows])
 
 
 def plot_scaling(measurements: list[dict], path: str, title: str) -> None:
@@ -211,9 +221,10 @@ def plot_scaling(measurements: list[dict], path: str, title: str) -> None:
         name = ("independent 1-core processes (bound)" if layout == "independent"
                 else f"Horovod ({launcher}{''.join(f' {k}={v}' for k, v in env)})")
         ax.errorbar(xs, med, yerr=err, fmt=style, capsize=3, label=name)
+    ranks = [m["variant"] for m in measurements if m["variant"]["layout"] == "ranks"]
     for m in measurements:
-        if m["variant"]["layout"] == "all-cores" and m["variant"]["input"] == "synthetic":
-            ax.axhline(m["images_per_s"]["median"], color="grey", lw=0.8, label="1 process, all cores")
+        if m["variant"]["layout"] == "all-cores" and ranks and same_setting(m["variant"], ranks[0]):
+            ax.axhline(m["images_per_s"]["median"], color="grey", lw=0.8, label="1 process, all cores (same setting)")
             break
     ax.set(xlabel="processes / ranks (1 core each)", ylabel="images/s (median, min-max)", title=title)
     ax.set_xticks(workers)
@@ -279,6 +290,7 @@ def run_worker(argv: list[str]) -> int:
 
     from tfxr import distributed as dist
     from tfxr.models import build_model, model_report
+    from tfxr.training.classifier import DistributedStep
 
     dist.init()
     if args.precision == "bf16":
@@ -289,29 +301,8 @@ def run_worker(argv: list[str]) -> int:
     optimizer = keras.optimizers.Adam(1e-4)
     optimizer.build(model.trainable_variables)
     dist.broadcast_variables(list(model.variables) + list(optimizer.variables))
-    sources = dist.backing_variables(model.trainable_variables)
-    bce = keras.losses.BinaryCrossentropy()
-
-    def step(x, y):          # the Trainer's step: DistributedGradientTape, then apply
-        with tf.GradientTape() as tape:
-            loss = bce(y, model(x, training=True))
-        grads = dist.distributed_tape(tape).gradient(loss, sources)
-        optimizer.apply(grads, model.trainable_variables)
-        return loss
-
-    def xla_grads(x, y):
-        with tf.GradientTape() as tape:
-            loss = bce(y, model(x, training=True))
-        return loss, tape.gradient(loss, sources)
-
-    compiled_grads = tf.function(xla_grads, jit_compile=True)
-
-    def xla_step(x, y):      # the Trainer's XLA step: compiled gradients, grouped allreduce
-        loss, grads = compiled_grads(x, y)
-        optimizer.apply(dist.allreduce_gradients(grads), model.trainable_variables)
-        return loss
-
-    train_step = tf.function(xla_step if args.xla else step)
+    # the very step tfxr.train runs (model-only: no input pipeline, no validation)
+    train_step = DistributedStep(model, optimizer, keras.losses.BinaryCrossentropy(), xla=args.xla)
     if args.input == "synthetic":
         rng = np.random.default_rng(dist.rank())
         x = tf.constant(rng.random((args.batch_size, args.image_size, args.image_size, 1), np.float32))

@@ -126,3 +126,26 @@ def test_one_dataset_spans_epochs_and_epoch_k_is_the_same_when_resumed(synthetic
     for a, b in zip(whole[steps:], resumed):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(whole[0], whole[steps])            # epochs reshuffle and re-augment
+
+
+def test_class_balance_of_the_training_stream_follows_the_synthetic_fraction():
+    """Generated images count toward class weights only as far as the stream holds them."""
+    import numpy as np
+
+    from tfxr.data.pipeline import training_label_counts
+
+    # 100 real images (10 normal = label 0), plus 30 generated normals from `gan balance`
+    manifest = {"label_names": ["Pneumonia"],
+                "splits": {"train": {"count": 130, "label_counts": {"Pneumonia": 90}}},
+                "balancing": {"class": {"label": "Pneumonia", "value": 0},
+                              "added": {"train": {"count": 30, "label_value": 0, "synthetic": 30,
+                                                  "oversampled": 0}}}}
+    positives, total = training_label_counts(manifest, -1.0)              # as written
+    assert (positives.tolist(), total) == ([90.0], 130)
+    positives, total = training_label_counts(manifest, 0.0)               # generated left out
+    assert (positives.tolist(), total) == ([90.0], 100)
+    positives, total = training_label_counts(manifest, 0.5)               # half the stream generated
+    assert total == 200 and positives[0] == np.float64(0.5 * 0.9 * 200)
+    oversampled = {**manifest, "balancing": {**manifest["balancing"], "added": {"train": {
+        "count": 30, "label_value": 0, "synthetic": 0, "oversampled": 30}}}}
+    assert training_label_counts(oversampled, 0.0)[1] == 130                # real duplicates stay

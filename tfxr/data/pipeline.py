@@ -283,6 +283,32 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
     return ds.with_options(opts).prefetch(AUTOTUNE)
 
 
+def training_label_counts(manifest: dict, synthetic_fraction: float = -1.0) -> tuple[np.ndarray, float]:
+    """Positives per label and image count of the training stream the pipeline builds.
+
+    As written (-1): the training split's counts.  A balanced data set's generated images
+    (``balancing.added`` in the manifest) are taken out when they are left out (0) and
+    weighted by the mixing fraction f otherwise: per label, the expected positive rate
+    (1 - f) x real + f x generated over an epoch of real / (1 - f) images.
+    """
+    positives, total = label_counts(manifest, "train")
+    balancing = manifest.get("balancing") or {}
+    added = (balancing.get("added") or {}).get("train") or {}
+    generated = int(added.get("synthetic", 0))
+    if synthetic_fraction == -1 or not generated:
+        return positives, total
+    generated_positives = np.zeros_like(positives)
+    generated_positives[list(manifest["label_names"]).index(balancing["class"]["label"])] = (
+        generated * int(added["label_value"]))
+    real_positives, real_total = positives - generated_positives, total - generated
+    if synthetic_fraction == 0:
+        return real_positives, real_total
+    rate = ((1 - synthetic_fraction) * real_positives / real_total
+            + synthetic_fraction * generated_positives / generated)
+    stream_total = real_total / (1 - synthetic_fraction)
+    return rate * stream_total, stream_total
+
+
 def label_counts(manifest: dict, split: str = "train") -> tuple[np.ndarray, int]:
     """Positives per label and image count of a split (for class weights)."""
     if split not in manifest.get("splits", {}):

@@ -61,6 +61,63 @@ def new_run_state() -> dict:
     return {"epoch": 0, "global_step": 0, "history": [], **POLICY_STATE}
 
 
+class DistributedStep:
+    """The classifier's training step (one ``tf.function``), shared with ``tfxr.benchmark``.
+
+    Forward and loss under a tape, gradients allreduced by Horovod's
+    ``DistributedGradientTape`` (or, with ``xla``, compiled forward/backward then the same
+    grouped allreduce), applied by the optimizer.  The gradient sources are the Keras
+    variables' backing ``tf.Variable``s (see :mod:`tfxr.distributed`).  The loss is summed
+    on the device in ``loss_sum``: the caller reads it once per epoch, never per step.
+    """
+
+    def __init__(self, model, optimizer, loss_fn, compression: str = "none", xla: bool = False):
+        import tensorflow as tf
+
+        from tfxr import distributed as dist
+
+        self.tf, self.dist = tf, dist
+        self.model, self.optimizer, self.loss_fn, self.compression = model, optimizer, loss_fn, compression
+        self.sources = dist.backing_variables(model.trainable_variables)
+        self.loss_sum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+        if xla:
+            self._grads = tf.function(self._local_grads, jit_compile=True, reduce_retracing=True)
+            self._call = tf.function(self._step_xla, reduce_retracing=True)
+        else:
+            self._call = tf.function(self._step, reduce_retracing=True)
+
+    def __call__(self, x, y):
+        """One step on this rank's batch; returns the local loss as a tensor (no host sync)."""
+        return self._call(x, y)
+
+    def _forward(self, tape, x, y):
+        with tape:
+            loss = self.loss_fn(y, self.model(x, training=True))
+            scaled = self.optimizer.scale_loss(loss)   # loss scaling under mixed_float16
+        return loss, scaled
+
+    def _step(self, x, y):
+        tape = self.tf.GradientTape()
+        loss, scaled = self._forward(tape, x, y)
+        tape = self.dist.distributed_tape(tape, self.compression)   # HVD: ring-allreduce
+        grads = tape.gradient(scaled, self.sources)
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        self.loss_sum.assign_add(loss)
+        return loss
+
+    def _local_grads(self, x, y):
+        tape = self.tf.GradientTape()
+        loss, scaled = self._forward(tape, x, y)
+        return loss, tape.gradient(scaled, self.sources)
+
+    def _step_xla(self, x, y):
+        loss, grads = self._grads(x, y)
+        grads = self.dist.allreduce_gradients(grads, self.compression)   # HVD: ring-allreduce
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        self.loss_sum.assign_add(loss)
+        return loss
+
+
 class Trainer:
     """Model, optimizer, the distributed step and the run state (resumable)."""
 
@@ -69,7 +126,7 @@ class Trainer:
         import tensorflow as tf
 
         from tfxr import distributed as dist
-        from tfxr.data.pipeline import label_counts
+        from tfxr.data.pipeline import training_label_counts
         from tfxr.data.tfrecord import read_manifest
 
         validate(cfg)
@@ -97,7 +154,7 @@ class Trainer:
             if slow and self.rank == 0:
                 print(f"tfxr: warning: {slow}", file=sys.stderr)
         self.model = self._build_model()
-        positives, total = label_counts(self.manifest, "train")
+        positives, total = training_label_counts(self.manifest, cfg.pipeline.synthetic_fraction)
         self.pos_weight, self.neg_weight = class_weights(positives, total, cfg.class_weighting)
         self.loss_fn = weighted_bce(self.pos_weight, self.neg_weight)
         self.base_lr = cfg.lr * (self.world if cfg.lr_scaling else 1)
@@ -106,17 +163,9 @@ class Trainer:
                                     cfg.early_stopping_patience)
         self.optimizer = self._make_optimizer()
         self.optimizer.build(self.model.trainable_variables)
-        # gradient sources are the backing tf.Variables (see tfxr.distributed)
-        self._sources = dist.backing_variables(self.model.trainable_variables)
+        self.step = DistributedStep(self.model, self.optimizer, self.loss_fn, cfg.compression, cfg.xla)
         self.state = new_run_state()
         self._offset_seed_states()
-        # the epoch's summed loss stays on the device: read once per epoch, not per step
-        self._loss_sum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
-        if cfg.xla:
-            self._grads = tf.function(self._local_grads, jit_compile=True, reduce_retracing=True)
-            self._train_step = tf.function(self._step_xla, reduce_retracing=True)
-        else:
-            self._train_step = tf.function(self._step, reduce_retracing=True)
         self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
     # ---- checks before anything is written
@@ -172,38 +221,9 @@ class Trainer:
     def lr_at(self, step: int, steps_per_epoch: int) -> float:
         return self.schedule.lr(step, steps_per_epoch, self.state["lr_multiplier"])
 
-    # ---- the distributed step
-    def _forward(self, tape, x, y):
-        with tape:
-            loss = self.loss_fn(y, self.model(x, training=True))
-            scaled = self.optimizer.scale_loss(loss)   # loss scaling under mixed_float16
-        return loss, scaled
-
-    def _step(self, x, y):
-        tape = self.tf.GradientTape()
-        loss, scaled = self._forward(tape, x, y)
-        tape = self.dist.distributed_tape(tape, self.cfg.compression)   # HVD: ring-allreduce
-        grads = tape.gradient(scaled, self._sources)
-        self.optimizer.apply(grads, self.model.trainable_variables)
-        self._loss_sum.assign_add(loss)
-        return loss
-
-    def _local_grads(self, x, y):
-        tape = self.tf.GradientTape()
-        loss, scaled = self._forward(tape, x, y)
-        return loss, tape.gradient(scaled, self._sources)
-
-    def _step_xla(self, x, y):
-        """XLA variant: compiled forward/backward, then the same grouped allreduce."""
-        loss, grads = self._grads(x, y)
-        grads = self.dist.allreduce_gradients(grads, self.cfg.compression)   # HVD: ring-allreduce
-        self.optimizer.apply(grads, self.model.trainable_variables)
-        self._loss_sum.assign_add(loss)
-        return loss
-
     def train_step(self, x, y):
         """One step on this rank's batch; returns the local loss as a tensor (no host sync)."""
-        return self._train_step(x, y)
+        return self.step(x, y)
 
     def _seed_states(self) -> list:
         return [v for v in self.model.non_trainable_variables if "seed_generator_state" in v.path]
@@ -331,7 +351,7 @@ class Trainer:
         start = time.perf_counter()
         bar = progress_bar(steps, f"epoch {epoch + 1}/{cfg.epochs}", enabled=self.rank == 0 and cfg.progress,
                            unit="step")
-        self._loss_sum.assign(0.0)
+        self.step.loss_sum.assign(0.0)
         for _ in range(steps):
             x, y = next(batches)
             self.optimizer.learning_rate.assign(self.lr_at(self.state["global_step"], steps))
@@ -340,7 +360,7 @@ class Trainer:
             bar.update(1)
         bar.close()
         seconds = time.perf_counter() - start
-        train_loss = float(self.dist.allreduce_mean(self._loss_sum.numpy() / steps))
+        train_loss = float(self.dist.allreduce_mean(self.step.loss_sum.numpy() / steps))
         return {"epoch": epoch + 1, "train_loss": train_loss,
                 "lr": float(self.optimizer.learning_rate.numpy()),
                 "images_per_s": steps * self.data_cfg.batch_size * self.world / seconds,
