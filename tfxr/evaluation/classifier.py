@@ -91,6 +91,24 @@ def load_model_for(model_arg: str, data_dir: str, manifest: dict):
     return path, model, int(shape[1]), int(shape[-1])
 
 
+def open_model_and_data(model_arg: str, data_dir: str):
+    """The start of every evaluator CLI: (path, model, size, channels, manifest), Horovod up.
+
+    Arguments and files are checked before Horovod starts, so a bad path is one clear
+    line on every rank, not a hang.
+    """
+    from tfxr import distributed as dist
+    from tfxr.data.tfrecord import read_manifest
+
+    if not model_arg or not data_dir:
+        raise ConfigError("--model and --data are required")
+    path = resolve_model_path(model_arg)      # file checks before Horovod starts
+    manifest = read_manifest(data_dir)
+    dist.init()
+    path, model, size, channels = load_model_for(path, data_dir, manifest)
+    return path, model, size, channels, manifest
+
+
 def predict_split(predict_fn, data_dir: str, split: str, data_cfg, manifest: dict, rank: int = 0,
                   world: int = 1):
     """(probabilities, labels, image ids) of a whole split, gathered from all ranks.
@@ -245,16 +263,10 @@ def evaluate(cfg: EvalConfig) -> dict:
     from tfxr import distributed as dist
     from tfxr.config import to_dict
     from tfxr.data.pipeline import DataConfig
-    from tfxr.data.tfrecord import read_manifest
     from tfxr.io import write_json, write_text
 
-    if not cfg.model or not cfg.data:
-        raise ConfigError("--model and --data are required")
-    path = resolve_model_path(cfg.model)      # file checks before Horovod starts
-    manifest = read_manifest(cfg.data)
-    dist.init()
+    path, model, size, channels, manifest = open_model_and_data(cfg.model, cfg.data)
     rank, world = dist.rank(), dist.size()
-    path, model, size, channels = load_model_for(path, cfg.data, manifest)
     names = list(manifest["label_names"])
     dcfg = DataConfig(batch_size=cfg.batch_size, image_size=size, channels=channels, deterministic=True)
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)

@@ -385,30 +385,25 @@ def markdown_report(result: dict) -> str:
              + f"{result['boxes']} ground-truth boxes in {result['images']} images. "
              "Random: the same boxes moved to random positions "
              f"({result['random_region']}), 20 draws averaged.", ""]
+    def iobb_rows(published: dict, cell, first) -> list[str]:
+        """One row per finding: ``first(row)`` cells, then ``cell(row, T)`` beside Wang's value."""
+        rows = []
+        for name, row in table.items():
+            cells = [cell(row, t) + (f"; Wang {published[t][name]:.4f}" if name in published[t] else "")
+                     for t in IOBB_THRESHOLDS]
+            rows.append(f"| {name} | {first(name, row)} | " + " | ".join(cells) + " |")
+        return rows
+
+    thresholds = " | ".join(f"T={t}" for t in IOBB_THRESHOLDS)
     lines += ["## Accuracy at T(IoBB) (Wang et al. 2017, Table 4 definition)", "",
-              "| finding | boxes | box threshold | " + " | ".join(f"T={t}" for t in IOBB_THRESHOLDS) + " |",
-              "|---|---:|---:|" + "---:|" * len(IOBB_THRESHOLDS)]
-    for name, row in table.items():
-        cells = []
-        for t in IOBB_THRESHOLDS:
-            cell = f"{row['model'][f'iobb_{t}']:.3f} (random {row['random'][f'iobb_{t}']:.3f})"
-            published = WANG2017_TABLE4_ACC[t].get(name)
-            if published is not None:
-                cell += f"; Wang {published:.4f}"
-            cells.append(cell)
-        lines.append(f"| {name} | {row['boxes']} | {result['thresholds'][name]:.1f} | " + " | ".join(cells) + " |")
+              f"| finding | boxes | box threshold | {thresholds} |", "|---|---:|---:|" + "---:|" * len(IOBB_THRESHOLDS)]
+    lines += iobb_rows(WANG2017_TABLE4_ACC,
+                       lambda row, t: f"{row['model'][f'iobb_{t}']:.3f} (random {row['random'][f'iobb_{t}']:.3f})",
+                       lambda name, row: f"{row['boxes']} | {result['thresholds'][name]:.1f}")
     lines += ["", "## Average false positives per image (AFP) at T(IoBB) (Wang et al. 2017, Table 4)", "",
-              "| finding | images | " + " | ".join(f"T={t}" for t in IOBB_THRESHOLDS) + " |",
-              "|---|---:|" + "---:|" * len(IOBB_THRESHOLDS)]
-    for name, row in table.items():
-        cells = []
-        for t in IOBB_THRESHOLDS:
-            cell = f"{row['afp'][f'fp_{t}']:.3f}"
-            published = WANG2017_TABLE4_AFP[t].get(name)
-            if published is not None:
-                cell += f"; Wang {published:.4f}"
-            cells.append(cell)
-        lines.append(f"| {name} | {row['images']} | " + " | ".join(cells) + " |")
+              f"| finding | images | {thresholds} |", "|---|---:|" + "---:|" * len(IOBB_THRESHOLDS)]
+    lines += iobb_rows(WANG2017_TABLE4_AFP, lambda row, t: f"{row['afp'][f'fp_{t}']:.3f}",
+                       lambda name, row: f"{row['images']}")
     lines += ["", "## IoU hit rate and pointing game", "",
               "| finding | " + " | ".join(f"IoU>{t}" for t in IOU_THRESHOLDS) + " | pointing game |",
               "|---|" + "---:|" * (len(IOU_THRESHOLDS) + 1)]
@@ -479,20 +474,14 @@ def localize(cfg: LocalizeConfig) -> dict:
     import os
 
     from tfxr import distributed as dist
-    from tfxr.data.tfrecord import read_manifest
-    from tfxr.evaluation.classifier import load_model_for, resolve_model_path
+    from tfxr.evaluation.classifier import open_model_and_data
     from tfxr.io import write_json, write_text
 
-    if not cfg.model or not cfg.data:
-        raise ConfigError("--model and --data are required")
     if not cfg.box_threshold and cfg.threshold_split == cfg.split:
         raise ConfigError(f"--threshold-split {cfg.threshold_split}: box thresholds must be chosen on "
                           f"another split than the scored one (--split {cfg.split})")
-    path = resolve_model_path(cfg.model)      # file checks before Horovod starts
-    manifest = read_manifest(cfg.data)
-    dist.init()
+    path, model, size, channels, manifest = open_model_and_data(cfg.model, cfg.data)
     rank, world = dist.rank(), dist.size()
-    path, model, size, channels = load_model_for(path, cfg.data, manifest)
     names = list(manifest["label_names"])
     cam = GradCAM(model, cfg.layer, cfg.cam)
     labels = list(range(len(names)))
