@@ -174,12 +174,24 @@ def summarize(out: str, label: str) -> str:
                         m = json.load(fh)["labels"][label]
                     rows.setdefault((variant_dir, arm), {})[seed_dir] = m
     lines = ["| data | arm | seeds | test AUROC mean ± sd | AUROC 95% CI (bootstrap, per seed) | sensitivity "
-             "(val threshold) | specificity | Δ AUROC vs cw (paired) | p (paired t) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "(val threshold) | specificity | Δ AUROC vs cw (paired) | p | Δ AUROC vs oversample (paired) | p |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     fig, ax = plt.subplots(figsize=(8, 3.8))
-    variants = sorted({v for v, _ in rows})
+
+    def order(variant: str):   # pneumoniamnist-5 < -10 < -100; other names after, by name
+        tail = variant.rsplit("-", 1)[-1]
+        return (0, float(tail), variant) if tail.replace(".", "", 1).isdigit() else (1, 0.0, variant)
+
+    def paired(runs: dict, control: dict) -> tuple[str, str]:
+        """Mean ± sd of the per-seed AUROC difference and the paired t-test's p (seeds in both)."""
+        common = [s for s in sorted(runs) if s in control]
+        if len(common) < 2:
+            return "", ""
+        diff = np.array([runs[s]["auroc"] - control[s]["auroc"] for s in common])
+        return f"{diff.mean():+.3f} ± {np.std(diff, ddof=1):.3f}", f"{stats.ttest_rel(diff, 0 * diff).pvalue:.2f}"
+
+    variants = sorted({v for v, _ in rows}, key=order)
     for vi, variant in enumerate(variants):
-        cw = rows.get((variant, "cw"), {})
         for ai, arm in enumerate(ARMS):
             runs = rows.get((variant, arm))
             if not runs:
@@ -189,16 +201,13 @@ def summarize(out: str, label: str) -> str:
             sens = np.array([runs[s]["at_val_threshold"]["sensitivity"] for s in seeds])
             spec = np.array([runs[s]["at_val_threshold"]["specificity"] for s in seeds])
             cis = "; ".join(f"{runs[s]['auroc_ci95'][0]:.3f}–{runs[s]['auroc_ci95'][1]:.3f}" for s in seeds)
-            paired = [s for s in seeds if s in cw]
-            diff, p = "", ""
-            if arm != "cw" and len(paired) >= 2:
-                a = np.array([runs[s]["auroc"] for s in paired])
-                b = np.array([cw[s]["auroc"] for s in paired])
-                diff = f"{np.mean(a - b):+.3f} ± {np.std(a - b, ddof=1):.3f}"
-                p = f"{stats.ttest_rel(a, b).pvalue:.2f}"
+            vs_cw = paired(runs, rows.get((variant, "cw"), {})) if arm != "cw" else ("", "")
+            vs_over = (paired(runs, rows.get((variant, "oversample"), {})) if arm in ("gan", "gan_cw")
+                       else ("", ""))
             sd = lambda x: f"{np.std(x, ddof=1):.3f}" if len(x) > 1 else "n/a"  # noqa: E731
             lines.append(f"| {variant} | {arm} | {len(seeds)} | {auc.mean():.3f} ± {sd(auc)} | {cis} | "
-                         f"{sens.mean():.2f} ± {sd(sens)} | {spec.mean():.2f} ± {sd(spec)} | {diff} | {p} |")
+                         f"{sens.mean():.2f} ± {sd(sens)} | {spec.mean():.2f} ± {sd(spec)} | "
+                         f"{vs_cw[0]} | {vs_cw[1]} | {vs_over[0]} | {vs_over[1]} |")
             x = vi * (len(ARMS) + 1) + ai
             ax.scatter(np.full(len(auc), x), auc, s=12, color=f"C{ai}", alpha=0.6)
             ax.errorbar(x, auc.mean(), yerr=np.std(auc, ddof=1) if len(auc) > 1 else 0, fmt="o",
@@ -237,7 +246,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.command == "run":
         run(args)
-    label = args.label or ("Pneumonia" if args.dataset == "pneumoniamnist" else "Tuberculosis")
+    label = args.label or ("pneumonia" if args.dataset == "pneumoniamnist" else "Tuberculosis")
     print(summarize(args.out, label))
     return 0
 
