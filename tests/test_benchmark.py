@@ -196,4 +196,5 @@ def test_suite_smoke(tmp_path):
     measured = {t["target"]: t["value"] for t in result["targets"]}
     assert measured["tb_cnn 128 px: training loop / model-only step rate (best setting)"] > 0
     assert "loop / model-only" in (tmp_path / "suite.md").read_text()
+    assert result["gemm"]["gflops"]["median"] > 1 and len(result["gemm"]["gflops"]["repeats"]) == 3
     assert (tmp_path / "scaling_tb_cnn_128.png").exists()

@@ -341,6 +341,43 @@ def run_worker(argv: list[str]) -> int:
     return 0
 
 
+def run_gemm_worker(argv: list[str]) -> int:
+    """Time an fp32 n x n matrix product on every core: what this CPU sustains in practice.
+
+    Prints one result line of GFLOP/s per timed window (2 n^3 FLOPs per product).
+    """
+    import tensorflow as tf
+
+    size, repeats = (int(x) for x in argv) if argv else (2048, 5)
+    a = tf.random.stateless_uniform([size, size], [1, 2])
+    b = tf.random.stateless_uniform([size, size], [3, 4])
+    products = 10
+    step = tf.function(lambda: tf.reduce_sum(tf.stack([tf.matmul(a + float(k), b) for k in range(products)])))
+    float(step())   # warm-up (and tracing)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        float(step())
+        rates.append(products * 2 * size ** 3 / (time.perf_counter() - start) / 1e9)
+    print(RESULT_MARK + json.dumps({"rates": rates, "size": size}), flush=True)
+    return 0
+
+
+def measure_gemm(timing: Timing, size: int = 2048) -> dict:
+    """The fp32 GEMM rate of one process on all cores (oneDNN on), beside the nominal peak."""
+    cmd = [sys.executable, "-m", "tfxr.benchmark", "_gemm", str(size), str(max(3, timing.repeats))]
+    record = {"label": f"fp32 matmul {size}x{size}, 1 process, all cores (GFLOP/s)", "command": " ".join(cmd)}
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_variant_env(Variant()),
+                              timeout=timing.timeout_s)
+        if proc.returncode != 0:
+            raise RuntimeError(_failure(cmd, proc))
+        record["gflops"] = summarize(parse_worker_output(proc.stdout)["rates"])
+    except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as e:
+        record["error"] = str(e)
+    return record
+
+
 # --------------------------------------------------------------------------- running variants
 @dataclass(frozen=True)
 class Timing:
@@ -778,11 +815,18 @@ def bench_suite(args) -> dict:
         if loops:
             tables.append(table(["tfxr.train loop", "images/s", "model-only, same setting", "loop / model-only"],
                                 [[r["loop"], r["images_per_s"], r["model_only"], r["ratio"]] for r in loops]))
+    gemm = measure_gemm(large)
+    if "gflops" in gemm:
+        nominal = 2 * core_flops / 1e9   # this suite's 2 cores
+        tables.append(table(["what sustains fp32 FLOPs here", "GFLOP/s (median)", "min-max", "of nominal peak"],
+                            [[gemm["label"], gemm["gflops"]["median"],
+                              f"{gemm['gflops']['min']:.1f}-{gemm['gflops']['max']:.1f}",
+                              f"{100 * gemm['gflops']['median'] / nominal:.1f}%"]]))
     targets = suite_targets(sections)
     tables.append("## targets (issue 10)\n\n" + targets_table(targets))
     plots = {f"scaling_{name}.png": (ms, f"{name.replace('_', ' ')} px training")
              for name, ms in sections.items() if scaling_rows([m for m in ms if "images_per_s" in m])}
-    return {"kind": "suite", "data": os.path.abspath(data), "fp32_ceiling_per_core": ceiling,
+    return {"kind": "suite", "data": os.path.abspath(data), "fp32_ceiling_per_core": ceiling, "gemm": gemm,
             "timing": {"small_models": asdict(small), "densenet121": asdict(large)},
             "sections": sections, "targets": targets, "table": "\n\n".join(tables), "_plots": plots}
 
@@ -909,6 +953,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_worker"]:      # internal: one measured process (not in --help)
         return run_main(lambda: run_worker(argv[1:]))
+    if argv[:1] == ["_gemm"]:        # internal: the measured GEMM ceiling
+        return run_main(lambda: run_gemm_worker(argv[1:]))
     rest: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
