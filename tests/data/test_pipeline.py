@@ -149,3 +149,15 @@ def test_class_balance_of_the_training_stream_follows_the_synthetic_fraction():
     oversampled = {**manifest, "balancing": {**manifest["balancing"], "added": {"train": {
         "count": 30, "label_value": 0, "synthetic": 0, "oversampled": 30}}}}
     assert training_label_counts(oversampled, 0.0)[1] == 130                # real duplicates stay
+
+
+def test_input_threads_private_pool_by_default(synthetic_tfrec, monkeypatch):
+    from tfxr.data.pipeline import DataConfig, build_dataset
+
+    monkeypatch.setenv("TFXR_CPU_THREADS", "3")
+    def pool(threads):
+        ds = build_dataset(str(synthetic_tfrec), "val", DataConfig(batch_size=4, threads=threads), training=False)
+        return ds.options().threading.private_threadpool_size
+    assert pool(0) == 3          # this process's cores (tfxr.cpu.process_cores)
+    assert pool(5) == 5
+    assert pool(-1) is None      # tf.data's shared pool
