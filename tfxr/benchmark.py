@@ -83,8 +83,7 @@ class Variant:
         return machine_cores if self.layout == "all-cores" else self.workers
 
     def label(self) -> str:
-        what = f"{self.model} {self.image_size}px b{self.batch_size} {self.input} {self.precision}"
-        what += f" oneDNN {'on' if self.onednn else 'off'}" + (" XLA" if self.xla else "")
+        what = f"{self.model} {self.image_size}px b{self.batch_size} {self.input} " + setting_text(asdict(self))
         where = {"all-cores": "1 process, all cores", "one-core": "1 process, 1 core",
                  "independent": f"{self.workers} x 1-core processes (bound)",
                  "ranks": f"{self.launcher} -np {self.workers}, 1 core/rank"}[self.layout]
@@ -123,6 +122,21 @@ def same_setting(a: dict, b: dict) -> bool:
     return all(a[k] == b[k] for k in SETTING_FIELDS)
 
 
+def setting_text(v: dict) -> str:
+    """``bf16 oneDNN on [XLA]`` of a variant."""
+    return f"{v['precision']} oneDNN {'on' if v['onednn'] else 'off'}" + (" XLA" if v["xla"] else "")
+
+
+def baseline_median(measurements: list[dict], setting: dict, layout: str, workers: int = 1) -> float | None:
+    """Median images/s of the plain measurement (mpirun, no extra env) at ``setting`` and layout."""
+    for m in measurements:
+        v = m["variant"]
+        if ("images_per_s" in m and v["layout"] == layout and v["workers"] == workers and same_setting(v, setting)
+                and v["launcher"] == "mpirun" and not v["env"]):
+            return m["images_per_s"]["median"]
+    return None
+
+
 def scaling_rows(measurements: list[dict]) -> list[dict]:
     """Per ``ranks`` measurement: ratios to the baselines measured at the same setting.
 
@@ -132,23 +146,16 @@ def scaling_rows(measurements: list[dict]) -> list[dict]:
     against the one process using every core -- each baseline with the same model, size,
     batch, input, precision, oneDNN and XLA setting (a bf16 run is never divided by fp32).
     """
-    def median(setting, layout, workers=1):
-        for m in measurements:
-            v = m["variant"]
-            if v["layout"] == layout and v["workers"] == workers and same_setting(v, setting):
-                return m["images_per_s"]["median"]
-        return None
-
     rows = []
     for m in measurements:
         v = m["variant"]
         if v["layout"] != "ranks":
             continue
         n, rate = v["workers"], m["images_per_s"]["median"]
-        bound, one_core, all_cores = median(v, "independent", n), median(v, "one-core"), median(v, "all-cores")
+        bound, one_core, all_cores = (baseline_median(measurements, v, layout, workers)
+                                      for layout, workers in (("independent", n), ("one-core", 1), ("all-cores", 1)))
         rows.append({"workers": n, "launcher": v["launcher"] + "".join(f" {k}={x}" for k, x in v["env"]),
-                     "setting": f"{v['precision']} oneDNN {'on' if v['onednn'] else 'off'}"
-                                + (" XLA" if v["xla"] else "") + f" {v['input']}",
+                     "setting": f"{setting_text(v)} {v['input']}",
                      "images_per_s": rate, "independent_bound": bound,
                      "vs_bound": rate / bound if bound else None,
                      "efficiency_vs_one_core": rate / (n * one_core) if one_core else None,
@@ -368,11 +375,7 @@ def measure_gemm(timing: Timing, size: int = 2048) -> dict:
     cmd = [sys.executable, "-m", "tfxr.benchmark", "_gemm", str(size), str(max(3, timing.repeats))]
     record = {"label": f"fp32 matmul {size}x{size}, 1 process, all cores (GFLOP/s)", "command": " ".join(cmd)}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=_variant_env(Variant()),
-                              timeout=timing.timeout_s)
-        if proc.returncode != 0:
-            raise RuntimeError(_failure(cmd, proc))
-        record["gflops"] = summarize(parse_worker_output(proc.stdout)["rates"])
+        record["gflops"] = summarize(_run_one(cmd, _variant_env(Variant()), timing)["rates"])
     except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as e:
         record["error"] = str(e)
     return record
@@ -531,12 +534,9 @@ def loop_rows(measurements: list[dict]) -> list[dict]:
         v = loop["variant"]
         if v["layout"] != "train-loop" or "images_per_s" not in loop:
             continue
-        want = {**v, "input": "synthetic", "layout": v.get("loop_layout", "all-cores")}
-        model_only = next((m for m in measurements if "images_per_s" in m and m["variant"]["layout"] == want["layout"]
-                           and m["variant"]["workers"] == want["workers"] and same_setting(m["variant"], want)
-                           and m["variant"]["launcher"] == "mpirun" and not m["variant"]["env"]), None)
+        reference = baseline_median(measurements, {**v, "input": "synthetic"}, v.get("loop_layout", "all-cores"),
+                                    v["workers"])
         rate = loop["images_per_s"]["median"]
-        reference = model_only and model_only["images_per_s"]["median"]
         rows.append({"loop": loop["label"], "images_per_s": rate, "model_only": reference,
                      "ratio": rate / reference if reference else None})
     return rows
