@@ -676,7 +676,7 @@ def _image_size(args) -> int:
     if args.image_size:
         return args.image_size
     if args.data:
-        from tfxr.data.tfrecord import read_manifest
+        from tfxr.data.records import read_manifest
 
         return int(read_manifest(args.data)["image_size"])
     return 128

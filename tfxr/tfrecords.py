@@ -24,12 +24,11 @@ import time
 
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
 from tfxr.data import sources, splits as splitlib
-from tfxr.data.tfrecord import (ShardWriter, build_manifest, plan_shards, read_manifest,
-                                remove_stale_temporaries, write_manifest)
+from tfxr.data.records import (ShardWriter, build_manifest, plan_shards, read_manifest,
+                               remove_stale_temporaries, shard_problems, write_manifest)
 from tfxr.data.types import OFFICIAL_SPLITS, Source
 from tfxr.distributed import mpi_comm
 from tfxr.errors import ConfigError, SourceError
-from tfxr.io import sha256_file
 from tfxr.progress import progress_bar
 
 DEFAULT_SHARDS = 8
@@ -164,20 +163,12 @@ def convert(args, argv: list[str]) -> int:
 
 
 def verify(data_dir: str) -> int:
-    """Full check: every shard exists and has the sha256 the manifest records."""
-    m = read_manifest(data_dir)
-    bad = 0
-    for split, info in m["splits"].items():
-        for sh in info["shards"]:
-            p = os.path.join(data_dir, sh["file"])
-            if not os.path.exists(p):
-                print(f"{p}: missing", file=sys.stderr)
-                bad += 1
-            elif sha256_file(p) != sh["sha256"]:
-                print(f"{p}: sha256 differs from manifest", file=sys.stderr)
-                bad += 1
-    print(f"{data_dir}: {'OK' if not bad else f'{bad} bad shard(s)'}")
-    return EXIT_REJECTED if bad else EXIT_OK
+    """Full check: every shard exists and has the size and sha256 the manifest records."""
+    problems = shard_problems(data_dir, read_manifest(data_dir), hashes=True)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{data_dir}: {'OK' if not problems else f'{len(problems)} bad shard(s)'}")
+    return EXIT_REJECTED if problems else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:

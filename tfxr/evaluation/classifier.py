@@ -98,7 +98,7 @@ def open_model_and_data(model_arg: str, data_dir: str):
     line on every rank, not a hang.
     """
     from tfxr import distributed as dist
-    from tfxr.data.tfrecord import read_manifest
+    from tfxr.data.records import read_manifest
 
     if not model_arg or not data_dir:
         raise ConfigError("--model and --data are required")

@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.conftest import shared, tfxr
 from tfxr.data import imageio
-from tfxr.data.tfrecord import (ShardWriter, build_manifest, check_shards, feature_spec, plan_shards,
+from tfxr.data.records import (ShardWriter, build_manifest, check_shards, feature_spec, plan_shards,
                                 read_manifest, write_manifest)
 from tfxr.data.types import Item, Source
 from tfxr.errors import ManifestError
@@ -247,7 +247,7 @@ def test_unusable_arguments_give_clear_errors(tmp_path):
 
 
 def test_interrupted_run_leaves_no_half_shard_and_rerun_finishes(tmp_path, monkeypatch):
-    from tfxr.data import tfrecord
+    from tfxr.data import records
     from tfxr.data.synthetic import synthetic_source
     from tfxr.data.splits import assign_splits
 
@@ -260,7 +260,7 @@ def test_interrupted_run_leaves_no_half_shard_and_rerun_finishes(tmp_path, monke
     ref_bytes = _shards(out)
     shutil.rmtree(out)
     out.mkdir()
-    real = tfrecord.make_example
+    real = records.make_example
     calls = {"n": 0}
 
     def dying(*a, **k):
@@ -269,7 +269,7 @@ def test_interrupted_run_leaves_no_half_shard_and_rerun_finishes(tmp_path, monke
             raise KeyboardInterrupt("simulated kill")
         return real(*a, **k)
 
-    monkeypatch.setattr(tfrecord, "make_example", dying)
+    monkeypatch.setattr(records, "make_example", dying)
     with pytest.raises(KeyboardInterrupt):
         with ShardWriter(str(out), 32, 1) as w:
             for p in plans:
@@ -278,7 +278,7 @@ def test_interrupted_run_leaves_no_half_shard_and_rerun_finishes(tmp_path, monke
     assert 0 < len(done) < len(plans)                       # some shards finished, others not
     assert all(ref_bytes[k] == v for k, v in done.items())  # finished ones are complete
     assert not list(out.glob(".tmp-*"))                     # no half shard left behind
-    monkeypatch.setattr(tfrecord, "make_example", real)
+    monkeypatch.setattr(records, "make_example", real)
     with ShardWriter(str(out), 32, 1) as w:
         res = [w.write(p) for p in plans]
     assert _shards(out) == ref_bytes
@@ -321,3 +321,29 @@ def test_nih_sample_converts_with_boxes(tmp_path):
     assert len(m["label_names"]) == 14 and m["rejected"] == []
     assert m["splits"]["train"]["count"] + m["splits"]["val"]["count"] == 24
     assert "test" not in m["splits"]
+
+
+def test_raw_index_keeps_paths_and_ids_with_commas_and_quotes(tmp_path):
+    """The raw-image index is CSV: a comma or a quote in a path or id must not shift columns."""
+    from tfxr.data.pipeline import DataConfig, build_dataset
+
+    img_dir = tmp_path / 'we,ird "images"'
+    img_dir.mkdir()
+    items = []
+    for i in range(3):
+        path = img_dir / f'x,{i}"q.png'
+        Image.fromarray(np.full((12, 12), 40 * (i + 1), np.uint8)).save(path)
+        items.append(Item(f'id,{i}"', f'p,{i}', (float(i % 2),), str(path)))
+    out = tmp_path / "raw"
+    out.mkdir()
+    plans = plan_shards({"train": items}, 1, seed=0, fmt="raw")
+    with ShardWriter(str(out), 12, 1, fmt="raw") as w:
+        results = [w.write(p) for p in plans]
+    write_manifest(str(out), build_manifest(Source("t", ["F"], items, info={"images": str(img_dir)}), results,
+                                            image_size=12, seed=0, fractions=(1, 0, 0), command=["t"],
+                                            fmt="raw", source_rejects=[]))
+    batch = next(iter(build_dataset(str(out), "train", DataConfig(batch_size=8, deterministic=True),
+                                    training=False, with_meta=True)))
+    got = {i.decode(): (float(lab[0]), int(img.numpy().max() * 255 + 0.5))
+           for i, lab, img in zip(batch["image_id"].numpy(), batch["labels"].numpy(), batch["image"])}
+    assert got == {f'id,{i}"': (float(i % 2), 40 * (i + 1)) for i in range(3)}
