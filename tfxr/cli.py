@@ -28,8 +28,18 @@ def error(message: str) -> None:
     print(f"tfxr: error: {message}", file=sys.stderr)
 
 
+def _damaged_shard(e: Exception) -> str | None:
+    """A shard found damaged mid-read (TensorFlow's DataLossError) as one line naming it."""
+    if type(e).__name__ != "DataLossError":
+        return None
+    from tfxr.data.records import explain_data_loss  # lazy: only on this error path (imports TensorFlow)
+
+    return explain_data_loss(e)
+
+
 def run_main(body: Callable[[], int | None]) -> int:
-    """Run a command's body: TfxrError -> one line and exit 2; Horovod shut down at the end."""
+    """Run a command's body: TfxrError or a damaged shard -> one line and exit 2; Horovod shut
+    down at the end."""
     try:
         code = body()
         return EXIT_OK if code is None else int(code)
@@ -39,6 +49,12 @@ def run_main(body: Callable[[], int | None]) -> int:
     except KeyboardInterrupt:
         error("interrupted")
         return 130
+    except Exception as e:
+        message = _damaged_shard(e)
+        if message is None:
+            raise
+        error(message)
+        return EXIT_USAGE
     finally:
         from tfxr import distributed
 

@@ -81,6 +81,9 @@ def check_arguments(args) -> None:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     if args.shards is not None and args.format == "raw":
         raise ConfigError("--shards does not apply to --format raw (one CSV index per split); drop it")
+    if args.encoding != "png" and args.format == "raw":
+        raise ConfigError("--encoding applies to TFRecord shards; a raw-image index (--format raw) "
+                          "lists the image files: drop one of them")
     if args.shards is not None and args.shards < 1:
         raise ConfigError(f"--shards must be >= 1, got {args.shards}")
     if args.num_images < 1:
@@ -128,7 +131,7 @@ def convert(args, argv: list[str]) -> int:
               + (f"; {size} ranks" if size > 1 else "") + f"; {args.workers} workers/rank", file=sys.stderr)
     bar = progress_bar(total, "convert", enabled=(rank == 0 and not args.quiet))
     with ShardWriter(args.out, args.image_size, len(source.label_names), args.workers,
-                     bar.update, fmt=args.format) as writer:
+                     bar.update, fmt=args.format, encoding=args.encoding) as writer:
         results = [writer.write(p) for p in mine]
     bar.close()
     if comm:
@@ -139,7 +142,7 @@ def convert(args, argv: list[str]) -> int:
     stale = remove_stale_temporaries(args.out)  # every rank has finished writing
     manifest = build_manifest(source, results, image_size=args.image_size, seed=args.seed,
                               fractions=fractions, command=["python", "-m", "tfxr.tfrecords", *argv],
-                              fmt=args.format, source_rejects=source.rejects)
+                              fmt=args.format, source_rejects=source.rejects, encoding=args.encoding)
     seconds = time.perf_counter() - t0
     n_in = len(source.items)
     reused = sum(r.reused for r in results)
@@ -210,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 3 when more inputs than this are rejected (-1: no bound)")
     w.add_argument("--format", default="tfrecord", choices=["tfrecord", "raw"],
                    help="'raw' writes CSV indexes of the image files instead of shards")
+    w.add_argument("--encoding", default="png", choices=["png", "raw"],
+                   help="how records hold the pixels: 'png' (compressed) or 'raw' (uint8 at --image-size, "
+                        "no PNG decode when read; larger shards)")
     w.add_argument("--quiet", action="store_true")
     v = sub.add_parser("verify", help="check every shard against the manifest's sha256 (exit 3 if not)")
     v.add_argument("data_dir")

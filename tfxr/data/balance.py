@@ -30,8 +30,8 @@ import numpy as np
 
 from tfxr.data.imageio import encode_png
 from tfxr.data.paths import inside, is_inside
-from tfxr.data.records import (check_shards, make_example, read_examples, read_manifest, shard_name,
-                               write_manifest, write_shard)
+from tfxr.data.records import (check_shards, make_example, manifest_encoding, read_examples, read_manifest,
+                               shard_name, write_manifest, write_shard)
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.io import TMP_PREFIX, atomic_path, sha256_file
 
@@ -97,7 +97,7 @@ def count_to_add(minority_count: int, total: int, target_ratio: float | None, nu
 
 
 def real_minority_images(data_dir: str, manifest: dict, label_index: int, value: int) -> list[tuple]:
-    """(PNG bytes, image id, patient id, origin) of the real training images of the class
+    """(stored image bytes, image id, patient id, origin) of the real training images of the class
     (read from the shards ``tfrecords write`` wrote: no generated or oversampled ones)."""
     ds = read_examples(data_dir, SPLIT, fields=("encoded", "labels", "image_id", "patient_id", "origin"),
                        manifest=manifest, shards="original")
@@ -162,13 +162,14 @@ class Balancer:
 
     def _added_records(self) -> list[bytes]:
         """The serialized examples to add, made (and the generator checked) before any write."""
-        size = int(self.manifest["image_size"])
+        size, encoding = int(self.manifest["image_size"]), manifest_encoding(self.manifest)
         if self.method == "gan":
             generator = load_generator(self.generator_path)
             check_generator(generator, self.generator_path, size)
             images = generate_images(generator, self.num, self.seed)
-            return [make_example(encode_png(img), size, [float(self.value)], f"generated-{self.seed}-{i:06d}",
-                                 f"generated-{self.seed}-{i:06d}", origin="generated")
+            return [make_example(encode_png(img) if encoding == "png" else np.ascontiguousarray(img).tobytes(),
+                                 size, [float(self.value)], f"generated-{self.seed}-{i:06d}",
+                                 f"generated-{self.seed}-{i:06d}", origin="generated", encoding=encoding)
                     for i, img in enumerate(images)]
         if not self.num:
             return []
@@ -178,7 +179,7 @@ class Balancer:
         rng = np.random.default_rng([self.seed, 0x05A])
         picks = np.concatenate([rng.permutation(len(pool)) for _ in range(-(-self.num // len(pool)))])[:self.num]
         return [make_example(pool[k][0], size, [float(self.value)], f"{pool[k][1]}#dup{i}", pool[k][2],
-                             origin=pool[k][3])
+                             origin=pool[k][3], encoding=encoding)
                 for i, k in enumerate(picks)]
 
     def _target(self, name: str) -> str:

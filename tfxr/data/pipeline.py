@@ -41,6 +41,7 @@ class DataConfig:
     # (385 vs 381 and 394 vs 378 images/s, medians of 5 epochs): small, within run-to-run noise.
     threads: int = option(0, minimum=-1)
     cache: bool = False            # keep decoded images in memory after the first epoch
+    verify_shards: bool = False    # check every shard's sha256 before training (not only its size)
     deterministic: bool = False
     # generated (GAN) training shards: -1 use as written, 0 leave out, 0<f<1 draw them with
     # probability f.  Never used in validation/test (see records.shard_files).

@@ -56,12 +56,18 @@ def shard_name(split: str, index: int, total: int, fmt: str = "tfrecord") -> str
 
 
 def make_example(png: bytes, size: int, labels, image_id: str, patient_id: str,
-                 boxes=(), origin: str = "real") -> bytes:
-    """One serialised tf.train.Example; ``image/synthetic`` is 1 exactly for generated images."""
+                 boxes=(), origin: str = "real", encoding: str = "png") -> bytes:
+    """One serialised tf.train.Example; ``image/synthetic`` is 1 exactly for generated images.
+
+    ``png`` holds the pixels as ``encoding`` says (:data:`ENCODINGS`): PNG bytes, or
+    ``raw`` uint8 pixels, row-major, ``size`` x ``size`` (``image/format`` says which).
+    """
     import tensorflow as tf
 
     if origin not in ORIGINS:
         raise ValueError(f"origin {origin!r} is not one of {ORIGINS}")
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding {encoding!r} is not one of {ENCODINGS}")
 
     def b(v):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=v))
@@ -74,7 +80,7 @@ def make_example(png: bytes, size: int, labels, image_id: str, patient_id: str,
 
     feat = {
         "image/encoded": b([png]),
-        "image/format": b([b"png"]),
+        "image/format": b([encoding.encode()]),
         "image/height": i([size]),
         "image/width": i([size]),
         "image/channels": i([1]),
@@ -136,9 +142,11 @@ def _ref_fingerprint(ref) -> str:
     return "callable:" + repr(ref)
 
 
-def plan_hash(plan: ShardPlan, image_size: int) -> str:
+def plan_hash(plan: ShardPlan, image_size: int, encoding: str = "png") -> str:
     h = hashlib.sha256()
     h.update(json.dumps([SCHEMA_VERSION, plan.fmt, image_size, plan.name]).encode())
+    if encoding != "png":    # PNG shards keep the hashes they had before encodings existed
+        h.update(json.dumps({"encoding": encoding}).encode())
     for it in plan.items:
         h.update(json.dumps([it.image_id, it.patient_id, list(it.labels), it.origin,
                              [[b.label, b.xmin, b.ymin, b.xmax, b.ymax] for b in it.boxes],
@@ -163,13 +171,18 @@ def plan_shards(splits: dict[str, list[Item]], shards: int, seed: int, fmt: str 
 
 # --------------------------------------------------------------------------- workers
 def _prepare(args):
-    """Worker: load + resize + PNG-encode one item (no TensorFlow here)."""
+    """Worker: load + resize + encode one item (no TensorFlow here).
+
+    mode: ``png`` or ``raw`` (a shard's encoding: PNG bytes or the resized uint8 pixels),
+    ``index`` (a raw-image index entry: the original's shape, PNG bytes for in-memory images).
+    """
     ref, size, mode = args
     try:
         grey = imageio.load_image(ref)
-        if mode == "raw":
+        if mode == "index":
             return True, (grey.shape, imageio.encode_png(grey) if not isinstance(ref, str) else None)
-        return True, imageio.encode_png(imageio.resize(grey, size))
+        small = imageio.resize(grey, size)
+        return True, (np.ascontiguousarray(small, np.uint8).tobytes() if mode == "raw" else imageio.encode_png(small))
     except imageio.ImageError as e:
         return False, str(e)
     except Exception as e:  # noqa: BLE001 - any decoder failure is a rejected input, not a crash
@@ -234,8 +247,10 @@ class ShardWriter:
     """
 
     def __init__(self, out: str, image_size: int, num_labels: int, workers: int = 1,
-                 progress=None, fmt: str = "tfrecord"):
-        self.out, self.size, self.num_labels = out, image_size, num_labels
+                 progress=None, fmt: str = "tfrecord", encoding: str = "png"):
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding {encoding!r} is not one of {ENCODINGS}")
+        self.out, self.size, self.num_labels, self.encoding = out, image_size, num_labels, encoding
         self.workers, self.progress, self.fmt = max(1, workers), progress, fmt
         self._pool = None
 
@@ -261,7 +276,7 @@ class ShardWriter:
     def write(self, plan: ShardPlan) -> ShardResult:
         final = os.path.join(self.out, plan.name)
         state_path = os.path.join(self.out, STATE_DIR, plan.name + ".json")
-        phash = plan_hash(plan, self.size)
+        phash = plan_hash(plan, self.size, self.encoding)
         if os.path.exists(final) and os.path.exists(state_path):
             st = _read_state(state_path)
             # a state from before origins were counted is not reused: its counts would be missing
@@ -273,7 +288,7 @@ class ShardWriter:
                 res.reused = True
                 return res
         tally = _Tally(self.num_labels, self.progress)
-        mode = "raw" if self.fmt == "raw" else "tfrecord"
+        mode = "index" if self.fmt == "raw" else self.encoding
         results = self._map(_prepare, [(it.image, self.size, mode) for it in plan.items])
         good = tally.accepted(plan.items, results)
         if self.fmt == "raw":
@@ -281,9 +296,9 @@ class ShardWriter:
                 self._write_raw(tmp, good)
             sha, size = tfxr_io.sha256_file(final), os.path.getsize(final)
         else:
-            _, size, sha = write_shard(final, (make_example(png, self.size, it.labels, it.image_id,
-                                                            it.patient_id, it.boxes, it.origin)
-                                               for it, png in good))
+            _, size, sha = write_shard(final, (make_example(pixels, self.size, it.labels, it.image_id,
+                                                            it.patient_id, it.boxes, it.origin, self.encoding)
+                                               for it, pixels in good))
         res = ShardResult(plan.name, plan.split, tally.kept, sha, tally.rejects,
                           tally.label_counts.tolist(), sorted(tally.patients),
                           {o: tally.origins[o] for o in ORIGINS}, size)
@@ -342,7 +357,8 @@ def _ref_name(it: Item) -> str:
 
 # --------------------------------------------------------------------------- manifest
 def build_manifest(source: Source, results: list[ShardResult], *, image_size: int, seed: int,
-                   fractions, command: list[str], fmt: str, source_rejects: list[Reject]) -> dict:
+                   fractions, command: list[str], fmt: str, source_rejects: list[Reject],
+                   encoding: str = "png") -> dict:
     splits = {}
     for split in SPLITS:
         rs = sorted((r for r in results if r.split == split), key=lambda r: r.name)
@@ -368,7 +384,7 @@ def build_manifest(source: Source, results: list[ShardResult], *, image_size: in
         "tfxr_version": __version__,
         "image_size": image_size,
         "channels": 1,
-        "encoding": "png" if fmt == "tfrecord" else "files",
+        "encoding": encoding if fmt == "tfrecord" else "files",
         "label_names": list(source.label_names),
         "source": {"name": source.name, **{k: v for k, v in source.info.items()}},
         "seed": seed,
@@ -592,6 +608,9 @@ def rank_share(data_dir: str, split: str, manifest: dict, rank: int = 0, world: 
 
 
 # --------------------------------------------------------------------------- the reader
+#: Every shard :func:`read_examples` handed to tf.data in this process, with its data
+#: directory and manifest entry: what :func:`explain_data_loss` checks when a read fails.
+_OPENED: dict[str, tuple[str, dict]] = {}
 #: What :func:`read_examples` can return per example (a dict with these keys).
 FIELDS = ("image", "encoded", "labels", "image_id", "patient_id", "origin", "synthetic", "boxes")
 DEFAULT_FIELDS = ("image", "labels", "image_id", "patient_id")
@@ -609,11 +628,20 @@ def resize_u8(image, size: int):
     return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
 
 
-def decode_image(encoded, stored: int, size: int):
-    """A record's PNG bytes -> uint8 (size, size, 1); resized only when size != stored."""
+def manifest_encoding(manifest: dict) -> str:
+    """How a TFRecord directory's records hold their pixels (PNG unless the manifest says raw)."""
+    return "raw" if manifest.get("encoding") == "raw" else "png"
+
+
+def decode_image(encoded, stored: int, size: int, encoding: str = "png"):
+    """A record's pixels (PNG bytes, or raw uint8 at the stored size) -> uint8 (size, size, 1);
+    resized only when size != stored."""
     import tensorflow as tf
 
-    img = tf.ensure_shape(tf.io.decode_png(encoded, channels=1), [stored, stored, 1])
+    if encoding == "raw":      # no PNG decode: the bytes are the pixels
+        img = tf.reshape(tf.io.decode_raw(encoded, tf.uint8), [stored, stored, 1])
+    else:
+        img = tf.ensure_shape(tf.io.decode_png(encoded, channels=1), [stored, stored, 1])
     return img if size == stored else resize_u8(img, size)
 
 
@@ -637,7 +665,7 @@ def _decode_file(path, size: int):
     return tf.cast(tf.clip_by_value(tf.round(img * 255.0), 0, 255), tf.uint8)
 
 
-def _record_parser(fields, num_labels: int, stored: int, size: int):
+def _record_parser(fields, num_labels: int, stored: int, size: int, encoding: str):
     import tensorflow as tf
 
     full = feature_spec(num_labels)
@@ -651,7 +679,7 @@ def _record_parser(fields, num_labels: int, stored: int, size: int):
         out = {}
         for f in fields:
             if f == "image":
-                out[f] = decode_image(ex["image/encoded"], stored, size)
+                out[f] = decode_image(ex["image/encoded"], stored, size, encoding)
             elif f == "boxes":
                 out[f] = {k: tf.sparse.to_dense(ex[f"bbox/{k}"]) for k in BOX_KEYS}
             else:
@@ -701,7 +729,8 @@ def read_examples(data_dir: str, split: str, *, fields=DEFAULT_FIELDS, rank: int
 
     fields: any of :data:`FIELDS`: ``image`` uint8 (size, size, 1), decoded from PNG and
     resized (antialiased, rounded) only when ``image_size`` (0: as stored) differs from
-    the stored size; ``encoded`` the stored PNG bytes; ``labels`` float32; ``image_id``,
+    the stored size; ``encoded`` the stored bytes (PNG, or raw
+    pixels when the manifest says ``encoding: raw``); ``labels`` float32; ``image_id``,
     ``patient_id``, ``origin`` strings; ``synthetic`` int64 (1 for generated images);
     ``boxes`` a dict of 1-D tensors ``label, xmin, ymin, xmax, ymax`` (normalised).
     rank/world: this rank's disjoint part (:func:`rank_assignment`).  shards: which
@@ -721,6 +750,9 @@ def read_examples(data_dir: str, split: str, *, fields=DEFAULT_FIELDS, rank: int
     size = image_size or stored
     autotune = tf.data.AUTOTUNE
     files, record_level, count = rank_assignment(shard_files(data_dir, split, manifest, shards), rank, world)
+    entries = {os.path.join(data_dir, s["file"]): s for s in manifest["splits"][split]["shards"]}
+    for f in files:
+        _OPENED[f] = (data_dir, entries[f])
 
     if manifest.get("format", "tfrecord") == "raw":
         missing = [f for f in fields if f in ("encoded", "boxes")]
@@ -748,7 +780,8 @@ def read_examples(data_dir: str, split: str, *, fields=DEFAULT_FIELDS, rank: int
         ds = ds.shard(world, rank)
     if shards in ("real", "original"):
         ds = ds.filter(_is_real)
-    return ds.map(_record_parser(tuple(fields), len(manifest["label_names"]), stored, size),
+    return ds.map(_record_parser(tuple(fields), len(manifest["label_names"]), stored, size,
+                                 manifest_encoding(manifest)),
                   num_parallel_calls=autotune, deterministic=deterministic)
 
 
@@ -771,28 +804,64 @@ def shard_problems(data_dir: str, manifest: dict, splits: list[str] | None = Non
             raise ManifestError(f"{listed_in}: no split {split!r} (has {', '.join(available) or 'none'})")
         for shard in available[split]["shards"]:
             path = paths.inside(data_dir, shard["file"], listed_in, f"shard of split '{split}'")
-            problem = None
-            if not os.path.lexists(path):
-                problem = f"{path}: shard listed in the manifest is missing (re-run the conversion into {data_dir})"
-            elif os.path.isdir(path):
-                problem = f"{path}: a directory, not a shard file (re-run the conversion into {data_dir})"
-            elif not os.path.isfile(path):
-                problem = f"{path}: not a regular file (re-run the conversion into {data_dir})"
-            else:
-                size = os.path.getsize(path)
-                wrong_size = "bytes" in shard and size != shard["bytes"]
-                if hashes and tfxr_io.sha256_file(path) != shard["sha256"]:
-                    problem = (f"{path}: sha256 differs from the manifest"
-                               + (f" ({size} bytes, the manifest says {shard['bytes']})" if wrong_size else "")
-                               + f" (damaged or replaced; re-run the conversion into {data_dir})")
-                elif wrong_size:
-                    problem = (f"{path}: {size} bytes, the manifest says {shard['bytes']} "
-                               f"(truncated or replaced; re-run the conversion into {data_dir})")
+            problem = _shard_problem(data_dir, path, shard, hashes)
             if problem:
                 problems.append(problem)
                 if first:
                     return problems
     return problems
+
+
+def _shard_problem(data_dir: str, path: str, shard: dict, hashes: bool) -> str | None:
+    """What is wrong with one shard file against its manifest entry, or None."""
+    again = f"re-run the conversion into {data_dir}"
+    if not os.path.lexists(path):
+        return f"{path}: shard listed in the manifest is missing ({again})"
+    if os.path.isdir(path):
+        return f"{path}: a directory, not a shard file ({again})"
+    if not os.path.isfile(path):
+        return f"{path}: not a regular file ({again})"
+    size = os.path.getsize(path)
+    wrong_size = "bytes" in shard and size != shard["bytes"]
+    if hashes and tfxr_io.sha256_file(path) != shard["sha256"]:
+        return (f"{path}: sha256 differs from the manifest"
+                + (f" ({size} bytes, the manifest says {shard['bytes']})" if wrong_size else "")
+                + f" (damaged or replaced; {again})")
+    if wrong_size:
+        return f"{path}: {size} bytes, the manifest says {shard['bytes']} (truncated or replaced; {again})"
+    return None
+
+
+def explain_data_loss(error: BaseException) -> str | None:
+    """One line naming the damaged shard behind TensorFlow's DataLossError, else None.
+
+    TFRecord's CRCs raise ``DataLossError`` mid-read, without the file's name; this checks
+    the shards this process read (their recorded size and sha256, then TFRecord's own
+    CRCs) and names the damaged one.  The CLI wrapper calls it for every command, so
+    training, evaluation, GAN training and balancing all report a damaged shard the same
+    way (exit 2).
+    """
+    if type(error).__name__ != "DataLossError":
+        return None
+    import tensorflow as tf
+
+    text = str(getattr(error, "message", "") or error).strip()
+    reason = text.splitlines()[0] if text else "DataLossError"
+    for path, (data_dir, shard) in list(_OPENED.items()):
+        problem = _shard_problem(data_dir, path, shard, hashes=True)
+        if problem:
+            return f"{problem}; TensorFlow read it as damaged: {reason}"
+    for path, (data_dir, _shard) in list(_OPENED.items()):
+        try:
+            for _ in tf.data.TFRecordDataset(path):
+                pass
+        except tf.errors.DataLossError as e:
+            first = str(e.message).strip().splitlines()[0]
+            return (f"{path}: damaged TFRecord shard ({first}), although its sha256 is the manifest's: "
+                    f"it was damaged before the manifest was written; re-run the conversion into {data_dir}")
+    dirs = sorted({d for d, _ in _OPENED.values()})
+    return (f"a damaged TFRecord shard in {', '.join(dirs) or 'the data'} ({reason}); "
+            f"check it with `python -m tfxr.tfrecords verify DIR`")
 
 
 def check_shards(data_dir: str, manifest: dict, splits: list[str] | None = None, *,

@@ -27,7 +27,7 @@ import re
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tfxr.data.records import check_shards, read_examples, read_manifest
+from tfxr.data.records import check_shards, manifest_encoding, read_examples, read_manifest
 from tfxr.data.types import ORIGINS
 from tfxr.errors import ManifestError
 
@@ -101,14 +101,17 @@ class TfxrShards(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, manifest: dict, split: str):
         """Every record of a split through tfxr's one reader; generated (GAN) images only in
         train, as tfxr's pipeline."""
+        # PNG records are passed on as they are; raw-pixel records (--encoding raw) as arrays,
+        # which TFDS encodes as PNG (lossless: the same pixels)
+        pixels = "encoded" if manifest_encoding(manifest) == "png" else "image"
         ds = read_examples(self._config.tfxr_dir, split, manifest=manifest,
-                           fields=("encoded", "labels", "image_id", "patient_id", "origin", "boxes"),
+                           fields=(pixels, "labels", "image_id", "patient_id", "origin", "boxes"),
                            shards="all" if split == "train" else "real")
         for ex in ds.as_numpy_iterator():
             boxes = ex["boxes"]
             image_id = ex["image_id"].decode()
             yield image_id, {
-                "image": ex["encoded"],  # tfxr's PNG bytes, unchanged
+                "image": ex[pixels],  # tfxr's PNG bytes, unchanged (or the raw pixels)
                 "labels": ex["labels"],
                 "image_id": image_id,
                 "patient_id": ex["patient_id"].decode(),

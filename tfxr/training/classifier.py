@@ -182,7 +182,8 @@ class Trainer:
                               f"{sorted(splits)}); use --val-split '' to train without validation")
         check_shards = getattr(records, "check_shards", None)   # from the data branch (issue 6)
         if check_shards is not None:
-            check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []))
+            check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []),
+                         hashes=cfg.pipeline.verify_shards)
 
     def _build_model(self):
         from tfxr.models import build_model, model_accepts
