@@ -41,7 +41,7 @@ import numpy as np
 
 from tfxr import io as tfxr_io
 from tfxr.data import imageio, paths
-from tfxr.data.types import ORIGINS, SPLITS, Item, Reject, Source
+from tfxr.data.types import ORIGINS, SPLITS, Item, Reject, Source, normalise_boxes
 from tfxr.errors import ManifestError
 
 SCHEMA_VERSION = 1
@@ -56,11 +56,19 @@ def shard_name(split: str, index: int, total: int, fmt: str = "tfrecord") -> str
 
 
 def make_example(png: bytes, size: int, labels, image_id: str, patient_id: str,
-                 boxes=(), origin: str = "real", encoding: str = "png") -> bytes:
+                 boxes=(), origin: str = "real", encoding: str = "png", *, view: str | None = None,
+                 pixel_spacing: tuple[float, float] | None = None,
+                 original_size: tuple[int, int] | None = None,
+                 age: float | None = None, sex: str | None = None) -> bytes:
     """One serialised tf.train.Example; ``image/synthetic`` is 1 exactly for generated images.
 
     ``png`` holds the pixels as ``encoding`` says (:data:`ENCODINGS`): PNG bytes, or
     ``raw`` uint8 pixels, row-major, ``size`` x ``size`` (``image/format`` says which).
+    Optional fields, written only when known (older records simply lack them):
+    ``image/view`` (PA, AP, ...), ``image/pixel_spacing`` (row, column mm of the *stored*
+    image), ``image/original_size`` (rows, columns before resizing), ``patient/age`` and
+    ``patient/sex`` (only when the conversion was asked for demographics).  A label may be
+    NaN: unknown for that image (e.g. CheXpert's uncertain label under ``ignore``).
     """
     import tensorflow as tf
 
@@ -95,6 +103,16 @@ def make_example(png: bytes, size: int, labels, image_id: str, patient_id: str,
         "bbox/xmax": f([bx.xmax for bx in boxes]),
         "bbox/ymax": f([bx.ymax for bx in boxes]),
     }
+    if view:
+        feat["image/view"] = b([view.encode()])
+    if pixel_spacing is not None:
+        feat["image/pixel_spacing"] = f([float(v) for v in pixel_spacing])
+    if original_size is not None:
+        feat["image/original_size"] = i([int(v) for v in original_size])
+    if age is not None:
+        feat["patient/age"] = f([float(age)])
+    if sex:
+        feat["patient/sex"] = b([sex.encode()])
     return tf.train.Example(features=tf.train.Features(feature=feat)).SerializeToString()
 
 
@@ -113,6 +131,10 @@ def feature_spec(num_labels: int) -> dict:
         "bbox/ymin": tf.io.VarLenFeature(tf.float32),
         "bbox/xmax": tf.io.VarLenFeature(tf.float32),
         "bbox/ymax": tf.io.VarLenFeature(tf.float32),
+        # optional (absent in older records and where a set does not say)
+        "image/view": tf.io.FixedLenFeature([], tf.string, default_value=""),
+        "image/pixel_spacing": tf.io.VarLenFeature(tf.float32),
+        "image/original_size": tf.io.VarLenFeature(tf.int64),
     }
 
 
@@ -151,6 +173,10 @@ def plan_hash(plan: ShardPlan, image_size: int, encoding: str = "png") -> str:
         h.update(json.dumps([it.image_id, it.patient_id, list(it.labels), it.origin,
                              [[b.label, b.xmin, b.ymin, b.xmax, b.ymax] for b in it.boxes],
                              _ref_fingerprint(it.image)]).encode())
+        extra = {k: getattr(it, k) for k in ("box_space", "view", "pixel_spacing", "age", "sex")
+                 if getattr(it, k) is not None}
+        if extra:  # only items that have them: older plans keep their hashes
+            h.update(json.dumps(extra, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -173,16 +199,20 @@ def plan_shards(splits: dict[str, list[Item]], shards: int, seed: int, fmt: str 
 def _prepare(args):
     """Worker: load + resize + encode one item (no TensorFlow here).
 
-    mode: ``png`` or ``raw`` (a shard's encoding: PNG bytes or the resized uint8 pixels),
-    ``index`` (a raw-image index entry: the original's shape, PNG bytes for in-memory images).
+    mode: ``png`` or ``raw`` (a shard's encoding: PNG bytes or the resized uint8 pixels,
+    with ``facts``: the decoded image's ``shape`` and (DICOM) ``pixel_spacing``), ``index``
+    (a raw-image index entry: the original's shape, PNG bytes for in-memory images).
+    ``dicom_window=False`` ignores DICOM VOI LUTs and windows.
     """
-    ref, size, mode = args
+    ref, size, mode, *rest = args
+    dicom_window = rest[0] if rest else True
     try:
-        grey = imageio.load_image(ref)
+        grey, facts = imageio.load_image_meta(ref, dicom_window)
         if mode == "index":
             return True, (grey.shape, imageio.encode_png(grey) if not isinstance(ref, str) else None)
         small = imageio.resize(grey, size)
-        return True, (np.ascontiguousarray(small, np.uint8).tobytes() if mode == "raw" else imageio.encode_png(small))
+        pixels = np.ascontiguousarray(small, np.uint8).tobytes() if mode == "raw" else imageio.encode_png(small)
+        return True, (pixels, facts)
     except imageio.ImageError as e:
         return False, str(e)
     except Exception as e:  # noqa: BLE001 - any decoder failure is a rejected input, not a crash
@@ -203,6 +233,11 @@ class ShardResult:
     #: size of the shard file in bytes (checked before training by check_shards)
     bytes: int = 0
     reused: bool = False
+    #: labels stored as NaN (unknown) per label; empty in states written before it existed
+    label_masked: list[float] = field(default_factory=list)
+    #: boxes per label index, and images with at least one box
+    box_counts: dict[str, int] = field(default_factory=dict)
+    images_with_boxes: int = 0
 
 
 def _worker_ignores_interrupts() -> None:
@@ -247,10 +282,11 @@ class ShardWriter:
     """
 
     def __init__(self, out: str, image_size: int, num_labels: int, workers: int = 1,
-                 progress=None, fmt: str = "tfrecord", encoding: str = "png"):
+                 progress=None, fmt: str = "tfrecord", encoding: str = "png", dicom_window: bool = True):
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding {encoding!r} is not one of {ENCODINGS}")
         self.out, self.size, self.num_labels, self.encoding = out, image_size, num_labels, encoding
+        self.dicom_window = dicom_window
         self.workers, self.progress, self.fmt = max(1, workers), progress, fmt
         self._pool = None
 
@@ -277,6 +313,8 @@ class ShardWriter:
         final = os.path.join(self.out, plan.name)
         state_path = os.path.join(self.out, STATE_DIR, plan.name + ".json")
         phash = plan_hash(plan, self.size, self.encoding)
+        if not self.dicom_window:
+            phash = hashlib.sha256((phash + ":dicom-full-range").encode()).hexdigest()
         if os.path.exists(final) and os.path.exists(state_path):
             st = _read_state(state_path)
             # a state from before origins were counted is not reused: its counts would be missing
@@ -289,19 +327,23 @@ class ShardWriter:
                 return res
         tally = _Tally(self.num_labels, self.progress)
         mode = "index" if self.fmt == "raw" else self.encoding
-        results = self._map(_prepare, [(it.image, self.size, mode) for it in plan.items])
+        results = self._map(_prepare, [(it.image, self.size, mode, self.dicom_window) for it in plan.items])
         good = tally.accepted(plan.items, results)
         if self.fmt == "raw":
             with tfxr_io.atomic_path(final) as tmp:
                 self._write_raw(tmp, good)
             sha, size = tfxr_io.sha256_file(final), os.path.getsize(final)
         else:
-            _, size, sha = write_shard(final, (make_example(pixels, self.size, it.labels, it.image_id,
-                                                            it.patient_id, it.boxes, it.origin, self.encoding)
-                                               for it, pixels in good))
+            _, size, sha = write_shard(final, (
+                make_example(pixels, self.size, it.labels, it.image_id, it.patient_id,
+                             normalise_boxes(it.boxes, it.box_space, facts["shape"]), it.origin, self.encoding,
+                             **_optional_fields(it, facts, self.size))
+                for it, (pixels, facts) in good))
         res = ShardResult(plan.name, plan.split, tally.kept, sha, tally.rejects,
                           tally.label_counts.tolist(), sorted(tally.patients),
-                          {o: tally.origins[o] for o in ORIGINS}, size)
+                          {o: tally.origins[o] for o in ORIGINS}, size,
+                          label_masked=tally.masked.tolist(), box_counts=dict(sorted(tally.boxes.items())),
+                          images_with_boxes=tally.images_with_boxes)
         os.makedirs(os.path.dirname(state_path), exist_ok=True)
         tfxr_io.write_json(state_path, {**res.__dict__, "plan_hash": phash})
         return res
@@ -325,12 +367,25 @@ class ShardWriter:
                                " ".join(repr(float(x)) for x in it.labels)])
 
 
+def _optional_fields(it: Item, facts: dict, size: int) -> dict:
+    """The optional record fields of one item: view, spacing (of the stored image), demographics."""
+    rows, cols = facts["shape"][:2]
+    spacing = facts.get("pixel_spacing") or it.pixel_spacing
+    return {"view": it.view, "age": it.age, "sex": it.sex,
+            "original_size": (rows, cols) if isinstance(it.image, str) else None,
+            "pixel_spacing": (spacing[0] * rows / size, spacing[1] * cols / size) if spacing else None}
+
+
 class _Tally:
     """Counts what goes into a shard and reports what is rejected (file and reason)."""
 
     def __init__(self, num_labels: int, progress=None):
         self.rejects: list[dict] = []
         self.label_counts = np.zeros(num_labels)
+        #: labels stored as NaN (unknown, masked out of loss and AUROC), per label
+        self.masked = np.zeros(num_labels)
+        self.boxes: Counter[str] = Counter()
+        self.images_with_boxes = 0
         self.patients: set[str] = set()
         self.origins: Counter[str] = Counter()
         self.kept = 0
@@ -344,7 +399,11 @@ class _Tally:
                 self.rejects.append({"file": _ref_name(it), "reason": payload})
                 print(f"tfxr: rejected {_ref_name(it)}: {payload}", file=sys.stderr)
                 continue
-            self.label_counts += np.asarray(it.labels, dtype=float)
+            labels = np.asarray(it.labels, dtype=float)
+            self.label_counts += np.nan_to_num(labels, nan=0.0)
+            self.masked += np.isnan(labels)
+            self.boxes.update(str(b.label) for b in it.boxes)
+            self.images_with_boxes += bool(it.boxes)
             self.patients.add(it.patient_id)
             self.origins[it.origin] += 1
             self.kept += 1
@@ -365,6 +424,7 @@ def build_manifest(source: Source, results: list[ShardResult], *, image_size: in
         if not rs:
             continue
         counts = np.sum([r.label_counts for r in rs], axis=0)
+        masked = np.sum([r.label_masked or [0.0] * len(source.label_names) for r in rs], axis=0)
         total = sum(r.count for r in rs)
         splits[split] = {
             "count": total,
@@ -372,6 +432,11 @@ def build_manifest(source: Source, results: list[ShardResult], *, image_size: in
             "label_counts": {n: int(c) for n, c in zip(source.label_names, counts)},
             "prevalence": {n: (float(c) / total if total else 0.0) for n, c in zip(source.label_names, counts)},
             "origins": {o: sum(r.origins.get(o, 0) for r in rs) for o in ORIGINS},
+            **({"label_masked": {n: int(c) for n, c in zip(source.label_names, masked)}} if masked.any() else {}),
+            **({"boxes": {n: sum(r.box_counts.get(str(k), 0) for r in rs)
+                          for k, n in enumerate(source.label_names)},
+                "images_with_boxes": sum(r.images_with_boxes for r in rs)}
+               if any(r.box_counts for r in rs) else {}),
             "shards": [{"file": r.name, "count": r.count, "bytes": r.bytes, "sha256": r.sha256} for r in rs],
         }
     rejected = [r.as_dict() for r in source_rejects] + [x for r in sorted(results, key=lambda r: r.name)

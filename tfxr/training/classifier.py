@@ -30,7 +30,11 @@ RANK_SEED_STRIDE = 1_000_003
 
 
 def weighted_bce(pos_weight, neg_weight):
-    """Class-weighted binary cross-entropy on probabilities (CheXNet's loss)."""
+    """Class-weighted binary cross-entropy on probabilities (CheXNet's loss).
+
+    A non-finite label (NaN: unknown, e.g. CheXpert's uncertain label under the
+    ``ignore`` policy) is masked out: the loss is the mean over the known labels.
+    """
     import tensorflow as tf
 
     pos = tf.constant(pos_weight, tf.float32)
@@ -39,8 +43,11 @@ def weighted_bce(pos_weight, neg_weight):
     def loss(labels, probs):
         probs = tf.clip_by_value(tf.cast(probs, tf.float32), 1e-7, 1 - 1e-7)
         labels = tf.cast(labels, tf.float32)
+        known = tf.math.is_finite(labels)
+        labels = tf.where(known, labels, 0.0)
         per_label = -(pos * labels * tf.math.log(probs) + neg * (1 - labels) * tf.math.log(1 - probs))
-        return tf.reduce_mean(per_label)
+        per_label = tf.where(known, per_label, 0.0)
+        return tf.reduce_sum(per_label) / tf.maximum(tf.reduce_sum(tf.cast(known, tf.float32)), 1.0)
     return loss
 
 
