@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tfxr import cpu
-from tfxr.distributed import binding_flags
+from tfxr.launch import binding_flags
 
 ZEN4 = """processor\t: 0
 vendor_id\t: AuthenticAMD
