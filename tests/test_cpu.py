@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import tfxr
 
 from tfxr import cpu
-from tfxr.distributed import binding_flags
+from tfxr.launch import binding_flags
 
 ZEN4 = """processor\t: 0
 vendor_id\t: AuthenticAMD
