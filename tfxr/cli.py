@@ -28,8 +28,18 @@ def error(message: str) -> None:
     print(f"tfxr: error: {message}", file=sys.stderr)
 
 
+def _damaged_shard(e: Exception) -> str | None:
+    """A shard found damaged mid-read (TensorFlow's DataLossError) as one line naming it."""
+    if type(e).__name__ != "DataLossError":
+        return None
+    from tfxr.data.records import explain_data_loss  # lazy: only on this error path (imports TensorFlow)
+
+    return explain_data_loss(e)
+
+
 def run_main(body: Callable[[], int | None]) -> int:
-    """Run a command's body: TfxrError -> one line and exit 2; Horovod shut down at the end."""
+    """Run a command's body: TfxrError or a damaged shard -> one line and exit 2; Horovod (if
+    started) shut down at the end."""
     try:
         code = body()
         return EXIT_OK if code is None else int(code)
@@ -39,7 +49,15 @@ def run_main(body: Callable[[], int | None]) -> int:
     except KeyboardInterrupt:
         error("interrupted")
         return 130
+    except Exception as e:
+        message = _damaged_shard(e)
+        if message is None:
+            raise
+        error(message)
+        return EXIT_USAGE
     finally:
-        from tfxr import distributed
-
-        distributed.shutdown()
+        # Shut Horovod down if this command started it.  Looked up, not imported: the CLI
+        # wrapper does not depend on the runtime (tfxr.launch's CLI runs without it).
+        runtime = sys.modules.get("tfxr.distributed")
+        if runtime is not None:
+            runtime.shutdown()

@@ -24,12 +24,11 @@ import time
 
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
 from tfxr.data import sources, splits as splitlib
-from tfxr.data.tfrecord import (ShardWriter, build_manifest, plan_shards, read_manifest,
-                                remove_stale_temporaries, write_manifest)
+from tfxr.data.records import (ShardWriter, build_manifest, plan_shards, read_manifest,
+                               remove_stale_temporaries, shard_problems, write_manifest)
 from tfxr.data.types import OFFICIAL_SPLITS, Source
-from tfxr.distributed import mpi_comm
+from tfxr.launch import mpi_comm
 from tfxr.errors import ConfigError, SourceError
-from tfxr.io import sha256_file
 from tfxr.progress import progress_bar
 
 DEFAULT_SHARDS = 8
@@ -116,6 +115,9 @@ def check_arguments(args) -> None:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     if args.shards is not None and args.format == "raw":
         raise ConfigError("--shards does not apply to --format raw (one CSV index per split); drop it")
+    if args.encoding != "png" and args.format == "raw":
+        raise ConfigError("--encoding applies to TFRecord shards; a raw-image index (--format raw) "
+                          "lists the image files: drop one of them")
     if args.shards is not None and args.shards < 1:
         raise ConfigError(f"--shards must be >= 1, got {args.shards}")
     if args.num_images < 1:
@@ -163,7 +165,8 @@ def convert(args, argv: list[str]) -> int:
               + (f"; {size} ranks" if size > 1 else "") + f"; {args.workers} workers/rank", file=sys.stderr)
     bar = progress_bar(total, "convert", enabled=(rank == 0 and not args.quiet))
     with ShardWriter(args.out, args.image_size, len(source.label_names), args.workers,
-                     bar.update, fmt=args.format, dicom_window=not args.dicom_ignore_window) as writer:
+                     bar.update, fmt=args.format, encoding=args.encoding,
+                     dicom_window=not args.dicom_ignore_window) as writer:
         results = [writer.write(p) for p in mine]
     bar.close()
     if comm:
@@ -174,7 +177,7 @@ def convert(args, argv: list[str]) -> int:
     stale = remove_stale_temporaries(args.out)  # every rank has finished writing
     manifest = build_manifest(source, results, image_size=args.image_size, seed=args.seed,
                               fractions=fractions, command=["python", "-m", "tfxr.tfrecords", *argv],
-                              fmt=args.format, source_rejects=source.rejects)
+                              fmt=args.format, source_rejects=source.rejects, encoding=args.encoding)
     seconds = time.perf_counter() - t0
     n_in = len(source.items)
     reused = sum(r.reused for r in results)
@@ -198,20 +201,12 @@ def convert(args, argv: list[str]) -> int:
 
 
 def verify(data_dir: str) -> int:
-    """Full check: every shard exists and has the sha256 the manifest records."""
-    m = read_manifest(data_dir)
-    bad = 0
-    for split, info in m["splits"].items():
-        for sh in info["shards"]:
-            p = os.path.join(data_dir, sh["file"])
-            if not os.path.exists(p):
-                print(f"{p}: missing", file=sys.stderr)
-                bad += 1
-            elif sha256_file(p) != sh["sha256"]:
-                print(f"{p}: sha256 differs from manifest", file=sys.stderr)
-                bad += 1
-    print(f"{data_dir}: {'OK' if not bad else f'{bad} bad shard(s)'}")
-    return EXIT_REJECTED if bad else EXIT_OK
+    """Full check: every shard exists and has the size and sha256 the manifest records."""
+    problems = shard_problems(data_dir, read_manifest(data_dir), hashes=True)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{data_dir}: {'OK' if not problems else f'{len(problems)} bad shard(s)'}")
+    return EXIT_REJECTED if problems else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -278,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 3 when more inputs than this are rejected (-1: no bound)")
     w.add_argument("--format", default="tfrecord", choices=["tfrecord", "raw"],
                    help="'raw' writes CSV indexes of the image files instead of shards")
+    w.add_argument("--encoding", default="png", choices=["png", "raw"],
+                   help="how records hold the pixels: 'png' (compressed) or 'raw' (uint8 at --image-size, "
+                        "no PNG decode when read; larger shards)")
     w.add_argument("--quiet", action="store_true")
     v = sub.add_parser("verify", help="check every shard against the manifest's sha256 (exit 3 if not)")
     v.add_argument("data_dir")

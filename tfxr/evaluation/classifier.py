@@ -62,7 +62,7 @@ def run_labels(model_path: str) -> tuple[list[str], str | None] | None:
     """
     import yaml
 
-    from tfxr.data.tfrecord import read_manifest
+    from tfxr.data.records import read_manifest
     from tfxr.errors import ManifestError
 
     config = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.yaml")
@@ -174,7 +174,7 @@ def open_model_and_data(model_arg: str, data_dir: str):
     line on every rank, not a hang.
     """
     from tfxr import distributed as dist
-    from tfxr.data.tfrecord import read_manifest
+    from tfxr.data.records import read_manifest
 
     if not model_arg or not data_dir:
         raise ConfigError("--model and --data are required")
@@ -352,13 +352,13 @@ def evaluate(cfg: EvalConfig) -> dict:
 
     cross = None
     if cfg.model and cfg.data:
-        from tfxr.data.tfrecord import read_manifest
+        from tfxr.data.records import read_manifest
 
         cross = cross_dataset_labels(resolve_model_path(cfg.model), read_manifest(cfg.data))
     if cross is None:
         path, model, size, channels, manifest = open_model_and_data(cfg.model, cfg.data)
     else:  # the model's own label count is what load_model_for checks its outputs against
-        from tfxr.data.tfrecord import read_manifest
+        from tfxr.data.records import read_manifest
 
         path, manifest = resolve_model_path(cfg.model), read_manifest(cfg.data)
         dist.init()

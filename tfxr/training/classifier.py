@@ -134,7 +134,7 @@ class Trainer:
 
         from tfxr import distributed as dist
         from tfxr.data.pipeline import training_label_counts
-        from tfxr.data.tfrecord import read_manifest
+        from tfxr.data.records import read_manifest
 
         validate(cfg)
         if not cfg.data:
@@ -178,7 +178,7 @@ class Trainer:
     # ---- checks before anything is written
     def _check_data(self) -> None:
         """The splits the run reads exist and their shards are intact (sizes as in the manifest)."""
-        from tfxr.data import tfrecord
+        from tfxr.data import records
 
         cfg, splits = self.cfg, self.manifest.get("splits", {})
         if "train" not in splits:
@@ -187,9 +187,10 @@ class Trainer:
         if cfg.val_split and cfg.val_split not in splits:
             raise ConfigError(f"--val-split {cfg.val_split!r}: {cfg.data} has no such split (has "
                               f"{sorted(splits)}); use --val-split '' to train without validation")
-        check_shards = getattr(tfrecord, "check_shards", None)   # from the data branch (issue 6)
+        check_shards = getattr(records, "check_shards", None)   # from the data branch (issue 6)
         if check_shards is not None:
-            check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []))
+            check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []),
+                         hashes=cfg.pipeline.verify_shards)
 
     def _build_model(self):
         from tfxr.models import build_model, model_accepts
