@@ -62,7 +62,7 @@ def test_boxes_are_divided_by_the_dicom_size(train_csv, tmp_path):
          "--out", "out", "--image-size", "32", "--quiet", cwd=tmp_path)
     import tensorflow as tf
 
-    from tfxr.data.tfrecord import feature_spec
+    from tfxr.data.records import feature_spec
 
     shard = next((tmp_path / "out").glob("*.tfrecord"))
     ex = tf.io.parse_single_example(next(iter(tf.data.TFRecordDataset(str(shard)))), feature_spec(14))
