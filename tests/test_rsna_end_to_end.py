@@ -1,5 +1,5 @@
 """End to end on the real RSNA sample (222 DICOMs, 29 of them with 37 RSNA boxes):
-``tfrecords write --source rsna`` -> ``stats`` (box counts) -> ``train`` -> ``evaluate``,
+``tfrecords write --source rsna`` -> ``stats`` (box counts) -> ``train`` -> ``evaluate`` -> ``localize``,
 then ``predict`` on raw files (DICOM and PNG copies) against ``evaluate``'s numbers,
 and the RSNA model scored across data sets on an NIH subset (shared label: Pneumonia).
 Small on purpose: 64 px, 2 epochs of the TB CNN.
@@ -115,3 +115,14 @@ def test_cross_dataset_evaluation_on_nih_scores_the_shared_label(rsna, tmp_path)
     assert "Left out:" in (tmp_path / "cross" / "report.md").read_text()
     y = np.array([float(x["y_Pneumonia"]) for x in _rows(tmp_path / "cross" / "predictions.csv")])
     assert len(y) == m["images"]
+
+
+def test_localize_scores_against_rsna_boxes(rsna):
+    work, _ = rsna
+    m = json.loads((work / "tfrec" / "manifest.json").read_text())
+    tfxr("tfxr.localize", "--model", "run", "--data", "tfrec", "--out", "loc", "--overlays", "2", cwd=work,
+         env=ONE_THREAD)
+    loc = json.loads((work / "loc" / "localization.json").read_text())
+    assert loc["boxes"] == m["splits"]["test"]["boxes"]["Pneumonia"]
+    assert loc["images"] == m["splits"]["test"]["images_with_boxes"]
+    assert len(list((work / "loc" / "overlays").glob("*.png"))) == 2
