@@ -66,24 +66,24 @@ def test_resume_equals_uninterrupted_run(synthetic_tfrec, tmp_path):
 
 
 def test_damaged_or_missing_checkpoints_are_clear_errors(synthetic_tfrec, tmp_path):
-    out = tmp_path / "run"
-    _train(synthetic_tfrec, out, "--epochs", "1", "--set", "steps_per_epoch=2", "--val-split", "")
+    out, args = tmp_path / "run", ("--set", "steps_per_epoch=2", "--val-split", "")
+    _train(synthetic_tfrec, out, "--epochs", "1", *args)
     history = (out / "history.json").read_text()
     ckpt = out / "checkpoints"
     data_file = next(ckpt.glob("ckpt-1.data-*"))
     good = data_file.read_bytes()
     for damage in (b"", good[: len(good) // 2]):                 # empty, truncated
         data_file.write_bytes(damage)
-        r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", check=False)
+        r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", *args, check=False)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
         assert "ckpt-1" in r.stderr and "cannot restore" in r.stderr
         assert (out / "history.json").read_text() == history
     data_file.unlink()                                           # the index names a deleted checkpoint
-    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", check=False)
+    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", *args, check=False)
     assert r.returncode == 2 and "missing" in r.stderr and "Traceback" not in r.stderr
     for f in ckpt.iterdir():                                     # no checkpoint at all, history kept
         f.unlink()
-    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", check=False)
+    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", *args, check=False)
     assert r.returncode == 2 and "history.json but no checkpoint" in r.stderr
     assert (out / "history.json").read_text() == history
 

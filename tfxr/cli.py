@@ -12,30 +12,31 @@ Exit codes (documented in the README, the same for every command):
 """
 from __future__ import annotations
 
-import sys
 from typing import Callable
 
-from tfxr.errors import TfxrError
+from tfxr import log
+from tfxr.errors import RejectedResult, TfxrError
 
 EXIT_OK = 0
 EXIT_CRASH = 1
-EXIT_USAGE = 2
-EXIT_REJECTED = 3
+EXIT_USAGE = TfxrError.exit_code            # 2
+EXIT_REJECTED = RejectedResult.exit_code    # 3
 
 
 def error(message: str) -> None:
-    """Print one error line on stderr (every rank may call it; it is the same line)."""
-    print(f"tfxr: error: {message}", file=sys.stderr)
+    """One ``tfxr: error: ...`` line on stderr (:func:`tfxr.log.error`, on every rank)."""
+    log.error(message)
 
 
 def run_main(body: Callable[[], int | None]) -> int:
-    """Run a command's body: TfxrError -> one line and exit 2; Horovod shut down at the end."""
+    """Run a command's body: TfxrError -> one line and its exit code (2, or 3 for a rejected
+    result); Horovod shut down at the end."""
     try:
         code = body()
         return EXIT_OK if code is None else int(code)
     except TfxrError as e:
         error(str(e))
-        return EXIT_USAGE
+        return e.exit_code
     except KeyboardInterrupt:
         error("interrupted")
         return 130

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from typing import Any
 
@@ -19,6 +20,8 @@ import yaml
 
 
 from tfxr.errors import ConfigError  # noqa: F401 - re-exported: configs raise it
+
+#: the configs of every trainer live in :mod:`tfxr.configs` (TrainConfig, GanConfig, ...)
 
 
 def option(default: Any, *, choices: tuple | None = None, minimum: float | None = None,
@@ -38,6 +41,8 @@ def check_value(f: dataclasses.Field, value: Any, key: str) -> None:
     for v in values:
         if v is None:        # Optional fields: None means "not set" (e.g. the builder's default)
             continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{key}: {v!r} is not a finite number")
         if choices and v not in choices:
             raise ConfigError(f"{key}: unknown value {v!r} (allowed: {', '.join(map(str, choices))})")
         if lo is not None and v < lo:
