@@ -36,7 +36,7 @@ import numpy as np
 from tfxr.cli import run_main
 from tfxr.config import option, parse_config
 from tfxr.errors import ConfigError
-# Re-exported: tfxr.train and users import these from tfxr.evaluate.
+# Re-exported: tests, notebooks and users import these from tfxr.evaluate.
 from tfxr.evaluation.classifier import (EvalConfig, evaluate, format_table, load_model,  # noqa: F401
                                         predict_split, resolve_model_path)
 
