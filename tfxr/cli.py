@@ -23,9 +23,9 @@ EXIT_USAGE = TfxrError.exit_code            # 2
 EXIT_REJECTED = RejectedResult.exit_code    # 3
 
 
-def error(message: str) -> None:
-    """One ``tfxr: error: ...`` line on stderr (:func:`tfxr.log.error`, on every rank)."""
-    log.error(message)
+def error(message: str, all_ranks: bool = True) -> None:
+    """One ``tfxr: error: ...`` line on stderr (:func:`tfxr.log.error`)."""
+    log.error(message, all_ranks=all_ranks)
 
 
 def run_main(body: Callable[[], int | None]) -> int:
@@ -35,7 +35,7 @@ def run_main(body: Callable[[], int | None]) -> int:
         code = body()
         return EXIT_OK if code is None else int(code)
     except TfxrError as e:
-        error(str(e))
+        error(str(e), all_ranks=not e.shared)   # a shared error: one line from rank 0, not one per rank
         return e.exit_code
     except KeyboardInterrupt:
         error("interrupted")

@@ -60,6 +60,11 @@ class TrainConfig:
     val_split: str = "val"             # '' to skip validation
     keep_checkpoints: int = option(2, minimum=1)
     progress: bool = True
+    # Horovod options, used by the horovod branch's DistributedStep and tfxr.distributed.init
+    # (gradient accumulation; stall check and timeline): see that branch's docs
+    accumulate_steps: int = option(1, minimum=1)
+    stall_timeout: float = option(600.0, minimum=0.0)
+    timeline: str = ""
     pipeline: DataConfig = field(default_factory=DataConfig)
 
     #: short flags for the pipeline options people set most (README, Slurm scripts, notebooks)
@@ -68,7 +73,8 @@ class TrainConfig:
         "channels": "pipeline.channels", "cache": "pipeline.cache",
         "deterministic": "pipeline.deterministic", "shuffle_buffer": "pipeline.shuffle_buffer"}
     #: what ``--resume`` may change (more epochs, patience of the stopping rule, the console)
-    RESUME_SAFE: ClassVar[frozenset] = RUN_FIELDS_SAFE_TO_CHANGE | {"early_stopping_patience"}
+    RESUME_SAFE: ClassVar[frozenset] = RUN_FIELDS_SAFE_TO_CHANGE | {"early_stopping_patience", "stall_timeout",
+                                                                    "timeline"}
 
 
 @dataclass

@@ -267,3 +267,15 @@ def test_train_cli_run_folders_resume_settings_and_nan(synthetic_tfrec, tmp_path
     nan = _cli(synthetic_tfrec, "nan", "--epochs", "2", "--optimizer", "sgd", "--set", "lr=1e30", cwd=tmp_path)
     assert nan.returncode == 3 and "tfxr: error: training diverged in epoch 1" in nan.stderr, nan.stderr[-2000:]
     assert not (tmp_path / "nan" / "best.keras").exists() and not (tmp_path / "nan" / "final.keras").exists()
+
+
+@pytest.mark.mpi
+def test_two_ranks_refuse_an_existing_run_with_one_line(synthetic_tfrec, tmp_path):
+    """Rank 0 decides (lock, existing run); both ranks stop, and the error is said once."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "history.json").write_text("[]\n")
+    r = tfxr("tfxr.train", "--model", "tb_cnn", "--data", str(synthetic_tfrec), "--out", "run", "--epochs", "1",
+             "--no-progress", np=2, cwd=tmp_path, check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert r.stderr.count("tfxr: error: --out run already holds a run (history.json)") == 1
+    assert sorted(os.listdir(tmp_path / "run")) == ["history.json"]

@@ -23,16 +23,14 @@ from tfxr import cpu, log
 from tfxr import distributed as dist
 from tfxr.config import validate
 from tfxr.configs import TrainConfig
-from tfxr.data import tfrecord
 from tfxr.data.pipeline import build_dataset, split_steps, training_label_counts
-from tfxr.data.tfrecord import read_manifest
+from tfxr.data.tfrecord import check_shards, read_manifest
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.metrics import auroc_per_label, nanmean
 from tfxr.io import atomic_path
 from tfxr.models import build_model, model_accepts, model_report
 from tfxr.training import run
 from tfxr.training.checkpoints import variables_by_path
-from tfxr.training.run import RANK_SEED_STRIDE  # noqa: F401 - re-exported (the one stride)
 from tfxr.training.schedule import POLICY_STATE, Decision, PlateauPolicy, WarmupSchedule
 
 
@@ -176,9 +174,7 @@ class Trainer:
         if cfg.val_split and cfg.val_split not in splits:
             raise ConfigError(f"--val-split {cfg.val_split!r}: {cfg.data} has no such split (has "
                               f"{sorted(splits)}); use --val-split '' to train without validation")
-        check_shards = getattr(tfrecord, "check_shards", None)   # from the data branch (issue 6)
-        if check_shards is not None:
-            check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []))
+        check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []))
 
     def _build_model(self):
         cfg = self.cfg
@@ -200,11 +196,9 @@ class Trainer:
         options = {"learning_rate": self.base_lr}
         if self.cfg.weight_decay:
             options["weight_decay"] = self.cfg.weight_decay
-        makers = {"adam": lambda: keras.optimizers.Adam(**options),
+        makers = {"adam": lambda: keras.optimizers.Adam(**options),   # the choices of TrainConfig.optimizer
                   "sgd": lambda: keras.optimizers.SGD(momentum=0.9, nesterov=True, **options),
                   "rmsprop": lambda: keras.optimizers.RMSprop(**options)}
-        if self.cfg.optimizer not in makers:
-            raise ConfigError(f"optimizer: unknown value {self.cfg.optimizer!r} (allowed: {', '.join(makers)})")
         optimizer = makers[self.cfg.optimizer]()
         if keras.mixed_precision.global_policy().name == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
