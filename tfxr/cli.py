@@ -38,8 +38,8 @@ def _damaged_shard(e: Exception) -> str | None:
 
 
 def run_main(body: Callable[[], int | None]) -> int:
-    """Run a command's body: TfxrError or a damaged shard -> one line and exit 2; Horovod shut
-    down at the end."""
+    """Run a command's body: TfxrError or a damaged shard -> one line and exit 2; Horovod (if
+    started) shut down at the end."""
     try:
         code = body()
         return EXIT_OK if code is None else int(code)
@@ -56,6 +56,8 @@ def run_main(body: Callable[[], int | None]) -> int:
         error(message)
         return EXIT_USAGE
     finally:
-        from tfxr import distributed
-
-        distributed.shutdown()
+        # Shut Horovod down if this command started it.  Looked up, not imported: the CLI
+        # wrapper does not depend on the runtime (tfxr.launch's CLI runs without it).
+        runtime = sys.modules.get("tfxr.distributed")
+        if runtime is not None:
+            runtime.shutdown()

@@ -27,7 +27,7 @@ from tfxr.data import sources, splits as splitlib
 from tfxr.data.records import (ShardWriter, build_manifest, plan_shards, read_manifest,
                                remove_stale_temporaries, shard_problems, write_manifest)
 from tfxr.data.types import OFFICIAL_SPLITS, Source
-from tfxr.distributed import mpi_comm
+from tfxr.launch import mpi_comm
 from tfxr.errors import ConfigError, SourceError
 from tfxr.progress import progress_bar
 

@@ -44,11 +44,11 @@ def prevalence_table(manifest: dict) -> str:
                          + " ".join(f"{manifest['splits'][s]['origins'].get(origin, 0):>9d}" for s in splits))
     if any("label_masked" in manifest["splits"][s] for s in splits):  # NaN labels (e.g. CheXpert 'ignore')
         for n in names:
-            lines.append(f"{n[:w - 7] + ' masked':<{w}} " + " ".join(
+            lines.append(f"{n + ' masked':<{w}} " + " ".join(
                 f"{manifest['splits'][s].get('label_masked', {}).get(n, 0):>9d}" for s in splits))
     if any("boxes" in manifest["splits"][s] for s in splits):
         for n in names:
-            lines.append(f"{n[:w - 6] + ' boxes':<{w}} " + " ".join(
+            lines.append(f"{n + ' boxes':<{w}} " + " ".join(
                 f"{manifest['splits'][s].get('boxes', {}).get(n, 0):>9d}" for s in splits))
         lines.append(f"{'images with boxes':<{w}} " + " ".join(
             f"{manifest['splits'][s].get('images_with_boxes', 0):>9d}" for s in splits))
