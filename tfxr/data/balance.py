@@ -28,25 +28,21 @@ import warnings
 
 import numpy as np
 
+from tfxr.config import check_seed
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.io import sha256_file
 
 SPLIT = "train"
 
 
-def load_generator(path: str):
-    """A generator saved by ``tfxr.gan train`` (a clear error for anything else)."""
-    import keras
+def load_generator(path: str, trust: bool = False):
+    """A generator saved by ``tfxr.gan train``, rebuilt from its run config (weights only;
+    see :mod:`tfxr.models.loading`), or a clear error for anything else."""
+    from tfxr.models.loading import load_generator as load
 
     if not os.path.isfile(path):
         raise ConfigError(f"--generator {path}: no such file (train one with `python -m tfxr.gan train`)")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad file
-        raise ConfigError(f"--generator {path}: cannot load a Keras model ({type(e).__name__}: {e})") from None
-    if len(model.inputs) != 1 or len(model.inputs[0].shape) != 2 or model.outputs[0].shape[-1] != 1:
-        raise ConfigError(f"--generator {path}: not a tfxr DCGAN generator (noise vector -> grey image)")
-    return model
+    return load(path, trust)
 
 
 def generate_images(generator, count: int, seed: int, batch: int = 256) -> np.ndarray:
@@ -116,7 +112,7 @@ class Balancer:
     def __init__(self, data: str, out: str, *, method: str = "gan", generator: str | None = None,
                  label: str | None = None, value: int | None = None, target_ratio: float | None = 0.5,
                  num: int | None = None, shards: int = 2, seed: int = 0, link: bool = False,
-                 command: list[str] | None = None):
+                 command: list[str] | None = None, trust_model_file: bool = False):
         from tfxr.data.tfrecord import read_manifest
 
         if method not in ("gan", "oversample"):
@@ -132,6 +128,7 @@ class Balancer:
         self.label, self.value, self.minority_count, self.total = minority(self.manifest, label, value)
         self.num = count_to_add(self.minority_count, self.total, target_ratio, num)
         self.shards, self.seed, self.link = shards, seed, link
+        self.trust_model_file = trust_model_file
         self.command = command or sys.argv
 
     def _copy_real(self) -> None:
@@ -154,7 +151,7 @@ class Balancer:
 
         size = int(self.manifest["image_size"])
         if self.method == "gan":
-            generator = load_generator(self.generator_path)
+            generator = load_generator(self.generator_path, self.trust_model_file)
             if int(generator.outputs[0].shape[1]) != size:
                 raise ConfigError(f"--generator {self.generator_path} makes {generator.outputs[0].shape[1]}-px "
                                   f"images, {self.data} stores {size}-px images")
@@ -240,11 +237,15 @@ def main(argv: list[str]) -> int:
     p.add_argument("--shards", type=int, default=2, help="shard files for the added images")
     p.add_argument("--seed", type=int, default=0, help="noise / sampling seed")
     p.add_argument("--link", action="store_true", help="symlink the real shards instead of copying them")
+    p.add_argument("--trust-model-file", action="store_true",
+                   help="let Keras load a --generator that is not a tfxr run's (safe_mode on; see README)")
     args = p.parse_args(argv)
+    check_seed(args.seed)
     ratio = 0.5 if args.target_ratio is None and args.num is None else args.target_ratio
     manifest = Balancer(args.data, args.out, method=args.method, generator=args.generator, label=args.class_label,
                         value=args.class_value, target_ratio=ratio, num=args.num, shards=args.shards,
-                        seed=args.seed, link=args.link, command=["python", "-m", "tfxr.gan", "balance", *argv]).run()
+                        seed=args.seed, link=args.link, command=["python", "-m", "tfxr.gan", "balance", *argv],
+                        trust_model_file=args.trust_model_file).run()
     info = manifest["balancing"]
     print(f"tfxr: added {info['added'][SPLIT]['count']} {args.method} '{info['class']['label']}="
           f"{info['class']['value']}' training images to {args.out} (minority fraction "

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tfxr.config import option
+from tfxr.config import option, seed_option
 from tfxr.errors import ConfigError
+from tfxr.models.loading import TRUST_FLAG, load_run_model, resolve_model_path  # noqa: F401
 from tfxr.evaluation.metrics import (auprc_per_label, auroc_per_label, bootstrap_auroc_ci,
                                      defined_mean, is_defined, plot_roc, threshold_metrics,
                                      wilson_ci, youden_threshold)
@@ -44,42 +45,23 @@ class EvalConfig:
     out: str = ""            # default: <run dir>/eval-<split>
     batch_size: int = option(64, minimum=1)
     bootstrap: int = option(1000, minimum=0)   # resamples for the AUROC CI (0 = none)
-    seed: int = 0
+    seed: int = seed_option()
+    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
 
 
 # --------------------------------------------------------------------------- model + data
-def resolve_model_path(path: str) -> str:
-    """A .keras file, or the best.keras (else final.keras) of a run directory."""
-    if os.path.isdir(path):
-        for name in ("best.keras", "final.keras"):
-            if os.path.exists(os.path.join(path, name)):
-                return os.path.join(path, name)
-        raise ConfigError(f"{path}: no best.keras or final.keras in this run directory")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{path}: no such model file")
-    return path
+#: the old name of the one model loader (tfxr.models.loading), kept for callers and notebooks
+load_model = load_run_model
 
 
-def load_model(path: str):
-    """Load a saved Keras model (tfxr's custom layers registered), or a clear ConfigError."""
-    import keras
-
-    import tfxr.models.layers  # noqa: F401 - registers tfxr's custom layers for deserialisation
-
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001 - report any unloadable file plainly
-        raise ConfigError(f"{path}: cannot load as a Keras model ({type(e).__name__}: {e})") from None
-
-
-def load_model_for(model_arg: str, data_dir: str, manifest: dict):
+def load_model_for(model_arg: str, data_dir: str, manifest: dict, trust: bool = False):
     """(path, model, image size, channels) of a model that can score ``data_dir``.
 
     Clear errors for a model whose outputs do not match the data's labels, or whose
     input shape is not fixed (tfxr feeds every image at the model's own size).
     """
     path = resolve_model_path(model_arg)
-    model = load_model(path)
+    model = load_run_model(path, "classifier", trust, "--model")
     names = list(manifest["label_names"])
     if model.output_shape[-1] != len(names):
         raise ConfigError(f"{path}: model has {model.output_shape[-1]} outputs, {data_dir} has "
@@ -91,7 +73,7 @@ def load_model_for(model_arg: str, data_dir: str, manifest: dict):
     return path, model, int(shape[1]), int(shape[-1])
 
 
-def open_model_and_data(model_arg: str, data_dir: str):
+def open_model_and_data(model_arg: str, data_dir: str, trust: bool = False):
     """The start of every evaluator CLI: (path, model, size, channels, manifest), Horovod up.
 
     Arguments and files are checked before Horovod starts, so a bad path is one clear
@@ -105,7 +87,7 @@ def open_model_and_data(model_arg: str, data_dir: str):
     path = resolve_model_path(model_arg)      # file checks before Horovod starts
     manifest = read_manifest(data_dir)
     dist.init()
-    path, model, size, channels = load_model_for(path, data_dir, manifest)
+    path, model, size, channels = load_model_for(path, data_dir, manifest, trust)
     return path, model, size, channels, manifest
 
 
@@ -265,7 +247,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     from tfxr.data.pipeline import DataConfig
     from tfxr.io import write_json, write_text
 
-    path, model, size, channels, manifest = open_model_and_data(cfg.model, cfg.data)
+    path, model, size, channels, manifest = open_model_and_data(cfg.model, cfg.data, cfg.trust_model_file)
     rank, world = dist.rank(), dist.size()
     names = list(manifest["label_names"])
     dcfg = DataConfig(batch_size=cfg.batch_size, image_size=size, channels=channels, deterministic=True)
