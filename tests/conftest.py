@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tfxr.launch import command_for
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TFXR_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -32,9 +34,7 @@ def run(cmd: list[str], timeout: int = 600, check: bool = True, **kw) -> subproc
 
 
 def tfxr(*args: str, np: int = 1, **kw) -> subprocess.CompletedProcess:
-    """Run `python -m <args>` (under mpirun -np N when np > 1: tfxr's one mpirun command line)."""
-    from tfxr.distributed import command_for
-
+    """Run `python -m <args>` (under mpirun -np N when np > 1: tfxr's one launcher builder)."""
     return run(command_for(np, list(args)), **kw)
 
 

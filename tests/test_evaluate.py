@@ -76,7 +76,7 @@ def test_model_with_a_dynamic_input_shape_is_a_clear_error(phantom_data, tmp_pat
     """tfxr feeds images at the model's own size: a (None, None, C) input cannot say which."""
     import keras
 
-    from tfxr.data.tfrecord import read_manifest
+    from tfxr.data.records import read_manifest
     from tfxr.evaluate import main
 
     labels = len(read_manifest(str(phantom_data))["label_names"])

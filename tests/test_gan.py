@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import run, tfxr
-from tfxr.data.tfrecord import feature_spec, read_manifest
+from tfxr.data.records import feature_spec, read_manifest
 
 TINY = ["--batch-size", "8", "--set", "g_filters=4", "--set", "d_filters=4", "--no-progress"]
 

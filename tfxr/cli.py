@@ -42,10 +42,19 @@ def os_error_line(e: OSError) -> str:
     return f"{e.filename}: {e.strerror or os.strerror(e.errno)} ({name})"
 
 
+def _damaged_shard(e: Exception) -> str | None:
+    """A shard found damaged mid-read (TensorFlow's DataLossError) as one line naming it."""
+    if type(e).__name__ != "DataLossError":
+        return None
+    from tfxr.data.records import explain_data_loss  # lazy: only on this error path (imports TensorFlow)
+
+    return explain_data_loss(e)
+
+
 def run_main(body: Callable[[], int | None]) -> int:
-    """Run a command's body: TfxrError -> one line and exit 2; so is an OSError naming a file
-    that the file system refused (read-only, full, a file where a folder should be; see
-    ``OUTPUT_ERRNOS``).  Horovod is shut down at the end."""
+    """Run a command's body: TfxrError, a damaged shard, or an OSError naming a file that the
+    file system refused (read-only, full, a file where a folder should be; see
+    ``OUTPUT_ERRNOS``) -> one line and exit 2; Horovod (if started) shut down at the end."""
     try:
         code = body()
         return EXIT_OK if code is None else int(code)
@@ -60,7 +69,15 @@ def run_main(body: Callable[[], int | None]) -> int:
     except KeyboardInterrupt:
         error("interrupted")
         return 130
+    except Exception as e:
+        message = _damaged_shard(e)
+        if message is None:
+            raise
+        error(message)
+        return EXIT_USAGE
     finally:
-        from tfxr import distributed
-
-        distributed.shutdown()
+        # Shut Horovod down if this command started it.  Looked up, not imported: the CLI
+        # wrapper does not depend on the runtime (tfxr.launch's CLI runs without it).
+        runtime = sys.modules.get("tfxr.distributed")
+        if runtime is not None:
+            runtime.shutdown()

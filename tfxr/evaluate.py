@@ -11,6 +11,8 @@ Classifier (the default):
   ``OUT/roc.png`` and ``OUT/predictions.csv``; prints the table.  Labels with no positive
   or no negative image are "undefined" and left out of the means.  Predictions are
   gathered from every rank in image-id order: any ``-np`` gives the same numbers.
+  A model trained on another data set is scored on the labels the two share in tfxr's
+  label vocabulary (TorchXRayVision's names); the labels left out are printed and reported.
 
 Generative (Inception Score and FID):
 
@@ -137,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate(cfg)
         if result:
             print(format_table(result))
+            cross = result.get("cross_dataset")
+            if cross:
+                print(f"tfxr: across data sets: scored {len(cross['shared'])} shared label(s) "
+                      f"({', '.join(x['vocabulary'] for x in cross['shared'])}); left out: "
+                      f"{'; '.join(cross['left_out']) or 'none'}", file=sys.stderr)
             print(f"tfxr: wrote {result['out']}/metrics.json, report.md, roc.png, predictions.csv",
                   file=sys.stderr)
         return 0

@@ -9,7 +9,7 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from tfxr.data.pipeline import DataConfig, build_dataset  # noqa: E402
 from tfxr.data.tfds_builder import TfxrShards, TfxrShardsConfig, tfds_builder  # noqa: E402
-from tfxr.data.tfrecord import (ShardWriter, build_manifest, plan_shards, read_manifest,  # noqa: E402
+from tfxr.data.records import (ShardWriter, build_manifest, plan_shards, read_manifest,  # noqa: E402
                                 write_manifest)
 from tfxr.data.types import Box, Item, Source  # noqa: E402
 from tfxr.errors import ManifestError  # noqa: E402

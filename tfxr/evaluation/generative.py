@@ -300,7 +300,7 @@ def real_images(data_dir: str, split: str, label: str = "", class_value: float |
                 limit: int = 0) -> tuple[np.ndarray, str]:
     """Real images of a split (optionally those whose ``label`` equals ``class_value``)."""
     from tfxr.data.pipeline import DataConfig, build_dataset
-    from tfxr.data.tfrecord import read_manifest
+    from tfxr.data.records import read_manifest
 
     manifest = read_manifest(data_dir)
     names = list(manifest["label_names"])

@@ -30,7 +30,11 @@ RANK_SEED_STRIDE = 1_000_003
 
 
 def weighted_bce(pos_weight, neg_weight):
-    """Class-weighted binary cross-entropy on probabilities (CheXNet's loss)."""
+    """Class-weighted binary cross-entropy on probabilities (CheXNet's loss).
+
+    A non-finite label (NaN: unknown, e.g. CheXpert's uncertain label under the
+    ``ignore`` policy) is masked out: the loss is the mean over the known labels.
+    """
     import tensorflow as tf
 
     pos = tf.constant(pos_weight, tf.float32)
@@ -39,8 +43,11 @@ def weighted_bce(pos_weight, neg_weight):
     def loss(labels, probs):
         probs = tf.clip_by_value(tf.cast(probs, tf.float32), 1e-7, 1 - 1e-7)
         labels = tf.cast(labels, tf.float32)
+        known = tf.math.is_finite(labels)
+        labels = tf.where(known, labels, 0.0)
         per_label = -(pos * labels * tf.math.log(probs) + neg * (1 - labels) * tf.math.log(1 - probs))
-        return tf.reduce_mean(per_label)
+        per_label = tf.where(known, per_label, 0.0)
+        return tf.reduce_sum(per_label) / tf.maximum(tf.reduce_sum(tf.cast(known, tf.float32)), 1.0)
     return loss
 
 
@@ -127,7 +134,7 @@ class Trainer:
 
         from tfxr import distributed as dist
         from tfxr.data.pipeline import training_label_counts
-        from tfxr.data.tfrecord import read_manifest
+        from tfxr.data.records import read_manifest
 
         validate(cfg)
         if not cfg.data:
@@ -171,7 +178,7 @@ class Trainer:
     # ---- checks before anything is written
     def _check_data(self) -> None:
         """The splits the run reads exist and their shards are intact (sizes as in the manifest)."""
-        from tfxr.data import tfrecord
+        from tfxr.data import records
 
         cfg, splits = self.cfg, self.manifest.get("splits", {})
         if "train" not in splits:
@@ -180,9 +187,10 @@ class Trainer:
         if cfg.val_split and cfg.val_split not in splits:
             raise ConfigError(f"--val-split {cfg.val_split!r}: {cfg.data} has no such split (has "
                               f"{sorted(splits)}); use --val-split '' to train without validation")
-        check_shards = getattr(tfrecord, "check_shards", None)   # from the data branch (issue 6)
+        check_shards = getattr(records, "check_shards", None)   # from the data branch (issue 6)
         if check_shards is not None:
-            check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []))
+            check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []),
+                         hashes=cfg.pipeline.verify_shards)
 
     def _build_model(self):
         from tfxr.models import build_model, model_accepts
