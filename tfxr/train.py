@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from tfxr.cli import run_main
-from tfxr.config import option, parse_config
+from tfxr.config import option, parse_config, seed_option
 from tfxr.data.pipeline import DataConfig
 from tfxr.models import MODELS
 from tfxr.training.classifier import Trainer, class_weights, weighted_bce
@@ -50,7 +50,7 @@ class TrainConfig:
     mixed_precision: bool = False      # bf16 on CPU, fp16 (+ loss scaling) on GPU
     xla: bool = False                  # jit-compile the forward/backward pass
     resume: bool = False
-    seed: int = 0
+    seed: int = seed_option()
     steps_per_epoch: int = option(0, minimum=0)      # 0: one pass over the smallest rank's share
     val_split: str = "val"             # '' to skip validation
     keep_checkpoints: int = option(2, minimum=1)

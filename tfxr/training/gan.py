@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tfxr.config import ConfigError, option
+from tfxr.config import ConfigError, option, seed_option
 from tfxr.data.records import read_examples, read_manifest
 
 PLOT_EVERY = 10   # epochs between redraws of losses.png (see GanTrainer.plot_due)
@@ -56,7 +56,7 @@ class GanConfig:
     collapse_threshold: float = option(0.5, minimum=0.0)   # flag when sample diversity < this x real
     steps_per_epoch: int = option(0, minimum=0)         # 0: one pass over the smallest rank's images
     compression: str = option("none", choices=("none", "fp16"))
-    seed: int = 0
+    seed: int = seed_option()
     deterministic: bool = False
     resume: bool = False
     keep_checkpoints: int = option(2, minimum=1)
