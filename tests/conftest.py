@@ -45,3 +45,22 @@ def synthetic_tfrec(tmp_path_factory) -> Path:
     tfxr("tfxr.tfrecords", "write", "--source", "synthetic", "--num-images", "240", "--image-size", "64",
          "--shards", "4", "--out", str(out), "--quiet")
     return out
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A private one-node Slurm (this host, CPUs=2) for the session; skipped only when Debian's
+    slurm-wlm/munge are missing and cannot be installed."""
+    from tests.slurm_cluster import SlurmCluster, install_binaries
+
+    why = install_binaries()
+    if why:
+        pytest.skip(why)
+    if os.geteuid() != 0:
+        pytest.skip("the test Slurm runs its daemons as root")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
