@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -91,12 +92,12 @@ def test_a_stopped_rank_ends_the_job_within_the_bound(synthetic_tfrec, tmp_path)
         assert job.poll() is None, log.read_text()[-3000:]
         while not (out / ".tfxr-heartbeat" / "rank-1").exists() and time.monotonic() < deadline:
             time.sleep(0.5)                             # rank 1 has started its first step
-        time.sleep(3)
+        time.sleep(10)                                  # usually past the first (tracing) steps
         rank1 = _rank_pid(job.pid, 1)
         assert rank1, "rank 1 not found"
         os.kill(rank1, signal.SIGSTOP)
         stopped = time.monotonic()
-        job.wait(timeout=BOUND_S + MARGIN_S)
+        job.wait(timeout=4 * BOUND_S + MARGIN_S)
         elapsed = time.monotonic() - stopped
     finally:
         if rank1:
@@ -110,6 +111,10 @@ def test_a_stopped_rank_ends_the_job_within_the_bound(synthetic_tfrec, tmp_path)
             job.wait()
     text = log.read_text()
     assert job.returncode != 0, text[-3000:]
-    assert f"rank 0: a training step has waited {BOUND_S} s (stall_timeout): rank(s) 1 stopped responding" \
-        in text, text[-3000:]
-    assert elapsed < BOUND_S + MARGIN_S
+    found = re.search(r"tfxr: error: rank 0: a training step has waited (\d+) s \(stall_timeout\): "
+                      r"rank\(s\) 1 stopped responding", text)
+    assert found, text[-3000:]
+    # the bound, or four times it when the stop hit a first step (which traces the step function)
+    waited = int(found.group(1))
+    assert waited in (BOUND_S, 4 * BOUND_S)
+    assert elapsed < waited + MARGIN_S
