@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from tfxr.cli import run_main
-from tfxr.config import option, parse_config
+from tfxr.config import option, parse_config, seed_option
 from tfxr.data.pipeline import DataConfig
 from tfxr.models import MODELS
 from tfxr.training.classifier import Trainer, class_weights, weighted_bce
@@ -47,10 +47,13 @@ class TrainConfig:
     dropout: float | None = option(None, minimum=0.0, maximum=0.99)  # None: the model's own default
     weights: str = "none"              # models with a pretrained backbone (chexnet): none | imagenet | PATH
     compression: str = option("none", choices=("none", "fp16"))      # allreduce compression
+    accumulate_steps: int = option(1, minimum=1)     # micro-batches per allreduce (effective batch x K)
+    stall_timeout: float = option(600.0, minimum=0.0)  # s until a job with a stalled rank ends; 0 = never
+    timeline: str = ""                 # Horovod timeline file (rank 0 writes it; tfxr.timeline reads it)
     mixed_precision: bool = False      # bf16 on CPU, fp16 (+ loss scaling) on GPU
     xla: bool = False                  # jit-compile the forward/backward pass
     resume: bool = False
-    seed: int = 0
+    seed: int = seed_option()
     steps_per_epoch: int = option(0, minimum=0)      # 0: one pass over the smallest rank's share
     val_split: str = "val"             # '' to skip validation
     keep_checkpoints: int = option(2, minimum=1)

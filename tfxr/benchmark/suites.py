@@ -66,7 +66,7 @@ def _image_size(cfg) -> int:
         return cfg.image_size
     if cfg.data:
         # deliberately lazy: the data package imports TensorFlow, needed here only for --data
-        from tfxr.data.tfrecord import read_manifest
+        from tfxr.data.records import read_manifest
 
         return int(read_manifest(cfg.data)["image_size"])
     return 128
