@@ -170,7 +170,8 @@ def run_plan(plan: list[Variant], timing: Timing, data: str) -> list[dict]:
     for i, v in enumerate(plan, 1):
         print(f"tfxr: benchmark [{i}/{len(plan)}] {v.label()} ...", file=sys.stderr, flush=True)
         r = run_variant(v, slow_setting_timing(v, timing), data)
-        shown = f"{r['images_per_s']['median']:.1f} images/s" if "images_per_s" in r else "FAILED"
+        shown = (f"{r['images_per_s']['median']:.1f} images/s" if "images_per_s" in r
+                 else "FAILED: " + [line for line in r["error"].splitlines() if line.strip()][-1])
         print(f"tfxr: benchmark [{i}/{len(plan)}] {shown}", file=sys.stderr, flush=True)
         results.append(r)
     return results
