@@ -226,10 +226,15 @@ def test_mixed_precision_tracks_fp32(synthetic_tfrec, fp32_run, tmp_path):
     up to bf16 rounding (same seed, same batches)."""
     out = tmp_path / "mp"
     _train(synthetic_tfrec, out, "--epochs", "1", "--set", "mixed_precision=true")
-    from tfxr.evaluate import load_model
+    import zipfile
 
-    m = load_model(str(out / "final.keras"))
-    assert m.get_layer("conv1_16").dtype_policy.name == "mixed_bfloat16"
+    from tfxr.models.loading import load_run_model
+
+    saved = json.loads(zipfile.ZipFile(out / "final.keras").read("config.json"))   # read as data only
+    policies = {layer["config"]["name"]: layer["config"]["dtype"]["config"]["name"]
+                for layer in saved["config"]["layers"] if isinstance(layer["config"].get("dtype"), dict)}
+    assert policies["conv1_16"] == "mixed_bfloat16"
+    m = load_run_model(str(out / "final.keras"))      # tfxr rebuilds it in float32, same weights
     assert m.output.dtype == "float32"
     bf16 = json.loads((out / "history.json").read_text())[0]
     fp32 = json.loads((fp32_run / "history.json").read_text())[0]

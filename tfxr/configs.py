@@ -17,15 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from tfxr.config import option
+from tfxr.config import option, seed_option
 from tfxr.data.augment import AugmentConfig
 from tfxr.data.pipeline import DataConfig
 from tfxr.models import MODELS
 
-__all__ = ["AugmentConfig", "DataConfig", "GanConfig", "MAX_SEED", "TrainConfig"]
-
-#: seeds are 0 .. 2**31 - 1 (Keras' global seed and NumPy's seed sequences take them all)
-MAX_SEED = 2**31 - 1
+__all__ = ["AugmentConfig", "DataConfig", "GanConfig", "TrainConfig"]
 
 #: the fields of every trainer's config that a ``--resume`` may change
 RUN_FIELDS_SAFE_TO_CHANGE = frozenset({"out", "epochs", "resume", "overwrite", "progress", "keep_checkpoints"})
@@ -51,20 +48,18 @@ class TrainConfig:
     dropout: float | None = option(None, minimum=0.0, maximum=0.99)  # None: the model's own default
     weights: str = "none"              # models with a pretrained backbone (chexnet): none | imagenet | PATH
     compression: str = option("none", choices=("none", "fp16"))      # allreduce compression
+    accumulate_steps: int = option(1, minimum=1)     # micro-batches per allreduce (effective batch x K)
+    stall_timeout: float = option(600.0, minimum=0.0)  # s until a job with a stalled rank ends; 0 = never
+    timeline: str = ""                 # Horovod timeline file (rank 0 writes it; tfxr.timeline reads it)
     mixed_precision: bool = False      # bf16 on CPU, fp16 (+ loss scaling) on GPU
     xla: bool = False                  # jit-compile the forward/backward pass
     resume: bool = False               # continue OUT from its newest checkpoint
     overwrite: bool = False            # replace the run already in OUT
-    seed: int = option(0, minimum=0, maximum=MAX_SEED)
+    seed: int = seed_option()
     steps_per_epoch: int = option(0, minimum=0)      # 0: one pass over the smallest rank's share
     val_split: str = "val"             # '' to skip validation
     keep_checkpoints: int = option(2, minimum=1)
     progress: bool = True
-    # Horovod options, used by the horovod branch's DistributedStep and tfxr.distributed.init
-    # (gradient accumulation; stall check and timeline): see that branch's docs
-    accumulate_steps: int = option(1, minimum=1)
-    stall_timeout: float = option(600.0, minimum=0.0)
-    timeline: str = ""
     pipeline: DataConfig = field(default_factory=DataConfig)
 
     #: short flags for the pipeline options people set most (README, Slurm scripts, notebooks)
@@ -103,7 +98,7 @@ class GanConfig:
     collapse_threshold: float = option(0.5, minimum=0.0)   # flag when sample diversity < this x real
     steps_per_epoch: int = option(0, minimum=0)         # 0: one pass over the smallest rank's images
     compression: str = option("none", choices=("none", "fp16"))
-    seed: int = option(0, minimum=0, maximum=MAX_SEED)
+    seed: int = seed_option()
     deterministic: bool = False
     resume: bool = False                             # continue OUT from its newest checkpoint
     overwrite: bool = False                          # replace the run already in OUT
