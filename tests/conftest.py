@@ -75,3 +75,22 @@ def save_generator_run(generator, folder, image_size: int, latent_dim: int = 100
         "d_dropout": 0.3, "_resolved": {"image_size": image_size}}))
     generator.save(str(folder / "generator.keras"))
     return folder / "generator.keras"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A private one-node Slurm (this host, CPUs=2) for the session; skipped only when Debian's
+    slurm-wlm/munge are missing and cannot be installed."""
+    from tests.slurm_cluster import SlurmCluster, install_binaries
+
+    why = install_binaries()
+    if why:
+        pytest.skip(why)
+    if os.geteuid() != 0:
+        pytest.skip("the test Slurm runs its daemons as root")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -47,6 +47,9 @@ class TrainConfig:
     dropout: float | None = option(None, minimum=0.0, maximum=0.99)  # None: the model's own default
     weights: str = "none"              # models with a pretrained backbone (chexnet): none | imagenet | PATH
     compression: str = option("none", choices=("none", "fp16"))      # allreduce compression
+    accumulate_steps: int = option(1, minimum=1)     # micro-batches per allreduce (effective batch x K)
+    stall_timeout: float = option(600.0, minimum=0.0)  # s until a job with a stalled rank ends; 0 = never
+    timeline: str = ""                 # Horovod timeline file (rank 0 writes it; tfxr.timeline reads it)
     mixed_precision: bool = False      # bf16 on CPU, fp16 (+ loss scaling) on GPU
     xla: bool = False                  # jit-compile the forward/backward pass
     resume: bool = False

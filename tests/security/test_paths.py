@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -141,3 +142,18 @@ def test_raw_index_paths_outside_the_folders_are_refused(tmp_path):
         index.write_text("\n".join([text[0], text[1].replace(first_path, hostile), *text[2:]]) + "\n")
         with pytest.raises(ManifestError, match="outside"):
             build_dataset(str(out), "train", cfg, training=False)
+
+
+def test_label_file_image_paths_outside_the_image_folder_are_refused(tmp_path):
+    """A CheXpert-style label row naming ../../outside.jpg (which exists) is refused, naming the row."""
+    from tfxr.data.sources.chexpert import CHEXPERT_COLUMNS, chexpert_source
+
+    images = tmp_path / "images"
+    (images / "CheXpert-v1.0-small" / "train" / "patient00001" / "study1").mkdir(parents=True)
+    (tmp_path / "outside.jpg").write_bytes(b"not for tfxr")
+    labels = tmp_path / "train.csv"
+    hostile = "CheXpert-v1.0-small/train/patient00001/study1/../../../../outside.jpg"
+    labels.write_text(",".join(CHEXPERT_COLUMNS) + "\n"
+                      + ",".join([hostile, "Frontal", "PA"] + ["1.0"] * (len(CHEXPERT_COLUMNS) - 3)) + "\n")
+    with pytest.raises(ManifestError, match=re.escape(f"{labels}:2") + ".*resolves outside"):
+        chexpert_source(str(images), [str(labels)])
