@@ -1,0 +1,220 @@
+"""Detection metrics: COCO AP (pycocotools), the RSNA challenge metric, FROC, random boxes.
+
+Every function takes plain Python: per image, ground truth ``[(label, (xmin, ymin, xmax,
+ymax)), ...]`` and detections ``[(label, box, score), ...]``, boxes normalised to 0..1
+(tfxr's TFRecord convention), images in one fixed order.
+
+* :func:`coco_ap` - AP per class, mAP@0.5 and mAP@[0.5:0.95] computed by **pycocotools**
+  (``COCOeval``, area range "all", up to 100 detections per image), the field's reference
+  implementation; boxes are handed to it in pixels of a nominal ``size`` (AP does not
+  depend on it).  A class without ground truth has AP NaN and is left out of the means
+  (pycocotools' -1).  No detection at all: every AP is 0 (pycocotools cannot load an
+  empty result list).
+* :func:`rsna_score` - the RSNA Pneumonia Detection Challenge metric (Kaggle 2018): per
+  image, the mean over IoU thresholds 0.40, 0.45, ..., 0.75 of TP / (TP + FP + FN), where
+  predictions are matched in descending score order, each to the unmatched ground-truth
+  box of highest IoU if that IoU exceeds the threshold; averaged over images.  An image
+  without ground truth counts only when it has predictions (then it scores 0); an image
+  with neither is skipped.  Detections below ``min_score`` are dropped first (the
+  challenge scored the boxes a team submitted: choose the cut on another split).
+* :func:`froc` - free-response ROC: over all images, detections in descending score
+  order; a detection is a true positive when it hits (IoU >= ``iou``) a ground-truth box of
+  its class not hit before, a false positive when it hits none, and ignored when it only
+  hits boxes already found (duplicates).  Sensitivity at 0.125, 0.25, 0.5, 1, 2, 4 and 8
+  false positives per image (the highest sensitivity at or below each rate) and their mean
+  (the "CPM" of LUNA16).
+* :func:`random_detections` - the floor: boxes of the ground truth's sizes at random
+  places (inside a region mask when given, e.g. the phantoms' lung fields), random scores.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+
+import numpy as np
+
+from tfxr.evaluation.localization import iou
+
+RSNA_THRESHOLDS = tuple(round(0.4 + 0.05 * k, 2) for k in range(8))
+FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+#: the pixel size boxes are handed to pycocotools in (AP is scale-free; area range "all")
+COCO_SIZE = 1024
+
+
+# --------------------------------------------------------------------------- COCO AP
+def coco_inputs(truths: list, detections: list, num_classes: int, size: int = COCO_SIZE) -> tuple[dict, list]:
+    """The COCO ground-truth dict and result list pycocotools reads (boxes in pixels, xywh)."""
+    def xywh(b):
+        return [float(b[0] * size), float(b[1] * size), float((b[2] - b[0]) * size), float((b[3] - b[1]) * size)]
+
+    images = [{"id": i + 1, "width": size, "height": size} for i in range(len(truths))]
+    annotations = []
+    for i, boxes in enumerate(truths):
+        for label, box in boxes:
+            w = xywh(box)
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": int(label) + 1,
+                                "bbox": w, "area": w[2] * w[3], "iscrowd": 0})
+    categories = [{"id": k + 1, "name": str(k)} for k in range(num_classes)]
+    results = [{"image_id": i + 1, "category_id": int(label) + 1, "bbox": xywh(box), "score": float(score)}
+               for i, dets in enumerate(detections) for label, box, score in dets]
+    return {"images": images, "annotations": annotations, "categories": categories}, results
+
+
+def run_cocoeval(gt: dict, results: list):
+    """pycocotools' COCOeval (bbox) on these inputs, evaluated, accumulated, summarised (quietly)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(results)
+        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
+def coco_ap(truths: list, detections: list, label_names: list[str], size: int = COCO_SIZE) -> dict:
+    """``{"map_50", "map_50_95", "per_class": {name: {"ap_50", "ap_50_95", "boxes"}}}`` by pycocotools."""
+    if len(truths) != len(detections):
+        raise ValueError(f"{len(truths)} images of ground truth but {len(detections)} of detections")
+    counts = [sum(1 for boxes in truths for label, _ in boxes if label == k) for k in range(len(label_names))]
+    gt, results = coco_inputs(truths, detections, len(label_names), size)
+    nan = float("nan")
+    if not results:
+        per = {n: {"ap_50": 0.0 if c else nan, "ap_50_95": 0.0 if c else nan, "boxes": c}
+               for n, c in zip(label_names, counts)}
+        value = 0.0 if any(counts) else nan
+        return {"map_50": value, "map_50_95": value, "per_class": per}
+    ev = run_cocoeval(gt, results)
+    precision = ev.eval["precision"]          # [T IoU thresholds, R recalls, K classes, A areas, M maxDets]
+
+    def ap(values):
+        values = values[values > -1]
+        return float(np.mean(values)) if values.size else nan
+
+    per = {}
+    for k, name in enumerate(label_names):
+        per[name] = {"ap_50": ap(precision[0, :, k, 0, -1]), "ap_50_95": ap(precision[:, :, k, 0, -1]),
+                     "boxes": counts[k]}
+
+    def stat(v):
+        return float(v) if v > -1 else nan
+    return {"map_50": stat(ev.stats[1]), "map_50_95": stat(ev.stats[0]), "per_class": per}
+
+
+# --------------------------------------------------------------------------- RSNA metric
+def _matches(truth: list, preds: list, threshold: float) -> int:
+    """True positives of score-ordered ``preds`` against ``truth`` boxes at IoU > threshold."""
+    free = list(range(len(truth)))
+    tp = 0
+    for box in preds:
+        best, best_iou = None, threshold
+        for j in free:
+            value = iou(truth[j], box)
+            if value > best_iou:
+                best, best_iou = j, value
+        if best is not None:
+            free.remove(best)
+            tp += 1
+    return tp
+
+
+def rsna_image_score(truth: list, preds: list) -> float | None:
+    """One image's RSNA score (``truth``: boxes; ``preds``: (box, score)); None when skipped."""
+    if not truth and not preds:
+        return None
+    if not truth or not preds:
+        return 0.0
+    ordered = [box for box, _ in sorted(preds, key=lambda p: -p[1])]
+    scores = []
+    for t in RSNA_THRESHOLDS:
+        tp = _matches(truth, ordered, t)
+        scores.append(tp / (tp + (len(ordered) - tp) + (len(truth) - tp)))
+    return float(np.mean(scores))
+
+
+def rsna_score(truths: list, detections: list, min_score: float = 0.0) -> dict:
+    """``{"score", "images_scored", "per_image"}`` (class-agnostic, as the challenge: one class)."""
+    per_image = []
+    for truth, dets in zip(truths, detections, strict=True):
+        preds = [(box, score) for _, box, score in dets if score >= min_score]
+        per_image.append(rsna_image_score([box for _, box in truth], preds))
+    scored = [s for s in per_image if s is not None]
+    return {"score": float(np.mean(scored)) if scored else float("nan"), "images_scored": len(scored),
+            "min_score": min_score, "per_image": per_image}
+
+
+def choose_min_score(truths: list, detections: list, grid=tuple(round(0.05 * k, 2) for k in range(1, 20))) -> float:
+    """The score cut with the best RSNA score on these images (use a split other than the scored one)."""
+    best, best_value = grid[0], -1.0
+    for cut in grid:
+        value = rsna_score(truths, detections, cut)["score"]
+        if not math.isnan(value) and value > best_value:
+            best, best_value = cut, value
+    return best
+
+
+# --------------------------------------------------------------------------- FROC
+def froc(truths: list, detections: list, iou_threshold: float = 0.5, rates=FROC_RATES) -> dict:
+    """``{"sensitivity": {rate: s}, "mean_sensitivity", "curve": [(fp/image, sensitivity)]}``."""
+    total = sum(len(t) for t in truths)
+    images = len(truths)
+    pooled = sorted(((score, i, label, box) for i, dets in enumerate(detections) for label, box, score in dets),
+                    key=lambda d: -d[0])
+    found = [set() for _ in truths]
+    tp = fp = 0
+    curve = [(0.0, 0.0)]
+    for _, i, label, box in pooled:
+        hits = [j for j, (lab, truth) in enumerate(truths[i]) if lab == label and iou(truth, box) >= iou_threshold]
+        fresh = [j for j in hits if j not in found[i]]
+        if fresh:
+            found[i].add(max(fresh, key=lambda j: iou(truths[i][j][1], box)))
+            tp += 1
+        elif not hits:
+            fp += 1
+        else:
+            continue
+        curve.append((fp / max(images, 1), tp / total if total else float("nan")))
+    sensitivity = {}
+    for rate in rates:
+        ok = [s for f, s in curve if f <= rate]
+        sensitivity[rate] = max(ok) if ok and total else float("nan")
+    values = list(sensitivity.values())
+    return {"sensitivity": sensitivity, "mean_sensitivity": float(np.mean(values)) if total else float("nan"),
+            "boxes": total, "images": images, "curve": curve}
+
+
+# --------------------------------------------------------------------------- the floor
+def random_detections(truths: list, sizes: list[tuple[float, float]], per_image: int, seed: int = 0,
+                      regions: list | None = None, num_classes: int = 1) -> list:
+    """Per image, ``per_image`` boxes with (width, height) drawn from ``sizes`` at random
+    centres (inside ``regions[i]``, a boolean mask, when given), random labels and scores."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(len(truths)):
+        region = regions[i] if regions is not None else None
+        dets = []
+        for _ in range(per_image):
+            w, h = sizes[rng.integers(len(sizes))] if sizes else (0.2, 0.2)
+            if region is not None and region.any():
+                rows, cols = np.nonzero(region)
+                k = rng.integers(len(rows))
+                cx, cy = (cols[k] + rng.random()) / region.shape[1], (rows[k] + rng.random()) / region.shape[0]
+            else:
+                cx, cy = rng.random(), rng.random()
+            cx, cy = min(max(cx, w / 2), 1 - w / 2), min(max(cy, h / 2), 1 - h / 2)
+            dets.append((int(rng.integers(num_classes)), (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2),
+                         float(rng.random())))
+        out.append(dets)
+    return out
+
+
+def all_metrics(truths: list, detections: list, label_names: list[str], min_score: float) -> dict:
+    """COCO AP, the RSNA score at ``min_score`` and FROC of one set of detections."""
+    return {"coco": coco_ap(truths, detections, label_names), "rsna": rsna_score(truths, detections, min_score),
+            "froc": froc(truths, detections)}
