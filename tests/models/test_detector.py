@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tfxr.errors import ConfigError
 from tfxr.models.detector import (PAD_BOX, build_backbone, build_detector, decode, detection_loss,
-                                  load_backbone_weights, pack_targets, pad_targets_tf)
+                                  load_backbone_weights, pack_targets, pad_boxes)
 from tfxr.models.report import build_for_report, model_report
 
 
@@ -69,10 +69,10 @@ def test_tape_step_loss_finite_with_negatives_and_decodes():
 
 
 def test_pad_targets_tf_matches_numpy():
-    y = pad_targets_tf(tf.constant([0, 0], tf.int64), tf.constant([[0.1, 0.1, 0.3, 0.3], [0.5, 0.5, 0.9, 0.8]]), 4)
+    y = pad_boxes(tf.constant([0, 0], tf.int64), tf.constant([[0.1, 0.1, 0.3, 0.3], [0.5, 0.5, 0.9, 0.8]]), 4)
     ref = pack_targets([[(0, (0.1, 0.1, 0.3, 0.3)), (0, (0.5, 0.5, 0.9, 0.8))]], 4)
     np.testing.assert_allclose(y["boxes"].numpy(), ref["boxes"][0])
     np.testing.assert_array_equal(y["classes"].numpy(), ref["classes"][0])
     assert tuple(ref["boxes"][0, 3]) == PAD_BOX
-    empty = pad_targets_tf(tf.zeros([0], tf.int64), tf.zeros([0, 4]), 2)
+    empty = pad_boxes(tf.zeros([0], tf.int64), tf.zeros([0, 4]), 2)
     assert empty["classes"].numpy().tolist() == [-1, -1]

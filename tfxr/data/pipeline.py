@@ -24,10 +24,15 @@ import tensorflow as tf
 
 from tfxr import cpu
 from tfxr.config import ConfigError, option
-from tfxr.data.augment import AugmentConfig, augment
+from tfxr.data.augment import AugmentConfig, augment, augment_with_boxes
 from tfxr.data.tfrecord import ManifestError, feature_spec, read_manifest
 
 AUTOTUNE = tf.data.AUTOTUNE
+
+#: the padding box of detection targets: outside the image and not degenerate.  KerasCV's
+#: YOLOv8 masks out any box with a coordinate <= -1; its documented all -1 padding (zero
+#: width and height) makes its loss NaN under tf.function (see tfxr/models/detector.py).
+PAD_BOX = (-3.0, -3.0, -2.0, -2.0)
 
 
 @dataclass
@@ -145,7 +150,7 @@ def _tfrecord_records(files, record_level, rank, world, cfg, file_seed):
     return ds
 
 
-def _parse_tfrecord(num_labels: int, stored: int, size: int):
+def _parse_tfrecord(num_labels: int, stored: int, size: int, boxes: bool = False):
     spec = feature_spec(num_labels)
 
     def parse(record):
@@ -154,8 +159,12 @@ def _parse_tfrecord(num_labels: int, stored: int, size: int):
         img = tf.ensure_shape(img, [stored, stored, 1])
         if size != stored:
             img = _resize_u8(img, size)
-        return {"image": img, "labels": ex["labels"], "image_id": ex["image/id"],
-                "patient_id": ex["patient/id"]}
+        out = {"image": img, "labels": ex["labels"], "image_id": ex["image/id"], "patient_id": ex["patient/id"]}
+        if boxes:
+            out["bbox_label"] = tf.sparse.to_dense(ex["bbox/label"])
+            out["bbox"] = tf.reshape(tf.stack([tf.sparse.to_dense(ex[f"bbox/{c}"])
+                                               for c in ("xmin", "ymin", "xmax", "ymax")], axis=1), [-1, 4])
+        return out
     return parse
 
 
@@ -180,6 +189,17 @@ def _parse_raw(size: int):
     return parse
 
 
+def pad_boxes(labels: tf.Tensor, boxes: tf.Tensor, max_boxes: int) -> dict:
+    """Detection targets of one image: ``labels`` (n,), ``boxes`` (n, 4) normalised xyxy ->
+    ``{"boxes": (max_boxes, 4), "classes": (max_boxes,)}`` padded with PAD_BOX / -1 (boxes
+    past ``max_boxes`` are dropped)."""
+    n = tf.minimum(tf.shape(labels)[0], max_boxes)
+    pad = max_boxes - n
+    boxes = tf.concat([tf.cast(boxes[:n], tf.float32), tf.tile(tf.constant([PAD_BOX], tf.float32), [pad, 1])], 0)
+    classes = tf.concat([tf.cast(labels[:n], tf.float32), -tf.ones([pad], tf.float32)], 0)
+    return {"boxes": tf.ensure_shape(boxes, [max_boxes, 4]), "classes": tf.ensure_shape(classes, [max_boxes])}
+
+
 # --------------------------------------------------------------------------- the builder
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of one epoch's shuffles and augmentations: a function of (seed, epoch) only."""
@@ -189,8 +209,15 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, training: bool,
                   rank: int = 0, world: int = 1, seed: int = 0, epoch: int = 0, epochs: int = 1,
                   with_meta: bool = False, manifest: dict | None = None,
-                  repeat_steps: int | None = None) -> tf.data.Dataset:
+                  repeat_steps: int | None = None, boxes: int = 0) -> tf.data.Dataset:
     """Batched dataset of ``(image, labels)`` (or dicts with ids when ``with_meta``).
+
+    ``boxes=N`` (detection): ``(image, {"boxes": (N, 4), "classes": (N,)})`` instead, the
+    record's ``bbox/*`` boxes (normalised xyxy) padded to N with the detector's padding
+    box and class -1 (:func:`tfxr.models.detector.pad_targets_tf`); images without boxes
+    are kept as negatives; training augmentation is box-aware
+    (:func:`tfxr.data.augment.augment_with_boxes`: flip and scale/crop move the boxes).
+    With ``with_meta`` the dicts carry ``boxes`` and ``classes`` too.
 
     training: ``epochs`` consecutive epochs starting at ``epoch``, each exactly
     ``repeat_steps`` batches (default: the equal per-rank step count; this rank's
@@ -208,6 +235,9 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
     parallel = {"num_parallel_calls": AUTOTUNE, "deterministic": cfg.deterministic or not training}
 
     if manifest.get("format", "tfrecord") == "raw":
+        if boxes:
+            raise ManifestError(f"{data_dir}: a raw-image index has no boxes; detection reads TFRecords "
+                                f"(write them with `python -m tfxr.tfrecords write` without --format raw)")
         paths, labels, ids, patients = read_raw_index(data_dir, split, manifest)
         n_mine = len(range(rank, len(paths), world))
 
@@ -229,7 +259,7 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
             raise ConfigError("cache=true cannot be combined with 0 < synthetic_fraction < 1 "
                                 "(the mixed stream is endless); turn one of them off")
         mine, record_level, n_mine = rank_assignment(files if as_written else real, rank, world)
-        parse = _parse_tfrecord(len(manifest["label_names"]), stored, size)
+        parse = _parse_tfrecord(len(manifest["label_names"]), stored, size, bool(boxes))
 
         def records(file_seed):
             ds = _tfrecord_records(mine, record_level, rank, world, cfg, file_seed)
@@ -248,14 +278,20 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
 
     def finish(ep_seed):
         def fn(i, ex):
+            ex = dict(ex)
             img = tf.cast(ex["image"], tf.float32) / 255.0
-            if training:
+            if boxes:
+                box_labels, coords = ex.pop("bbox_label"), ex.pop("bbox")
+                if training:
+                    img, box_labels, coords = augment_with_boxes(img, box_labels, coords, tf.stack([ep_seed, i]), aug)
+                targets = pad_boxes(box_labels, coords, boxes)
+            elif training:
                 img = augment(img, tf.stack([ep_seed, i]), aug)
             if channels == 3:
                 img = tf.repeat(img, 3, axis=-1)
             if with_meta:
-                return {**ex, "image": img}
-            return img, ex["labels"]
+                return {**ex, "image": img, **(targets if boxes else {})}
+            return img, (targets if boxes else ex["labels"])
         return fn
 
     if not training:

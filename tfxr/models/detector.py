@@ -49,6 +49,7 @@ import keras_cv   # noqa: F401 - the detector library (registers its serialisabl
 import numpy as np
 import tensorflow as tf
 
+from tfxr.data.pipeline import PAD_BOX, pad_boxes  # noqa: F401 - the targets' padding (re-exported)
 from tfxr.errors import ConfigError
 
 #: backbone name -> (stackwise_channels, stackwise_depth) of a YOLOV8Backbone.  "xs", "s"
@@ -61,8 +62,6 @@ BACKBONES: dict[str, tuple[list[int], list[int]]] = {
 }
 #: ground-truth boxes per image the targets hold (boxes past it are dropped)
 MAX_BOXES = 16
-#: the padding box of the targets: outside the image and not degenerate (see the module doc)
-PAD_BOX = (-3.0, -3.0, -2.0, -2.0)
 BOX_FORMAT = "rel_xyxy"
 
 
@@ -150,18 +149,6 @@ def pack_targets(boxes_per_image: list, max_boxes: int = MAX_BOXES) -> dict[str,
         for j, (label, box) in enumerate(list(boxes)[:max_boxes]):
             out_boxes[i, j], out_classes[i, j] = box, label
     return {"boxes": out_boxes, "classes": out_classes}
-
-
-def pad_targets_tf(labels: tf.Tensor, boxes: tf.Tensor, max_boxes: int = MAX_BOXES) -> dict:
-    """In-graph targets of one image: ``labels`` (n,) int, ``boxes`` (n, 4) rel_xyxy ->
-    ``{"boxes": (max_boxes, 4), "classes": (max_boxes,)}`` padded with PAD_BOX / -1."""
-    n = tf.minimum(tf.shape(labels)[0], max_boxes)
-    boxes = tf.cast(boxes[:n], tf.float32)
-    classes = tf.cast(labels[:n], tf.float32)
-    pad = max_boxes - n
-    boxes = tf.concat([boxes, tf.tile(tf.constant([PAD_BOX], tf.float32), [pad, 1])], axis=0)
-    classes = tf.concat([classes, -tf.ones([pad], tf.float32)], axis=0)
-    return {"boxes": tf.ensure_shape(boxes, [max_boxes, 4]), "classes": tf.ensure_shape(classes, [max_boxes])}
 
 
 def load_detector(path: str) -> keras.Model:
