@@ -218,3 +218,41 @@ def all_metrics(truths: list, detections: list, label_names: list[str], min_scor
     """COCO AP, the RSNA score at ``min_score`` and FROC of one set of detections."""
     return {"coco": coco_ap(truths, detections, label_names), "rsna": rsna_score(truths, detections, min_score),
             "froc": froc(truths, detections)}
+
+
+# --------------------------------------------------------------------------- running a detector
+#: ground-truth boxes per image read for scoring (all of them, in practice)
+EVAL_MAX_BOXES = 100
+
+
+def detect_split(model, data_dir: str, split: str, manifest: dict, data_cfg, rank: int = 0, world: int = 1,
+                 predict=None) -> list[tuple[str, list, list]]:
+    """``[(image_id, truth, detections)]`` of this rank's share of ``split`` (the one pipeline,
+    no augmentation), detections decoded by the model's own NMS decoder.  ``predict``: a
+    compiled ``images -> decoded dict`` function (default: built here)."""
+    import tensorflow as tf
+
+    from tfxr.data.pipeline import build_dataset
+    from tfxr.models.detector import decode
+
+    predict = predict or tf.function(lambda x: decode(model, x), reduce_retracing=True)
+    ds = build_dataset(data_dir, split, data_cfg, training=False, rank=rank, world=world, with_meta=True,
+                       manifest=manifest, boxes=EVAL_MAX_BOXES)
+    out = []
+    for batch in ds:
+        decoded = {k: v.numpy() for k, v in predict(batch["image"]).items()}
+        for k, image_id in enumerate(batch["image_id"].numpy()):
+            real = batch["classes"].numpy()[k] >= 0
+            truth = [(int(c), tuple(float(v) for v in b))
+                     for c, b in zip(batch["classes"].numpy()[k][real], batch["boxes"].numpy()[k][real])]
+            n = int(decoded["num_detections"][k])
+            dets = [(int(decoded["classes"][k, j]), tuple(float(v) for v in np.clip(decoded["boxes"][k, j], 0, 1)),
+                     float(decoded["confidence"][k, j])) for j in range(n)]
+            out.append((image_id.decode(), truth, dets))
+    return out
+
+
+def gather_sorted(mine: list, world: int, allgather) -> list:
+    """Every rank's ``(image_id, ...)`` records in image-id order (any -np, the same list)."""
+    parts = allgather(mine) if world > 1 else [mine]
+    return sorted((r for part in parts for r in part), key=lambda r: r[0])
