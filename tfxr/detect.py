@@ -8,8 +8,8 @@ The options are :class:`tfxr.configs.DetectorConfig`'s (``--help``); the data ar
 tfxr TFRecords whose records carry boxes (``bbox/*``: the phantoms' lesions, NIH's
 BBox_List_2017, ...), images without boxes trained on as negatives.  Rank 0 alone writes
 ``OUT/config.yaml``, ``history.json`` (train loss, val mAP@0.5 per epoch), TensorBoard
-logs, ``checkpoints/`` (``--resume``), ``best.keras`` (best val mAP@0.5) and
-``final.keras``.  Evaluate with ``python -m tfxr.evaluate detection --detector OUT ...``.
+logs, ``checkpoints/`` (``--resume``), ``best.weights.h5`` (best val mAP@0.5) and
+``final.weights.h5``.  Evaluate with ``python -m tfxr.evaluate detection --detector OUT ...``.
 """
 from __future__ import annotations
 

@@ -31,9 +31,12 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
+from tfxr.config import option
+from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.localization import iou
 
 RSNA_THRESHOLDS = tuple(round(0.4 + 0.05 * k, 2) for k in range(8))
@@ -256,3 +259,223 @@ def gather_sorted(mine: list, world: int, allgather) -> list:
     """Every rank's ``(image_id, ...)`` records in image-id order (any -np, the same list)."""
     parts = allgather(mine) if world > 1 else [mine]
     return sorted((r for part in parts for r in part), key=lambda r: r[0])
+
+
+# --------------------------------------------------------------------------- the evaluation CLI
+#: Seed 001's detector (the pneumonia system tfxr replaces): YOLOv8 nano fine-tuned on RSNA's
+#: pneumonia boxes on 4 GPUs, its reported validation mAP@0.5 -- other data and splits.
+SEED001_MAP50 = 0.149
+
+
+@dataclass
+class DetectionEvalConfig:
+    detector: str = ""          # a `tfxr.detect train` run folder (or its best/final .weights.h5)
+    data: str = ""              # TFRecord directory with bbox/* boxes
+    split: str = option("test", choices=("train", "val", "test"))            # the scored split
+    threshold_split: str = option("val", choices=("train", "val", "test"))   # score cuts chosen here
+    cam_model: str = ""         # also score the CAM boxes of this tfxr classifier (tfxr.localize's)
+    cam_box_threshold: float = option(0.5, minimum=0.05, maximum=0.95)   # heatmap cut for CAM boxes
+    random_boxes: int = option(3, minimum=1)   # random boxes per image of the floor
+    overlays: int = option(12, minimum=0)
+    batch_size: int = option(16, minimum=1)
+    out: str = ""               # default: <run folder>/detect-<split>
+    seed: int = 0
+
+
+def _cam_detections(cfg: DetectionEvalConfig, split: str, rank: int, world: int) -> list:
+    """``[(image_id, detections)]`` of Grad-CAM boxes (tfxr.localize's heatmaps, cut at
+    ``cam_box_threshold``) for every label of every image; score = p(label) x the mean
+    heatmap inside the box."""
+    from tfxr.evaluation.classifier import open_model_and_data
+    from tfxr.evaluation.localization import GradCAM, boxes_from_heatmap, read_boxed_images
+
+    _, model, size, channels, manifest = open_model_and_data(cfg.cam_model, cfg.data)
+    cam = GradCAM(model)
+    items = read_boxed_images(cfg.data, split, manifest, size, channels, rank, world, only_boxed=False)
+    out = []
+    for start in range(0, len(items), cfg.batch_size):
+        chunk = items[start:start + cfg.batch_size]
+        x = np.stack([it.image for it in chunk])
+        per = [[] for _ in chunk]
+        for label in range(len(manifest["label_names"])):
+            maps, probs = cam(x, label)
+            for k, heat in enumerate(maps):
+                for box in boxes_from_heatmap(heat, cfg.cam_box_threshold):
+                    y0, y1 = int(box[1] * size), max(int(box[3] * size), int(box[1] * size) + 1)
+                    x0, x1 = int(box[0] * size), max(int(box[2] * size), int(box[0] * size) + 1)
+                    per[k].append((label, box, float(probs[k, label]) * float(heat[y0:y1, x0:x1].mean())))
+        out.extend((it.image_id, dets) for it, dets in zip(chunk, per))
+    return out
+
+
+def _method_metrics(names, truths_val, dets_val, truths, dets) -> dict:
+    cut = choose_min_score(truths_val, dets_val) if any(truths_val) else 0.5
+    return {**all_metrics(truths, dets, names, cut), "min_score_chosen_on_threshold_split": cut}
+
+
+def evaluate_detection(cfg: DetectionEvalConfig) -> dict:
+    """Detector, CAM boxes and random boxes on ``cfg.split``; rank 0 writes the outputs."""
+    import os
+
+    from tfxr import distributed as dist
+    from tfxr.data.pipeline import DataConfig
+    from tfxr.data.tfrecord import read_manifest
+    from tfxr.evaluation.localization import phantom_lung_fields
+    from tfxr.io import write_json, write_text
+    from tfxr.models.detector import load_detector
+
+    if not cfg.detector or not cfg.data:
+        raise ConfigError("detection: --detector (a `tfxr.detect train` run) and --data are required")
+    if cfg.threshold_split == cfg.split:
+        raise ConfigError(f"--threshold-split {cfg.threshold_split}: score cuts must be chosen on another split "
+                          f"than the scored one (--split {cfg.split})")
+    manifest = read_manifest(cfg.data)
+    for split in (cfg.split, cfg.threshold_split):
+        if split not in manifest["splits"]:
+            raise ManifestError(f"{cfg.data}: no '{split}' split (has {sorted(manifest['splits'])})")
+    dist.init()
+    rank, world = dist.rank(), dist.size()
+    model = load_detector(cfg.detector)
+    names = list(manifest["label_names"])
+    if model.label_names != names:
+        raise ConfigError(f"--detector {cfg.detector} was trained on labels {model.label_names}, "
+                          f"--data {cfg.data} has {names}")
+    size = int(model.input_shape[1])
+    data_cfg = DataConfig(batch_size=cfg.batch_size, image_size=size, deterministic=True)
+    runs = {s: gather_sorted(detect_split(model, cfg.data, s, manifest, data_cfg, rank, world), world,
+                             dist.allgather_object) for s in (cfg.threshold_split, cfg.split)}
+    cams = {}
+    if cfg.cam_model:
+        cams = {s: dict(gather_sorted(_cam_detections(cfg, s, rank, world), world, dist.allgather_object))
+                for s in (cfg.threshold_split, cfg.split)}
+    if rank != 0:
+        return {}
+    val, test = runs[cfg.threshold_split], runs[cfg.split]
+    ids, truths = [r[0] for r in test], [r[1] for r in test]
+    truths_val = [r[1] for r in val]
+    sizes = [(b[2] - b[0], b[3] - b[1]) for t in truths_val for _, b in t] or \
+        [(b[2] - b[0], b[3] - b[1]) for t in truths for _, b in t]
+    regions_test = phantom_lung_fields(manifest, ids, 64)
+    regions_val = phantom_lung_fields(manifest, [r[0] for r in val], 64)
+
+    def floor(records, regions, seed):
+        masks = [regions.get(r[0]) for r in records] if regions else None
+        return random_detections([r[1] for r in records], sizes, cfg.random_boxes, seed, masks, len(names))
+
+    methods = {"detector": _method_metrics(names, truths_val, [r[2] for r in val], truths, [r[2] for r in test])}
+    if cams:
+        methods["CAM boxes"] = _method_metrics(names, truths_val, [cams[cfg.threshold_split][r[0]] for r in val],
+                                               truths, [cams[cfg.split][i] for i in ids])
+    methods["random boxes"] = _method_metrics(names, truths_val, floor(val, regions_val, cfg.seed + 1),
+                                              truths, floor(test, regions_test, cfg.seed))
+    out = cfg.out or os.path.join(os.path.dirname(os.path.abspath(cfg.detector.rstrip("/")))
+                                  if cfg.detector.endswith(".weights.h5") else os.path.abspath(cfg.detector),
+                                  f"detect-{cfg.split}")
+    os.makedirs(out, exist_ok=True)
+    result = {"detector": os.path.abspath(cfg.detector), "data": os.path.abspath(cfg.data), "split": cfg.split,
+              "threshold_split": cfg.threshold_split, "images": len(ids),
+              "images_with_boxes": sum(1 for t in truths if t), "boxes": sum(len(t) for t in truths),
+              "label_names": names, "cam_model": cfg.cam_model or None, "cam_box_threshold": cfg.cam_box_threshold,
+              "random_region": "centres in the phantom's lung fields" if regions_test else "centres anywhere",
+              "methods": {m: {k: v for k, v in r.items()} for m, r in methods.items()},
+              "seed001_map_50": SEED001_MAP50}
+    write_json(os.path.join(out, "detection.json"), _jsonable(result))
+    write_text(os.path.join(out, "report.md"), detection_report(result))
+    if cfg.overlays:
+        write_detection_overlays(cfg, manifest, test, methods["detector"]["min_score_chosen_on_threshold_split"],
+                                 os.path.join(out, "overlays"), size)
+    result["out"] = out
+    return result
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _f(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def detection_report(result: dict) -> str:
+    """``report.md``: the methods side by side (COCO mAP, RSNA score, FROC), per-class AP."""
+    lines = [f"# Detection on `{result['split']}` of `{result['data']}`", "",
+             f"{result['images']} images ({result['images_with_boxes']} with boxes, {result['boxes']} boxes). "
+             f"Detector: `{result['detector']}`. COCO AP by pycocotools; the RSNA score at the score cut chosen "
+             f"on `{result['threshold_split']}` (best RSNA score there); FROC: a hit is IoU >= 0.5. "
+             f"Random boxes: boxes of the ground truth's sizes at random "
+             f"places ({result['random_region']}), random scores.", "",
+             "| method | mAP@0.5 | mAP@[.5:.95] | RSNA score (cut) | " +
+             " | ".join(f"sens@{r:g} FP" for r in FROC_RATES) + " | FROC mean |",
+             "|---|---:|---:|---:|" + "---:|" * (len(FROC_RATES) + 1)]
+    for name, m in result["methods"].items():
+        sens = m["froc"]["sensitivity"]
+        lines.append(f"| {name} | {_f(m['coco']['map_50'])} | {_f(m['coco']['map_50_95'])} | "
+                     f"{_f(m['rsna']['score'])} ({m['min_score_chosen_on_threshold_split']:.2f}) | "
+                     + " | ".join(_f(sens[r]) for r in FROC_RATES) + f" | {_f(m['froc']['mean_sensitivity'])} |")
+    lines += ["", "## AP per class (pycocotools)", "", "| class | boxes | " +
+              " | ".join(f"{m} AP@0.5 | {m} AP@[.5:.95]" for m in result["methods"]) + " |",
+              "|---|---:|" + "---:|---:|" * len(result["methods"])]
+    for name in result["label_names"]:
+        first = next(iter(result["methods"].values()))["coco"]["per_class"][name]
+        cells = [f"{_f(m['coco']['per_class'][name]['ap_50'])} | {_f(m['coco']['per_class'][name]['ap_50_95'])}"
+                 for m in result["methods"].values()]
+        lines.append(f"| {name} | {first['boxes']} | " + " | ".join(cells) + " |")
+    if result["cam_model"]:
+        lines += ["", f"CAM boxes: the HiResCAM heatmaps of `{result['cam_model']}` (tfxr.localize's) for every "
+                  f"label of every image, cut at {result['cam_box_threshold']} of their maximum, one box per "
+                  f"connected region, scored p(label) x the mean heatmap inside the box."]
+    lines += ["", f"For reference, seed 001's YOLOv8 nano fine-tuned on RSNA (4 GPUs) reported mAP@0.5 = "
+              f"{result['seed001_map_50']} -- on RSNA's own split, not these images: a different data set and "
+              f"split, so not comparable number for number."]
+    if result["boxes"] < 100:
+        lines += ["", f"Only {result['boxes']} ground-truth boxes: these numbers carry wide uncertainty "
+                  f"(no confidence interval is computed here)."]
+    return "\n".join(lines) + "\n"
+
+
+def write_detection_overlays(cfg, manifest: dict, records: list, min_score: float, folder: str, size: int) -> list:
+    """PNGs of the first ``cfg.overlays`` images with boxes: truth green, detections red with scores."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from tfxr.evaluation.localization import read_boxed_images
+    from tfxr.io import atomic_path
+
+    wanted = {r[0]: r for r in records if r[1]}
+    items = [it for it in read_boxed_images(cfg.data, cfg.split, manifest, size, 1) if it.image_id in wanted]
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    for it in sorted(items, key=lambda it: it.image_id)[:cfg.overlays]:
+        _, truth, dets = wanted[it.image_id]
+        fig, ax = plt.subplots(figsize=(4, 4.3), dpi=100)
+        ax.imshow(it.image[..., 0], cmap="gray", vmin=0, vmax=1)
+        for _, b in truth:
+            ax.add_patch(Rectangle((b[0] * size, b[1] * size), (b[2] - b[0]) * size, (b[3] - b[1]) * size,
+                                   fill=False, edgecolor="lime", linewidth=1.5))
+        for label, b, score in dets:
+            if score < min_score:
+                continue
+            ax.add_patch(Rectangle((b[0] * size, b[1] * size), (b[2] - b[0]) * size, (b[3] - b[1]) * size,
+                                   fill=False, edgecolor="red", linewidth=1.2))
+            ax.text(b[0] * size, b[1] * size - 2, f"{manifest['label_names'][label]} {score:.2f}", color="red",
+                    fontsize=6)
+        ax.set_title(f"{it.image_id}: truth green, detector red (score >= {min_score:.2f})", fontsize=7)
+        ax.axis("off")
+        fig.tight_layout()
+        path = os.path.join(folder, f"{it.image_id}.png")
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png")
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -151,15 +151,36 @@ def pack_targets(boxes_per_image: list, max_boxes: int = MAX_BOXES) -> dict[str,
     return {"boxes": out_boxes, "classes": out_classes}
 
 
-def load_detector(path: str) -> keras.Model:
-    """A detector saved with ``model.save('X.keras')``, compiled again for ``compute_loss``."""
+def load_detector(run_dir: str, which: str = "best") -> keras.Model:
+    """The detector of a ``tfxr.detect train`` run: rebuilt from the run's ``config.yaml``
+    (backbone, FPN depth, image size, labels) and loaded from ``OUT/<which>.weights.h5``.
+
+    Only weights are read (no deserialisation of code from a model file).  ``run_dir`` may
+    also name the weights file itself, beside its ``config.yaml``.
+    """
+    import yaml
+
+    if os.path.isfile(run_dir) and run_dir.endswith(".weights.h5"):
+        run_dir, weights = os.path.dirname(run_dir) or ".", run_dir
+    else:
+        weights = os.path.join(run_dir, f"{which}.weights.h5")
+    config_path = os.path.join(run_dir, "config.yaml")
     try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001 - zip, h5 and deserialisation errors
+        with open(config_path, encoding="utf-8") as fh:
+            config = yaml.safe_load(fh)
+        resolved = config["_resolved"]
+        size, names = int(resolved["image_size"]), list(resolved["label_names"])
+        backbone, fpn_depth = str(config["backbone"]), int(config["fpn_depth"])
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"--detector {run_dir}: not a detector run folder ({config_path}: "
+                          f"{type(e).__name__}: {e}); train one with `python -m tfxr.detect train`") from None
+    if not os.path.isfile(weights):
+        raise ConfigError(f"--detector {run_dir}: {weights} is missing (the run has not finished an epoch?)")
+    model = build_detector(size, num_classes=len(names), backbone=backbone, fpn_depth=fpn_depth)
+    try:
+        model.load_weights(weights)
+    except Exception as e:  # noqa: BLE001 - h5py/Keras errors of a damaged or foreign file
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise ConfigError(f"{path}: cannot load a tfxr detector ({first})") from None
-    if not isinstance(model, keras_cv.models.YOLOV8Detector):
-        raise ConfigError(f"{path}: {type(model).__name__} is not a detector (train one with "
-                          f"`python -m tfxr.detect train`)")
-    compile_detector(model)
+        raise ConfigError(f"--detector {weights}: does not fit the run's detector ({first})") from None
+    model.label_names = names
     return model

@@ -11,7 +11,8 @@ in the one run scaffold (:mod:`tfxr.training.run`), like the classifier and the 
 * Learning rate: ``lr`` per worker, times the workers (``lr_scaling``) after Horovod's
   warm-up (:class:`~tfxr.training.schedule.WarmupSchedule`).
 * After each epoch: mAP@0.5 on ``val_split`` (pycocotools, every rank's images gathered);
-  rank 0 keeps ``best.keras`` (best val mAP@0.5) and writes ``final.keras``.
+  rank 0 keeps ``best.weights.h5`` (best val mAP@0.5) and writes ``final.weights.h5``
+  (weights only; :func:`tfxr.models.detector.load_detector` rebuilds from ``config.yaml``).
 """
 from __future__ import annotations
 
@@ -148,7 +149,7 @@ class DetectorTrainer:
                 "label_names": self.label_names, "library": f"keras-cv {_keras_cv_version()} YOLOV8Detector"}
 
     def outputs(self) -> tuple[str, ...]:
-        return ("best.keras", "final.keras")
+        return ("best.weights.h5", "final.weights.h5")
 
     def begin(self) -> None:
         cfg, first = self.cfg, self.state["epoch"]
@@ -195,18 +196,19 @@ class DetectorTrainer:
 
     def after_epoch(self, record: dict, decision: Decision) -> None:
         if self.state.get("best_epoch") == record["epoch"]:
-            self._save_model("best.keras")
+            self._save_weights("best.weights.h5")
 
     def finish(self) -> None:
-        self._save_model("final.keras")
-        best = os.path.join(self.cfg.out, "best.keras")
-        if not os.path.exists(best):
-            with atomic_path(best, suffix=".keras") as tmp:
-                shutil.copyfile(os.path.join(self.cfg.out, "final.keras"), tmp)
+        self._save_weights("final.weights.h5")
+        best = os.path.join(self.cfg.out, "best.weights.h5")
+        if not os.path.exists(best):      # no validation: the last epoch is the best one known
+            with atomic_path(best, suffix=".weights.h5") as tmp:
+                shutil.copyfile(os.path.join(self.cfg.out, "final.weights.h5"), tmp)
 
-    def _save_model(self, name: str) -> None:
-        with atomic_path(os.path.join(self.cfg.out, name), suffix=".keras") as tmp:
-            self.model.save(tmp)
+    def _save_weights(self, name: str) -> None:
+        """Weights only: :func:`tfxr.models.detector.load_detector` rebuilds the model from config.yaml."""
+        with atomic_path(os.path.join(self.cfg.out, name), suffix=".weights.h5") as tmp:
+            self.model.save_weights(tmp)
 
     @staticmethod
     def summary(record: dict) -> str:
