@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
+from tests.conftest import tfxr
+
 from tfxr import cpu
-from tfxr.distributed import binding_flags
+from tfxr.launch import binding_flags
 
 ZEN4 = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -56,17 +60,39 @@ def test_process_cores_share_the_node_unless_bound_or_told():
     assert cpu.process_cores(1, environ={}) == mine
 
 
-def test_bf16_advice(tmp_path):
-    zen4 = _info(tmp_path, ZEN4)
-    assert "12.9" in cpu.mixed_precision_problem(zen4, environ={"TF_ENABLE_ONEDNN_OPTS": "1"})
-    assert "ONEDNN_OPTS=0" in cpu.mixed_precision_problem(zen4, environ={"TF_ENABLE_ONEDNN_OPTS": "0"})
-    amx = cpu.CpuInfo(flags=frozenset({"avx512f", "amx_bf16"}))
-    assert cpu.mixed_precision_problem(amx, environ={}) is None
+INTEL_AMX = "vendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel name\t: Intel(R) Xeon(R) Platinum 8488C\n" \
+            "flags\t\t: fpu avx avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile\n"
+AVX2_ONLY = "vendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel name\t: Intel(R) Core(TM) i7-8700\n" \
+            "flags\t\t: fpu avx avx2 fma\n"
 
 
-def test_onednn_is_on_by_default_after_importing_tfxr():
-    import tfxr  # noqa: F401 - the import sets the default
-    assert os.environ.get("TF_ENABLE_ONEDNN_OPTS") in ("0", "1")
+def test_bf16_advice_follows_the_cpu_flags(tmp_path):
+    on = {"TF_ENABLE_ONEDNN_OPTS": "1"}
+    assert cpu.mixed_precision_problem(_info(tmp_path, INTEL_AMX), environ=on) is None        # AMX: fast
+    avx512 = cpu.mixed_precision_problem(_info(tmp_path, ZEN4), environ=on)                    # no AMX
+    assert "AVX-512 BF16 without AMX" in avx512 and "AMD EPYC 9R14" in avx512 and "12x" not in avx512 and "12.9" not in avx512
+    none = cpu.mixed_precision_problem(_info(tmp_path, AVX2_ONLY), environ=on)
+    assert "neither AMX (amx_bf16) nor AVX-512 BF16 (avx512_bf16)" in none and "expected to be slower" in none
+    for advice in (avx512, none):   # a measurement the user can repeat, not one CPU family's number
+        assert cpu.BF16_MEASUREMENT in advice and "--precision fp32,bf16" in cpu.BF16_MEASUREMENT
+    assert "ONEDNN_OPTS=0" in cpu.mixed_precision_problem(_info(tmp_path, INTEL_AMX),
+                                                          environ={"TF_ENABLE_ONEDNN_OPTS": "0"})
+
+
+def test_the_bf16_measurement_command_is_a_valid_benchmark_command():
+    argv = cpu.BF16_MEASUREMENT.replace("MODEL", "tb_cnn").replace("SIZE", "64").split()[3:]
+    r = tfxr("tfxr.benchmark", *argv, "--print-config")
+    assert "- fp32\n- bf16" in r.stdout and "model: tb_cnn" in r.stdout
+
+
+@pytest.mark.parametrize("exported,expected", [(None, "1"), ("0", "0")])
+def test_importing_tfxr_turns_onednn_on_unless_the_user_exported_a_value(exported, expected):
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if exported is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = exported
+    r = subprocess.run([sys.executable, "-c", "import os, tfxr; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"],
+                       env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert r.stdout.strip() == expected
     assert cpu.onednn_enabled(environ={}) and not cpu.onednn_enabled(environ={"TF_ENABLE_ONEDNN_OPTS": "0"})
 
 

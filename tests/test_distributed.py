@@ -1,9 +1,8 @@
-"""tfxr.distributed: exact averaged-gradient training under mpirun -np 2, disjoint and complete
-rank shards, launch detection, the no-Horovod fallback and the one mpirun command builder."""
+"""tfxr.distributed (the Horovod runtime): exact averaged-gradient training under mpirun -np 2,
+disjoint and complete rank shards, the no-Horovod fallback, horovodrun.  Launching: test_launch.py."""
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 import sys
 
@@ -87,8 +86,8 @@ def test_training_rank_shares_are_disjoint_and_complete(three_shard_data, tmp_pa
     from tfxr.data.pipeline import DataConfig, build_dataset
 
     data = three_shard_data / f"s{shards}"
-    # launched through the CLI shell scripts use: python -m tfxr.distributed --np N -- MODULE ...
-    run([sys.executable, "-m", "tfxr.distributed", "--np", str(ranks), "--", "tests.mpi_scripts.rank_records",
+    # launched through the CLI the shell scripts use: python -m tfxr.launch --np N -- MODULE ...
+    run([sys.executable, "-m", "tfxr.launch", "--np", str(ranks), "--", "tests.mpi_scripts.rank_records",
          str(data), str(tmp_path)])
     parts = [(tmp_path / f"ids-{r}.txt").read_text().split() for r in range(ranks)]
     every = [i.decode() for b in build_dataset(str(data), "train", DataConfig(batch_size=16), training=False,
@@ -98,29 +97,8 @@ def test_training_rank_shares_are_disjoint_and_complete(three_shard_data, tmp_pa
     assert set().union(*map(set, parts)) == set(every)             # none missed
 
 
-# --------------------------------------------------------------------------- launch detection
 LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "HOROVOD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_RANK",
                "SLURM_STEP_NUM_TASKS", "SLURM_STEP_ID", "SLURM_PROCID", "SLURM_NTASKS")
-
-
-@pytest.mark.parametrize("env,size", [
-    ({}, 1),
-    ({"OMPI_COMM_WORLD_SIZE": "4"}, 4),
-    ({"PMI_SIZE": "3"}, 3),
-    ({"HOROVOD_SIZE": "2"}, 2),
-    # srun --mpi=pmix: PMIx exports no size, Slurm exports the step's task count
-    ({"PMIX_RANK": "0", "SLURM_STEP_NUM_TASKS": "8", "SLURM_STEP_ID": "0", "SLURM_PROCID": "0"}, 8),
-    ({"PMIX_RANK": "5"}, 6),
-    # a batch script running plain python: the allocation's SLURM_NTASKS is not this process's world
-    ({"SLURM_NTASKS": "4", "SLURM_STEP_NUM_TASKS": "4", "SLURM_STEP_ID": "batch", "SLURM_PROCID": "0"}, 1),
-    ({"SLURM_NTASKS": "4"}, 1),
-])
-def test_launched_world_size(monkeypatch, env, size):
-    for var in LAUNCH_VARS:
-        monkeypatch.delenv(var, raising=False)
-    for var, value in env.items():
-        monkeypatch.setenv(var, value)
-    assert dist.launched_world_size() == size
 
 
 HIDE_HOROVOD = ("import sys; sys.modules['horovod'] = None; sys.modules['horovod.tensorflow'] = None; "
@@ -149,18 +127,6 @@ def test_without_horovod_a_multi_process_launch_stops_before_writing(synthetic_t
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert "launched as 2 processes but Horovod is not importable" in r.stderr
     assert not (tmp_path / "run").exists()
-
-
-# --------------------------------------------------------------------------- one mpirun builder
-def test_mpirun_command_cli_prints_the_builders_command():
-    r = run([sys.executable, "-m", "tfxr.distributed", "--np", "3", "--print", "--", "tfxr.train", "--data",
-             "a dir"])
-    assert shlex.split(r.stdout) == dist.mpirun_command(3, ["tfxr.train", "--data", "a dir"])
-    assert shlex.split(r.stdout)[:3] == ["mpirun", "-np", "3"]
-    one = run([sys.executable, "-m", "tfxr.distributed", "--np", "1", "--print", "--", "tfxr.train"])
-    assert shlex.split(one.stdout) == [sys.executable, "-m", "tfxr.train"]
-    bad = run([sys.executable, "-m", "tfxr.distributed", "--np", "2", "--print"], check=False)
-    assert bad.returncode == 2 and "after `--`" in bad.stderr
 
 
 def test_distributed_module_single_process_fallbacks():

@@ -1,4 +1,4 @@
-"""tfxr.distributed.launch from a notebook: rank 0's lines arrive while the job runs."""
+"""tfxr.launch.launch from a notebook: rank 0's lines arrive while the job runs."""
 from __future__ import annotations
 
 import subprocess
@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from tests.conftest import REPO
-from tfxr.distributed import launch
+from tfxr.launch import launch
 
 pytestmark = pytest.mark.mpi
 

@@ -76,7 +76,7 @@ def test_model_with_a_dynamic_input_shape_is_a_clear_error(phantom_data, tmp_pat
     """tfxr feeds images at the model's own size: a (None, None, C) input cannot say which."""
     import keras
 
-    from tfxr.data.tfrecord import read_manifest
+    from tfxr.data.records import read_manifest
     from tfxr.evaluate import main
 
     labels = len(read_manifest(str(phantom_data))["label_names"])
@@ -84,7 +84,8 @@ def test_model_with_a_dynamic_input_shape_is_a_clear_error(phantom_data, tmp_pat
     outputs = keras.layers.Dense(labels, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs))
     path = tmp_path / "dynamic.keras"
     keras.Model(inputs, outputs).save(path)
-    assert main(["--model", str(path), "--data", str(phantom_data), "--out", str(tmp_path / "e")]) == 2
+    assert main(["--model", str(path), "--data", str(phantom_data), "--out", str(tmp_path / "e"),
+                 "--trust-model-file"]) == 2     # a foreign file: tfxr refuses it without the flag
     err = capsys.readouterr().err
     assert "is not a fixed square image" in err and str(path) in err and "Traceback" not in err
     assert not (tmp_path / "e").exists()

@@ -32,6 +32,7 @@ def test_other_ranks_keep_errors_and_all_rank_lines_only(capsys, monkeypatch):
     log.warning("slow")
     log.info("rank 1 here", all_ranks=True)
     log.error("rank 1 failed")
+    log.error("every rank failed alike", all_ranks=False)      # rank 0 says it
     assert capsys.readouterr().err.splitlines() == ["tfxr: rank 1 here", "tfxr: error: rank 1 failed"]
     log.set_rank(0)                                   # Horovod's rank wins over the environment
     log.info("now rank 0")

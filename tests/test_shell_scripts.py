@@ -37,7 +37,9 @@ BATCH_SCRIPTS = {
     "train_1gpu.sh": (1, 1),
     "train_1node.sh": (1, 4),
     "train_multinode.sh": (2, 4),
+    "train_cpu_node.sh": (1, 32),     # ranks = cores, no GPU
 }
+CPU_SCRIPTS = {"train_cpu_node.sh"}
 CHEXNET_CONFIG = REPO / "configs" / "chexnet_nih.yaml"
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -45,18 +47,6 @@ needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is no
 needs_wget = pytest.mark.skipif(shutil.which("wget") is None, reason="wget is not installed")
 needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="mpirun is not installed")
 
-
-@functools.lru_cache(maxsize=1)
-def _distributed_cli_works() -> bool:
-    # Before that CLI existed, `python -m tfxr.distributed ...` imported the module and exited 0.
-    proc = subprocess.run([sys.executable, "-m", "tfxr.distributed", "--np", "2", "--print", "--", "tfxr.train"],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    return proc.returncode == 0 and "mpirun" in proc.stdout and "tfxr.train" in proc.stdout
-
-
-needs_distributed_cli = pytest.mark.skipif(
-    "not _distributed_cli_works()",
-    reason="`python -m tfxr.distributed --np N -- MODULE ARGS` (the one mpirun builder) is not in this checkout")
 
 # Variables the scripts read: a test sets the ones it wants and nothing leaks in from
 # the environment pytest runs in (e.g. a CI job that itself runs under Slurm).
@@ -830,7 +820,6 @@ def test_write_runs_the_converter(tmp_path):
 
 @pytest.mark.mpi
 @needs_mpirun
-@needs_distributed_cli
 def test_write_runs_the_converter_on_two_ranks(tmp_path):
     """The real converter on two MPI ranks: each rank writes its shards, rank 0 the manifest."""
     out = tmp_path / "o"
@@ -858,9 +847,11 @@ def data_dir(tmp_path):
 
 
 def slurm(script: str | list[str], tmp_path: Path, **env) -> subprocess.CompletedProcess:
-    """Run a batch script (or [script, args...]) with bash, outside Slurm unless env says otherwise."""
+    """Run a batch script (or [script, args...]) with bash, outside Slurm unless env says otherwise.
+
+    PYTHON defaults to this interpreter: DRY_RUN=1 asks tfxr's launcher builder for the line."""
     name, *args = [script] if isinstance(script, str) else script
-    return run(["bash", SLURM_DIR / name, *args], env=clean_env(**env), cwd=tmp_path)
+    return run(["bash", SLURM_DIR / name, *args], env=clean_env(**{"PYTHON": sys.executable, **env}), cwd=tmp_path)
 
 
 def train_args(argv: list[str]) -> list[str]:
@@ -870,7 +861,7 @@ def train_args(argv: list[str]) -> list[str]:
 
 def test_one_script_per_launch_shape():
     assert sorted(p.name for p in SLURM_DIR.glob("*.sh")) == sorted([*BATCH_SCRIPTS, "common.sh"])
-    bodies = {re.sub(r"^#SBATCH.*\n|^#.*\n|tfxr_main \d \d", "", (SLURM_DIR / s).read_text(), flags=re.M)
+    bodies = {re.sub(r"^#SBATCH.*\n|^#.*\n|tfxr_main \d+ \d+.*", "", (SLURM_DIR / s).read_text(), flags=re.M)
               for s in BATCH_SCRIPTS}
     assert len(bodies) == 1  # the same few lines that find common.sh; everything else is there
 
@@ -882,7 +873,10 @@ def test_slurm_script_header(script):
     header = dict(re.findall(r"^#SBATCH --([a-z-]+)=(\S+)", text, flags=re.M))
     assert header["nodes"] == str(nodes)
     assert header["ntasks-per-node"] == str(gpus)
-    assert header["gres"] == f"gpu:{gpus}"
+    if script in CPU_SCRIPTS:   # one rank per core, bound; no GPU request
+        assert "gres" not in header and header["cpus-per-task"] == "1" and header["hint"] == "nomultithread"
+    else:
+        assert header["gres"] == f"gpu:{gpus}"
     assert header["output"] == "logs/%x-%j.out"
     assert {"job-name", "cpus-per-task", "time"} <= header.keys()
     assert re.search(r"^#\s+module load ", text, flags=re.M)
@@ -893,7 +887,8 @@ def test_slurm_script_header(script):
 def test_slurm_dry_run_outside_slurm_trains_chexnet_from_its_config(script, tmp_path, data_dir):
     proc = slurm(script, tmp_path, DRY_RUN=1, NP=2, DATA_DIR=data_dir)
     argv = argv_of(proc)
-    assert argv[:7] == ["python", "-m", "tfxr.distributed", "--np", "2", "--", "tfxr.train"]
+    assert argv[:3] == ["mpirun", "-np", "2"] and "--oversubscribe" in argv   # the builder's local line
+    assert argv[argv.index("tfxr.train") - 2:argv.index("tfxr.train")] == [sys.executable, "-m"]
     args = train_args(argv)
     assert args[:4] == ["--config", str(CHEXNET_CONFIG), "--data", str(data_dir)]
     assert value_after(args, "--out").startswith(f"{REPO}/runs/tfxr-")
@@ -906,7 +901,10 @@ def test_slurm_dry_run_outside_slurm_trains_chexnet_from_its_config(script, tmp_
 def test_slurm_default_ranks_are_the_gpus_asked_for(script, tmp_path, data_dir):
     nodes, gpus = BATCH_SCRIPTS[script]
     argv = argv_of(slurm(script, tmp_path, DRY_RUN=1, DATA_DIR=data_dir))
-    assert value_after(argv, "--np") == str(nodes * gpus)
+    if nodes * gpus == 1:
+        assert argv[:3] == [sys.executable, "-m", "tfxr.train"]   # one rank: no launcher
+    else:
+        assert value_after(argv, "-np") == str(nodes * gpus)
 
 
 def test_slurm_settings_reach_the_command(tmp_path, data_dir):
@@ -914,8 +912,8 @@ def test_slurm_settings_reach_the_command(tmp_path, data_dir):
     (tmp_path / "my.yaml").write_text("model: tb_cnn\n")
     argv = argv_of(slurm(["train_1gpu.sh", "--lr", "0.01"], tmp_path, DRY_RUN=1, NP=2, DATA_DIR="data",
                          OUT_DIR=out, CONFIG="my.yaml", MODEL="tb_cnn", EPOCHS=3, BATCH_SIZE=8,
-                         PYTHON="/venv/bin/python", EXTRA_ARGS="--seed 7 --mixed-precision"))
-    assert argv[:3] == ["/venv/bin/python", "-m", "tfxr.distributed"]
+                         EXTRA_ARGS="--seed 7 --mixed-precision"))
+    assert argv[0] == "mpirun" and sys.executable in argv
     assert train_args(argv) == ["--config", str(tmp_path / "my.yaml"), "--data", str(data_dir), "--out", str(out),
                                 "--model", "tb_cnn", "--weights", "none", "--epochs", "3", "--batch-size", "8",
                                 "--seed", "7", "--mixed-precision", "--lr", "0.01"]
@@ -971,7 +969,10 @@ def test_slurm_uses_srun_with_pmix(tmp_path, data_dir):
     bin_dir = fake_srun(tmp_path, "'MPI plugin types are...' none pmi2 pmix pmix_v4")
     argv = argv_of(slurm("train_multinode.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir,
                          SLURM_SUBMIT_DIR=REPO, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", **IN_SLURM))
-    assert argv[:6] == ["srun", "--mpi=pmix", "--kill-on-bad-exit=1", "python", "-m", "tfxr.train"]
+    assert argv[:6] == ["srun", "--mpi=pmix", "--kill-on-bad-exit=1", "--ntasks=8", "--cpus-per-task=8",
+                        "--cpu-bind=cores"] or argv[:5] == ["srun", "--mpi=pmix", "--kill-on-bad-exit=1",
+                                                             "--ntasks=8", "--cpus-per-task=8"]   # GPU node
+    assert argv[argv.index(sys.executable):argv.index(sys.executable) + 3] == [sys.executable, "-m", "tfxr.train"]
     assert value_after(argv, "--config") == str(CHEXNET_CONFIG)
     assert value_after(argv, "--data") == str(data_dir)
     assert value_after(argv, "--out") == f"{REPO}/runs/tfxr-2x4gpu-4242"
@@ -989,9 +990,11 @@ def test_slurm_falls_back_to_mpirun(tmp_path, data_dir):
     xs = pairs(argv, "-x")
     assert xs[:4] == ["NCCL_DEBUG=INFO", "LD_LIBRARY_PATH", "PATH", "PYTHONPATH"]
     assert "HOROVOD_FUSION_THRESHOLD" in xs
-    assert value_after(argv, "-bind-to") == "none" and value_after(argv, "-map-by") == "slot"
-    assert argv[argv.index("python"):argv.index("python") + 5] == ["python", "-m", "tfxr.train", "--config",
-                                                                   str(CHEXNET_CONFIG)]
+    # CPU tasks (this machine) are bound to their --cpus-per-task cores; GPU tasks are not bound
+    assert pairs(argv, "--bind-to") in (["core"], ["none"])
+    assert pairs(argv, "--map-by") in (["slot:PE=8"], ["slot"])
+    i = argv.index(sys.executable)
+    assert argv[i:i + 5] == [sys.executable, "-m", "tfxr.train", "--config", str(CHEXNET_CONFIG)]
 
 
 def test_slurm_launcher_can_be_forced(tmp_path, data_dir):
@@ -1047,7 +1050,38 @@ def test_slurm_local_run_starts_in_the_repo(tmp_path, data_dir):
     assert proc.returncode == 0, out_of(proc)
     (line,) = log.read_text().splitlines()
     assert f"cwd={REPO} " in line and f"pythonpath={REPO}" in line
-    assert (f"args=-m tfxr.distributed --np 2 -- tfxr.train --config {CHEXNET_CONFIG} --data {data_dir} "
+    assert (f"args=-m tfxr.launch --np 2 -- tfxr.train --config {CHEXNET_CONFIG} --data {data_dir} "
             f"--out {out} --epochs 1") in line
     assert out.is_dir()
     assert "local run, 2 rank(s)" in proc.stderr and f"config {CHEXNET_CONFIG}" in proc.stderr
+
+
+@pytest.mark.parametrize("dataset, needle", [
+    ("rsna", "kaggle competitions download -c rsna-pneumonia-detection-challenge"),
+    ("chexpert", "CheXpert-v1.0-small/train.csv"),
+    ("mimic-cxr-jpg", "https://physionet.org/files/mimic-cxr-jpg/2.0.0/"),
+    ("vindr", "https://physionet.org/content/vindr-cxr/1.0.0/"),
+    ("tbx11k", "annotations/json/TBX11K_train.json"),
+])
+def test_credentialed_sets_print_manual_steps_and_layout(dataset, needle, tmp_path, no_network_tools):
+    """Sets without a direct public download: exact steps and the expected layout, exit 0, nothing written."""
+    bin_dir, trace = no_network_tools
+    env = clean_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    dest = tmp_path / "dest"
+    for dry in (["--dry-run"], []):
+        proc = run([DOWNLOAD, *dry, "--dest", dest, dataset], env=env)
+        assert proc.returncode == 0, out_of(proc)
+        assert f"== {dataset}: download by hand" in proc.stdout and needle in proc.stdout
+        assert "Expected layout" in proc.stdout and f"--source {dataset}" in proc.stdout
+        assert str(dest / ("physionet.org" if dataset == "mimic-cxr-jpg" else dataset)) in proc.stdout
+    assert not dest.exists() and not trace.exists()
+
+
+def test_manual_and_downloadable_sets_together(tmp_path, no_network_tools):
+    bin_dir, trace = no_network_tools
+    env = clean_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    proc = run([DOWNLOAD, "-n", "--dest", tmp_path / "d", "vindr", "pneumoniamnist"], env=env)
+    assert proc.returncode == 0, out_of(proc)
+    assert "== vindr: download by hand" in proc.stdout
+    assert listed_files(proc.stdout) == ["pneumoniamnist/pneumoniamnist.npz"]
+    assert not trace.exists()

@@ -17,7 +17,7 @@ import psutil
 from PIL import Image
 
 from tests.conftest import REPO, tfxr
-from tfxr.data.tfrecord import read_manifest
+from tfxr.data.records import read_manifest
 
 
 def _shards(d: Path) -> dict[str, str]:

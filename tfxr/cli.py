@@ -12,6 +12,9 @@ Exit codes (documented in the README, the same for every command):
 """
 from __future__ import annotations
 
+import errno
+import os
+import sys
 from typing import Callable
 
 from tfxr import log
@@ -23,24 +26,60 @@ EXIT_USAGE = TfxrError.exit_code            # 2
 EXIT_REJECTED = RejectedResult.exit_code    # 3
 
 
-def error(message: str) -> None:
-    """One ``tfxr: error: ...`` line on stderr (:func:`tfxr.log.error`, on every rank)."""
-    log.error(message)
+def error(message: str, all_ranks: bool = True) -> None:
+    """One ``tfxr: error: ...`` line on stderr (:func:`tfxr.log.error`)."""
+    log.error(message, all_ranks=all_ranks)
+
+
+#: what a file system answers when the folder the user named cannot take the output: each is
+#: the user's to fix (another --out, space, permissions), so one line, not a traceback
+OUTPUT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
+                           errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG})
+
+
+def os_error_line(e: OSError) -> str:
+    """``PATH: strerror (ENAME)``: the file and the system's reason, for one error line."""
+    name = errno.errorcode.get(e.errno, str(e.errno))
+    return f"{e.filename}: {e.strerror or os.strerror(e.errno)} ({name})"
+
+
+def _damaged_shard(e: Exception) -> str | None:
+    """A shard found damaged mid-read (TensorFlow's DataLossError) as one line naming it."""
+    if type(e).__name__ != "DataLossError":
+        return None
+    from tfxr.data.records import explain_data_loss  # lazy: only on this error path (imports TensorFlow)
+
+    return explain_data_loss(e)
 
 
 def run_main(body: Callable[[], int | None]) -> int:
     """Run a command's body: TfxrError -> one line and its exit code (2, or 3 for a rejected
-    result); Horovod shut down at the end."""
+    result); a damaged shard, or an OSError naming a file that the file system refused
+    (read-only, full, a file where a folder should be; see ``OUTPUT_ERRNOS``) -> one line and
+    exit 2; Horovod (if started) shut down at the end."""
     try:
         code = body()
         return EXIT_OK if code is None else int(code)
     except TfxrError as e:
-        error(str(e))
+        error(str(e), all_ranks=not e.shared)   # a shared error: one line from rank 0, not one per rank
         return e.exit_code
+    except OSError as e:
+        if e.errno not in OUTPUT_ERRNOS or not e.filename:
+            raise
+        error(os_error_line(e))
+        return EXIT_USAGE
     except KeyboardInterrupt:
         error("interrupted")
         return 130
+    except Exception as e:
+        message = _damaged_shard(e)
+        if message is None:
+            raise
+        error(message)
+        return EXIT_USAGE
     finally:
-        from tfxr import distributed
-
-        distributed.shutdown()
+        # Shut Horovod down if this command started it.  Looked up, not imported: the CLI
+        # wrapper does not depend on the runtime (tfxr.launch's CLI runs without it).
+        runtime = sys.modules.get("tfxr.distributed")
+        if runtime is not None:
+            runtime.shutdown()

@@ -19,15 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from tfxr.config import option
+from tfxr.config import option, seed_option
 from tfxr.data.augment import AugmentConfig
 from tfxr.data.pipeline import DataConfig
 from tfxr.models import MODELS
 
-__all__ = ["AugmentConfig", "DataConfig", "DetectorConfig", "GanConfig", "MAX_SEED", "TrainConfig"]
-
-#: seeds are 0 .. 2**31 - 1 (Keras' global seed and NumPy's seed sequences take them all)
-MAX_SEED = 2**31 - 1
+__all__ = ["AugmentConfig", "DataConfig", "DetectorConfig", "GanConfig", "TrainConfig"]
 
 #: the fields of every trainer's config that a ``--resume`` may change
 RUN_FIELDS_SAFE_TO_CHANGE = frozenset({"out", "epochs", "resume", "overwrite", "progress", "keep_checkpoints"})
@@ -53,11 +50,14 @@ class TrainConfig:
     dropout: float | None = option(None, minimum=0.0, maximum=0.99)  # None: the model's own default
     weights: str = "none"              # models with a pretrained backbone (chexnet): none | imagenet | PATH
     compression: str = option("none", choices=("none", "fp16"))      # allreduce compression
+    accumulate_steps: int = option(1, minimum=1)     # micro-batches per allreduce (effective batch x K)
+    stall_timeout: float = option(600.0, minimum=0.0)  # s until a job with a stalled rank ends; 0 = never
+    timeline: str = ""                 # Horovod timeline file (rank 0 writes it; tfxr.timeline reads it)
     mixed_precision: bool = False      # bf16 on CPU, fp16 (+ loss scaling) on GPU
     xla: bool = False                  # jit-compile the forward/backward pass
     resume: bool = False               # continue OUT from its newest checkpoint
     overwrite: bool = False            # replace the run already in OUT
-    seed: int = option(0, minimum=0, maximum=MAX_SEED)
+    seed: int = seed_option()
     steps_per_epoch: int = option(0, minimum=0)      # 0: one pass over the smallest rank's share
     val_split: str = "val"             # '' to skip validation
     keep_checkpoints: int = option(2, minimum=1)
@@ -70,7 +70,8 @@ class TrainConfig:
         "channels": "pipeline.channels", "cache": "pipeline.cache",
         "deterministic": "pipeline.deterministic", "shuffle_buffer": "pipeline.shuffle_buffer"}
     #: what ``--resume`` may change (more epochs, patience of the stopping rule, the console)
-    RESUME_SAFE: ClassVar[frozenset] = RUN_FIELDS_SAFE_TO_CHANGE | {"early_stopping_patience"}
+    RESUME_SAFE: ClassVar[frozenset] = RUN_FIELDS_SAFE_TO_CHANGE | {"early_stopping_patience", "stall_timeout",
+                                                                    "timeline"}
 
 
 @dataclass
@@ -99,7 +100,7 @@ class GanConfig:
     collapse_threshold: float = option(0.5, minimum=0.0)   # flag when sample diversity < this x real
     steps_per_epoch: int = option(0, minimum=0)         # 0: one pass over the smallest rank's images
     compression: str = option("none", choices=("none", "fp16"))
-    seed: int = option(0, minimum=0, maximum=MAX_SEED)
+    seed: int = seed_option()
     deterministic: bool = False
     resume: bool = False                             # continue OUT from its newest checkpoint
     overwrite: bool = False                          # replace the run already in OUT
@@ -135,7 +136,7 @@ class DetectorConfig:
     weight_decay: float = option(0.0, minimum=0.0)
     clipnorm: float = option(10.0, minimum=0.0)      # global gradient-norm clip (KerasCV's YOLOv8 recipe); 0 = off
     compression: str = option("none", choices=("none", "fp16"))      # allreduce compression
-    seed: int = option(0, minimum=0, maximum=MAX_SEED)
+    seed: int = seed_option()
     steps_per_epoch: int = option(0, minimum=0)      # 0: one pass over the smallest rank's share
     val_split: str = "val"             # mAP@0.5 on it after each epoch ('' to skip); best.keras by it
     resume: bool = False               # continue OUT from its newest checkpoint

@@ -16,11 +16,16 @@ process using *its* cores and no others.  The settings tfxr applies, and why:
   dispatched meanwhile; more only contend for the same cores.
 * ``OMP_NUM_THREADS`` = the same core count, for the OpenMP/BLAS libraries of child
   processes (TensorFlow's own oneDNN runs on its Eigen thread pool and ignores it).
-* Mixed precision (bf16) on a CPU is fast only with AMX tiles and oneDNN; on AVX-512
-  BF16 alone it measured 12x *slower* than fp32 (DenseNet121, Zen 4):
-  :func:`mixed_precision_problem` says so before a run starts.
-* XLA (``--set xla=true``) stays off by default on CPU: the tb_cnn step measured 8x
-  slower under ``jit_compile=True``.
+* Mixed precision (bf16) on a CPU: oneDNN has native bf16 kernels for AMX tiles
+  (``amx_bf16``) and for AVX-512 BF16 dot products (``avx512_bf16``); without either,
+  every bf16 op is converted to fp32 and back.  Measured, bf16 against fp32 (oneDNN on):
+  faster with AMX (Intel Xeon); on AMD EPYCs with AVX-512 BF16 and no AMX both much
+  slower (DenseNet121 128 px, an earlier revision) and faster (tb_cnn, DenseNet121 224 px)
+  -- so :func:`mixed_precision_problem` reads the CPU's flags and, unless AMX is there,
+  says before a run starts how to measure it on this machine (``tfxr.benchmark``).
+* XLA (``--set xla=true``) stays off by default on CPU: the tb_cnn step measured 24x
+  slower under ``jit_compile=True`` (BENCHMARKS.md, Intel Xeon; 19x on an AMD EPYC);
+  ``python -m tfxr.benchmark train --xla off,on`` repeats the comparison.
 """
 from __future__ import annotations
 
@@ -28,8 +33,11 @@ import os
 import re
 from dataclasses import dataclass, field
 
-#: measured on an AMD EPYC Zen 4 (issue 10): DenseNet121 128 px, mixed bf16 + oneDNN
-BF16_SLOWDOWN_MEASURED = "DenseNet121 128 px: 12.9 images/s fp32 vs 1.03 images/s mixed bf16 (oneDNN on, Zen 4)"
+#: the /proc/cpuinfo flags of oneDNN's native bf16 paths: AMX tiles, AVX-512 BF16 dot products
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+#: how a user measures bf16 against fp32 on their own machine (same model, size, run)
+BF16_MEASUREMENT = "python -m tfxr.benchmark train --model MODEL --image-size SIZE --precision fp32,bf16"
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,10 @@ class CpuInfo:
     @property
     def has_amx_bf16(self) -> bool:
         return "amx_bf16" in self.flags
+
+    @property
+    def has_avx512_bf16(self) -> bool:
+        return "avx512_bf16" in self.flags
 
 
 def read_cpuinfo(path: str = "/proc/cpuinfo") -> CpuInfo:
@@ -169,16 +181,24 @@ def onednn_enabled(environ=os.environ) -> bool:
 
 
 def mixed_precision_problem(info: CpuInfo | None = None, environ=os.environ) -> str | None:
-    """Why mixed bf16 precision would be slow on this CPU, or None when it should help.
+    """What to know before training in mixed bf16 precision on this CPU; None when it should help.
 
-    bf16 training pays off on a CPU only through oneDNN's AMX kernels (``amx_bf16``,
-    Intel 4th-gen Xeon and later).  Without AMX every bf16 op is converted or emulated.
+    Decided by the CPU's flags: with oneDNN and AMX (``amx_bf16``) bf16 is fast (None).
+    With AVX-512 BF16 alone (``avx512_bf16``) it has measured slower or faster than fp32
+    depending on the model and build, and with neither every bf16 op is emulated: both
+    messages give the command that measures it here (:data:`BF16_MEASUREMENT`).
     """
     info = info or read_cpuinfo()
     if not onednn_enabled(environ):
         return ("mixed precision (bf16) on CPU with TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's Eigen kernels "
                 "have no fast bf16 path; use fp32 (mixed_precision=false) or enable oneDNN")
-    if not info.has_amx_bf16:
-        return (f"mixed precision (bf16) on a CPU without AMX ({info.model_name}) is known to be much "
-                f"slower than fp32 ({BF16_SLOWDOWN_MEASURED}); use fp32 (mixed_precision=false)")
-    return None
+    if info.has_amx_bf16:
+        return None
+    measure = f"compare on this machine with `{BF16_MEASUREMENT}`"
+    if info.has_avx512_bf16:
+        return (f"mixed precision (bf16) on {info.model_name}: AVX-512 BF16 without AMX, where bf16 has "
+                f"measured slower than fp32 for some models and faster for others; {measure} "
+                f"before a long run")
+    return (f"mixed precision (bf16) on {info.model_name}: neither AMX (amx_bf16) nor AVX-512 BF16 "
+            f"(avx512_bf16), so every bf16 op is converted to and from fp32 and is expected to be slower "
+            f"than fp32 (mixed_precision=false); {measure}")

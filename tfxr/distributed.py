@@ -1,295 +1,83 @@
-"""Everything distributed, in one place: the only module of tfxr that imports Horovod.
+"""The Horovod runtime: the only module of tfxr that imports Horovod.
 
-    python -m tfxr.distributed --np 4 -- tfxr.train --data tfrec/tb --out runs/tb
-    python -m tfxr.distributed --np 4 --print -- tfxr.train ...   # only print the command
-
-runs (or prints) the one ``mpirun`` command line tfxr builds (:func:`mpirun_command`),
-so shell scripts, notebooks, tests and the benchmark all launch ranks the same way.
-
-Horovod is unmaintained upstream, so the rest of tfxr sees only these functions.
-Launched without ``mpirun``/``horovodrun`` (a notebook, a plain ``python -m``), the
-same calls run single-process.  Each Horovod touch point is marked ``# HVD``.
+Initialisation (with bounded stalls and the optional timeline), rank and size, the
+gradient allreduce, broadcasts and gathers.  Horovod is unmaintained upstream, so the
+rest of tfxr sees only these functions.  Launched without a launcher (a notebook, a plain
+``python -m``), the same calls run single-process.  Each Horovod touch point is marked
+``# HVD``.  How ranks are *started* is :mod:`tfxr.launch`; ``python -m tfxr.distributed
+--np N -- MODULE ARGS`` is kept as another name of ``python -m tfxr.launch``.
 
 Keras 3 note (measured): Horovod's Keras callbacks and ``DistributedOptimizer`` break
 on Keras 3 variables.  The exact path is a ``tf.GradientTape`` wrapped by
 ``DistributedGradientTape``, with the Keras variables' backing ``tf.Variable``s
 (``v.value``) given to ``broadcast_variables`` and used as gradient sources.
+
+No silent hangs, two mechanisms for two kinds of stall:
+
+* a rank that is alive but does not submit a tensor the others wait on (a different code
+  path, a lock): Horovod's stall inspector, which :func:`init` turns on
+  (``HOROVOD_STALL_CHECK_TIME_SECONDS``: rank 0 prints the missing ranks) with its shutdown
+  (``HOROVOD_STALL_SHUTDOWN_TIME_SECONDS``: the job ends with an error), unless exported;
+* a rank whose process stopped (SIGSTOP, a frozen node, swapped to death): the others then
+  block inside MPI, Horovod's background thread with them, so its inspector never runs.
+  :class:`StallWatchdog` covers this: every rank's watchdog thread touches a heartbeat file
+  each second and, when one training step has run longer than the bound, prints which
+  ranks' heartbeats stopped and ends its process, and the launcher ends the job.
 """
 from __future__ import annotations
 
 import os
-import re
+import sys
+import threading
+import time
 import warnings
-from typing import Callable
 
-from tfxr.errors import ConfigError
+from tfxr.cpu import configure_tensorflow_threads
+# launch detection lives in tfxr.launch; these names stay importable from here
+from tfxr.launch import LaunchError, launched_under_mpi, launched_world_size, mpi_comm  # noqa: F401
+# the launcher builders, importable from here for callers not yet moved to tfxr.launch
+from tfxr.launch import clean_launch_env, command_for, launch, mpirun_command  # noqa: F401
+from tfxr.launch import main as launch_cli
 
-
-class LaunchError(ConfigError):
-    """A multi-process launch that cannot work (no Horovod, or Horovod not seeing the ranks)."""
-
-_LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "HOROVOD_SIZE", "MV2_COMM_WORLD_SIZE")
-
-#: world-size variables of the launchers tfxr knows: Open MPI's mpirun, MPICH/Intel MPI
-#: (Hydra, PMI-1/2), horovodrun's Gloo controller, MVAPICH2
-_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "HOROVOD_SIZE", "MV2_COMM_WORLD_SIZE")
-
-#: Slurm step ids that are not an ``srun`` task launch (the batch script, the extern step)
-_SLURM_NON_TASK_STEPS = ("batch", "extern", "interactive", "4294967294", "4294967291", "4294967290")
+#: seconds a rank may lag behind the others in a collective before rank 0 names it
+DEFAULT_STALL_CHECK_S = 60
+#: seconds after which a stalled job is ended (0: wait forever)
+DEFAULT_STALL_SHUTDOWN_S = 600
 
 _hvd = None          # the horovod.tensorflow module once init() ran with it
 _initialized = False
 
 
-def _slurm_step_tasks() -> int:
-    """Tasks of the ``srun`` step this process belongs to, 0 outside one.
+def stall_environment(stall_timeout: float | None = None, env=None) -> dict:
+    """Horovod's stall settings for a run: ``{variable: value}`` to export before hvd.init().
 
-    ``srun`` exports ``SLURM_STEP_NUM_TASKS`` and ``SLURM_PROCID`` to each task; a batch
-    script running plain ``python`` also sees ``SLURM_NTASKS`` (the allocation's size),
-    which says nothing about how many copies of *this* process run, so it is not used.
+    ``stall_timeout`` (seconds) is when a stalled job ends; the warning naming the stalled
+    ranks comes at a quarter of it (at most :data:`DEFAULT_STALL_CHECK_S`, at least 1 s).
+    ``None``: the defaults; ``0``: warn after the default time but never shut down.
+    A value the user exported wins.
     """
-    step = os.environ.get("SLURM_STEP_ID", "")
-    if not os.environ.get("SLURM_STEP_NUM_TASKS") or "SLURM_PROCID" not in os.environ \
-            or step in _SLURM_NON_TASK_STEPS:
-        return 0
-    return int(os.environ["SLURM_STEP_NUM_TASKS"])
+    env = os.environ if env is None else env
+    shutdown = DEFAULT_STALL_SHUTDOWN_S if stall_timeout is None else stall_timeout
+    check = DEFAULT_STALL_CHECK_S if not shutdown else max(1, min(DEFAULT_STALL_CHECK_S, int(shutdown // 4)))
+    wanted = {"HOROVOD_STALL_CHECK_TIME_SECONDS": str(check),
+              "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS": str(int(shutdown))}
+    return {k: v for k, v in wanted.items() if k not in env}
 
 
-def launched_world_size() -> int:
-    """World size announced by the launcher's environment (1 when not launched).
+def init(pin_gpu: bool = True, stall_timeout: float | None = None, timeline: str = "") -> None:
+    """Initialise Horovod (or single-process mode) and pin one GPU per local rank.
 
-    Open MPI, MPICH/Hydra, horovodrun and MVAPICH2 export the size; ``srun`` (PMIx or
-    PMI-2 plugin) exports ``SLURM_STEP_NUM_TASKS``.  A PMIx launcher that exports only
-    ``PMIX_RANK`` gives at least rank + 1.
+    ``stall_timeout``: see :func:`stall_environment`.  ``timeline``: a file for Horovod's
+    timeline (chrome://tracing JSON, written by rank 0, cycles marked), summarised by
+    :func:`tfxr.timeline.summarize`.  Both only take effect on the first call of a process.
     """
-    for var in _SIZE_VARS:
-        if os.environ.get(var):
-            return int(os.environ[var])
-    slurm = _slurm_step_tasks()
-    if slurm:
-        return slurm
-    if os.environ.get("PMIX_RANK", "").isdigit():
-        return int(os.environ["PMIX_RANK"]) + 1
-    return 1
-
-
-def launched_under_mpi() -> bool:
-    return any(os.environ.get(v) for v in _LAUNCH_VARS if v != "HOROVOD_SIZE")
-
-
-def mpi_comm():
-    """mpi4py's COMM_WORLD when launched by an MPI launcher, else None (no MPI init)."""
-    if not launched_under_mpi():
-        return None
-    from mpi4py import MPI
-
-    return MPI.COMM_WORLD
-
-
-_LAUNCH_PREFIXES = ("OMPI_", "PMIX_", "PMI_", "OPAL_", "HOROVOD_", "MV2_", "HYDRA_")
-
-
-def clean_launch_env(env=None) -> dict:
-    """The environment for starting a new MPI job from this process.
-
-    After hvd.init() a process is an MPI singleton whose C-level environment carries
-    OMPI_/PMIX_ variables; an mpirun started with them believes it is already inside a
-    job and fails.  Python's os.environ snapshot never saw them; drop them anyway.
-    """
-    env = dict(os.environ if env is None else env)
-    return {k: v for k, v in env.items() if not k.startswith(_LAUNCH_PREFIXES)}
-
-
-def gpus_present() -> bool:
-    """Whether this node has an NVIDIA GPU (checked without importing TensorFlow)."""
-    import glob
-    import shutil
-
-    return bool(glob.glob("/dev/nvidia[0-9]*")) or (shutil.which("nvidia-smi") is not None
-                                                     and bool(glob.glob("/proc/driver/nvidia/gpus/*")))
-
-
-def binding_flags(np_: int, cores_per_rank: int | None = None, cores: int | None = None,
-                  gpus: bool | None = None) -> list[str]:
-    """OpenMPI 4.1 placement flags for ``np_`` local ranks.
-
-    CPU ranks: ``--map-by slot:PE=k --bind-to core`` gives each rank its own k cores
-    (k = ``cores_per_rank``, default the node's cores // ranks), so TensorFlow's threads
-    of different ranks never share a core.  GPU ranks, or more ranks than cores
-    (oversubscribed tests): ``--bind-to none``, the OS places threads.  Also
-    ``--mca mpi_yield_when_idle 1``: a rank waiting in an MPI call yields its core instead
-    of busy-polling it, which on a CPU node steals cycles from the computing threads.
-    """
-    cores = cores or len(os.sched_getaffinity(0))
-    gpus = gpus_present() if gpus is None else gpus
-    per_rank = cores_per_rank or cores // max(1, np_)
-    flags = ["--mca", "mpi_yield_when_idle", "1"]
-    if gpus or per_rank < 1 or per_rank * np_ > cores:
-        return flags + ["--bind-to", "none"]
-    return flags + ["--map-by", f"slot:PE={per_rank}", "--bind-to", "core",
-                    "-x", f"OMP_NUM_THREADS={per_rank}"]
-
-
-def mpirun_command(np_: int, argv: list[str], python: str | None = None,
-                   cores_per_rank: int | None = None) -> list[str]:
-    """``mpirun -np N python -m ...`` with the flags a workstation or root container needs,
-    and core binding for CPU ranks (see :func:`binding_flags`)."""
-    import sys
-
-    cmd = ["mpirun", "-np", str(np_), "--oversubscribe", *binding_flags(np_, cores_per_rank)]
-    if os.geteuid() == 0:
-        cmd.append("--allow-run-as-root")
-    return cmd + [python or sys.executable, "-m", *argv]
-
-
-_TAG = re.compile(r"\[(\d+),(\d+)\]<(stdout|stderr)>:")  # mpirun --tag-output
-
-
-def launch(np_: int, argv: list[str], stream: bool = False, show_rank: int = 0,
-           on_line: Callable[[int | None, str, str], None] | None = None, **kw):
-    """Run ``python -m argv...`` on np_ ranks (e.g. from a notebook); returns CompletedProcess.
-
-    By default the output is captured and returned at the end.  With ``stream=True``
-    the job runs under ``mpirun --tag-output`` and each line of rank ``show_rank`` (and
-    every line of mpirun itself, which carries launch errors) is handed to ``on_line``
-    as it arrives -- by default printed, so a notebook shows live progress of rank 0
-    instead of a silent cell.  ``on_line(rank, stream_name, text)`` gets ``rank=None``
-    for mpirun's own lines.  The returned CompletedProcess holds every rank's lines with
-    the tags removed (``stdout``/``stderr``), as in the captured mode; ``timeout`` and
-    ``check`` behave as in ``subprocess.run``; ``env`` is cleaned of any MPI job
-    variables as always.
-    """
-    import subprocess
-
-    env = clean_launch_env(kw.pop("env", None))
-    if not stream:
-        kw.setdefault("capture_output", True)
-        kw.setdefault("text", True)
-        return subprocess.run(mpirun_command(np_, argv), env=env, **kw)
-    unsupported = set(kw) - {"cwd", "timeout", "check"}
-    if unsupported:
-        raise TypeError(f"launch(stream=True) does not take {sorted(unsupported)}")
-    cmd = mpirun_command(np_, argv)
-    cmd.insert(cmd.index("-np"), "--tag-output")
-    return _StreamedJob(cmd, env, kw.get("cwd"), show_rank, on_line or _print_line).run(
-        timeout=kw.get("timeout"), check=kw.get("check", False))
-
-
-def _print_line(rank: int | None, stream_name: str, text: str) -> None:
-    import sys
-
-    print(text, file=sys.stderr if stream_name == "stderr" else sys.stdout, flush=True)
-
-
-class _StreamedJob:
-    """An mpirun child whose tagged output is read line by line as it arrives.
-
-    One reader thread per pipe puts lines on a queue; the caller's thread takes them off
-    and calls ``on_line`` -- so output appears in the calling thread (a notebook cell's
-    output area), never from a background thread.
-    """
-
-    def __init__(self, cmd: list[str], env: dict, cwd, show_rank: int, on_line) -> None:
-        self.cmd, self.env, self.cwd = cmd, env, cwd
-        self.show_rank, self.on_line = show_rank, on_line
-        self.collected = {"stdout": [], "stderr": []}
-        self.pending: dict = {}      # (rank, stream) -> text not yet ended by a newline
-
-    def run(self, timeout: float | None, check: bool):
-        import queue
-        import subprocess
-        import threading
-        import time
-
-        proc = subprocess.Popen(self.cmd, env=self.env, cwd=self.cwd, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
-        lines: queue.Queue = queue.Queue()
-
-        def read(pipe, name):
-            for line in pipe:
-                lines.put((name, line))
-            lines.put((name, None))
-
-        for pipe, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
-            threading.Thread(target=read, args=(pipe, name), daemon=True).start()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        open_pipes = 2
-        while open_pipes:
-            wait = None if deadline is None else deadline - time.monotonic()
-            try:
-                if wait is not None and wait <= 0:
-                    raise queue.Empty
-                name, line = lines.get(timeout=wait)
-            except queue.Empty:
-                self._kill(proc)
-                raise subprocess.TimeoutExpired(self.cmd, timeout, "".join(self.collected["stdout"]),
-                                                "".join(self.collected["stderr"])) from None
-            if line is None:
-                open_pipes -= 1
-            else:
-                self._handle(name, line)
-        self._flush()
-        returncode = proc.wait()
-        result = subprocess.CompletedProcess(self.cmd, returncode, "".join(self.collected["stdout"]),
-                                             "".join(self.collected["stderr"]))
-        if check:
-            result.check_returncode()
-        return result
-
-    def _handle(self, pipe_name: str, raw: str) -> None:
-        """Split one raw line of mpirun's pipe into per-rank text.
-
-        OpenMPI tags every chunk a rank wrote, not every line: an unbuffered
-        ``print`` writes the text and its newline separately, arriving as
-        ``[1,0]<stdout>:text[1,0]<stdout>:\\n``.  So text is appended to a buffer per
-        (rank, stream) and handed on when its newline arrives.
-        """
-        position, source = 0, None  # text before any tag is mpirun's own
-        for tag in _TAG.finditer(raw):
-            self._append(source, pipe_name, raw[position:tag.start()])
-            source = (int(tag.group(2)), tag.group(3))
-            position = tag.end()
-        self._append(source, pipe_name, raw[position:])
-
-    def _append(self, source, pipe_name: str, text: str) -> None:
-        if not text:
-            return
-        if source is None:  # mpirun's own message (launch failure, abort notice)
-            source = (None, pipe_name)
-        pending = self.pending.get(source, "") + text
-        *complete, rest = pending.split("\n")
-        self.pending[source] = rest
-        for line in complete:
-            self._emit(source, line)
-
-    def _emit(self, source, line: str) -> None:
-        rank, stream_name = source
-        self.collected[stream_name].append(line + "\n")
-        if rank is None or rank == self.show_rank:
-            self.on_line(rank, stream_name, line)
-
-    def _flush(self) -> None:
-        for source, rest in self.pending.items():
-            if rest:
-                self._emit(source, rest)
-        self.pending.clear()
-
-    @staticmethod
-    def _kill(proc) -> None:
-        import signal
-
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-
-
-def init(pin_gpu: bool = True) -> None:
-    """Initialise Horovod (or single-process mode) and pin one GPU per local rank."""
     global _hvd, _initialized
     if _initialized:
         return
+    os.environ.update(stall_environment(stall_timeout))   # read by Horovod's background thread
+    if timeline:
+        os.environ["HOROVOD_TIMELINE"] = os.path.abspath(timeline)
+        os.environ.setdefault("HOROVOD_TIMELINE_MARK_CYCLES", "1")
     launched = launched_world_size()
     try:
         import horovod.tensorflow as hvd  # HVD
@@ -309,7 +97,7 @@ def init(pin_gpu: bool = True) -> None:
         _hvd = hvd
     _initialized = True
     if pin_gpu:
-        import tensorflow as tf
+        import tensorflow as tf   # lazy, as below: launch-only users of this module need no TensorFlow
 
         gpus = tf.config.list_physical_devices("GPU")
         for g in gpus:
@@ -319,9 +107,94 @@ def init(pin_gpu: bool = True) -> None:
         else:
             # CPU ranks: each computes on its own cores (bound by mpirun, or an even share of
             # the node); TFXR_CPU_THREADS sets the count explicitly.  See tfxr.cpu.
-            from tfxr.cpu import configure_tensorflow_threads
-
             configure_tensorflow_threads(tf, _hvd.local_size() if _hvd else 1)  # HVD
+
+
+class StallWatchdog:
+    """Ends this rank (exit 1, one line naming the stalled ranks) when a step runs past ``timeout``.
+
+    Used as ``with watchdog.step(): step(...)`` (``step(tracing=True)`` for the first calls,
+    which trace and compile the step: they get four times the bound).  A thread touches ``DIR/rank-R`` every
+    ``timeout / 8`` seconds (at most 1 s); a step that has been running for ``timeout``
+    seconds means a collective is waiting for a rank that will not come, and the ranks
+    whose heartbeat is older than half the bound are the ones that stopped.  Steps only:
+    validation or a checkpoint on rank 0 can take long, a training step cannot.  ``DIR`` is
+    made on the first step (below the run's output folder) and removed by :meth:`close`.
+    """
+
+    def __init__(self, directory: str, timeout: float, rank: int, world: int, exit=os._exit):
+        self.directory, self.timeout, self.rank, self.world = directory, float(timeout), rank, world
+        self.tick = min(1.0, self.timeout / 8)
+        self._since: float | None = None       # when the running step started
+        self._limit = self.timeout
+        self._exit = exit
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def step(self, tracing: bool = False) -> "StallWatchdog":
+        self._limit = self.timeout * (4 if tracing else 1)
+        return self
+
+    def __enter__(self):
+        if self._thread is None:
+            os.makedirs(self.directory, exist_ok=True)
+            self._beat()
+            self._thread = threading.Thread(target=self._watch, name="tfxr-stall-watchdog", daemon=True)
+            self._thread.start()
+        self._since = time.monotonic()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._since = None
+
+    def _path(self, rank: int) -> str:
+        return os.path.join(self.directory, f"rank-{rank}")
+
+    def _beat(self) -> None:
+        with open(self._path(self.rank), "a"):
+            os.utime(self._path(self.rank))
+
+    def stalled_ranks(self, now: float | None = None) -> list[int]:
+        """Ranks whose heartbeat is older than half the bound (or missing)."""
+        now = time.time() if now is None else now
+        stale = []
+        for r in range(self.world):
+            try:
+                age = now - os.stat(self._path(r)).st_mtime
+            except OSError:
+                age = float("inf")
+            if age > self.timeout / 2:
+                stale.append(r)
+        return stale
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.tick):
+            try:
+                self._beat()
+            except OSError:
+                pass
+            since = self._since
+            if since is not None and time.monotonic() - since > self._limit:
+                stalled = self.stalled_ranks()
+                who = (f"rank(s) {', '.join(map(str, stalled))} stopped responding (no heartbeat for "
+                       f"{self.timeout / 2:g} s)" if stalled else
+                       "every rank is alive: one is not submitting its tensors (Horovod's stall "
+                       "warning above names it)")
+                print(f"tfxr: error: rank {self.rank}: a training step has waited {self._limit:g} s "
+                      f"(stall_timeout): {who}; ending the job", file=sys.stderr, flush=True)
+                self._exit(1)
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            try:
+                os.remove(self._path(self.rank))
+                os.rmdir(self.directory)      # the last rank to leave removes the folder
+            except OSError:
+                pass
 
 
 def _require_init():
@@ -351,7 +224,7 @@ def is_chief() -> bool:
 
 def backing_variables(variables) -> list:
     """The tf.Variables behind Keras 3 variables (what Horovod and tapes need)."""
-    import keras
+    import keras   # lazy: importing this module must not load Keras/TensorFlow
 
     return [v.value if isinstance(v, keras.Variable) else v for v in variables]
 
@@ -394,7 +267,7 @@ def allreduce_mean(value, name: str | None = None):
     _require_init()
     if not _hvd or _hvd.size() == 1:
         return value
-    import tensorflow as tf
+    import tensorflow as tf   # lazy (see init)
 
     return _hvd.allreduce(tf.convert_to_tensor(value), op=_hvd.Average, name=name)  # HVD
 
@@ -429,44 +302,5 @@ def shutdown() -> None:
     _hvd, _initialized = None, False
 
 
-def command_for(np_: int, argv: list[str]) -> list[str]:
-    """``python -m argv...`` for one process, the :func:`mpirun_command` line for more."""
-    import sys
-
-    return mpirun_command(np_, argv) if np_ > 1 else [sys.executable, "-m", *argv]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m tfxr.distributed --np N [--print] -- MODULE ARGS...``"""
-    import argparse
-    import shlex
-    import subprocess
-    import sys
-
-    from tfxr.cli import run_main
-
-    argv = sys.argv[1:] if argv is None else list(argv)
-
-    def body() -> int:
-        ours, module = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
-        parser = argparse.ArgumentParser(prog="python -m tfxr.distributed", description=main.__doc__ + (
-            "\n\nRuns `python -m MODULE ARGS` on N ranks with the mpirun flags tfxr uses everywhere."))
-        parser.add_argument("--np", type=int, required=True, help="number of ranks (processes)")
-        parser.add_argument("--print", action="store_true", help="print the command instead of running it")
-        args = parser.parse_args(ours)
-        if args.np < 1:
-            raise ConfigError(f"--np: {args.np} is below the minimum 1")
-        if not module:
-            raise ConfigError("give the module to run after `--`, e.g. -- tfxr.train --data DIR")
-        cmd = command_for(args.np, module)
-        if args.print:
-            print(shlex.join(cmd))
-            return 0
-        return subprocess.run(cmd, env=clean_launch_env()).returncode
-    return run_main(body)
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
+if __name__ == "__main__":   # python -m tfxr.distributed ...: the older name of python -m tfxr.launch
+    sys.exit(launch_cli(prog="python -m tfxr.distributed"))

@@ -12,6 +12,8 @@ class TfxrError(Exception):
     """A problem with what the user gave tfxr; the message names the file or option."""
 
     exit_code = 2
+    #: True when every rank raised this same error from rank 0's decision (said once, by rank 0)
+    shared = False
 
 
 class ConfigError(TfxrError, ValueError):

@@ -8,8 +8,8 @@
 It is the standard :mod:`logging` logger named ``tfxr`` with tfxr's formatter, so a library
 user can silence it (``logging.getLogger("tfxr").setLevel(logging.ERROR)``) or route it to
 their own handlers.  Messages of ranks other than 0 are dropped, because every rank of a
-data-parallel run says the same thing; errors are kept on every rank (a rank may fail alone)
-and so is any call with ``all_ranks=True``.
+data-parallel run says the same thing; errors are kept on every rank (a rank may fail alone),
+except those all ranks share (``all_ranks=False``), and so is any call with ``all_ranks=True``.
 
 The rank is the launcher's (Open MPI, MPICH/Hydra, PMIx, horovodrun, MVAPICH2, ``srun``),
 read from the environment so that messages before Horovod starts are filtered too;
@@ -62,8 +62,8 @@ class _RankZero(logging.Filter):
     """Pass rank 0's records, errors and ``all_ranks`` records."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return (getattr(record, "all_ranks", False) or record.levelno >= logging.ERROR
-                or process_rank() == 0)
+        everywhere = getattr(record, "all_ranks", record.levelno >= logging.ERROR)
+        return everywhere or process_rank() == 0
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -102,6 +102,7 @@ def warning(message: str, all_ranks: bool = False) -> None:
     get_logger().warning(message, extra={"all_ranks": all_ranks})
 
 
-def error(message: str) -> None:
-    """One ``tfxr: error: ...`` line, on every rank that calls it."""
-    get_logger().error(message)
+def error(message: str, all_ranks: bool = True) -> None:
+    """One ``tfxr: error: ...`` line, on every rank that calls it; ``all_ranks=False`` for an
+    error every rank raises alike (rank 0's decision, shared): then rank 0 alone says it."""
+    get_logger().error(message, extra={"all_ranks": all_ranks})

@@ -24,12 +24,11 @@ import time
 
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
 from tfxr.data import sources, splits as splitlib
-from tfxr.data.tfrecord import (ShardWriter, build_manifest, plan_shards, read_manifest,
-                                remove_stale_temporaries, write_manifest)
+from tfxr.data.records import (ShardWriter, build_manifest, plan_shards, read_manifest,
+                               remove_stale_temporaries, shard_problems, write_manifest)
 from tfxr.data.types import OFFICIAL_SPLITS, Source
-from tfxr.distributed import mpi_comm
+from tfxr.launch import mpi_comm
 from tfxr.errors import ConfigError, SourceError
-from tfxr.io import sha256_file
 from tfxr.progress import progress_bar
 
 DEFAULT_SHARDS = 8
@@ -37,14 +36,48 @@ EXIT_CODES = __doc__[__doc__.index("Exit status:"):]
 
 
 def load_source(args) -> Source:
+    source = _read_source(args)
+    source.info["dicom_voi"] = "full-range" if args.dicom_ignore_window else "window"
+    return source
+
+
+def _one_label_file(args) -> str | None:
+    if args.labels and len(args.labels) > 1:
+        raise ConfigError(f"--source {args.source} takes one --labels file, got {len(args.labels)}")
+    return args.labels[0] if args.labels else None
+
+
+def _read_source(args) -> Source:
     s = args.source
+    views = sources.parse_views(args.views)
+    common = {"missing_images": args.missing_images}
     if s == "nih":
         _need(args, "images", "labels")
         lists = dict(_split_list(v) for v in (args.split_list or []))
-        return sources.nih_source(args.images, args.labels, args.bbox, lists or None)
+        return sources.nih_source(args.images, _one_label_file(args), args.bbox, lists or None)
     if s == "tb":
         _need(args, "images")
-        return sources.tb_source(args.images, args.labels)
+        return sources.tb_source(args.images, _one_label_file(args))
+    if s == "rsna":
+        _need(args, "images", "labels")
+        return sources.rsna_source(args.images, _one_label_file(args), args.class_info, views,
+                                   demographics=args.demographics, **common)
+    if s == "chexpert":
+        _need(args, "images", "labels")
+        return sources.chexpert_source(args.images, args.labels, args.uncertainty,
+                                       frontal_only=not args.all_views, views=views,
+                                       demographics=args.demographics, **common)
+    if s == "mimic-cxr-jpg":
+        _need(args, "images", "labels", "mimic_split", "mimic_metadata")
+        return sources.mimic_source(args.images, _one_label_file(args), args.mimic_split, args.mimic_metadata,
+                                    args.uncertainty, views=views or ("PA", "AP"), **common)
+    if s == "vindr":
+        _need(args, "images", "labels")
+        return sources.vindr_source(args.images, _one_label_file(args), args.fusion, args.fusion_iou,
+                                    args.min_readers, **common)
+    if s == "tbx11k":
+        _need(args, "images", "labels")
+        return sources.tbx11k_source(args.images, args.labels, **common)
     if s == "folder":
         _need(args, "images")
         return sources.folder_source(args.images, negative=args.negative_class)
@@ -82,6 +115,9 @@ def check_arguments(args) -> None:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     if args.shards is not None and args.format == "raw":
         raise ConfigError("--shards does not apply to --format raw (one CSV index per split); drop it")
+    if args.encoding != "png" and args.format == "raw":
+        raise ConfigError("--encoding applies to TFRecord shards; a raw-image index (--format raw) "
+                          "lists the image files: drop one of them")
     if args.shards is not None and args.shards < 1:
         raise ConfigError(f"--shards must be >= 1, got {args.shards}")
     if args.num_images < 1:
@@ -129,7 +165,8 @@ def convert(args, argv: list[str]) -> int:
               + (f"; {size} ranks" if size > 1 else "") + f"; {args.workers} workers/rank", file=sys.stderr)
     bar = progress_bar(total, "convert", enabled=(rank == 0 and not args.quiet))
     with ShardWriter(args.out, args.image_size, len(source.label_names), args.workers,
-                     bar.update, fmt=args.format) as writer:
+                     bar.update, fmt=args.format, encoding=args.encoding,
+                     dicom_window=not args.dicom_ignore_window) as writer:
         results = [writer.write(p) for p in mine]
     bar.close()
     if comm:
@@ -140,7 +177,7 @@ def convert(args, argv: list[str]) -> int:
     stale = remove_stale_temporaries(args.out)  # every rank has finished writing
     manifest = build_manifest(source, results, image_size=args.image_size, seed=args.seed,
                               fractions=fractions, command=["python", "-m", "tfxr.tfrecords", *argv],
-                              fmt=args.format, source_rejects=source.rejects)
+                              fmt=args.format, source_rejects=source.rejects, encoding=args.encoding)
     seconds = time.perf_counter() - t0
     n_in = len(source.items)
     reused = sum(r.reused for r in results)
@@ -164,20 +201,12 @@ def convert(args, argv: list[str]) -> int:
 
 
 def verify(data_dir: str) -> int:
-    """Full check: every shard exists and has the sha256 the manifest records."""
-    m = read_manifest(data_dir)
-    bad = 0
-    for split, info in m["splits"].items():
-        for sh in info["shards"]:
-            p = os.path.join(data_dir, sh["file"])
-            if not os.path.exists(p):
-                print(f"{p}: missing", file=sys.stderr)
-                bad += 1
-            elif sha256_file(p) != sh["sha256"]:
-                print(f"{p}: sha256 differs from manifest", file=sys.stderr)
-                bad += 1
-    print(f"{data_dir}: {'OK' if not bad else f'{bad} bad shard(s)'}")
-    return EXIT_REJECTED if bad else EXIT_OK
+    """Full check: every shard exists and has the size and sha256 the manifest records."""
+    problems = shard_problems(data_dir, read_manifest(data_dir), hashes=True)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{data_dir}: {'OK' if not problems else f'{len(problems)} bad shard(s)'}")
+    return EXIT_REJECTED if problems else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,9 +215,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("write", help="convert a data set into sharded TFRecords (or a raw-image index)",
                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    w.add_argument("--source", required=True, choices=["nih", "tb", "folder", "npz", "synthetic"])
-    w.add_argument("--images", help="image folder (nih, tb, folder)")
-    w.add_argument("--labels", help="label file: NIH Data_Entry_2017*.csv(.gz) or TB labels.csv")
+    w.add_argument("--source", required=True, choices=["nih", "tb", "folder", "npz", "synthetic", "rsna",
+                                                       "chexpert", "mimic-cxr-jpg", "vindr", "tbx11k"])
+    w.add_argument("--images", help="image folder (PNG, JPEG or DICOM .dcm files)")
+    w.add_argument("--labels", action="append",
+                   help="label file: NIH Data_Entry_2017*.csv(.gz), TB labels.csv, RSNA stage_2_train_labels.csv, "
+                        "CheXpert train.csv/valid.csv (repeatable), MIMIC mimic-cxr-2.0.0-chexpert.csv, "
+                        "VinDr train.csv, TBX11K TBX11K_{train,val}.json (repeatable)")
+    w.add_argument("--class-info", help="rsna: stage_2_detailed_class_info.csv (adds the label 'Not Normal')")
+    w.add_argument("--mimic-split", help="mimic-cxr-jpg: mimic-cxr-2.0.0-split.csv(.gz)")
+    w.add_argument("--mimic-metadata", help="mimic-cxr-jpg: mimic-cxr-2.0.0-metadata.csv(.gz)")
+    w.add_argument("--views", metavar="PA,AP", help="keep only these view positions (rsna: from the DICOM "
+                   "header; chexpert, mimic-cxr-jpg: from the label files; mimic default PA,AP)")
+    w.add_argument("--all-views", action="store_true", help="chexpert: keep lateral images too (default: frontal only)")
+    w.add_argument("--uncertainty", default="ones", choices=list(sources.UNCERTAINTY_POLICIES),
+                   help="chexpert, mimic-cxr-jpg: the uncertain label (-1) becomes 1, 0, or NaN = masked out of "
+                        "the loss and AUROC (default ones)")
+    w.add_argument("--fusion", default="keep", choices=list(sources.FUSIONS),
+                   help="vindr: keep every reader's boxes, weighted-box fusion, or fused boxes at least "
+                        "--min-readers readers agree on")
+    w.add_argument("--fusion-iou", type=float, default=0.4, help="vindr: IoU above which readings fuse")
+    w.add_argument("--min-readers", type=int, default=2, help="vindr --fusion agreement: readers needed")
+    w.add_argument("--missing-images", default="reject", choices=["reject", "skip"],
+                   help="label rows without an image (rsna, chexpert, mimic-cxr-jpg, vindr, tbx11k): rejected, "
+                        "or skipped and counted in the manifest (an image folder holding part of a set)")
+    w.add_argument("--demographics", action="store_true",
+                   help="rsna, chexpert: store patient age and sex in the records (not stored unless asked)")
+    w.add_argument("--dicom-ignore-window", action="store_true",
+                   help="DICOM: ignore VOI LUT and Window Center/Width, map the full stored range instead")
     w.add_argument("--bbox", help="NIH BBox_List_2017.csv(.gz)")
     w.add_argument("--split-list", action="append", metavar="SPLIT=FILE",
                    help="official split list (NIH train_val_list.txt as trainval=, test_list.txt as test=, "
@@ -219,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 3 when more inputs than this are rejected (-1: no bound)")
     w.add_argument("--format", default="tfrecord", choices=["tfrecord", "raw"],
                    help="'raw' writes CSV indexes of the image files instead of shards")
+    w.add_argument("--encoding", default="png", choices=["png", "raw"],
+                   help="how records hold the pixels: 'png' (compressed) or 'raw' (uint8 at --image-size, "
+                        "no PNG decode when read; larger shards)")
     w.add_argument("--quiet", action="store_true")
     v = sub.add_parser("verify", help="check every shard against the manifest's sha256 (exit 3 if not)")
     v.add_argument("data_dir")

@@ -15,20 +15,6 @@ tfxr_die() {
 
 tfxr_posint() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 
-# tfxr_mpirun_env: the -x options for mpirun inside Slurm (Horovod's documented set plus
-# the variables that tune Horovod, NCCL, UCX and TensorFlow, when they are set).
-tfxr_mpirun_env() {
-    local v
-    printf '%s\n' -x "NCCL_DEBUG=${NCCL_DEBUG:-INFO}"
-    # -x of an unset variable only makes Open MPI warn.
-    if [[ -n ${LD_LIBRARY_PATH+set} ]]; then printf '%s\n' -x LD_LIBRARY_PATH; fi
-    printf '%s\n' -x PATH -x PYTHONPATH
-    while IFS= read -r v; do
-        [[ $v == NCCL_DEBUG ]] && continue
-        printf '%s\n' -x "$v"
-    done < <(compgen -e | grep -E '^(HOROVOD_|NCCL_|UCX_|TFXR_|TF_(CPP|FORCE|ENABLE|GPU|XLA|DETERMINISTIC|NUM|USE)_?)' | LC_ALL=C sort)
-}
-
 # tfxr_manifest_format DIR: the "format" recorded in DIR/manifest.json (empty if none).
 tfxr_manifest_format() {
     local manifest=$1/manifest.json
@@ -107,49 +93,35 @@ tfxr_main() {
     export PYTHONPATH="$TFXR_REPO_DIR${PYTHONPATH:+:$PYTHONPATH}"
     export NCCL_DEBUG=${NCCL_DEBUG:-INFO}
 
+    # Every launcher line (mpirun here or in the allocation, srun --mpi=pmix) comes from
+    # tfxr's one builder, python -m tfxr.launch; it prints the line it runs into the job log.
     local where
     if [[ -z ${SLURM_JOB_ID:-} ]]; then
-        # Outside Slurm (a workstation, CI): NP ranks here, through tfxr's one mpirun builder.
+        # Outside Slurm (a workstation, CI): NP ranks here.
         local np=${NP:-$((nodes * gpn))}
         tfxr_posint "$np" || tfxr_die "NP must be a positive integer, got '$np'"
-        launch=("${py[@]}" -m tfxr.distributed --np "$np" -- "${train[@]}")
+        launch=("${py[@]}" -m tfxr.launch --np "$np" -- "${train[@]}")
         where="local run, $np rank(s)"
     else
         local ntasks=${SLURM_NTASKS:-$((nodes * gpn))} launcher=${LAUNCHER:-auto}
-        if [[ $launcher == auto ]]; then
-            launcher=mpirun
-            if command -v srun >/dev/null; then
-                local mpi_types
-                mpi_types=$(srun --mpi=list 2>&1 || true)
-                # "pmix", or only a versioned "pmix_v4": srun --mpi=pmix takes either.
-                if grep -qE '(^|[[:space:]:])pmix' <<<"$mpi_types"; then launcher=srun; fi
-            fi
-        fi
         case $launcher in
-            srun)
-                # Slurm >= 22.05: srun no longer inherits --cpus-per-task from sbatch.
-                if [[ -n ${SLURM_CPUS_PER_TASK:-} ]]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK; fi
-                launch=(srun --mpi=pmix --kill-on-bad-exit=1 "${py[@]}" -m "${train[@]}")
-                ;;
-            mpirun)
-                # Open MPI built with Slurm support reads the allocation (nodes, slots);
-                # the ranks on other nodes get the environment only through -x.
-                local -a mpirun mpienv asroot=()
-                read -r -a mpirun <<<"${MPIRUN:-mpirun}"
-                mapfile -t mpienv < <(tfxr_mpirun_env)
-                if (($(id -u) == 0)); then asroot=(--allow-run-as-root); fi
-                launch=("${mpirun[@]}" "${asroot[@]}" -np "$ntasks"
-                    -bind-to none -map-by slot "${mpienv[@]}" "${py[@]}" -m "${train[@]}")
-                ;;
+            auto | srun | mpirun) ;;
             *) tfxr_die "LAUNCHER must be auto, srun or mpirun, got '$launcher'" ;;
         esac
-        where="Slurm job $SLURM_JOB_ID, $ntasks task(s) on ${SLURM_JOB_NUM_NODES:-$nodes} node(s) ${SLURM_JOB_NODELIST:-}, via $launcher"
+        # Slurm >= 22.05: srun no longer inherits --cpus-per-task from sbatch (the builder
+        # passes it too; this covers steps the job itself starts).
+        if [[ -n ${SLURM_CPUS_PER_TASK:-} ]]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK; fi
+        launch=("${py[@]}" -m tfxr.launch --launcher "$launcher" --np "$ntasks")
+        if [[ -n ${MPIRUN:-} ]]; then launch+=(--mpirun "$MPIRUN"); fi
+        launch+=(-- "${train[@]}")
+        where="Slurm job $SLURM_JOB_ID, $ntasks task(s) on ${SLURM_JOB_NUM_NODES:-$nodes} node(s) ${SLURM_JOB_NODELIST:-}, launcher $launcher"
     fi
 
     if [[ ${DRY_RUN:-0} == 1 ]]; then
-        printf '%q ' "${launch[@]}"
-        echo
-        return 0
+        # the launcher line the builder would run (needs PYTHON to be a real interpreter)
+        cd "$TFXR_REPO_DIR" || tfxr_die "cannot cd to $TFXR_REPO_DIR"
+        "${launch[@]:0:${#py[@]}+2}" --print "${launch[@]:${#py[@]}+2}"
+        return
     fi
 
     mkdir -p -- "$out"

@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from tests.conftest import tfxr
 from tfxr.data.augment import AugmentConfig, augment
-from tfxr.data.pipeline import DataConfig, build_dataset, rank_assignment, split_files, steps_per_epoch
-from tfxr.data.tfrecord import read_manifest
+from tfxr.data.pipeline import DataConfig, build_dataset, steps_per_epoch
+from tfxr.data.records import rank_assignment, read_manifest, shard_files
 
 
 def _ids(ds) -> list[str]:
@@ -30,7 +30,7 @@ def test_rank_sharding_is_disjoint_and_complete(synthetic_tfrec, world):
 
 def test_training_dataset_has_equal_steps_on_every_rank(synthetic_tfrec):
     m = read_manifest(str(synthetic_tfrec))
-    files = split_files(str(synthetic_tfrec), "train", m)
+    files = shard_files(str(synthetic_tfrec), "train", m)
     for world in (1, 2, 3):
         steps = steps_per_epoch(files, 8, world)
         counts = [rank_assignment(files, r, world)[2] for r in range(world)]

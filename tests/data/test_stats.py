@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import tfxr
 from tfxr.data.stats import main as stats_main
-from tfxr.data.tfrecord import ShardWriter, build_manifest, plan_shards, read_manifest, write_manifest
+from tfxr.data.records import ShardWriter, build_manifest, plan_shards, read_manifest, write_manifest
 from tfxr.data.types import Item, Source
 
 

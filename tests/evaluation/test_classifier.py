@@ -56,7 +56,7 @@ def test_published_chexnet_column_for_the_14_nih_findings():
 
 def test_predict_split_orders_by_image_id_whatever_the_rank_split(phantom_data):
     from tfxr.data.pipeline import DataConfig
-    from tfxr.data.tfrecord import read_manifest
+    from tfxr.data.records import read_manifest
 
     manifest = read_manifest(str(phantom_data))
     fake = lambda x: np.asarray(x).mean(axis=(1, 2, 3))[:, None].repeat(4, axis=1)  # noqa: E731

@@ -71,7 +71,7 @@ def test_random_placement_keeps_size_and_stays_in_the_region():
 
 
 def test_gradcam_variants_and_layer_errors(phantom_data, phantom_model):
-    from tfxr.data.tfrecord import read_manifest
+    from tfxr.data.records import read_manifest
     from tfxr.errors import ConfigError
     from tfxr.evaluation.classifier import load_model
 
@@ -94,7 +94,7 @@ def test_gradcam_variants_and_layer_errors(phantom_data, phantom_model):
 def test_trained_model_boxes_beat_random_boxes_in_the_lung_fields(phantom_data, phantom_model):
     """On the phantoms, heatmap boxes of a trained model localise lesions far better than the
     same boxes dropped at random inside the lung fields (pointing game and IoU > 0.3)."""
-    from tfxr.data.tfrecord import read_manifest
+    from tfxr.data.records import read_manifest
     from tfxr.evaluation.classifier import load_model
 
     manifest = read_manifest(str(phantom_data))

@@ -5,14 +5,14 @@
 import sys
 
 from tfxr import distributed as dist
-from tfxr.data.pipeline import DataConfig, build_dataset, rank_assignment, split_files
-from tfxr.data.tfrecord import read_manifest
+from tfxr.data.pipeline import DataConfig, build_dataset
+from tfxr.data.records import rank_assignment, read_manifest, shard_files
 
 data, out = sys.argv[1:3]
 dist.init()
 rank, world = dist.rank(), dist.size()
 manifest = read_manifest(data)
-share = rank_assignment(split_files(data, "train", manifest), rank, world)[2]
+share = rank_assignment(shard_files(data, "train", manifest), rank, world)[2]
 # deterministic=False: the production setting, where the interleave order may vary by rank
 ds = build_dataset(data, "train", DataConfig(batch_size=1, deterministic=False), training=True, rank=rank,
                    world=world, seed=3, with_meta=True, manifest=manifest, repeat_steps=share)

@@ -28,25 +28,25 @@ import warnings
 
 import numpy as np
 
+from tfxr.config import check_seed
+from tfxr.data.imageio import encode_png
+from tfxr.data.paths import inside, is_inside
+from tfxr.data.records import (check_shards, make_example, manifest_encoding, read_examples, read_manifest,
+                               shard_name, write_manifest, write_shard)
 from tfxr.errors import ConfigError, ManifestError
-from tfxr.io import sha256_file
+from tfxr.io import TMP_PREFIX, atomic_path, sha256_file
 
 SPLIT = "train"
 
 
-def load_generator(path: str):
-    """A generator saved by ``tfxr.gan train`` (a clear error for anything else)."""
-    import keras
+def load_generator(path: str, trust: bool = False):
+    """A generator saved by ``tfxr.gan train``, rebuilt from its run config (weights only;
+    see :mod:`tfxr.models.loading`), or a clear error for anything else."""
+    from tfxr.models.loading import load_generator as load
 
     if not os.path.isfile(path):
         raise ConfigError(f"--generator {path}: no such file (train one with `python -m tfxr.gan train`)")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad file
-        raise ConfigError(f"--generator {path}: cannot load a Keras model ({type(e).__name__}: {e})") from None
-    if len(model.inputs) != 1 or len(model.inputs[0].shape) != 2 or model.outputs[0].shape[-1] != 1:
-        raise ConfigError(f"--generator {path}: not a tfxr DCGAN generator (noise vector -> grey image)")
-    return model
+    return load(path, trust)
 
 
 def generate_images(generator, count: int, seed: int, batch: int = 256) -> np.ndarray:
@@ -93,109 +93,151 @@ def count_to_add(minority_count: int, total: int, target_ratio: float | None, nu
 
 
 def real_minority_images(data_dir: str, manifest: dict, label_index: int, value: int) -> list[tuple]:
-    """(PNG bytes, image id, patient id, origin) of the real training images of the class."""
-    import tensorflow as tf
+    """(stored image bytes, image id, patient id, origin) of the real training images of the class
+    (read from the shards ``tfrecords write`` wrote: no generated or oversampled ones)."""
+    ds = read_examples(data_dir, SPLIT, fields=("encoded", "labels", "image_id", "patient_id", "origin"),
+                       manifest=manifest, shards="original")
+    return [(ex["encoded"], ex["image_id"].decode(), ex["patient_id"].decode(), ex["origin"].decode())
+            for ex in ds.as_numpy_iterator() if int(round(float(ex["labels"][label_index]))) == value]
 
-    from tfxr.data.tfrecord import feature_spec
 
-    files = [os.path.join(data_dir, s["file"]) for s in manifest["splits"][SPLIT]["shards"]
-             if not s.get("synthetic") and not s.get("oversampled")]
-    spec = feature_spec(len(manifest["label_names"]))
-    found = []
-    for record in tf.data.TFRecordDataset(files).as_numpy_iterator():
-        ex = tf.io.parse_single_example(record, spec)
-        if int(round(float(ex["labels"][label_index]))) == value and int(ex["image/synthetic"]) == 0:
-            found.append((ex["image/encoded"].numpy(), ex["image/id"].numpy().decode(),
-                          ex["patient/id"].numpy().decode(), ex["image/origin"].numpy().decode()))
-    return found
+def check_generator(generator, path: str, size: int) -> None:
+    """A noise-vector -> (size, size, 1) image model, else a ConfigError naming the file."""
+    inputs, outputs = generator.inputs, generator.outputs
+    if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 2 or len(outputs[0].shape) != 4:
+        raise ConfigError(f"--generator {path}: not a tfxr DCGAN generator (it maps "
+                          f"{[tuple(i.shape) for i in inputs]} to {[tuple(o.shape) for o in outputs]}, "
+                          f"a generator maps a noise vector to one grey image; a classifier is not one)")
+    h, w, c = outputs[0].shape[1:]
+    if c != 1:
+        raise ConfigError(f"--generator {path}: makes {c}-channel images; tfxr data sets are grey (1 channel)")
+    if (h, w) != (size, size):
+        raise ConfigError(f"--generator {path} makes {h}x{w}-px images, the data set stores {size}-px images")
 
 
 class Balancer:
-    """Copies the real data set and writes the added training shards and the manifest."""
+    """Copies the real data set and writes the added training shards and the manifest.
+
+    Everything is checked before anything is written (the options, the real data set's
+    manifest and shards, the generator and the images it makes); ``--out`` must not be
+    ``--data`` (compared after following links) nor lie inside it or contain it, and an
+    existing non-empty ``--out`` is refused unless ``overwrite``.  Nothing is ever deleted
+    but the files this run created, when it fails.
+    """
 
     def __init__(self, data: str, out: str, *, method: str = "gan", generator: str | None = None,
                  label: str | None = None, value: int | None = None, target_ratio: float | None = 0.5,
                  num: int | None = None, shards: int = 2, seed: int = 0, link: bool = False,
-                 command: list[str] | None = None):
-        from tfxr.data.tfrecord import read_manifest
-
+                 overwrite: bool = False, command: list[str] | None = None, trust_model_file: bool = False):
         if method not in ("gan", "oversample"):
             raise ConfigError(f"--method {method!r}: unknown (allowed: gan, oversample)")
         if method == "gan" and not generator:
             raise ConfigError("--generator is required with --method gan")
-        if os.path.abspath(data) == os.path.abspath(out):
-            raise ConfigError(f"--out {out}: must differ from --data (the real data set is never modified)")
+        if value is not None and value not in (-1, 0, 1):
+            raise ConfigError(f"--class-value {value}: not a label value (allowed: 0, 1, or -1 for the minority)")
         if shards < 1:
             raise ConfigError(f"--shards must be >= 1, got {shards}")
+        real_data, real_out = os.path.realpath(data), os.path.realpath(out)
+        if real_out == real_data:
+            raise ConfigError(f"--out {out}: is --data {data}" + (f" (both are {real_out})" if out != data else "")
+                              + "; the real data set is never modified, name a new folder")
+        if is_inside(real_out, real_data) or is_inside(real_data, real_out):
+            raise ConfigError(f"--out {out}: must not lie inside --data {data} or contain it")
+        if os.path.lexists(out) and not os.path.isdir(out):
+            raise ConfigError(f"--out {out}: exists and is not a directory")
+        if os.path.isdir(out) and os.listdir(out) and not overwrite:
+            raise ConfigError(f"--out {out}: exists and is not empty (pass --overwrite to write into it)")
         self.data, self.out, self.method, self.generator_path = data, out, method, generator
         self.manifest = read_manifest(data)
+        check_shards(data, self.manifest)       # every shard inside --data, present, its recorded size
         self.label, self.value, self.minority_count, self.total = minority(self.manifest, label, value)
         self.num = count_to_add(self.minority_count, self.total, target_ratio, num)
         self.shards, self.seed, self.link = shards, seed, link
+        self.trust_model_file = trust_model_file
         self.command = command or sys.argv
-
-    def _copy_real(self) -> None:
-        os.makedirs(self.out, exist_ok=True)
-        for split in self.manifest["splits"].values():
-            for shard in split["shards"]:
-                src, dst = os.path.join(self.data, shard["file"]), os.path.join(self.out, shard["file"])
-                if not os.path.isfile(src):
-                    raise ManifestError(f"{src}: listed in {self.data}/manifest.json but missing")
-                if os.path.lexists(dst):
-                    os.unlink(dst)
-                if self.link:
-                    os.symlink(os.path.abspath(src), dst)
-                else:
-                    shutil.copyfile(src, dst)
+        self._created: list[str] = []
 
     def _added_records(self) -> list[bytes]:
-        from tfxr.data.imageio import encode_png
-        from tfxr.data.tfrecord import make_example
-
-        size = int(self.manifest["image_size"])
+        """The serialized examples to add, made (and the generator checked) before any write."""
+        size, encoding = int(self.manifest["image_size"]), manifest_encoding(self.manifest)
         if self.method == "gan":
-            generator = load_generator(self.generator_path)
-            if int(generator.outputs[0].shape[1]) != size:
-                raise ConfigError(f"--generator {self.generator_path} makes {generator.outputs[0].shape[1]}-px "
-                                  f"images, {self.data} stores {size}-px images")
+            generator = load_generator(self.generator_path, self.trust_model_file)
+            check_generator(generator, self.generator_path, size)
             images = generate_images(generator, self.num, self.seed)
-            return [make_example(encode_png(img), size, [float(self.value)], f"generated-{self.seed}-{i:06d}",
-                                 f"generated-{self.seed}-{i:06d}", origin="generated")
+            return [make_example(encode_png(img) if encoding == "png" else np.ascontiguousarray(img).tobytes(),
+                                 size, [float(self.value)], f"generated-{self.seed}-{i:06d}",
+                                 f"generated-{self.seed}-{i:06d}", origin="generated", encoding=encoding)
                     for i, img in enumerate(images)]
+        if not self.num:
+            return []
         pool = real_minority_images(self.data, self.manifest, 0, self.value)
         if not pool:
             raise ConfigError(f"{self.data}: no real '{self.label}={self.value}' training images to oversample")
         rng = np.random.default_rng([self.seed, 0x05A])
         picks = np.concatenate([rng.permutation(len(pool)) for _ in range(-(-self.num // len(pool)))])[:self.num]
         return [make_example(pool[k][0], size, [float(self.value)], f"{pool[k][1]}#dup{i}", pool[k][2],
-                             origin=pool[k][3])
+                             origin=pool[k][3], encoding=encoding)
                 for i, k in enumerate(picks)]
 
+    def _target(self, name: str) -> str:
+        path = inside(self.out, name, os.path.join(self.data, "manifest.json"), "shard")
+        if os.path.lexists(path):
+            if os.path.isdir(path) and not os.path.islink(path):
+                raise ConfigError(f"--out {self.out}: {path} is a directory; refusing to replace it")
+        else:
+            self._created.append(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return path
+
+    def _copy_real(self) -> None:
+        for split in self.manifest["splits"].values():
+            for shard in split["shards"]:
+                src, dst = os.path.join(self.data, shard["file"]), self._target(shard["file"])
+                if self.link:      # a link made beside the target, then renamed over it (atomic)
+                    tmp = os.path.join(os.path.dirname(dst), f"{TMP_PREFIX}{os.path.basename(dst)}.{os.getpid()}")
+                    os.symlink(os.path.abspath(src), tmp)
+                    try:
+                        os.replace(tmp, dst)
+                    finally:
+                        if os.path.lexists(tmp):
+                            os.unlink(tmp)
+                else:
+                    with atomic_path(dst) as tmp:
+                        shutil.copyfile(src, tmp)
+
     def _write_added(self, records: list[bytes]) -> list[dict]:
-        import tensorflow as tf
-
-        from tfxr import io
-        from tfxr.data.tfrecord import shard_name
-
+        """The added shards, written by the one shard writer (sizes and sha256 recorded)."""
         kind = "synthetic" if self.method == "gan" else "oversampled"
         count = min(self.shards, len(records))
         entries = []
         for k in range(count):
             part = records[k * len(records) // count:(k + 1) * len(records) // count]
             name = shard_name(f"{SPLIT}-{kind}", k, count)
-            with io.atomic_path(os.path.join(self.out, name)) as tmp:
-                with tf.io.TFRecordWriter(tmp) as writer:
-                    for rec in part:
-                        writer.write(rec)
-            entries.append({"file": name, "count": len(part), "sha256": sha256_file(os.path.join(self.out, name)),
-                            kind: True})
+            n, size, sha = write_shard(self._target(name), part)
+            entries.append({"file": name, "count": n, "bytes": size, "sha256": sha, kind: True})
         return entries
 
     def run(self) -> dict:
-        from tfxr.data.tfrecord import write_manifest
+        records = self._added_records()     # the generator is checked even when nothing is added
+        made_out = not os.path.isdir(self.out)
+        os.makedirs(self.out, exist_ok=True)
+        try:
+            self._copy_real()
+            entries = self._write_added(records)
+            manifest = self._manifest(entries)
+            if not os.path.lexists(os.path.join(self.out, "manifest.json")):
+                self._created.append(os.path.join(self.out, "manifest.json"))
+            write_manifest(self.out, manifest)
+        except BaseException:
+            for path in reversed(self._created):     # only what this run created
+                if os.path.lexists(path):
+                    os.unlink(path)
+            if made_out:
+                shutil.rmtree(self.out, ignore_errors=True)
+            raise
+        return manifest
 
-        self._copy_real()
-        entries = self._write_added(self._added_records()) if self.num else []
+    def _manifest(self, entries: list[dict]) -> dict:
         manifest = copy.deepcopy(self.manifest)
         train = manifest["splits"][SPLIT]
         train["shards"] = train["shards"] + entries
@@ -220,7 +262,6 @@ class Balancer:
             "seed": self.seed,
             "command": " ".join(self.command),
         }
-        write_manifest(self.out, manifest)
         return manifest
 
 
@@ -232,7 +273,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--method", default="gan", help="gan (generated images) | oversample (real duplicates)")
     p.add_argument("--generator", help="generator.keras from `python -m tfxr.gan train` (method gan)")
     p.add_argument("--class-label", help="label to balance (default: the only label)")
-    p.add_argument("--class-value", type=int, default=-1, help="0|1; default: the minority value")
+    p.add_argument("--class-value", type=int, default=-1, choices=(-1, 0, 1),
+                   help="0|1; default (-1): the minority value")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--target-ratio", type=float, default=None,
                         help="minority fraction of the training split to reach (default 0.5)")
@@ -240,11 +282,18 @@ def main(argv: list[str]) -> int:
     p.add_argument("--shards", type=int, default=2, help="shard files for the added images")
     p.add_argument("--seed", type=int, default=0, help="noise / sampling seed")
     p.add_argument("--link", action="store_true", help="symlink the real shards instead of copying them")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an existing non-empty --out (its files of the same names are replaced)")
+    p.add_argument("--trust-model-file", action="store_true",
+                   help="let Keras load a --generator that is not a tfxr run's (safe_mode on; see README)")
     args = p.parse_args(argv)
+    check_seed(args.seed)
     ratio = 0.5 if args.target_ratio is None and args.num is None else args.target_ratio
     manifest = Balancer(args.data, args.out, method=args.method, generator=args.generator, label=args.class_label,
                         value=args.class_value, target_ratio=ratio, num=args.num, shards=args.shards,
-                        seed=args.seed, link=args.link, command=["python", "-m", "tfxr.gan", "balance", *argv]).run()
+                        seed=args.seed, link=args.link, overwrite=args.overwrite,
+                        command=["python", "-m", "tfxr.gan", "balance", *argv],
+                        trust_model_file=args.trust_model_file).run()
     info = manifest["balancing"]
     print(f"tfxr: added {info['added'][SPLIT]['count']} {args.method} '{info['class']['label']}="
           f"{info['class']['value']}' training images to {args.out} (minority fraction "

@@ -15,8 +15,6 @@ images in memory across epochs.
 """
 from __future__ import annotations
 
-import csv
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +23,8 @@ import tensorflow as tf
 from tfxr import cpu
 from tfxr.config import ConfigError, option
 from tfxr.data.augment import AugmentConfig, augment, augment_with_boxes
-from tfxr.data.tfrecord import ManifestError, feature_spec, read_manifest
+from tfxr.data.records import (ManifestError, rank_assignment, rank_share, read_examples, read_manifest,
+                                shard_files)
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -47,35 +46,15 @@ class DataConfig:
     # (385 vs 381 and 394 vs 378 images/s, medians of 5 epochs): small, within run-to-run noise.
     threads: int = option(0, minimum=-1)
     cache: bool = False            # keep decoded images in memory after the first epoch
+    verify_shards: bool = False    # check every shard's sha256 before training (not only its size)
     deterministic: bool = False
     # generated (GAN) training shards: -1 use as written, 0 leave out, 0<f<1 draw them with
-    # probability f.  Never used in validation/test (see synthetic_split).
+    # probability f.  Never used in validation/test (see records.shard_files).
     synthetic_fraction: float = option(-1.0, minimum=-1.0, maximum=0.99)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
-# --------------------------------------------------------------------------- sharding
-def split_files(data_dir: str, split: str, manifest: dict) -> list[tuple[str, int]]:
-    """(path, record count) of every shard of a split, in name order."""
-    if split not in manifest["splits"]:
-        raise ManifestError(f"{data_dir}: no '{split}' split (has {sorted(manifest['splits'])})")
-    return [(os.path.join(data_dir, s["file"]), s["count"]) for s in manifest["splits"][split]["shards"]]
-
-
-def rank_assignment(files: list[tuple[str, int]], rank: int, world: int):
-    """Files this rank reads, whether it must further shard by record, its record count.
-
-    File level (whole shards, round robin) when every rank gets at least one shard;
-    otherwise every rank reads all shards in the same fixed order and keeps every
-    world-th record, which is disjoint and complete only because that order is fixed.
-    """
-    if world > 1 and len(files) >= world:
-        mine = files[rank::world]
-        return [f for f, _ in mine], False, sum(c for _, c in mine)
-    total = sum(c for _, c in files)
-    return [f for f, _ in files], world > 1, len(range(rank, total, world))
-
-
+# --------------------------------------------------------------------------- steps
 def steps_per_epoch(files: list[tuple[str, int]], batch_size: int, world: int) -> int:
     """Equal step count on every rank (the smallest rank's full batches): allreduce needs it."""
     counts = [rank_assignment(files, r, world)[2] for r in range(world)]
@@ -90,103 +69,10 @@ def split_steps(data_dir: str, split: str, manifest: dict, batch_size: int, worl
     the real records; mixed in at a fraction f, the real records are 1-f of the stream,
     so an epoch is the real pass divided by 1-f.
     """
-    if manifest.get("format", "tfrecord") == "raw":   # one index file, sharded by record
-        total = int(manifest["splits"][split]["count"])
-        return max(1, (total // world) // batch_size)
-    files = split_files(data_dir, split, manifest)
     if synthetic_fraction == -1:
-        return steps_per_epoch(files, batch_size, world)
-    real, _ = synthetic_split(data_dir, split, manifest, files)
+        return steps_per_epoch(shard_files(data_dir, split, manifest), batch_size, world)
+    real = shard_files(data_dir, split, manifest, "real")
     return max(1, int(steps_per_epoch(real, batch_size, world) / (1 - max(0.0, synthetic_fraction))))
-
-
-# --------------------------------------------------------------------------- generated records
-def synthetic_split(data_dir: str, split: str, manifest: dict, files: list[tuple[str, int]]):
-    """(real shards, generated shards) of a split, as flagged in the manifest.
-
-    Shards flagged ``"synthetic": true`` (written by ``tfxr.gan balance``) may only be in
-    ``train``: a manifest listing them elsewhere is refused.
-    """
-    flagged = {s["file"] for s in manifest["splits"][split]["shards"] if s.get("synthetic")}
-    if flagged and split != "train":
-        raise ManifestError(f"{data_dir}/manifest.json lists synthetic shards in the '{split}' split "
-                            f"({', '.join(sorted(flagged))}); generated images belong to 'train' only")
-    real = [(f, c) for f, c in files if os.path.basename(f) not in flagged]
-    return real, [(f, c) for f, c in files if os.path.basename(f) in flagged]
-
-
-def _is_real(record):
-    """Record-level guard: False for a record flagged ``image/synthetic=1``, wherever it sits."""
-    spec = {"image/synthetic": tf.io.FixedLenFeature([], tf.int64, default_value=0)}
-    return tf.equal(tf.io.parse_single_example(record, spec)["image/synthetic"], 0)
-
-
-# --------------------------------------------------------------------------- decoding
-def _grey(image: tf.Tensor) -> tf.Tensor:
-    """HxWxC (C in 1..4) float -> HxWx1 grey."""
-    c = tf.shape(image)[-1]
-    return tf.case([(tf.equal(c, 1), lambda: image),
-                    (tf.equal(c, 2), lambda: image[..., :1]),
-                    (tf.equal(c, 3), lambda: tf.image.rgb_to_grayscale(image))],
-                   default=lambda: tf.image.rgb_to_grayscale(image[..., :3]))
-
-
-def _resize_u8(image: tf.Tensor, size: int) -> tf.Tensor:
-    img = tf.image.resize(tf.cast(image, tf.float32), [size, size], antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
-
-
-def _tfrecord_records(files, record_level, rank, world, cfg, file_seed):
-    """This rank's serialized records; shards shuffled by ``file_seed`` (None: name order)."""
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if file_seed is not None and not record_level:
-        ds = ds.shuffle(len(files), seed=file_seed)
-    # record-level sharding counts records in one fixed order on every rank: deterministic
-    # interleave there, whatever cfg.deterministic says (else ranks overlap and miss records)
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(cfg.cycle_length, len(files))),
-                       num_parallel_calls=AUTOTUNE, deterministic=record_level or cfg.deterministic)
-    if record_level:
-        ds = ds.shard(world, rank)
-    return ds
-
-
-def _parse_tfrecord(num_labels: int, stored: int, size: int, boxes: bool = False):
-    spec = feature_spec(num_labels)
-
-    def parse(record):
-        ex = tf.io.parse_single_example(record, spec)
-        img = tf.io.decode_png(ex["image/encoded"], channels=1)
-        img = tf.ensure_shape(img, [stored, stored, 1])
-        if size != stored:
-            img = _resize_u8(img, size)
-        out = {"image": img, "labels": ex["labels"], "image_id": ex["image/id"], "patient_id": ex["patient/id"]}
-        if boxes:
-            out["bbox_label"] = tf.sparse.to_dense(ex["bbox/label"])
-            out["bbox"] = tf.reshape(tf.stack([tf.sparse.to_dense(ex[f"bbox/{c}"])
-                                               for c in ("xmin", "ymin", "xmax", "ymax")], axis=1), [-1, 4])
-        return out
-    return parse
-
-
-def read_raw_index(data_dir: str, split: str, manifest: dict):
-    paths, labels, ids, patients = [], [], [], []
-    for path, _ in split_files(data_dir, split, manifest):
-        with open(path, newline="") as fh:
-            for row in csv.DictReader(fh):
-                paths.append(row["path"])
-                labels.append([float(x) for x in row["labels"].split()])
-                ids.append(row["image_id"])
-                patients.append(row["patient_id"])
-    return paths, np.asarray(labels, np.float32).reshape(len(paths), -1), ids, patients
-
-
-def _parse_raw(size: int):
-    def parse(path, labels, image_id, patient_id):
-        img = tf.io.decode_image(tf.io.read_file(path), channels=0, dtype=tf.float32, expand_animations=False)
-        img = tf.image.resize(_grey(img), [size, size], antialias=True)
-        img = tf.cast(tf.clip_by_value(tf.round(img * 255.0), 0, 255), tf.uint8)
-        return {"image": img, "labels": labels, "image_id": image_id, "patient_id": patient_id}
-    return parse
 
 
 def pad_boxes(labels: tf.Tensor, boxes: tf.Tensor, max_boxes: int) -> dict:
@@ -213,9 +99,9 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
     """Batched dataset of ``(image, labels)`` (or dicts with ids when ``with_meta``).
 
     ``boxes=N`` (detection): ``(image, {"boxes": (N, 4), "classes": (N,)})`` instead, the
-    record's ``bbox/*`` boxes (normalised xyxy) padded to N with the detector's padding
-    box and class -1 (:func:`tfxr.models.detector.pad_targets_tf`); images without boxes
-    are kept as negatives; training augmentation is box-aware
+    records' boxes (normalised xyxy, read by the one reader) padded to N with
+    :data:`PAD_BOX` and class -1 (:func:`pad_boxes`); images without boxes are kept as
+    negatives; training augmentation is box-aware
     (:func:`tfxr.data.augment.augment_with_boxes`: flip and scale/crop move the boxes).
     With ``with_meta`` the dicts carry ``boxes`` and ``classes`` too.
 
@@ -229,50 +115,36 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
     """
     cfg = cfg or DataConfig()
     manifest = manifest or read_manifest(data_dir)
-    stored = int(manifest["image_size"])
-    size = cfg.image_size or stored
-    files = split_files(data_dir, split, manifest)
-    parallel = {"num_parallel_calls": AUTOTUNE, "deterministic": cfg.deterministic or not training}
+    size = cfg.image_size or int(manifest["image_size"])
+    deterministic = cfg.deterministic or not training
+    parallel = {"num_parallel_calls": AUTOTUNE, "deterministic": deterministic}
+    fields = ("image", "labels", "image_id", "patient_id") + (("boxes",) if boxes else ())
+    # generated images: as written (training only), left out, or mixed in at a fraction;
+    # evaluation splits never see one (shard flag and record flag both checked)
+    if cfg.synthetic_fraction != -1 and cfg.synthetic_fraction < 0:
+        raise ConfigError(f"synthetic_fraction: {cfg.synthetic_fraction} is not -1 (as written), "
+                          f"0 (leave out) or a fraction in (0, 1)")
+    selection = "all" if training and cfg.synthetic_fraction == -1 else "real"
+    generated = (shard_files(data_dir, split, manifest, "generated")
+                 if manifest.get("format", "tfrecord") != "raw" else [])
+    mixed = training and cfg.synthetic_fraction > 0 and bool(generated)
+    if mixed and cfg.cache:
+        raise ConfigError("cache=true cannot be combined with 0 < synthetic_fraction < 1 "
+                          "(the mixed stream is endless); turn one of them off")
+    n_mine = rank_share(data_dir, split, manifest, rank, world, selection)
 
-    if manifest.get("format", "tfrecord") == "raw":
-        if boxes:
-            raise ManifestError(f"{data_dir}: a raw-image index has no boxes; detection reads TFRecords "
-                                f"(write them with `python -m tfxr.tfrecords write` without --format raw)")
-        paths, labels, ids, patients = read_raw_index(data_dir, split, manifest)
-        n_mine = len(range(rank, len(paths), world))
-
-        def records(file_seed):
-            ds = tf.data.Dataset.from_tensor_slices((paths, labels, ids, patients)).shard(world, rank)
-            if file_seed is not None:       # shuffle the cheap paths before decoding
-                ds = ds.shuffle(max(1, n_mine), seed=file_seed)
-            return ds.map(_parse_raw(size), **parallel)
-    else:
-        # generated images: as written (training only), left out, or mixed in at a fraction;
-        # evaluation splits never see one (shard flag and record flag both checked)
-        as_written = training and cfg.synthetic_fraction == -1
-        real, generated = synthetic_split(data_dir, split, manifest, files)
-        mixed = training and cfg.synthetic_fraction > 0 and bool(generated)
-        if cfg.synthetic_fraction != -1 and cfg.synthetic_fraction < 0:
-            raise ConfigError(f"synthetic_fraction: {cfg.synthetic_fraction} is not -1 (as written), "
-                              f"0 (leave out) or a fraction in (0, 1)")
-        if mixed and cfg.cache:
-            raise ConfigError("cache=true cannot be combined with 0 < synthetic_fraction < 1 "
-                                "(the mixed stream is endless); turn one of them off")
-        mine, record_level, n_mine = rank_assignment(files if as_written else real, rank, world)
-        parse = _parse_tfrecord(len(manifest["label_names"]), stored, size, bool(boxes))
-
-        def records(file_seed):
-            ds = _tfrecord_records(mine, record_level, rank, world, cfg, file_seed)
-            if not as_written:
-                ds = ds.filter(_is_real)
-            if mixed:
-                gen_files, gen_by_record, _ = rank_assignment(generated, rank, world)
-                gen = _tfrecord_records(gen_files, gen_by_record, rank, world, cfg, file_seed)
-                mix_seed = 0 if file_seed is None else file_seed
-                ds = tf.data.Dataset.sample_from_datasets(
-                    [ds.repeat(), gen.shuffle(1024, seed=mix_seed).repeat()],
-                    weights=[1 - cfg.synthetic_fraction, cfg.synthetic_fraction], seed=mix_seed)
-            return ds.map(parse, **parallel)
+    def records(file_seed):
+        def read(which):
+            return read_examples(data_dir, split, fields=fields, rank=rank, world=world, image_size=size,
+                                 manifest=manifest, shards=which, file_seed=file_seed,
+                                 cycle_length=cfg.cycle_length, deterministic=deterministic)
+        ds = read(selection)
+        if mixed:
+            mix_seed = 0 if file_seed is None else file_seed
+            ds = tf.data.Dataset.sample_from_datasets(
+                [ds.repeat(), read("generated").shuffle(1024, seed=mix_seed).repeat()],
+                weights=[1 - cfg.synthetic_fraction, cfg.synthetic_fraction], seed=mix_seed)
+        return ds
 
     channels, aug = cfg.channels, cfg.augment
 
@@ -281,7 +153,9 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
             ex = dict(ex)
             img = tf.cast(ex["image"], tf.float32) / 255.0
             if boxes:
-                box_labels, coords = ex.pop("bbox_label"), ex.pop("bbox")
+                found = ex.pop("boxes")
+                box_labels = found["label"]
+                coords = tf.stack([found[c] for c in ("xmin", "ymin", "xmax", "ymax")], axis=1)
                 if training:
                     img, box_labels, coords = augment_with_boxes(img, box_labels, coords, tf.stack([ep_seed, i]), aug)
                 targets = pad_boxes(box_labels, coords, boxes)

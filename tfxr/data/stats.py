@@ -9,34 +9,22 @@ naming the problem); 3 some patient is in two splits (a leaking split).
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import sys
 
 from tfxr import io as tfxr_io
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
 from tfxr.data.splits import patient_overlap
-from tfxr.data.tfrecord import check_shards, read_manifest
+from tfxr.data.records import check_shards, read_examples, read_manifest
 from tfxr.data.types import ORIGINS, SPLITS
 from tfxr.errors import ConfigError
 
 
 def split_patients(data_dir: str, manifest: dict) -> dict[str, set[str]]:
+    """Patient ids per split, read from the shards (or raw index) through the one reader."""
     out: dict[str, set[str]] = {}
-    for split, info in manifest["splits"].items():
-        files = [os.path.join(data_dir, s["file"]) for s in info["shards"]]
-        if manifest.get("format") == "raw":
-            pats = set()
-            for f in files:
-                with open(f, newline="") as fh:
-                    pats |= {row["patient_id"] for row in csv.DictReader(fh)}
-            out[split] = pats
-            continue
-        import tensorflow as tf
-
-        spec = {"patient/id": tf.io.FixedLenFeature([], tf.string)}
-        ds = tf.data.TFRecordDataset(files).map(lambda r: tf.io.parse_single_example(r, spec)["patient/id"])
-        out[split] = {p.decode() for p in ds.batch(4096).as_numpy_iterator() for p in p}
+    for split in manifest["splits"]:
+        ds = read_examples(data_dir, split, fields=("patient_id",), manifest=manifest)
+        out[split] = {p.decode() for batch in ds.batch(4096).as_numpy_iterator() for p in batch["patient_id"]}
     return out
 
 
@@ -54,6 +42,16 @@ def prevalence_table(manifest: dict) -> str:
         for origin in ORIGINS:
             lines.append(f"{origin + ' images':<{w}} "
                          + " ".join(f"{manifest['splits'][s]['origins'].get(origin, 0):>9d}" for s in splits))
+    if any("label_masked" in manifest["splits"][s] for s in splits):  # NaN labels (e.g. CheXpert 'ignore')
+        for n in names:
+            lines.append(f"{n + ' masked':<{w}} " + " ".join(
+                f"{manifest['splits'][s].get('label_masked', {}).get(n, 0):>9d}" for s in splits))
+    if any("boxes" in manifest["splits"][s] for s in splits):
+        for n in names:
+            lines.append(f"{n + ' boxes':<{w}} " + " ".join(
+                f"{manifest['splits'][s].get('boxes', {}).get(n, 0):>9d}" for s in splits))
+        lines.append(f"{'images with boxes':<{w}} " + " ".join(
+            f"{manifest['splits'][s].get('images_with_boxes', 0):>9d}" for s in splits))
     return "\n".join(lines)
 
 
@@ -64,31 +62,25 @@ def sample_grid(data_dir: str, manifest: dict, path: str, per_split: int = 8) ->
     matplotlib.use("Agg")
     import matplotlib.patches as patches
     import matplotlib.pyplot as plt
-    import tensorflow as tf
-
-    from tfxr.data.tfrecord import feature_spec
 
     _check_grid_source(manifest, data_dir)
     names = manifest["label_names"]
     splits = [s for s in SPLITS if s in manifest["splits"]]
     fig, axes = plt.subplots(len(splits), per_split, figsize=(1.9 * per_split, 2.2 * len(splits)), dpi=100,
                              squeeze=False)
-    spec = feature_spec(len(names))
     for row, split in enumerate(splits):
-        files = [os.path.join(data_dir, s["file"]) for s in manifest["splits"][split]["shards"]]
-        ds = tf.data.TFRecordDataset(files).take(per_split).map(lambda r: tf.io.parse_single_example(r, spec))
+        ds = read_examples(data_dir, split, fields=("image", "labels", "boxes"), manifest=manifest).take(per_split)
         for col in range(per_split):
             axes[row, col].axis("off")
-        for col, ex in enumerate(ds):
+        for col, ex in enumerate(ds.as_numpy_iterator()):
             ax = axes[row, col]
-            img = tf.io.decode_png(ex["image/encoded"]).numpy()[..., 0]
+            img = ex["image"][..., 0]
             ax.imshow(img, cmap="gray", vmin=0, vmax=255)
             h, w = img.shape
-            for lab, x0, y0, x1, y1 in zip(*(tf.sparse.to_dense(ex[k]).numpy() for k in
-                                             ("bbox/label", "bbox/xmin", "bbox/ymin", "bbox/xmax", "bbox/ymax"))):
+            for lab, x0, y0, x1, y1 in zip(*(ex["boxes"][k] for k in ("label", "xmin", "ymin", "xmax", "ymax"))):
                 ax.add_patch(patches.Rectangle((x0 * w, y0 * h), (x1 - x0) * w, (y1 - y0) * h, fill=False,
                                                edgecolor="red", lw=1))
-            pos = [n for n, v in zip(names, ex["labels"].numpy()) if v >= 0.5]
+            pos = [n for n, v in zip(names, ex["labels"]) if v >= 0.5]
             ax.set_title(f"{split}: " + (", ".join(pos) if pos else "no finding"), fontsize=7)
     fig.tight_layout()
     with tfxr_io.atomic_path(path, suffix=".png") as tmp:

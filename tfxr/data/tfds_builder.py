@@ -25,10 +25,9 @@ import os
 import re
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tfxr.data.tfrecord import check_shards, feature_spec, read_manifest
+from tfxr.data.records import check_shards, manifest_encoding, read_examples, read_manifest
 from tfxr.data.types import ORIGINS
 from tfxr.errors import ManifestError
 
@@ -97,27 +96,26 @@ class TfxrShards(tfds.core.GeneratorBasedBuilder):
         cfg = self._config
         manifest = read_manifest(cfg.tfxr_dir)
         check_shards(cfg.tfxr_dir, manifest)
-        return {split: self._generate_examples([os.path.join(cfg.tfxr_dir, shard["file"])
-                                                for shard in manifest["splits"][split]["shards"]],
-                                               keep_generated=split == "train")
-                for split in cfg.splits}
+        return {split: self._generate_examples(manifest, split) for split in cfg.splits}
 
-    def _generate_examples(self, files: list[str], keep_generated: bool):
-        """Every record of ``files``; generated (GAN) images only in train, as tfxr's pipeline."""
-        spec = feature_spec(len(self._config.label_names))
-        for record in tf.data.TFRecordDataset(files):
-            ex = tf.io.parse_single_example(record, spec)
-            if int(ex["image/synthetic"]) and not keep_generated:
-                continue
-            boxes = {k: tf.sparse.to_dense(ex[f"bbox/{k}"]).numpy()
-                     for k in ("label", "xmin", "ymin", "xmax", "ymax")}
-            image_id = ex["image/id"].numpy().decode()
+    def _generate_examples(self, manifest: dict, split: str):
+        """Every record of a split through tfxr's one reader; generated (GAN) images only in
+        train, as tfxr's pipeline."""
+        # PNG records are passed on as they are; raw-pixel records (--encoding raw) as arrays,
+        # which TFDS encodes as PNG (lossless: the same pixels)
+        pixels = "encoded" if manifest_encoding(manifest) == "png" else "image"
+        ds = read_examples(self._config.tfxr_dir, split, manifest=manifest,
+                           fields=(pixels, "labels", "image_id", "patient_id", "origin", "boxes"),
+                           shards="all" if split == "train" else "real")
+        for ex in ds.as_numpy_iterator():
+            boxes = ex["boxes"]
+            image_id = ex["image_id"].decode()
             yield image_id, {
-                "image": ex["image/encoded"].numpy(),  # tfxr's PNG bytes, unchanged
-                "labels": ex["labels"].numpy(),
+                "image": ex[pixels],  # tfxr's PNG bytes, unchanged (or the raw pixels)
+                "labels": ex["labels"],
                 "image_id": image_id,
-                "patient_id": ex["patient/id"].numpy().decode(),
-                "origin": ex["image/origin"].numpy().decode(),
+                "patient_id": ex["patient_id"].decode(),
+                "origin": ex["origin"].decode(),
                 "boxes": [{"label": int(label),
                            "bbox": tfds.features.BBox(ymin=float(y0), xmin=float(x0), ymax=float(y1),
                                                       xmax=float(x1))}

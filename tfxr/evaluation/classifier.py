@@ -8,6 +8,12 @@ of each label is chosen on the validation split (Youden's J), never on the score
 Outputs (rank 0): ``metrics.json``, ``report.md`` (CheXNet's label order, n+ per label,
 published CheXNet AUROCs beside ours when the labels are NIH's), ``roc.png`` and
 ``predictions.csv``.
+
+Across data sets: when the model was trained on other labels than the data set has
+(``--model RUN --data OTHER_SET``), both are mapped onto the one label vocabulary
+(:mod:`tfxr.data.sources.vocabulary`) and only the shared labels are scored; the report
+lists which labels were left out and why.  The model's labels are read from its run
+directory (``config.yaml``'s resolved ``label_names`` and the training data's manifest).
 """
 from __future__ import annotations
 
@@ -19,8 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tfxr.config import option
+from tfxr.config import option, seed_option
 from tfxr.errors import ConfigError
+from tfxr.models.loading import load_run_model, resolve_model_path  # noqa: F401 - re-exported
 from tfxr.evaluation.metrics import (auprc_per_label, auroc_per_label, bootstrap_auroc_ci,
                                      defined_mean, is_defined, plot_roc, threshold_metrics,
                                      wilson_ci, youden_threshold)
@@ -44,42 +51,90 @@ class EvalConfig:
     out: str = ""            # default: <run dir>/eval-<split>
     batch_size: int = option(64, minimum=1)
     bootstrap: int = option(1000, minimum=0)   # resamples for the AUROC CI (0 = none)
-    seed: int = 0
+    seed: int = seed_option()
+    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
 
 
 # --------------------------------------------------------------------------- model + data
-def resolve_model_path(path: str) -> str:
-    """A .keras file, or the best.keras (else final.keras) of a run directory."""
-    if os.path.isdir(path):
-        for name in ("best.keras", "final.keras"):
-            if os.path.exists(os.path.join(path, name)):
-                return os.path.join(path, name)
-        raise ConfigError(f"{path}: no best.keras or final.keras in this run directory")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{path}: no such model file")
-    return path
+#: the old name of the one model loader (tfxr.models.loading), kept for callers and notebooks
+load_model = load_run_model
 
 
-def load_model(path: str):
-    """Load a saved Keras model (tfxr's custom layers registered), or a clear ConfigError."""
-    import keras
+def run_labels(model_path: str) -> tuple[list[str], str | None] | None:
+    """(label names, source name) a saved model was trained on, from its run directory.
 
-    import tfxr.models.layers  # noqa: F401 - registers tfxr's custom layers for deserialisation
+    None when the model file has no readable tfxr ``config.yaml`` beside it.  The source
+    is the training data's manifest's (None when that directory is no longer there).
+    """
+    from tfxr.config import load_yaml_file
+    from tfxr.data.records import read_manifest
+    from tfxr.errors import ManifestError
 
+    config = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.yaml")
     try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001 - report any unloadable file plainly
-        raise ConfigError(f"{path}: cannot load as a Keras model ({type(e).__name__}: {e})") from None
+        cfg = load_yaml_file(config)
+        names = [str(n) for n in cfg["_resolved"]["label_names"]]
+    except (ConfigError, KeyError, TypeError):
+        return None
+    data = run_data_dir(model_path)
+    source = None
+    if data:
+        try:
+            source = read_manifest(data).get("source", {}).get("name")
+        except (ManifestError, OSError):
+            source = None
+    return names, source
 
 
-def load_model_for(model_arg: str, data_dir: str, manifest: dict):
+def run_data_dir(model_path: str) -> str | None:
+    """The training data directory of a model's run (``config.yaml``'s ``data``), if it exists.
+
+    A relative path is tried as given (from the current folder) and then beside the run
+    directory (where it was, when training ran next to it); None when neither exists.
+    """
+    from tfxr.config import load_yaml_file
+
+    run = os.path.dirname(os.path.abspath(model_path))
+    try:
+        data = (load_yaml_file(os.path.join(run, "config.yaml")) or {}).get("data")
+    except (ConfigError, AttributeError):
+        return None
+    if not isinstance(data, str) or not data:
+        return None
+    for candidate in (data, os.path.join(os.path.dirname(run), data)):
+        if os.path.isfile(os.path.join(candidate, "manifest.json")):
+            return candidate
+    return None
+
+
+def cross_dataset_labels(model_path: str, manifest: dict) -> dict | None:
+    """The shared-label plan when the model's labels are not the data's, else None."""
+    from tfxr.data.sources.vocabulary import shared_labels
+
+    trained = run_labels(model_path)
+    data_names = list(manifest["label_names"])
+    if trained is None or trained[0] == data_names:
+        return None
+    model_names, model_source = trained
+    data_source = manifest.get("source", {}).get("name") or "unknown"
+    pairs, left_out = shared_labels(model_source or "unknown", model_names, data_source, data_names)
+    if not pairs:
+        raise ConfigError(f"{model_path}: the model's labels ({', '.join(model_names)}) share none with "
+                          f"the data's ({', '.join(data_names)}) in tfxr's label vocabulary")
+    return {"model_labels": model_names, "model_source": model_source, "data_source": data_source,
+            "shared": [{"model": model_names[i], "data": data_names[j], "vocabulary": v} for i, j, v in pairs],
+            "model_index": [i for i, _, _ in pairs], "data_index": [j for _, j, _ in pairs],
+            "left_out": left_out}
+
+
+def load_model_for(model_arg: str, data_dir: str, manifest: dict, trust: bool = False):
     """(path, model, image size, channels) of a model that can score ``data_dir``.
 
     Clear errors for a model whose outputs do not match the data's labels, or whose
     input shape is not fixed (tfxr feeds every image at the model's own size).
     """
     path = resolve_model_path(model_arg)
-    model = load_model(path)
+    model = load_run_model(path, "classifier", trust, "--model")
     names = list(manifest["label_names"])
     if model.output_shape[-1] != len(names):
         raise ConfigError(f"{path}: model has {model.output_shape[-1]} outputs, {data_dir} has "
@@ -91,30 +146,31 @@ def load_model_for(model_arg: str, data_dir: str, manifest: dict):
     return path, model, int(shape[1]), int(shape[-1])
 
 
-def open_model_and_data(model_arg: str, data_dir: str):
+def open_model_and_data(model_arg: str, data_dir: str, trust: bool = False):
     """The start of every evaluator CLI: (path, model, size, channels, manifest), Horovod up.
 
     Arguments and files are checked before Horovod starts, so a bad path is one clear
     line on every rank, not a hang.
     """
     from tfxr import distributed as dist
-    from tfxr.data.tfrecord import read_manifest
+    from tfxr.data.records import read_manifest
 
     if not model_arg or not data_dir:
         raise ConfigError("--model and --data are required")
     path = resolve_model_path(model_arg)      # file checks before Horovod starts
     manifest = read_manifest(data_dir)
     dist.init()
-    path, model, size, channels = load_model_for(path, data_dir, manifest)
+    path, model, size, channels = load_model_for(path, data_dir, manifest, trust)
     return path, model, size, channels, manifest
 
 
 def predict_split(predict_fn, data_dir: str, split: str, data_cfg, manifest: dict, rank: int = 0,
-                  world: int = 1):
+                  world: int = 1, label_columns: list[int] | None = None):
     """(probabilities, labels, image ids) of a whole split, gathered from all ranks.
 
     Every rank returns the same arrays, sorted by image id: the result does not depend
-    on how many ranks read the split.
+    on how many ranks read the split.  ``label_columns``: keep only these label columns
+    (the records still hold all of the data set's labels; ``manifest`` names the kept ones).
     """
     from tfxr import distributed as dist
     from tfxr.data.pipeline import build_dataset
@@ -125,7 +181,8 @@ def predict_split(predict_fn, data_dir: str, split: str, data_cfg, manifest: dic
                        manifest=manifest, with_meta=True)
     for batch in ds:
         preds.append(np.asarray(predict_fn(batch["image"]), np.float32))
-        labels.append(batch["labels"].numpy())
+        labels.append(batch["labels"].numpy() if label_columns is None
+                      else batch["labels"].numpy()[:, label_columns])
         ids.extend(x.decode() for x in batch["image_id"].numpy())
     mine = (np.concatenate(preds) if preds else np.zeros((0, num_labels), np.float32),
             np.concatenate(labels) if labels else np.zeros((0, num_labels), np.float32), ids)
@@ -205,6 +262,12 @@ def markdown_report(result: dict) -> str:
     w(f"Data: `{result['data']}`, {result['images']} images. Operating thresholds chosen on "
       f"`{thr_src}` (Youden's J), never on the scored split. AUROC 95% CI: percentile bootstrap "
       f"over images ({result['config']['bootstrap']} resamples, seed {result['config']['seed']}).\n\n")
+    cross = result.get("cross_dataset")
+    if cross:
+        w(f"Across data sets: a model trained on `{cross['model_source'] or 'unknown'}` scored on "
+          f"`{cross['data_source']}` on the {len(cross['shared'])} label(s) they share in tfxr's vocabulary ("
+          + ", ".join(f"{s['model']} = {s['data']}" for s in cross["shared"]) + "). Left out: "
+          + ("; ".join(cross["left_out"]) or "none") + ".\n\n")
     head = "| finding | n+ (prevalence) | AUROC [95% CI] | AUPRC |"
     rule = "|---|---:|---:|---:|"
     if published:
@@ -253,7 +316,8 @@ def write_predictions(path: str, ids: list[str], y: np.ndarray, p: np.ndarray, n
         writer = csv.writer(fh)
         writer.writerow(["image_id"] + [f"y_{n}" for n in names] + [f"p_{n}" for n in names])
         for i, image_id in enumerate(ids):
-            writer.writerow([image_id] + [int(v) for v in y[i]] + [f"{v:.6f}" for v in p[i]])
+            writer.writerow([image_id] + ["" if math.isnan(v) else int(v) for v in y[i]]
+                            + [f"{v:.6f}" for v in p[i]])
 
 
 def evaluate(cfg: EvalConfig) -> dict:
@@ -265,13 +329,32 @@ def evaluate(cfg: EvalConfig) -> dict:
     from tfxr.data.pipeline import DataConfig
     from tfxr.io import write_json, write_text
 
-    path, model, size, channels, manifest = open_model_and_data(cfg.model, cfg.data)
+    cross = None
+    if cfg.model and cfg.data:
+        from tfxr.data.records import read_manifest
+
+        cross = cross_dataset_labels(resolve_model_path(cfg.model), read_manifest(cfg.data))
+    if cross is None:
+        path, model, size, channels, manifest = open_model_and_data(cfg.model, cfg.data, cfg.trust_model_file)
+    else:  # the model's own label count is what load_model_for checks its outputs against
+        from tfxr.data.records import read_manifest
+
+        path, manifest = resolve_model_path(cfg.model), read_manifest(cfg.data)
+        dist.init()
+        path, model, size, channels = load_model_for(path, cfg.data, {**manifest,
+                                                                      "label_names": cross["model_labels"]},
+                                                      cfg.trust_model_file)
     rank, world = dist.rank(), dist.size()
     names = list(manifest["label_names"])
     dcfg = DataConfig(batch_size=cfg.batch_size, image_size=size, channels=channels, deterministic=True)
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     predict = lambda x: forward(x).numpy()  # noqa: E731
-    p, y, ids = predict_split(predict, cfg.data, cfg.split, dcfg, manifest, rank, world)
+    if cross:  # score the shared labels only, named by the vocabulary
+        keep_model, keep_data = cross["model_index"], cross["data_index"]
+        predict = lambda x: forward(x).numpy()[:, keep_model]  # noqa: E731
+        names = [s["vocabulary"] for s in cross["shared"]]
+    p, y, ids = predict_split(predict, cfg.data, cfg.split, dcfg, manifest, rank, world,
+                              label_columns=keep_data if cross else None)
     thresholds = [0.5] * len(names)
     threshold_split = cfg.threshold_split if cfg.threshold_split != "none" else None
     if threshold_split == cfg.split:
@@ -280,13 +363,16 @@ def evaluate(cfg: EvalConfig) -> dict:
     if threshold_split and threshold_split not in manifest["splits"]:
         threshold_split = None   # e.g. PneumoniaMNIST's trainval-only copy: say so in the report
     if threshold_split:
-        pv, yv, _ = predict_split(predict, cfg.data, threshold_split, dcfg, manifest, rank, world)
+        pv, yv, _ = predict_split(predict, cfg.data, threshold_split, dcfg, manifest, rank, world,
+                                  label_columns=keep_data if cross else None)
         thresholds = [youden_threshold(yv[:, j], pv[:, j]) for j in range(len(names))]
     if rank != 0:
         return {}
     result = classifier_metrics(y, p, names, thresholds, cfg.bootstrap, cfg.seed)
     result = {"model": os.path.abspath(path), "data": os.path.abspath(cfg.data), "split": cfg.split,
               "threshold_split": threshold_split, **result, "config": to_dict(cfg)}
+    if cross:
+        result["cross_dataset"] = {k: v for k, v in cross.items() if not k.endswith("_index")}
     out = cfg.out or os.path.join(os.path.dirname(os.path.abspath(path)), f"eval-{cfg.split}")
     os.makedirs(out, exist_ok=True)
     write_json(os.path.join(out, "metrics.json"), result)

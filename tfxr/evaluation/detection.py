@@ -319,7 +319,7 @@ def evaluate_detection(cfg: DetectionEvalConfig) -> dict:
 
     from tfxr import distributed as dist
     from tfxr.data.pipeline import DataConfig
-    from tfxr.data.tfrecord import read_manifest
+    from tfxr.data.records import read_manifest
     from tfxr.evaluation.localization import phantom_lung_fields
     from tfxr.io import write_json, write_text
     from tfxr.models.detector import load_detector

@@ -36,8 +36,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from tfxr.config import option
+from tfxr.config import option, seed_option
+from tfxr.data.records import read_examples
 from tfxr.errors import ConfigError, ManifestError
+from tfxr.io import path_in
 
 IOBB_THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)
 IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -209,33 +211,23 @@ class BoxedImage:
 
 def read_boxed_images(data_dir: str, split: str, manifest: dict, size: int, channels: int,
                       rank: int = 0, world: int = 1, only_boxed: bool = True) -> list[BoxedImage]:
-    """Images of a split (every world-th record for this rank) with their ground-truth boxes."""
-    import tensorflow as tf
-
-    from tfxr.data.pipeline import split_files
-    from tfxr.data.tfrecord import feature_spec
-
+    """This rank's images of a split (the one reader's rank split) with their ground-truth boxes."""
     if manifest.get("format", "tfrecord") != "tfrecord":
         raise ManifestError(f"{data_dir}: localization needs TFRecords with bbox/* features, "
                             f"not a {manifest.get('format')} index")
-    files = [f for f, _ in split_files(data_dir, split, manifest)]
-    spec = feature_spec(len(manifest["label_names"]))
+    ds = read_examples(data_dir, split, fields=("image", "labels", "image_id", "boxes"), rank=rank,
+                       world=world, image_size=size, manifest=manifest)
     out = []
-    for k, record in enumerate(tf.data.TFRecordDataset(files)):
-        if k % world != rank:
-            continue
-        ex = tf.io.parse_single_example(record, spec)
-        labels = ex["bbox/label"].values.numpy()
+    for ex in ds.as_numpy_iterator():
+        labels = ex["boxes"]["label"]
         if only_boxed and len(labels) == 0:
             continue
-        coords = [ex[f"bbox/{c}"].values.numpy() for c in ("xmin", "ymin", "xmax", "ymax")]
-        img = tf.cast(tf.io.decode_png(ex["image/encoded"], channels=1), tf.float32)
-        img = tf.image.resize(img, [size, size], antialias=True) / 255.0
-        img = tf.clip_by_value(img, 0.0, 1.0)
+        img = ex["image"].astype(np.float32) / 255.0
         if channels == 3:
-            img = tf.repeat(img, 3, axis=-1)
+            img = np.repeat(img, 3, axis=-1)
+        coords = [ex["boxes"][c] for c in ("xmin", "ymin", "xmax", "ymax")]
         boxes = [(int(lab), tuple(float(c[i]) for c in coords)) for i, lab in enumerate(labels)]
-        out.append(BoxedImage(ex["image/id"].numpy().decode(), img.numpy(), ex["labels"].numpy(), boxes))
+        out.append(BoxedImage(ex["image_id"].decode(), img, ex["labels"], boxes))
     return out
 
 
@@ -466,7 +458,8 @@ class LocalizeConfig:
     cam: str = option("hirescam", choices=CAM_METHODS)   # heatmap method (see the module doc)
     overlays: int = option(12, minimum=0)     # overlay PNGs to write (0 = none)
     batch_size: int = option(32, minimum=1)
-    seed: int = 0
+    seed: int = seed_option()
+    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
 
 
 def localize(cfg: LocalizeConfig) -> dict:
@@ -480,7 +473,7 @@ def localize(cfg: LocalizeConfig) -> dict:
     if not cfg.box_threshold and cfg.threshold_split == cfg.split:
         raise ConfigError(f"--threshold-split {cfg.threshold_split}: box thresholds must be chosen on "
                           f"another split than the scored one (--split {cfg.split})")
-    path, model, size, channels, manifest = open_model_and_data(cfg.model, cfg.data)
+    path, model, size, channels, manifest = open_model_and_data(cfg.model, cfg.data, cfg.trust_model_file)
     rank, world = dist.rank(), dist.size()
     names = list(manifest["label_names"])
     cam = GradCAM(model, cfg.layer, cfg.cam)
@@ -556,7 +549,9 @@ def write_overlays(cam: GradCAM, items: list[BoxedImage], names: list[str], thre
             heatmap = cam(it.image[None], j)[0][0]
             boxes = boxes_from_heatmap(heatmap, thresholds[j])
             truths = [b for lab, b in it.boxes if lab == j]
-            path = os.path.join(folder, f"{it.image_id}_{names[j]}.png")
-            save_overlay(path, it.image, heatmap, boxes, truths, f"{it.image_id}: {names[j]} p={probs[0, j]:.2f}")
+            path = path_in(folder, f"{it.image_id}_{names[j]}", ".png")   # ids are data: no '../'
+            title = "".join(ch if ch.isprintable() else "?" for ch in f"{it.image_id}: {names[j]}")
+            title = title.replace("$", r"\$") + f" p={probs[0, j]:.2f}"   # no mathtext from ids
+            save_overlay(path, it.image, heatmap, boxes, truths, title)
             written.append(path)
     return written

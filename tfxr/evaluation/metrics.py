@@ -3,6 +3,9 @@
 A label whose split has no positive or no negative image has no ROC curve: its AUROC,
 AUPRC and bootstrap interval are NaN ("undefined"), and :func:`defined_mean` leaves it
 out of the mean and says how many labels the mean covers.
+
+A non-finite label (NaN: unknown for that image, e.g. CheXpert's uncertain label under
+the ``ignore`` policy) is left out of that label's metrics (:func:`known`).
 """
 from __future__ import annotations
 
@@ -12,23 +15,37 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 
+def known(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One label column and its predictions without the images whose label is unknown (NaN)."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p)
+    keep = np.isfinite(y)
+    return (y, p) if keep.all() else (y[keep], p[keep])
+
+
 def is_defined(y: np.ndarray) -> bool:
-    """True when a label column has both a positive and a negative image."""
-    positive = np.asarray(y) >= 0.5
+    """True when a label column has both a positive and a negative image (unknown ones aside)."""
+    y = np.asarray(y, dtype=float)
+    positive = y[np.isfinite(y)] >= 0.5
     return bool(0 < positive.sum() < len(positive))
 
 
 def auroc_per_label(y: np.ndarray, p: np.ndarray) -> list[float]:
-    """AUROC of each column; NaN where a label has only one class in y."""
-    return [float(roc_auc_score(y[:, j] >= 0.5, p[:, j])) if is_defined(y[:, j]) else float("nan")
-            for j in range(y.shape[1])]
+    """AUROC of each column over its known labels; NaN where a label has only one class in y."""
+    out = []
+    for j in range(y.shape[1]):
+        yj, pj = known(y[:, j], p[:, j])
+        out.append(float(roc_auc_score(yj >= 0.5, pj)) if is_defined(yj) else float("nan"))
+    return out
 
 
 def auprc_per_label(y: np.ndarray, p: np.ndarray) -> list[float]:
     """Area under the precision-recall curve of each column (average precision, the
     step-wise sum sum_n (R_n - R_{n-1}) P_n, no interpolation); NaN where undefined."""
-    return [float(average_precision_score(y[:, j] >= 0.5, p[:, j])) if is_defined(y[:, j])
-            else float("nan") for j in range(y.shape[1])]
+    out = []
+    for j in range(y.shape[1]):
+        yj, pj = known(y[:, j], p[:, j])
+        out.append(float(average_precision_score(yj >= 0.5, pj)) if is_defined(yj) else float("nan"))
+    return out
 
 
 def nanmean(values) -> float:
@@ -82,7 +99,8 @@ def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
     sensitivity (recall) = TP/(TP+FN), specificity = TN/(TN+FP), precision (PPV) =
     TP/(TP+FP), F1 = 2TP/(2TP+FP+FN), accuracy = (TP+TN)/N; NaN when a denominator is 0.
     """
-    yt, yp = np.asarray(y) >= 0.5, np.asarray(p) >= threshold
+    y, p = known(y, p)
+    yt, yp = y >= 0.5, p >= threshold
     tp, fn = int(np.sum(yt & yp)), int(np.sum(yt & ~yp))
     tn, fp = int(np.sum(~yt & ~yp)), int(np.sum(~yt & yp))
     return {"threshold": float(threshold), "tp": tp, "fn": fn, "tn": tn, "fp": fp,
@@ -98,9 +116,10 @@ sens_spec = threshold_metrics
 def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
     """Threshold maximising sensitivity + specificity - 1 (pick it on validation data);
     0.5 when the label is undefined there."""
+    y, p = known(y, p)
     if not is_defined(y):
         return 0.5
-    fpr, tpr, thr = roc_curve(np.asarray(y) >= 0.5, p)
+    fpr, tpr, thr = roc_curve(y >= 0.5, p)
     k = int(np.argmax(tpr - fpr))
     return float(min(thr[k], 1.0))
 
@@ -120,7 +139,8 @@ def plot_roc(y: np.ndarray, p: np.ndarray, names: list[str], path: str, title: s
     for j, name in enumerate(names):
         if math.isnan(aucs[j]):
             continue
-        fpr, tpr, _ = roc_curve(y[:, j] >= 0.5, p[:, j])
+        yj, pj = known(y[:, j], p[:, j])
+        fpr, tpr, _ = roc_curve(yj >= 0.5, pj)
         ax.plot(fpr, tpr, lw=1.6, label=f"{name} (AUROC {aucs[j]:.3f})")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="chance")
     ax.set(xlabel="1 - specificity (false-positive rate)", ylabel="sensitivity (true-positive rate)",

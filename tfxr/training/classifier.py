@@ -23,29 +23,34 @@ from tfxr import cpu, log
 from tfxr import distributed as dist
 from tfxr.config import validate
 from tfxr.configs import TrainConfig
-from tfxr.data import tfrecord
 from tfxr.data.pipeline import build_dataset, split_steps, training_label_counts
-from tfxr.data.tfrecord import read_manifest
+from tfxr.data.records import check_shards, read_manifest
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.metrics import auroc_per_label, nanmean
 from tfxr.io import atomic_path
 from tfxr.models import build_model, model_accepts, model_report
 from tfxr.training import run
 from tfxr.training.checkpoints import variables_by_path
-from tfxr.training.run import RANK_SEED_STRIDE  # noqa: F401 - re-exported (the one stride)
 from tfxr.training.schedule import POLICY_STATE, Decision, PlateauPolicy, WarmupSchedule
 
 
 def weighted_bce(pos_weight, neg_weight):
-    """Class-weighted binary cross-entropy on probabilities (CheXNet's loss)."""
+    """Class-weighted binary cross-entropy on probabilities (CheXNet's loss).
+
+    A non-finite label (NaN: unknown, e.g. CheXpert's uncertain label under the
+    ``ignore`` policy) is masked out: the loss is the mean over the known labels.
+    """
     pos = tf.constant(pos_weight, tf.float32)
     neg = tf.constant(neg_weight, tf.float32)
 
     def loss(labels, probs):
         probs = tf.clip_by_value(tf.cast(probs, tf.float32), 1e-7, 1 - 1e-7)
         labels = tf.cast(labels, tf.float32)
+        known = tf.math.is_finite(labels)
+        labels = tf.where(known, labels, 0.0)
         per_label = -(pos * labels * tf.math.log(probs) + neg * (1 - labels) * tf.math.log(1 - probs))
-        return tf.reduce_mean(per_label)
+        per_label = tf.where(known, per_label, 0.0)
+        return tf.reduce_sum(per_label) / tf.maximum(tf.reduce_sum(tf.cast(known, tf.float32)), 1.0)
     return loss
 
 
@@ -67,33 +72,72 @@ def new_run_state() -> dict:
 
 
 class DistributedStep:
-    """The classifier's training step (one ``tf.function``), shared with ``tfxr.benchmark``.
+    """The classifier's training step (``tf.function``s), shared with ``tfxr.benchmark``.
 
     Forward and loss under a tape, gradients allreduced by Horovod's
     ``DistributedGradientTape`` (or, with ``xla``, compiled forward/backward then the same
     grouped allreduce), applied by the optimizer.  The gradient sources are the Keras
     variables' backing ``tf.Variable``s (see :mod:`tfxr.distributed`).  The loss is summed
     on the device in ``loss_sum``: the caller reads it once per epoch, never per step.
+
+    Gradient accumulation (``accumulate_steps`` K > 1, Horovod's ``backward_passes_per_step``):
+    each call is one micro-batch; its local gradients are added to accumulators, and every
+    K-th call averages them over the K micro-batches, allreduces them once and applies them.
+    The update therefore equals one step on the K micro-batches together (effective batch
+    K x batch x ranks) for a model without batch norm; batch norm statistics (and dropout
+    masks) stay per micro-batch.  ``allreduces`` counts the gradient allreduces run.
     """
 
-    def __init__(self, model, optimizer, loss_fn, compression: str = "none", xla: bool = False):
+    def __init__(self, model, optimizer, loss_fn, compression: str = "none", xla: bool = False,
+                 accumulate_steps: int = 1, watchdog=None):
         import tensorflow as tf
 
         from tfxr import distributed as dist
 
+        if accumulate_steps < 1:
+            raise ConfigError(f"accumulate_steps: {accumulate_steps} is below the minimum 1")
         self.tf, self.dist = tf, dist
         self.model, self.optimizer, self.loss_fn, self.compression = model, optimizer, loss_fn, compression
+        self.accumulate_steps = accumulate_steps
+        self.watchdog = watchdog              # a dist.StallWatchdog: a step that hangs ends the job
         self.sources = dist.backing_variables(model.trainable_variables)
         self.loss_sum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
-        if xla:
-            self._grads = tf.function(self._local_grads, jit_compile=True, reduce_retracing=True)
+        self.allreduces = tf.Variable(0, trainable=False, dtype=tf.int64)
+        self._micro = 0                       # micro-batches since the last update (host side)
+        self._calls = 0
+        grads = tf.function(self._local_grads, jit_compile=True, reduce_retracing=True) if xla \
+            else self._local_grads
+        self._grads = grads
+        if accumulate_steps > 1:
+            self.accumulators = [tf.Variable(tf.zeros_like(s), trainable=False) for s in self.sources]
+            self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
+            self._accumulate_apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
+        elif xla:
             self._call = tf.function(self._step_xla, reduce_retracing=True)
         else:
             self._call = tf.function(self._step, reduce_retracing=True)
 
     def __call__(self, x, y):
-        """One step on this rank's batch; returns the local loss as a tensor (no host sync)."""
-        return self._call(x, y)
+        """One step on this rank's (micro-)batch; returns the local loss as a tensor (no host sync)."""
+        self._calls += 1
+        if self.watchdog is None:
+            return self._run(x, y)
+        with self.watchdog.step(tracing=self._calls <= self.accumulate_steps):
+            return self._run(x, y)
+
+    def close(self) -> None:
+        """Stop the stall watchdog (if any) and remove its heartbeat files."""
+        if self.watchdog is not None:
+            self.watchdog.close()
+
+    def _run(self, x, y):
+        if self.accumulate_steps == 1:
+            return self._call(x, y)
+        self._micro += 1
+        if self._micro < self.accumulate_steps:
+            return self._accumulate(x, y)
+        self._micro = 0
+        return self._accumulate_apply(x, y)
 
     def _forward(self, tape, x, y):
         with tape:
@@ -106,6 +150,7 @@ class DistributedStep:
         loss, scaled = self._forward(tape, x, y)
         tape = self.dist.distributed_tape(tape, self.compression)   # HVD: ring-allreduce
         grads = tape.gradient(scaled, self.sources)
+        self.allreduces.assign_add(1)
         self.optimizer.apply(grads, self.model.trainable_variables)
         self.loss_sum.assign_add(loss)
         return loss
@@ -118,7 +163,29 @@ class DistributedStep:
     def _step_xla(self, x, y):
         loss, grads = self._grads(x, y)
         grads = self.dist.allreduce_gradients(grads, self.compression)   # HVD: ring-allreduce
+        self.allreduces.assign_add(1)
         self.optimizer.apply(grads, self.model.trainable_variables)
+        self.loss_sum.assign_add(loss)
+        return loss
+
+    def _step_accumulate(self, x, y):
+        """A micro-batch that is not the K-th: local gradients added, no communication."""
+        loss, grads = self._grads(x, y)
+        for acc, g in zip(self.accumulators, grads):
+            acc.assign_add(self.tf.cast(g, acc.dtype))
+        self.loss_sum.assign_add(loss)
+        return loss
+
+    def _step_accumulate_apply(self, x, y):
+        """The K-th micro-batch: the mean of the K gradients allreduced once and applied."""
+        loss, grads = self._grads(x, y)
+        mean = [(acc + self.tf.cast(g, acc.dtype)) / self.accumulate_steps
+                for acc, g in zip(self.accumulators, grads)]
+        mean = self.dist.allreduce_gradients(mean, self.compression)   # HVD: ring-allreduce
+        self.allreduces.assign_add(1)
+        self.optimizer.apply(mean, self.model.trainable_variables)
+        for acc in self.accumulators:
+            acc.assign(self.tf.zeros_like(acc))
         self.loss_sum.assign_add(loss)
         return loss
 
@@ -131,7 +198,8 @@ class Trainer:
         if not cfg.data:
             raise ConfigError("--data is required (a directory written by `python -m tfxr.tfrecords write`)")
         self.cfg, self.dist, self.tf = cfg, dist, tf
-        self.rank, self.world = run.init_process()
+        # refuses a multi-process launch without Horovod; bounded stalls, the optional timeline
+        self.rank, self.world = run.init_process(stall_timeout=cfg.stall_timeout, timeline=cfg.timeline)
         deterministic = cfg.pipeline.deterministic
         if deterministic and cfg.xla:
             raise ConfigError("xla=true with deterministic=true: TensorFlow has no deterministic XLA "
@@ -152,18 +220,23 @@ class Trainer:
         positives, total = training_label_counts(self.manifest, cfg.pipeline.synthetic_fraction)
         self.pos_weight, self.neg_weight = class_weights(positives, total, cfg.class_weighting)
         self.loss_fn = weighted_bce(self.pos_weight, self.neg_weight)
-        self.base_lr = cfg.lr * (self.world if cfg.lr_scaling else 1)
-        self.schedule = WarmupSchedule(self.base_lr, self.world, cfg.warmup_epochs, cfg.min_lr)
+        # the effective batch is accumulate_steps x batch x ranks: lr scaling and warm-up use it
+        self.scale = self.world * cfg.accumulate_steps
+        self.base_lr = cfg.lr * (self.scale if cfg.lr_scaling else 1)
+        self.schedule = WarmupSchedule(self.base_lr, self.scale, cfg.warmup_epochs, cfg.min_lr)
         self.policy = PlateauPolicy(cfg.monitor, cfg.plateau_factor, cfg.plateau_patience,
                                     cfg.early_stopping_patience)
         self.optimizer = self._make_optimizer()
         self.optimizer.build(self.model.trainable_variables)
-        self.step = DistributedStep(self.model, self.optimizer, self.loss_fn, cfg.compression, cfg.xla)
+        watchdog = (dist.StallWatchdog(os.path.join(cfg.out, ".tfxr-heartbeat"), cfg.stall_timeout, self.rank,
+                                       self.world) if self.world > 1 and cfg.stall_timeout else None)
+        self.step = DistributedStep(self.model, self.optimizer, self.loss_fn, cfg.compression, cfg.xla,
+                                    cfg.accumulate_steps, watchdog)
         self.state = new_run_state()
         run.offset_seed_states(self.seed_variables(), self.rank)
         self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
         self.global_batch = self.data_cfg.batch_size * self.world
-        self.steps = 0                 # known in begin()
+        self.steps = self.steps_per_epoch()   # checked now: too few batches to accumulate stops here
         self._batches = self._validation = None
 
     # ---- checks before anything is written
@@ -176,9 +249,8 @@ class Trainer:
         if cfg.val_split and cfg.val_split not in splits:
             raise ConfigError(f"--val-split {cfg.val_split!r}: {cfg.data} has no such split (has "
                               f"{sorted(splits)}); use --val-split '' to train without validation")
-        check_shards = getattr(tfrecord, "check_shards", None)   # from the data branch (issue 6)
-        if check_shards is not None:
-            check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []))
+        check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []),
+                     hashes=cfg.pipeline.verify_shards)
 
     def _build_model(self):
         cfg = self.cfg
@@ -200,11 +272,9 @@ class Trainer:
         options = {"learning_rate": self.base_lr}
         if self.cfg.weight_decay:
             options["weight_decay"] = self.cfg.weight_decay
-        makers = {"adam": lambda: keras.optimizers.Adam(**options),
+        makers = {"adam": lambda: keras.optimizers.Adam(**options),   # the choices of TrainConfig.optimizer
                   "sgd": lambda: keras.optimizers.SGD(momentum=0.9, nesterov=True, **options),
                   "rmsprop": lambda: keras.optimizers.RMSprop(**options)}
-        if self.cfg.optimizer not in makers:
-            raise ConfigError(f"optimizer: unknown value {self.cfg.optimizer!r} (allowed: {', '.join(makers)})")
         optimizer = makers[self.cfg.optimizer]()
         if keras.mixed_precision.global_policy().name == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -230,9 +300,16 @@ class Trainer:
                              manifest=self.manifest, repeat_steps=steps)
 
     def steps_per_epoch(self) -> int:
-        return self.cfg.steps_per_epoch or split_steps(self.cfg.data, "train", self.manifest,
-                                                       self.data_cfg.batch_size, self.world,
-                                                       self.data_cfg.synthetic_fraction)
+        """Micro-batches per epoch: a whole number of updates with gradient accumulation (the
+        remainder of a pass is dropped, so an epoch -- and a checkpoint -- ends on an update)."""
+        k = self.cfg.accumulate_steps
+        steps = self.cfg.steps_per_epoch or split_steps(self.cfg.data, "train", self.manifest,
+                                                        self.data_cfg.batch_size, self.world,
+                                                        self.data_cfg.synthetic_fraction)
+        if steps < k:
+            raise ConfigError(f"accumulate_steps={k}: an epoch has only {steps} batch(es) of "
+                              f"{self.data_cfg.batch_size} per rank; lower accumulate_steps or the batch size")
+        return steps - steps % k
 
     def validate(self, dataset) -> dict:
         """Validation metrics over the whole split (every rank's predictions gathered)."""
@@ -260,6 +337,7 @@ class Trainer:
         try:
             return run.Run(self.cfg, self.rank, self.world, policy=self.policy).fit(self)
         finally:
+            self.step.close()
             keras.mixed_precision.set_global_policy("float32")
 
     def checkpoint_objects(self) -> dict:
@@ -277,7 +355,7 @@ class Trainer:
 
     def resolved(self) -> dict:
         return {"workers": self.world, "base_lr": self.base_lr, "image_size": self.image_size,
-                "label_names": self.label_names, "pos_weight": self.pos_weight.tolist(),
+                "effective_batch": self.scale * self.data_cfg.batch_size, "label_names": self.label_names, "pos_weight": self.pos_weight.tolist(),
                 "neg_weight": self.neg_weight.tolist()}
 
     def outputs(self) -> tuple[str, ...]:
@@ -285,19 +363,20 @@ class Trainer:
 
     def begin(self) -> None:
         cfg, first = self.cfg, self.state["epoch"]
-        self.steps = self.steps_per_epoch()
         self._batches = (iter(self.dataset("train", True, first, self.steps, epochs=cfg.epochs - first))
                          if first < cfg.epochs else None)
         self._validation = self.dataset(cfg.val_split, False) if cfg.val_split else None
 
     def describe(self) -> str:
-        report = model_report(self.model)
+        report, k = model_report(self.model), self.cfg.accumulate_steps
+        accumulated = f" x {k} accumulated" if k > 1 else ""
         return (f"{self.cfg.model}: {report['params']:,} params, {report['flops_per_image'] / 1e9:.3f} "
-                f"GFLOPs/image; {self.world} worker(s) x batch {self.data_cfg.batch_size}, "
+                f"GFLOPs/image; {self.world} worker(s) x batch {self.data_cfg.batch_size}{accumulated}, "
                 f"{self.steps} steps/epoch, lr {self.base_lr:g}")
 
     def train_epoch(self, epoch: int, progress) -> dict:
         self.step.loss_sum.assign(0.0)
+        allreduces = int(self.step.allreduces.numpy())
         for _ in range(self.steps):
             x, y = next(self._batches)
             self.optimizer.learning_rate.assign(self.lr_at(self.state["global_step"], self.steps))
@@ -305,7 +384,8 @@ class Trainer:
             self.state["global_step"] += 1
             progress.update(1)
         train_loss = float(self.dist.allreduce_mean(self.step.loss_sum.numpy() / self.steps))
-        return {"train_loss": train_loss, "lr": float(self.optimizer.learning_rate.numpy())}
+        return {"train_loss": train_loss, "lr": float(self.optimizer.learning_rate.numpy()),
+                "allreduces": int(self.step.allreduces.numpy()) - allreduces}   # gradient allreduces run
 
     def end_epoch(self, record: dict) -> dict:
         return self.validate(self._validation) if self._validation is not None else {}

@@ -27,9 +27,8 @@ import tensorflow as tf
 from tfxr import distributed as dist
 from tfxr.config import validate
 from tfxr.configs import DetectorConfig
-from tfxr.data import tfrecord
 from tfxr.data.pipeline import build_dataset, split_steps
-from tfxr.data.tfrecord import read_manifest
+from tfxr.data.records import check_shards, read_manifest
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.detection import coco_ap, detect_split, gather_sorted
 from tfxr.io import atomic_path
@@ -117,9 +116,8 @@ class DetectorTrainer:
         if cfg.val_split and cfg.val_split not in splits:
             raise ConfigError(f"--val-split {cfg.val_split!r}: {cfg.data} has no such split (has "
                               f"{sorted(splits)}); use --val-split '' to train without validation")
-        check_shards = getattr(tfrecord, "check_shards", None)
-        if check_shards is not None:
-            check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []))
+        check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []),
+                     hashes=cfg.pipeline.verify_shards)
 
     def train_step(self, x, y):
         return self.step(x, y)

@@ -32,7 +32,7 @@ from tfxr import io
 from tfxr.config import ConfigError
 from tfxr.configs import GanConfig
 from tfxr.data.imageio import encode_png
-from tfxr.data.tfrecord import read_manifest
+from tfxr.data.records import read_examples, read_manifest
 from tfxr.models import model_report
 from tfxr.models.dcgan import build_discriminator, build_generator
 from tfxr.training import run
@@ -68,37 +68,18 @@ def load_class_images(data_dir: str, manifest: dict, split: str, label_index: in
                       image_size: int, rank: int, world: int) -> np.ndarray:
     """This rank's images of one class, float32 in [-1, 1], shape (n, size, size, 1).
 
-    Ranks read disjoint parts (``tfxr.data.pipeline.rank_assignment``); a GAN trains on
-    one class of a few thousand small images at most, so they are held in memory,
-    which also makes every epoch's order exactly reproducible.
+    Ranks read disjoint parts (the one reader, ``tfxr.data.records.read_examples``); a GAN
+    trains on one class of a few thousand small images at most, so they are held in
+    memory, which also makes every epoch's order exactly reproducible.  Generated
+    (GAN) images are never learnt from.
     """
-    import tensorflow as tf
-
-    from tfxr.data.pipeline import rank_assignment, split_files
-    from tfxr.data.tfrecord import feature_spec
-
-    if manifest.get("format", "tfrecord") != "tfrecord":
-        raise ConfigError(f"{data_dir}: the GAN reads TFRecord directories, not a raw index")
-    files, record_level, _ = rank_assignment(split_files(data_dir, split, manifest), rank, world)
-    spec = feature_spec(len(manifest["label_names"]))
-    stored = int(manifest["image_size"])
-    ds = tf.data.TFRecordDataset(files)
-    if record_level:
-        ds = ds.shard(world, rank)
-
-    def parse(record):
-        ex = tf.io.parse_single_example(record, spec)
-        img = tf.image.convert_image_dtype(tf.io.decode_png(ex["image/encoded"], channels=1), tf.float32)
-        if image_size != stored:
-            img = tf.image.resize(tf.ensure_shape(img, [stored, stored, 1]), [image_size, image_size],
-                                  antialias=True)
-        return img * 2.0 - 1.0, ex["labels"][label_index], ex["image/synthetic"]
-
-    images = [img for img, lab, synthetic in ds.map(parse).as_numpy_iterator()
-              if int(round(float(lab))) == value and not synthetic]   # never learn from generated images
+    ds = read_examples(data_dir, split, fields=("image", "labels"), rank=rank, world=world,
+                       image_size=image_size, manifest=manifest, shards="real")
+    images = [img for ex in ds.as_numpy_iterator() if int(round(float(ex["labels"][label_index]))) == value
+              for img in [ex["image"]]]
     if not images:
         return np.zeros((0, image_size, image_size, 1), np.float32)
-    return np.clip(np.stack(images).astype(np.float32), -1.0, 1.0)
+    return np.stack(images).astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
 
 
 # --------------------------------------------------------------------------- randomness

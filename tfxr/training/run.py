@@ -46,7 +46,10 @@ How a trainer plugs in (the :class:`Task` protocol; ``training/classifier.py`` a
 
 Everything a trainer checks (options, data) it checks in ``__init__``, before ``fit``
 writes anything.  Collectives (allreduce, gather) belong in ``train_epoch`` and
-``end_epoch``, which every rank runs; ``after_epoch`` and ``finish`` run on rank 0 only.
+``end_epoch``, which every rank runs; ``after_epoch``, ``finish`` and ``summary`` run on
+rank 0 only (so ``end_epoch`` may add rank-0-only numbers, as the GAN's diversity ratio).
+Also set ``self.steps`` (steps per epoch, at the latest in ``begin``) and
+``self.global_batch`` (images per step over all ranks).
 """
 from __future__ import annotations
 
@@ -136,7 +139,7 @@ class Task(Protocol):
         """Rank 0, after the last epoch: the final models."""
 
     def summary(self, record: dict) -> str:
-        """The epoch's console line."""
+        """Rank 0: the epoch's console line."""
 
 
 # --------------------------------------------------------------------------- seeding
@@ -145,9 +148,10 @@ def new_run_state(**extra) -> dict:
     return {"epoch": 0, "global_step": 0, "history": [], **extra}
 
 
-def init_process() -> tuple[int, int]:
-    """Start Horovod (or single-process mode); returns (rank, world); the logger learns the rank."""
-    dist.init()                      # refuses a multi-process launch without Horovod
+def init_process(**options) -> tuple[int, int]:
+    """Start Horovod (or single-process mode) with ``tfxr.distributed.init``'s ``options``;
+    returns (rank, world); the logger learns the rank."""
+    dist.init(**options)             # refuses a multi-process launch without Horovod
     rank, world = dist.rank(), dist.size()
     log.set_rank(rank)
     return rank, world
@@ -188,7 +192,9 @@ def rank0_decides(chief: bool, decide: Callable[[], Any]) -> Any:
             problem = (type(e), str(e))
     result, problem = dist.broadcast_object((result, problem))
     if problem:
-        raise problem[0](problem[1])
+        error = problem[0](problem[1])
+        error.shared = True        # every rank raises it: rank 0 alone prints it
+        raise error
     return result
 
 
@@ -408,7 +414,8 @@ class Run:
             if chief:
                 task.after_epoch(record, decision)
             store.save(state["epoch"], state)
-            runlog.epoch(state["history"], task.summary(record))
+            if chief:   # other ranks' records may lack rank-0-only numbers
+                runlog.epoch(state["history"], task.summary(record))
             if decision.stop:
                 log.info(f"early stopping after epoch {record['epoch']} (best epoch {state['best_epoch']})")
                 break

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from tests.conftest import shared, tfxr
 from tfxr.data import imageio
-from tfxr.data.tfrecord import (ShardWriter, build_manifest, check_shards, feature_spec, plan_shards,
+from tfxr.data.records import (ShardWriter, build_manifest, check_shards, feature_spec, plan_shards,
                                 read_manifest, write_manifest)
 from tfxr.data.types import Item, Source
 from tfxr.errors import ManifestError
@@ -98,8 +99,6 @@ def _pixels(value: int):
 
 
 def test_origin_of_each_image_is_recorded_in_records_and_manifest(tmp_path):
-    import tensorflow as tf
-
     items = [Item(f"real_{i}", f"p{i}", (float(i % 2),), _pixels(10 * i), origin="real") for i in range(3)]
     items += [Item(f"phantom_{i}", f"q{i}", (1.0,), _pixels(100 + i), origin="phantom") for i in range(2)]
     items += [Item("generated_0", "g0", (1.0,), _pixels(200), origin="generated")]
@@ -247,7 +246,7 @@ def test_unusable_arguments_give_clear_errors(tmp_path):
 
 
 def test_interrupted_run_leaves_no_half_shard_and_rerun_finishes(tmp_path, monkeypatch):
-    from tfxr.data import tfrecord
+    from tfxr.data import records
     from tfxr.data.synthetic import synthetic_source
     from tfxr.data.splits import assign_splits
 
@@ -260,7 +259,7 @@ def test_interrupted_run_leaves_no_half_shard_and_rerun_finishes(tmp_path, monke
     ref_bytes = _shards(out)
     shutil.rmtree(out)
     out.mkdir()
-    real = tfrecord.make_example
+    real = records.make_example
     calls = {"n": 0}
 
     def dying(*a, **k):
@@ -269,7 +268,7 @@ def test_interrupted_run_leaves_no_half_shard_and_rerun_finishes(tmp_path, monke
             raise KeyboardInterrupt("simulated kill")
         return real(*a, **k)
 
-    monkeypatch.setattr(tfrecord, "make_example", dying)
+    monkeypatch.setattr(records, "make_example", dying)
     with pytest.raises(KeyboardInterrupt):
         with ShardWriter(str(out), 32, 1) as w:
             for p in plans:
@@ -278,7 +277,7 @@ def test_interrupted_run_leaves_no_half_shard_and_rerun_finishes(tmp_path, monke
     assert 0 < len(done) < len(plans)                       # some shards finished, others not
     assert all(ref_bytes[k] == v for k, v in done.items())  # finished ones are complete
     assert not list(out.glob(".tmp-*"))                     # no half shard left behind
-    monkeypatch.setattr(tfrecord, "make_example", real)
+    monkeypatch.setattr(records, "make_example", real)
     with ShardWriter(str(out), 32, 1) as w:
         res = [w.write(p) for p in plans]
     assert _shards(out) == ref_bytes
@@ -321,3 +320,65 @@ def test_nih_sample_converts_with_boxes(tmp_path):
     assert len(m["label_names"]) == 14 and m["rejected"] == []
     assert m["splits"]["train"]["count"] + m["splits"]["val"]["count"] == 24
     assert "test" not in m["splits"]
+
+
+def test_raw_index_keeps_paths_and_ids_with_commas_and_quotes(tmp_path):
+    """The raw-image index is CSV: a comma or a quote in a path or id must not shift columns."""
+    from tfxr.data.pipeline import DataConfig, build_dataset
+
+    img_dir = tmp_path / 'we,ird "images"'
+    img_dir.mkdir()
+    items = []
+    for i in range(3):
+        path = img_dir / f'x,{i}"q.png'
+        Image.fromarray(np.full((12, 12), 40 * (i + 1), np.uint8)).save(path)
+        items.append(Item(f'id,{i}"', f'p,{i}', (float(i % 2),), str(path)))
+    out = tmp_path / "raw"
+    out.mkdir()
+    plans = plan_shards({"train": items}, 1, seed=0, fmt="raw")
+    with ShardWriter(str(out), 12, 1, fmt="raw") as w:
+        results = [w.write(p) for p in plans]
+    write_manifest(str(out), build_manifest(Source("t", ["F"], items, info={"images": str(img_dir)}), results,
+                                            image_size=12, seed=0, fractions=(1, 0, 0), command=["t"],
+                                            fmt="raw", source_rejects=[]))
+    batch = next(iter(build_dataset(str(out), "train", DataConfig(batch_size=8, deterministic=True),
+                                    training=False, with_meta=True)))
+    got = {i.decode(): (float(lab[0]), int(img.numpy().max() * 255 + 0.5))
+           for i, lab, img in zip(batch["image_id"].numpy(), batch["labels"].numpy(), batch["image"])}
+    assert got == {f'id,{i}"': (float(i % 2), 40 * (i + 1)) for i in range(3)}
+
+
+def test_raw_and_png_encodings_give_identical_pixels_through_the_pipeline(tmp_path):
+    """--encoding raw stores uint8 pixels (no PNG decode on read); the manifest says which,
+    the one reader reads both, and both give the same images, labels and ids."""
+    from tfxr.data.pipeline import DataConfig, build_dataset
+    from tfxr.data.splits import assign_splits
+    from tfxr.data.synthetic import synthetic_source
+
+    src = synthetic_source(30, 32, seed=5)
+    splits = assign_splits(src.items, seed=0)
+    batches = {}
+    for encoding in ("png", "raw"):
+        out = tmp_path / encoding
+        out.mkdir()
+        with ShardWriter(str(out), 32, 1, encoding=encoding) as w:
+            results = [w.write(p) for p in plan_shards(splits, 2, seed=0)]
+        write_manifest(str(out), build_manifest(src, results, image_size=32, seed=0, fractions=(0.7, 0.1, 0.2),
+                                                command=["t"], fmt="tfrecord", source_rejects=[],
+                                                encoding=encoding))
+        m = read_manifest(str(out))
+        assert m["encoding"] == encoding
+        batches[encoding] = [next(iter(build_dataset(str(out), split, DataConfig(batch_size=64, image_size=size,
+                                                                                 deterministic=True),
+                                                     training=False, with_meta=True)))
+                             for split in m["splits"] for size in (0, 24)]
+    first = tf.data.TFRecordDataset(str(tmp_path / "raw" / read_manifest(str(tmp_path / "raw"))
+                                        ["splits"]["train"]["shards"][0]["file"])).take(1)
+    ex = tf.io.parse_single_example(next(iter(first)), {"image/format": tf.io.FixedLenFeature([], tf.string),
+                                                        "image/encoded": tf.io.FixedLenFeature([], tf.string)})
+    assert ex["image/format"].numpy() == b"raw" and len(ex["image/encoded"].numpy()) == 32 * 32
+    assert len(batches["png"]) == len(batches["raw"]) > 0
+    for a, b in zip(batches["png"], batches["raw"]):
+        np.testing.assert_array_equal(a["image"].numpy(), b["image"].numpy())
+        np.testing.assert_array_equal(a["labels"].numpy(), b["labels"].numpy())
+        assert list(a["image_id"].numpy()) == list(b["image_id"].numpy())

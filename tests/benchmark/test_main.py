@@ -1,0 +1,163 @@
+"""``python -m tfxr.benchmark``: options, the runner's commands, a tiny smoke run of each subcommand."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from tests.conftest import tfxr
+from tfxr.benchmark import __main__ as cli
+from tfxr.benchmark.analysis import Variant
+from tfxr.benchmark.options import rank_env
+from tfxr.benchmark.runner import RESULT_MARK, Timing, parse_worker_output, variant_command
+from tfxr.benchmark.suites import conversion_plan
+from tfxr.errors import ConfigError
+
+
+def test_worker_result_line_survives_launcher_prefixes():
+    line = RESULT_MARK + json.dumps({"rates": [1.0, 2.0, 3.0]})
+    assert parse_worker_output(f"noise\n[0]<stdout>:{line}\n")["rates"] == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError):
+        parse_worker_output("no result here")
+
+
+def test_each_layout_is_launched_by_tfxr_launch_lines():
+    t = Timing(steps=2, repeats=3, warmup=1)
+    single = variant_command(Variant(), t, "")
+    assert single[:3] == [sys.executable, "-m", "tfxr.benchmark"] and "--pin-core" not in single
+    assert variant_command(Variant(layout="one-core"), t, "")[-2:] == ["--pin-core", "0"]
+    mpi = variant_command(Variant(layout="ranks", workers=2), t, "")
+    assert mpi[0] == "mpirun" and "slot:PE=1" in mpi and mpi[mpi.index("-np") + 1] == "2"
+    gloo = variant_command(Variant(layout="ranks", workers=2, launcher="gloo"), t, "")
+    assert "--gloo" in gloo and gloo[-1] == "--pin-local-rank"
+    assert "--data" not in single and variant_command(Variant(input="pipeline"), t, "d")[-2:] == ["--data", "d"]
+
+
+def test_rank_env_takes_only_horovod_settings_checked():
+    assert rank_env("HOROVOD_FUSION_THRESHOLD=8388608") == (("HOROVOD_FUSION_THRESHOLD", "8388608"),)
+    assert rank_env("HOROVOD_HIERARCHICAL_ALLREDUCE=true") == (("HOROVOD_HIERARCHICAL_ALLREDUCE", "1"),)
+    for bad, why in (("LD_PRELOAD=/tmp/x.so", "unknown key"), ("HOROVOD_FUSION_THRESHOLD=-1", "below the minimum"),
+                     ("HOROVOD_FUSION_THRESHOLD", "key=value")):
+        with pytest.raises(ConfigError, match=why):
+            rank_env(bad)
+
+
+def test_conversion_plan_has_the_bound_of_every_parallel_count():
+    assert conversion_plan([1, 2], [2]) == [("pool", 1, 1), ("pool", 1, 2), ("ranks", 2, 1), ("independent", 2, 1)]
+    assert conversion_plan([1], [1]) == [("pool", 1, 1)]
+
+
+def test_command_line_split_keeps_out_before_the_subcommand():
+    assert cli.split_command(["--out", "r", "train", "--np", "1"]) == ("train", ["--out", "r", "--np", "1"], [])
+    assert cli.split_command([]) == ("suite", [], [])
+    assert cli.split_command(["convert", "--", "--source", "x"]) == ("convert", [], ["--source", "x"])
+    with pytest.raises(ConfigError, match="unknown subcommand 'trian'"):
+        cli.split_command(["trian"])
+
+
+def test_help_hides_the_worker_and_bad_options_are_clear(tmp_path):
+    help_text = tfxr("tfxr.benchmark", "--help").stdout
+    assert "_worker" not in help_text and "suite" in help_text and "timeline" not in help_text.split("(default")[0]
+    for args, message in ((["train", "--onednn", "maybe"], "onednn: unknown value 'maybe' (allowed: on, off)"),
+                          (["train", "--repeats", "2"], "repeats: 2 is below the minimum 3"),
+                          (["train", "--np", "1,512"], "--np 512"),
+                          (["train", "--input", "pipeline"], "needs --data"),
+                          (["train", "--input", "synthetic"], "input: unknown value 'synthetic'"),
+                          (["train", "--rank-env", "PATH=/tmp"], "--rank-env PATH=/tmp"),
+                          (["suite", "--only", "tb_cnn"], "only: unknown value 'tb_cnn'"),
+                          (["input", "--steps", "3"], "input needs --data"),
+                          (["convert", "--workers", "0", "--", "--source", "synthetic"], "workers: 0 is below"),
+                          (["train", "--", "x"], "train takes no arguments after --")):
+        r = tfxr("tfxr.benchmark", "--out", str(tmp_path), *args, check=False)
+        assert r.returncode == 2 and r.stderr.startswith("tfxr: error: ") and message in r.stderr, (args, r.stderr)
+        assert len(r.stderr.splitlines()) == 1
+    assert not list(tmp_path.iterdir())                                      # nothing written
+
+
+def _check_result(out, name: str) -> dict:
+    result = json.loads((out / f"{name}.json").read_text())
+    assert {"command", "machine", "settings", "time", "table"} <= set(result)
+    assert result["command"].startswith("python -m tfxr.benchmark") and result["machine"]["cpu"]
+    assert (out / f"{name}.md").read_text().count("|") > 10
+    return result
+
+
+def test_train_smoke_with_scaling_baselines(tmp_path):
+    """Tiny tb_cnn run: every layout measured, medians inside their repeats, the ceiling of
+    the run measured (GEMM) and never below a rate reached, PNG written."""
+    tfxr("tfxr.benchmark", "--out", str(tmp_path), "train", "--image-size", "32", "--batch-size", "4",
+         "--steps", "2", "--repeats", "3", "--warmup", "1", "--np", "1,2", "--gemm-size", "128", timeout=600)
+    result = _check_result(tmp_path, "train")
+    layouts = [m["variant"]["layout"] for m in result["measurements"]]
+    assert layouts == ["all-cores", "one-core", "independent", "ranks"]
+    for m in result["measurements"]:
+        s = m["images_per_s"]
+        assert len(s["repeats"]) == 3 and s["min"] <= s["median"] <= s["max"] and s["min"] > 0
+        assert 0 < m["flop_fraction"] <= 1 and m["flops_per_image"] > 0
+    ceiling = result["fp32_ceiling"]
+    assert ceiling["gemm_per_core"] == pytest.approx(result["gemm"]["gflops"]["median"] * 1e9 / result["gemm"]["cores"])
+    assert ceiling["per_core"] >= max(ceiling["gemm_per_core"], ceiling["nominal_per_core"])
+    independent = result["measurements"][2]
+    assert len(independent["per_process"]) == 2
+    assert independent["images_per_s"]["repeats"] == pytest.approx([a + b for a, b in zip(*independent["per_process"])])
+    (row,) = result["scaling"]
+    assert row["vs_bound"] == pytest.approx(result["measurements"][3]["images_per_s"]["median"]
+                                            / independent["images_per_s"]["median"])
+    assert (tmp_path / "train_scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_convert_and_input_smoke(tmp_path, synthetic_tfrec):
+    tfxr("tfxr.benchmark", "--out", str(tmp_path), "convert", "--workers", "1", "--np", "1", "--repeats", "1", "--",
+         "--source", "synthetic", "--num-images", "24", "--image-size", "32", "--shards", "2")
+    conv = _check_result(tmp_path, "convert")
+    assert conv["runs"][0]["images"] == 24 and conv["runs"][0]["images_per_s"]["median"] > 0
+    tfxr("tfxr.benchmark", "--out", str(tmp_path), "input", "--data", str(synthetic_tfrec), "--batch-size", "8",
+         "--steps", "2", "--repeats", "3", "--warmup", "1")
+    runs = _check_result(tmp_path, "input")["runs"]
+    assert [r["augment"] for r in runs] == [False, True]
+    assert all(r["images_per_s"]["min"] <= r["images_per_s"]["median"] <= r["images_per_s"]["max"] for r in runs)
+
+
+@pytest.mark.slow
+def test_suite_smoke(tmp_path):
+    """The suite's tb_cnn section end to end (settings, baselines, the tfxr.train loop, targets)."""
+    tfxr("tfxr.benchmark", "--out", str(tmp_path), "suite", "--only", "tb_cnn_128", "--launcher", "mpirun",
+         "--images", "120", "--variants", "base", "--steps", "1", "--repeats", "3", "--warmup", "1",
+         "--loop-steps", "2", "--gemm-size", "256", timeout=1200)
+    result = _check_result(tmp_path, "suite")
+    section = result["sections"]["tb_cnn_128"]
+    assert not [m["error"] for m in section if "error" in m]
+    assert {m["variant"]["layout"] for m in section} == {"all-cores", "one-core", "independent", "ranks",
+                                                         "train-loop"}
+    loops = [m["variant"] for m in section if m["variant"]["layout"] == "train-loop"]
+    assert [(v["precision"], v["workers"], v["loop_layout"]) for v in loops] == [
+        ("fp32", 1, "all-cores"), ("fp32", 2, "ranks"), ("bf16", 2, "ranks")]
+    measured = {t["target"]: t["value"] for t in result["targets"]}
+    assert measured["tb_cnn 128 px: training loop / model-only step rate (best setting)"] > 0
+    assert "loop / model-only" in (tmp_path / "suite.md").read_text()
+    assert result["gemm"]["gflops"]["median"] > 1 and len(result["gemm"]["gflops"]["repeats"]) == 3
+    assert (tmp_path / "scaling_tb_cnn_128.png").exists()
+
+
+@pytest.mark.slow
+def test_suite_smoke_of_the_new_paths(tmp_path):
+    """The DCGAN beside its two-process bound, and PNG conversion (1 and 2 workers,
+    mpirun -np 2) beside the independent-process bound: measured and tabled (no timing
+    is judged here)."""
+    tfxr("tfxr.benchmark", "--out", str(tmp_path), "suite", "--only", "dcgan_64,convert", "--launcher", "mpirun",
+         "--variants", "base", "--steps", "1", "--repeats", "3", "--warmup", "1", "--gemm-size", "0",
+         "--convert-images", "12", timeout=1800)
+    result = _check_result(tmp_path, "suite")
+    gan = result["sections"]["dcgan_64"]
+    assert not [m["error"] for m in gan if "error" in m]
+    assert [m["variant"]["layout"] for m in gan] == ["all-cores", "one-core", "independent", "ranks"]
+    assert all(m["variant"]["model"] == "dcgan" and m["images_per_s"]["median"] > 0 for m in gan)
+    targets = {t["target"]: t["value"] for t in result["targets"]}
+    assert targets["DCGAN 64 px: best -np 2 / independent bound"] > 0
+    conv = {(r["layout"], r["processes"], r["workers_per_process"]): r for r in result["conversions"]}
+    assert set(conv) == {("pool", 1, 1), ("pool", 1, 2), ("ranks", 2, 1), ("independent", 2, 1)}
+    assert all(r["images"] == 12 and len(r["images_per_s"]["repeats"]) == 3 for r in conv.values())
+    assert conv[("ranks", 2, 1)]["vs_bound"] == pytest.approx(
+        conv[("ranks", 2, 1)]["images_per_s"]["median"] / conv[("independent", 2, 1)]["images_per_s"]["median"])
+    assert "## convert (png source)" in (tmp_path / "suite.md").read_text()

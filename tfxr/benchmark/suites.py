@@ -1,0 +1,294 @@
+"""What each subcommand measures: ``train``, ``convert``, ``input`` and the ``suite``.
+
+Each ``bench_*`` takes its checked options (``tfxr.benchmark.options``) and returns a
+result dict with a ``table`` (markdown) and, under ``_plots``, the PNGs to draw.
+"""
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+
+from PIL import Image
+
+from tfxr import cpu
+from tfxr.benchmark import analysis, report
+from tfxr.benchmark.analysis import Variant, fastest_single, scaling_rows, summarize
+from tfxr.benchmark.runner import (Timing, failure, measure_gemm, measure_training_loop, run_conversion, run_plan,
+                                   scaling_plan)
+from tfxr.data.synthetic import phantom_meta, render_phantom
+from tfxr.errors import ConfigError
+from tfxr.io import write_bytes
+from tfxr.launch import clean_launch_env, launch_command
+
+LOOPS = (("fp32", 1), ("fp32", 2), ("bf16", 2))   # (precision, processes) of the suite's tfxr.train loops
+SECTIONS = ("tb_cnn_128", "densenet121_128", "densenet121_224", "dcgan_64", "convert")
+
+
+# --------------------------------------------------------------------------- shared pieces
+def check_workers(nps: list[int]) -> None:
+    """Every count of one-core processes fits the cores this process may use."""
+    cores = cpu.available_cores()
+    if max(nps) > cores:
+        raise ConfigError(f"--np {max(nps)}: this machine gives the benchmark {cores} cores and the one-core-per-"
+                          f"rank baselines need one core each; use --np up to {cores}")
+
+
+def nominal_per_core(cfg) -> tuple[float, dict]:
+    """The nominal fp32 peak of one core (clock x FLOPs/cycle, or what the options say)."""
+    ceiling = cpu.fp32_ceiling(1, ghz=cfg.clock_ghz, flops_per_cycle=cfg.flops_per_cycle)
+    return ceiling["flops_per_s"], ceiling
+
+
+def judge_flops(measurements: list[dict], cfg, gemm: dict | None) -> dict:
+    """The run's fp32 ceiling (analysis.fp32_ceiling) and every measurement's fraction of it."""
+    nominal, facts = nominal_per_core(cfg)
+    ceiling = {**analysis.fp32_ceiling(nominal, gemm, measurements), "nominal": facts}
+    analysis.add_flop_fractions(measurements, ceiling)
+    return ceiling
+
+
+def gemm_table(gemm: dict, ceiling: dict) -> str:
+    nominal = ceiling["nominal_per_core"] * gemm["cores"] / 1e9
+    g = gemm["gflops"]
+    return report.table(["what sustains fp32 FLOPs here", "GFLOP/s (median)", "min-max", "of nominal peak"],
+                        [[gemm["label"], g["median"], report.spread(g), f"{100 * g['median'] / nominal:.1f}%"]])
+
+
+# --------------------------------------------------------------------------- train
+def _image_size(cfg) -> int:
+    if cfg.image_size:
+        return cfg.image_size
+    if cfg.data:
+        # deliberately lazy: the data package imports TensorFlow, needed here only for --data
+        from tfxr.data.records import read_manifest
+
+        return int(read_manifest(cfg.data)["image_size"])
+    return 128
+
+
+def bench_train(cfg) -> dict:
+    """Settings side by side (one process, all cores), then the scaling baselines."""
+    if "pipeline" in cfg.input and not cfg.data:
+        raise ConfigError("--input pipeline needs --data (a directory written by `python -m tfxr.tfrecords write`)")
+    if cfg.model == "dcgan" and "pipeline" in cfg.input:
+        raise ConfigError("--model dcgan is measured on random in-memory images only: --input random")
+    check_workers(cfg.np)
+    rank_envs = cfg.rank_env_settings()     # checked before anything runs
+    timing = Timing(steps=cfg.steps, repeats=cfg.repeats, warmup=cfg.warmup)
+    gemm = measure_gemm(timing, cfg.gemm_size) if cfg.gemm_size else None
+    onednn, xla = [x == "on" for x in cfg.onednn], [x == "on" for x in cfg.xla]
+    base = Variant(model=cfg.model, image_size=_image_size(cfg), batch_size=cfg.batch_size,
+                   input=cfg.input[0], precision=cfg.precision[0], onednn=onednn[0], xla=xla[0])
+    plan = [replace(base, input=i, precision=p, onednn=o, xla=x)
+            for i, p, o, x in itertools.product(cfg.input, cfg.precision, onednn, xla)]
+    measurements = run_plan(plan, timing, cfg.data)
+    if len(cfg.np) > 1 or cfg.np[0] > 1:
+        measurements += run_plan(scaling_plan(base, cfg.np, cfg.launcher, [()] + rank_envs),
+                                 timing, cfg.data)
+    ceiling = judge_flops(measurements, cfg, gemm)
+    scaling = scaling_rows(measurements)
+    lines = report_lines_with_ceiling(measurements, ceiling)
+    if gemm and "gflops" in gemm:
+        lines.append(gemm_table(gemm, ceiling))
+    lines += [report.scaling_table(scaling)] if scaling else []
+    return {"kind": "train", "timing": asdict(timing), "fp32_ceiling": ceiling, "gemm": gemm,
+            "measurements": measurements, "scaling": scaling, "table": "\n\n".join(lines),
+            "_plots": {"train_scaling.png": (measurements, f"{cfg.model} {base.image_size} px training")}
+            if scaling else {}}
+
+
+def report_lines_with_ceiling(measurements: list[dict], ceiling: dict) -> list[str]:
+    lines = report.report_lines(measurements)
+    if any("flop_fraction" in m for m in measurements):
+        lines.append(report.ceiling_line(ceiling))
+    return lines
+
+
+# --------------------------------------------------------------------------- convert
+def conversion_plan(workers: list[int], nps: list[int]) -> list[tuple[str, int, int]]:
+    """(layout, processes, workers per process): every pool size, every rank count, and for
+    every count above one the independent bound of that many one-worker processes."""
+    plan = [("pool", 1, w) for w in workers] + [("ranks", n, 1) for n in nps if n > 1]
+    plan += [("independent", n, 1) for n in sorted({w for w in workers if w > 1} | {n for n in nps if n > 1})]
+    return plan
+
+
+def measure_conversions(source_args: list[str], workers: list[int], nps: list[int], repeats: int) -> list[dict]:
+    runs = []
+    for layout, processes, per in conversion_plan(workers, nps):
+        print(f"tfxr: benchmark: conversion, {layout} {processes} x {per} ...", file=sys.stderr, flush=True)
+        runs.append(run_conversion(source_args, layout, processes, per, repeats))
+    return analysis.conversion_rows(runs)
+
+
+def bench_convert(cfg, rest: list[str]) -> dict:
+    if not rest:
+        raise ConfigError("convert needs the converter's arguments after --")
+    check_workers([max(cfg.np + cfg.workers)])
+    runs = measure_conversions(rest, cfg.workers, cfg.np, cfg.repeats)
+    return {"kind": "convert", "runs": runs, "table": report.conversion_table(runs),
+            "note": "images/s: inside the converter (listing, decoding, resizing, encoding, writing, manifest); "
+                    "wall: the whole command, Python/TensorFlow/MPI start-up included; the independent bound "
+                    "sums N one-worker conversions of the same images run at once, one core each"}
+
+
+def phantom_pngs(out: str, images: int, size: int) -> str:
+    """TB phantoms as PNG files in a class-per-folder layout (``tfrecords write --source
+    folder``): the PNG source of the conversion benchmark, written once and reused."""
+    directory = os.path.join(out, f"data-phantom-png-{size}px-{images}")
+    if os.path.isdir(directory):
+        return directory
+    partial = f"{directory}.partial-{os.getpid()}"
+    try:
+        for index in range(images):
+            labels, _, patient = phantom_meta(0, index)
+            buf = io.BytesIO()
+            Image.fromarray(render_phantom(0, index, size)).save(buf, format="PNG")
+            folder = os.path.join(partial, "TB" if labels[0] else "NORMAL")
+            os.makedirs(folder, exist_ok=True)
+            write_bytes(os.path.join(folder, f"{patient}_{index:05d}.png"), buf.getvalue())
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    os.replace(partial, directory)
+    return directory
+
+
+#: the conversion benchmark's sources: name -> (out, images, size) -> converter arguments
+CONVERT_SOURCES = {
+    "png": lambda out, images, size: ["--source", "folder", "--images", phantom_pngs(out, images, 2 * size),
+                                      "--image-size", str(size)],
+}
+
+
+# --------------------------------------------------------------------------- input pipeline
+def _time_dataset(dataset, warmup: int, steps: int, repeats: int) -> list[float]:
+    batches = iter(dataset)
+    for _ in range(warmup):
+        next(batches)
+    rates = []
+    for _ in range(repeats):
+        start, images = time.perf_counter(), 0
+        for _ in range(steps):
+            x, _ = next(batches)
+            images += int(x.shape[0])
+        rates.append(images / (time.perf_counter() - start))
+    return rates
+
+
+def bench_input(cfg) -> dict:
+    if not cfg.data:
+        raise ConfigError("input needs --data (a directory written by `python -m tfxr.tfrecords write`)")
+    # deliberately lazy: TensorFlow is imported only by the subcommand that runs tf.data here
+    from tfxr.data.augment import AugmentConfig
+    from tfxr.data.pipeline import DataConfig, build_dataset
+
+    runs, rows = [], []
+    for label, directory in (("tfrecord", cfg.data), ("raw", cfg.raw)):
+        if not directory:
+            continue
+        for aug in (False, True):
+            data_cfg = DataConfig(batch_size=cfg.batch_size, image_size=cfg.image_size,
+                                  augment=AugmentConfig(enabled=aug))
+            dataset = build_dataset(directory, cfg.split, data_cfg, training=True, repeat_steps=1 << 30)
+            summary = summarize(_time_dataset(dataset, cfg.warmup, cfg.steps, cfg.repeats))
+            runs.append({"input": label, "augment": aug, "images_per_s": summary,
+                         "data": os.path.abspath(directory)})
+            rows.append([label, "on" if aug else "off", summary["median"], report.spread(summary)])
+    return {"kind": "input", "batch_size": cfg.batch_size, "steps": cfg.steps, "runs": runs,
+            "table": report.table(["input", "augment", "images/s (median)", "min-max"], rows)}
+
+
+# --------------------------------------------------------------------------- the suite
+def phantom_records(out: str, images: int, image_size: int) -> str:
+    """TB phantoms as TFRecords (the project's own data), written once and reused."""
+    directory = os.path.join(out, f"data-phantoms-{image_size}px-{images}")
+    if not os.path.exists(os.path.join(directory, "manifest.json")):
+        cmd = launch_command(1, ["tfxr.tfrecords", "write", "--source", "synthetic", "--num-images", str(images),
+                                 "--image-size", str(image_size), "--shards", "8", "--workers", "2",
+                                 "--out", directory, "--quiet"], "python")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_launch_env())
+        if proc.returncode != 0:
+            raise ConfigError(f"could not write the benchmark data: {failure(cmd, proc.returncode, proc.stderr)}")
+    return directory
+
+
+def suite_plan(variants: str) -> dict[str, list[Variant]]:
+    """Each model section's settings (one process, all cores) before its scaling baselines."""
+    tb = Variant(model="tb_cnn", image_size=128, batch_size=32)
+    dn = Variant(model="chexnet", image_size=128, batch_size=16)
+    gan = Variant(model="dcgan", image_size=64, batch_size=32)
+    plan = {
+        "tb_cnn_128": [tb, replace(tb, input="pipeline"), replace(tb, onednn=False),
+                       replace(tb, input="pipeline", onednn=False), replace(tb, precision="bf16"),
+                       replace(tb, xla=True), replace(tb, layout="ranks", workers=2)],
+        "densenet121_128": [dn, replace(dn, onednn=False), replace(dn, precision="bf16"),
+                            replace(dn, precision="bf16", onednn=False)],
+        "densenet121_224": [replace(dn, image_size=224), replace(dn, image_size=224, precision="bf16")],
+        "dcgan_64": [gan, replace(gan, precision="bf16")],
+    }
+    return {name: p if variants == "all" else p[:1] for name, p in plan.items()}
+
+
+#: sections with scaling baselines, and the Horovod settings of their extra ranks runs
+SCALED = {"tb_cnn_128": [()], "densenet121_128": [(), (("HOROVOD_FUSION_THRESHOLD", str(8 << 20)),)],
+          "dcgan_64": [()]}   # DenseNet: default 128 MiB vs 8 MiB fusion buckets
+
+
+def bench_suite(cfg) -> dict:
+    """The targets of issues 10 and 19, measured side by side in one run (see the README for times)."""
+    check_workers([2])
+    wanted = cfg.only or list(SECTIONS)
+    data = cfg.data or phantom_records(cfg.out, cfg.images, 128)
+    small = Timing(steps=cfg.steps, repeats=cfg.repeats, warmup=cfg.warmup)
+    large = Timing(steps=max(2, cfg.steps // 4), repeats=cfg.repeats, warmup=max(2, cfg.warmup // 2))
+    gemm = measure_gemm(large, cfg.gemm_size) if cfg.gemm_size else None
+    sections: dict[str, list[dict]] = {}
+    for name, plan in suite_plan(cfg.variants).items():
+        if name not in wanted:
+            continue
+        timing = large if name.startswith("densenet") else small
+        sections[name] = run_plan(plan, timing, data)
+        if name in SCALED:   # baselines with the fastest single-process setting just measured
+            base = fastest_single(sections[name], plan[0])
+            sections[name] += run_plan(scaling_plan(base, [2], cfg.launcher, SCALED[name]), timing, data)
+        if name == "tb_cnn_128":
+            for precision, workers in LOOPS:
+                print(f"tfxr: benchmark: the tfxr.train loop, {precision}, {workers} process(es) ...",
+                      file=sys.stderr, flush=True)
+                sections[name].append(measure_training_loop("tb_cnn", data, 128, 32, cfg.repeats, cfg.loop_steps,
+                                                            small, precision=precision, workers=workers))
+    conversions = []
+    if "convert" in wanted:
+        source = CONVERT_SOURCES[cfg.convert_source](cfg.out, cfg.convert_images, 128)
+        conversions = measure_conversions(source, [1, 2], [2], max(3, cfg.repeats // 2 + 1))
+    ceiling = judge_flops([m for ms in sections.values() for m in ms], cfg, gemm)
+    tables = []
+    for name, ms in sections.items():
+        tables.append(f"## {name}\n\n" + "\n\n".join(report.report_lines(ms)))
+        rows = scaling_rows(ms)
+        if rows:
+            tables.append(report.scaling_table(rows))
+        loops = analysis.loop_rows(ms)
+        if loops:
+            tables.append(report.loop_table(loops))
+    if conversions:
+        tables.append(f"## convert ({cfg.convert_source} source)\n\n" + report.conversion_table(conversions))
+    if gemm and "gflops" in gemm:
+        tables.append(gemm_table(gemm, ceiling))
+    tables.append(report.ceiling_line(ceiling))
+    targets = analysis.suite_targets(sections)
+    tables.append("## targets (issues 10 and 19)\n\n" + report.targets_table(targets))
+    plots = {f"scaling_{name}.png": (ms, f"{name.replace('_', ' ')} px training")
+             for name, ms in sections.items() if scaling_rows(ms)}
+    return {"kind": "suite", "data": os.path.abspath(data), "fp32_ceiling": ceiling, "gemm": gemm,
+            "timing": {"small_models": asdict(small), "densenet121": asdict(large)},
+            "sections": sections, "conversions": conversions, "targets": targets, "table": "\n\n".join(tables),
+            "_plots": plots}
+
