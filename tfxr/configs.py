@@ -5,6 +5,8 @@
   its input pipeline is the nested :class:`~tfxr.data.pipeline.DataConfig` (``pipeline:``),
   whose augmentations are :class:`~tfxr.data.augment.AugmentConfig` (``pipeline.augment:``).
 * :class:`GanConfig` - the DCGAN (``tfxr.gan train``, :class:`tfxr.training.gan.GanTrainer`).
+* :class:`DetectorConfig` - the box detector (``tfxr.detect train``,
+  :class:`tfxr.training.detector.DetectorTrainer`).
 
 The machinery (``option()`` bounds, YAML, ``--set``) is :mod:`tfxr.config`.  Every
 trainer's config has the run fields the run scaffold (:mod:`tfxr.training.run`) reads:
@@ -22,7 +24,7 @@ from tfxr.data.augment import AugmentConfig
 from tfxr.data.pipeline import DataConfig
 from tfxr.models import MODELS
 
-__all__ = ["AugmentConfig", "DataConfig", "GanConfig", "TrainConfig"]
+__all__ = ["AugmentConfig", "DataConfig", "DetectorConfig", "GanConfig", "TrainConfig"]
 
 #: the fields of every trainer's config that a ``--resume`` may change
 RUN_FIELDS_SAFE_TO_CHANGE = frozenset({"out", "epochs", "resume", "overwrite", "progress", "keep_checkpoints"})
@@ -113,3 +115,35 @@ class GanConfig:
     #: the evaluators of compare-optimizers; more epochs also stretch the instance-noise decay)
     RESUME_SAFE: ClassVar[frozenset] = RUN_FIELDS_SAFE_TO_CHANGE | {
         "sample_epochs", "collapse_threshold", "inception_weights", "feature_model"}
+
+
+@dataclass
+class DetectorConfig:
+    """The box detector (``tfxr.detect train``, :class:`tfxr.training.detector.DetectorTrainer`)."""
+
+    data: str = ""                     # TFRecord directory whose records carry bbox/* boxes
+    out: str = "runs/detector"
+    epochs: int = option(30, minimum=1)
+    backbone: str = option("tiny", choices=("tiny", "xs", "s", "m"))   # tfxr.models.detector.BACKBONES
+    backbone_weights: str = ""         # a YOLOV8Backbone .weights.h5 file ('' = random initialisation)
+    fpn_depth: int = option(1, minimum=1, maximum=3)
+    max_boxes: int = option(16, minimum=1)           # ground-truth boxes per training image
+    lr: float = option(2e-3, minimum=0.0)            # per-worker base learning rate
+    lr_scaling: bool = True            # multiply lr by the number of workers (Goyal et al.)
+    warmup_epochs: float = option(1.0, minimum=0.0)  # ramp lr from lr to lr*workers (Horovod's warm-up)
+    min_lr: float = option(0.0, minimum=0.0)
+    optimizer: str = option("adam", choices=("adam", "sgd"))
+    weight_decay: float = option(0.0, minimum=0.0)
+    clipnorm: float = option(10.0, minimum=0.0)      # global gradient-norm clip (KerasCV's YOLOv8 recipe); 0 = off
+    compression: str = option("none", choices=("none", "fp16"))      # allreduce compression
+    seed: int = seed_option()
+    steps_per_epoch: int = option(0, minimum=0)      # 0: one pass over the smallest rank's share
+    val_split: str = "val"             # mAP@0.5 on it after each epoch ('' to skip); best.keras by it
+    resume: bool = False               # continue OUT from its newest checkpoint
+    overwrite: bool = False            # replace the run already in OUT
+    keep_checkpoints: int = option(2, minimum=1)
+    progress: bool = True
+    pipeline: DataConfig = field(default_factory=lambda: DataConfig(batch_size=8))
+
+    FLAG_ALIASES: ClassVar[dict[str, str]] = TrainConfig.FLAG_ALIASES
+    RESUME_SAFE: ClassVar[frozenset] = RUN_FIELDS_SAFE_TO_CHANGE

@@ -46,7 +46,7 @@ from tfxr.config import ConfigError, option, parse_config
 
 FLOAT_BYTES = {"fp32": 4, "fp16": 2}
 #: what `--model` accepts: the classifier registry plus the GAN pair
-REPORT_MODELS = ("tb_cnn", "pneumonia_cnn", "chexnet", "dcgan")
+REPORT_MODELS = ("tb_cnn", "pneumonia_cnn", "chexnet", "dcgan", "detector")
 
 _TRANSPOSE = tuple(
     getattr(keras.layers, n) for n in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
@@ -194,6 +194,10 @@ def build_for_report(name: str, image_size: int, channels: int = 1) -> dict[str,
                 raise ConfigError("model: dcgan needs tfxr/models/dcgan.py, not in this checkout") from None
             return {"generator": dcgan.build_generator(image_size),
                     "discriminator": dcgan.build_discriminator(image_size)}
+        if name == "detector":   # KerasCV's YOLOv8 (tfxr/models/detector.py), one class
+            from tfxr.models.detector import build_detector
+
+            return {"model": build_detector(image_size, num_classes=1, channels=channels)}
         from tfxr.models import CHEXNET_LABELS, build_model
 
         outputs = len(CHEXNET_LABELS) if name == "chexnet" else 1  # the 14 ChestX-ray14 findings
@@ -230,6 +234,27 @@ def _classifier_step(model: keras.Model, batch_size: int):
     return lambda: step(images, labels)
 
 
+def _detector_step(model: keras.Model, batch_size: int):
+    """One detector step: the library's loss on random images, one random box each."""
+    import tensorflow as tf
+
+    from tfxr.models.detector import detection_loss, pack_targets
+
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    images = tf.random.uniform((batch_size, *model.input_shape[1:]))
+    targets = {k: tf.constant(v) for k, v in pack_targets([[(0, (0.2, 0.3, 0.5, 0.6))]] * batch_size).items()}
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = detection_loss(model, images, targets)
+        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+        return loss
+
+    return step
+
+
 def _gan_step(generator: keras.Model, discriminator: keras.Model, batch_size: int):
     """The DCGAN's real training step (``GanStep``: both networks' forward and backward
     passes, both allreduces, both Adams) on one random batch."""
@@ -257,6 +282,8 @@ def measure_in_this_process(name: str, image_size: int, batch_size: int, steps: 
     nets = build_for_report(name, image_size)
     if name == "dcgan":
         step = _gan_step(nets["generator"], nets["discriminator"], batch_size)
+    elif name == "detector":
+        step = _detector_step(nets["model"], batch_size)
     else:
         step = _classifier_step(nets["model"], batch_size)
     before = _rss_bytes()
