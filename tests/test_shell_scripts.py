@@ -37,7 +37,9 @@ BATCH_SCRIPTS = {
     "train_1gpu.sh": (1, 1),
     "train_1node.sh": (1, 4),
     "train_multinode.sh": (2, 4),
+    "train_cpu_node.sh": (1, 32),     # ranks = cores, no GPU
 }
+CPU_SCRIPTS = {"train_cpu_node.sh"}
 CHEXNET_CONFIG = REPO / "configs" / "chexnet_nih.yaml"
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -859,7 +861,7 @@ def train_args(argv: list[str]) -> list[str]:
 
 def test_one_script_per_launch_shape():
     assert sorted(p.name for p in SLURM_DIR.glob("*.sh")) == sorted([*BATCH_SCRIPTS, "common.sh"])
-    bodies = {re.sub(r"^#SBATCH.*\n|^#.*\n|tfxr_main \d \d", "", (SLURM_DIR / s).read_text(), flags=re.M)
+    bodies = {re.sub(r"^#SBATCH.*\n|^#.*\n|tfxr_main \d+ \d+.*", "", (SLURM_DIR / s).read_text(), flags=re.M)
               for s in BATCH_SCRIPTS}
     assert len(bodies) == 1  # the same few lines that find common.sh; everything else is there
 
@@ -871,7 +873,10 @@ def test_slurm_script_header(script):
     header = dict(re.findall(r"^#SBATCH --([a-z-]+)=(\S+)", text, flags=re.M))
     assert header["nodes"] == str(nodes)
     assert header["ntasks-per-node"] == str(gpus)
-    assert header["gres"] == f"gpu:{gpus}"
+    if script in CPU_SCRIPTS:   # one rank per core, bound; no GPU request
+        assert "gres" not in header and header["cpus-per-task"] == "1" and header["hint"] == "nomultithread"
+    else:
+        assert header["gres"] == f"gpu:{gpus}"
     assert header["output"] == "logs/%x-%j.out"
     assert {"job-name", "cpus-per-task", "time"} <= header.keys()
     assert re.search(r"^#\s+module load ", text, flags=re.M)

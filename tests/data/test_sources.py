@@ -240,6 +240,24 @@ def test_nih_bad_rows_are_rejected_with_reasons(tmp_path, nih_tmp):
     assert all(isinstance(r, Reject) for r in src.rejects)
 
 
+def test_nih_row_with_more_fields_than_the_header_is_rejected_alone(tmp_path, nih_tmp):
+    labels = _nih_csv(tmp_path / "labels.csv", [
+        ["00000075_000.png", "Cardiomegaly", "0", "00075"],
+        ["00000100_000.png", "Effusion", "0", "100", "extra", "fields"],   # line 3: 6 fields, header 4
+        ["00000129_000.png", "No Finding", "0", "129"],
+        ["00001369_000.png", "Mass", "0", "1369"],
+    ])
+    src = nih_source(str(nih_tmp), labels)
+    assert sorted(_by_id(src)) == ["00000075_000.png", "00000129_000.png", "00001369_000.png"]
+    long_rows = [r for r in src.rejects if r.file.endswith("labels.csv:3")]
+    assert len(long_rows) == 1 and "6 fields" in long_rows[0].reason and "header has 4" in long_rows[0].reason
+    assert [r for r in src.rejects if "without a label" in r.reason][0].file.endswith("00000100_000.png")
+    dup = _nih_csv(tmp_path / "dup.csv", [["00000075_000.png", "Mass", "0", "75", "x"],
+                                         ["00000129_000.png", "Mass", "0", "129"],
+                                         ["00000129_000.png", "Mass", "1", "129"]])
+    assert [r.file for r in nih_source(str(nih_tmp), dup).rejects if "duplicate" in r.reason] == [f"{dup}:4"]
+
+
 def test_nih_csv_missing_columns_is_a_source_error(tmp_path, nih_tmp):
     bad = tmp_path / "not_nih.csv"
     bad.write_text("image,label\n00000075_000.png,Cardiomegaly\n")
@@ -506,6 +524,23 @@ def test_chestmnist_like_npz(tmp_path):
     assert npz_source(str(q), dataset="chestmnist").label_names == CHEXNET_ORDER
 
 
+def test_npz_with_object_arrays_or_nan_labels_is_refused_before_writing(tmp_path):
+    from tests.conftest import tfxr
+
+    img = np.zeros((3, 28, 28), np.uint8)
+    objects = tmp_path / "pneumoniamnist_obj.npz"
+    np.savez(objects, train_images=img, train_labels=np.array([[0], [1], [None]], dtype=object))
+    with pytest.raises(SourceError, match=re.escape(str(objects)) + ".*train_labels.*object"):
+        npz_source(str(objects))
+    nan = tmp_path / "pneumoniamnist_nan.npz"
+    np.savez(nan, train_images=img, train_labels=np.array([[0.0], [np.nan], [1.0]]))
+    with pytest.raises(SourceError, match=re.escape(str(nan)) + r".*train_labels\[1\].*nan"):
+        npz_source(str(nan))
+    r = tfxr("tfxr.tfrecords", "write", "--source", "npz", "--npz", str(nan), "--out", str(tmp_path / "out"),
+             "--image-size", "28", "--quiet", check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
 def test_npz_bad_files(tmp_path):
     img = np.zeros((3, 28, 28), np.uint8)
     wrong = tmp_path / "pneumoniamnist_wrong.npz"
@@ -602,11 +637,9 @@ def test_nih_short_and_damaged_rows_are_rejected_with_file_and_line(tmp_path, ni
     assert f"{labels}:4" not in by_file
 
 
-def test_nih_row_with_too_many_fields_or_bad_encoding_is_a_clear_error(tmp_path, nih_tmp):
-    long_row = _nih_rows(tmp_path / "long.csv", "Image Index,Finding Labels,Patient ID\n"
-                         "00000075_000.png,Mass,75\n00000100_000.png,Mass,100,extra,fields\n")
-    with pytest.raises(SourceError, match=re.escape(long_row) + ".*line 3"):
-        nih_source(str(nih_tmp), long_row)
+def test_nih_file_with_bad_encoding_or_empty_is_a_clear_error(tmp_path, nih_tmp):
+    # (a row with more fields than the header is rejected alone: see
+    # test_nih_row_with_more_fields_than_the_header_is_rejected_alone)
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("Image Index,Finding Labels,Patient ID\n00000075_000.png,Mass,75 \u00e9\n".encode("latin-1"))
     with pytest.raises(SourceError, match=re.escape(str(latin1)) + ": not UTF-8"):

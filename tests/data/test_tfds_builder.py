@@ -96,3 +96,20 @@ def test_builder_refuses_what_it_cannot_read(tfxr_dir, tmp_path):
         TfxrShardsConfig.for_directory(str(tmp_path))
     with pytest.raises(ManifestError, match="needs config=TfxrShardsConfig.for_directory"):
         TfxrShards(data_dir=str(tmp_path / "tfds")).info  # noqa: B018 - no tfxr directory given
+
+
+def test_builder_reads_raw_encoded_records_as_the_same_images(tmp_path):
+    """A directory written with --encoding raw gives TFDS the same pixels (TFDS encodes them as PNG)."""
+    items = [Item(f"img_{i:02d}", f"p{i}", (float(i % 2), 0.0), _image(i)) for i in range(4)]
+    (tmp_path / "raw").mkdir()
+    with ShardWriter(str(tmp_path / "raw"), 16, len(LABELS), encoding="raw") as writer:
+        results = [writer.write(p) for p in plan_shards({"train": items}, 1, seed=0)]
+    write_manifest(str(tmp_path / "raw"), build_manifest(Source("tiny", LABELS, items), results, image_size=16,
+                                                         seed=0, fractions=(1, 0, 0), command=["t"],
+                                                         fmt="tfrecord", source_rejects=[], encoding="raw"))
+    expected = _pipeline_examples(tmp_path / "raw", "train")
+    got = _tfds_examples(tfds_builder(str(tmp_path / "raw"), str(tmp_path / "tfds")).as_dataset(split="train"))
+    assert set(got) == set(expected) and len(got) == 4
+    for image_id, (img, lab, _pid) in expected.items():
+        np.testing.assert_array_equal(got[image_id]["image"], img)
+        np.testing.assert_array_equal(got[image_id]["labels"], lab)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, run
+from tests.conftest import REPO, run, save_classifier_run
 from tfxr.data import records
 from tfxr.errors import ManifestError
 
@@ -74,8 +75,9 @@ def test_evaluate_refuses_a_shard_outside_the_folder(hostile):
     from tfxr.models import build_model
 
     root, victim = hostile
-    build_model("tb_cnn", 64, num_outputs=1).save(root / "model.keras")
-    _refused(_cli(root, "tfxr.evaluate", "--model", "model.keras", "--data", "data", "--split", "test",
+    save_classifier_run(build_model("tb_cnn", 64, num_outputs=1), root / "mrun", "tb_cnn", 64, ["Tuberculosis"],
+                        file="model.keras")
+    _refused(_cli(root, "tfxr.evaluate", "--model", "mrun/model.keras", "--data", "data", "--split", "test",
                   "--out", "ev"))
     assert victim.exists() and not (root / "ev").exists()
 
@@ -140,3 +142,18 @@ def test_raw_index_paths_outside_the_folders_are_refused(tmp_path):
         index.write_text("\n".join([text[0], text[1].replace(first_path, hostile), *text[2:]]) + "\n")
         with pytest.raises(ManifestError, match="outside"):
             build_dataset(str(out), "train", cfg, training=False)
+
+
+def test_label_file_image_paths_outside_the_image_folder_are_refused(tmp_path):
+    """A CheXpert-style label row naming ../../outside.jpg (which exists) is refused, naming the row."""
+    from tfxr.data.sources.chexpert import CHEXPERT_COLUMNS, chexpert_source
+
+    images = tmp_path / "images"
+    (images / "CheXpert-v1.0-small" / "train" / "patient00001" / "study1").mkdir(parents=True)
+    (tmp_path / "outside.jpg").write_bytes(b"not for tfxr")
+    labels = tmp_path / "train.csv"
+    hostile = "CheXpert-v1.0-small/train/patient00001/study1/../../../../outside.jpg"
+    labels.write_text(",".join(CHEXPERT_COLUMNS) + "\n"
+                      + ",".join([hostile, "Frontal", "PA"] + ["1.0"] * (len(CHEXPERT_COLUMNS) - 3)) + "\n")
+    with pytest.raises(ManifestError, match=re.escape(f"{labels}:2") + ".*resolves outside"):
+        chexpert_source(str(images), [str(labels)])

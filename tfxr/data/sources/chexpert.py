@@ -17,6 +17,7 @@ import re
 
 import pandas as pd
 
+from tfxr.data.paths import inside
 from tfxr.data.sources.common import missing_image, parse_age, read_table
 from tfxr.data.types import Item, Reject, Source
 from tfxr.errors import SourceError
@@ -86,7 +87,7 @@ def chexpert_source(images: str | None, labels: list[str], policy: str = "ones",
             if views and view not in views:
                 view_skipped += 1
                 continue
-            file = _locate(images, path) if require_images else os.path.join(images or "", path)
+            file = _locate(images, path, where) if require_images else os.path.join(images or "", path)
             if file is None:
                 missing_image(missing_images, path, where, rejects, skipped)
                 continue
@@ -100,11 +101,12 @@ def chexpert_source(images: str | None, labels: list[str], policy: str = "ones",
     return Source("chexpert", list(CHEXPERT_LABELS), items, rejects, info)
 
 
-def _locate(images: str | None, path: str) -> str | None:
+def _locate(images: str | None, path: str, where: str) -> str | None:
+    """The image file a label row names, inside ``images`` (else refused), or None."""
     if not images:
         return None
     for candidate in (path, path.split("/", 1)[-1]):
-        file = os.path.join(images, *candidate.split("/"))
+        file = inside(images, os.path.join(*candidate.split("/")), where, "image path")
         if os.path.isfile(file):
             return file
     return None

@@ -6,6 +6,7 @@ inputs they cannot use.
 """
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 
@@ -38,18 +39,32 @@ def read_lines(path: str) -> list[str]:
         raise SourceError(f"{path}: unreadable ({e})") from None
 
 
-def read_table(path: str, required: tuple[str, ...], what: str) -> pd.DataFrame:
+def read_table(path: str, required: tuple[str, ...], what: str,
+               rejects: list[Reject] | None = None) -> pd.DataFrame:
     """A CSV label file (plain or .gz) as a table of strings, indexed by line number.
 
     Every cell is read as text (a patient id keeps its leading zeros until a reader
     decides), a UTF-8 byte-order mark is accepted, missing cells of a short row are
     empty strings, and blank lines are dropped.  A file that is not UTF-8 CSV or lacks
-    one of the ``required`` columns is a SourceError naming the file.
+    one of the ``required`` columns is a SourceError naming the file.  With ``rejects``,
+    a row with more fields than the header is rejected there (file:line and why) and the
+    rest of the file is read; without, it makes the file unreadable.
     """
     _require_file(path)
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False,
-                            encoding="utf-8-sig", compression="gzip" if path.endswith(".gz") else None)
+        try:
+            table = _read_csv(path)
+            skipped: list[int] = []
+            if not isinstance(table.index, pd.RangeIndex):   # pandas made extra leading fields an index
+                raise pd.errors.ParserError("a row has more fields than the header")
+        except pd.errors.ParserError:
+            long_rows, fields = _long_rows(path) if rejects is not None else ([], 0)
+            if not long_rows:
+                raise
+            skipped = [line for line, _ in long_rows]
+            table = _read_csv(path, skiprows=[line - 1 for line in skipped])   # 0-based file lines
+            rejects.extend(Reject(f"{path}:{line}", f"malformed row: {n} fields, the header has {fields}")
+                           for line, n in long_rows)
     except pd.errors.EmptyDataError:
         raise SourceError(f"{path}: empty file, expected {what}") from None
     except UnicodeDecodeError as e:
@@ -62,9 +77,28 @@ def read_table(path: str, required: tuple[str, ...], what: str) -> pd.DataFrame:
         raise SourceError(f"{path}: not {what}: missing column(s) {missing} "
                           f"(found {[c for c in table.columns if not c.startswith('Unnamed')]})")
     table = table.fillna("")
-    table.index = table.index + 2  # the line number of each row (line 1 is the header)
+    if skipped:     # the line number of each row that was read (line 1 is the header)
+        gone = set(skipped)
+        lines = [n for n in range(2, len(table) + len(gone) + 2) if n not in gone]
+        table.index = lines[:len(table)]
+    else:
+        table.index = table.index + 2  # the line number of each row (line 1 is the header)
     blank = (table.apply(lambda col: col.str.strip()) == "").all(axis=1)
     return table[~blank]
+
+
+def _read_csv(path: str, skiprows=None) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, skiprows=skiprows,
+                       encoding="utf-8-sig", compression="gzip" if path.endswith(".gz") else None)
+
+
+def _long_rows(path: str) -> tuple[list[tuple[int, int]], int]:
+    """(line, fields) of every row with more fields than the header, and the header's field count."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+        rows = csv.reader(fh)
+        header = next(rows, [])
+        return [(rows.line_num, len(row)) for row in rows if len(row) > len(header)], len(header)
 
 
 def printable_path(path: str) -> str:

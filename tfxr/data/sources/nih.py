@@ -14,9 +14,10 @@ NIH_BOX_SPACE = 1024.0  # NIH boxes are given in the 1024-px coordinates of the 
 NIH_LABEL_COLUMNS = ("Image Index", "Finding Labels", "Patient ID")
 NIH_BOX_COLUMNS = ("Image Index", "Finding Label")
 
-def read_nih_labels(path: str) -> pd.DataFrame:
-    """NIH ``Data_Entry_2017*.csv(.gz)`` as a table of strings indexed by line number."""
-    return read_table(path, NIH_LABEL_COLUMNS, "an NIH label file (Data_Entry_2017*.csv)")
+def read_nih_labels(path: str, rejects: list[Reject] | None = None) -> pd.DataFrame:
+    """NIH ``Data_Entry_2017*.csv(.gz)`` as a table of strings indexed by line number
+    (with ``rejects``, a row with more fields than the header is rejected there)."""
+    return read_table(path, NIH_LABEL_COLUMNS, "an NIH label file (Data_Entry_2017*.csv)", rejects)
 
 
 def read_nih_box_table(path: str) -> pd.DataFrame:
@@ -97,7 +98,7 @@ def nih_source(images: str, labels: str, bbox: str | None = None,
                 except ValueError:
                     raise SourceError(f"{lf}:{n}: labels must be 14 numbers after the file name") from None
     boxes = read_nih_boxes(bbox, label_names, rejects) if bbox else {}
-    table = read_nih_labels(labels)
+    table = read_nih_labels(labels, rejects)
     rows = pd.DataFrame({"image": table["Image Index"].str.strip(),
                          "findings": table["Finding Labels"].str.strip(),
                          "patient": table["Patient ID"].str.strip()}, index=table.index)

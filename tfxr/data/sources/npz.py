@@ -41,10 +41,15 @@ def npz_source(path: str, dataset: str | None = None) -> Source:
     for split in found:
         if f"{split}_labels" not in data.files:
             raise SourceError(f"{path}: has {split}_images but no {split}_labels")
-        imgs, labs = data[f"{split}_images"], data[f"{split}_labels"]
+        imgs, labs = _array(data, path, f"{split}_images"), _array(data, path, f"{split}_labels")
         if len(labs) != len(imgs):
             raise SourceError(f"{path}: {len(imgs)} {split}_images but {len(labs)} {split}_labels")
         labs = labs.reshape(len(labs), -1)
+        bad = np.argwhere(~np.isfinite(labs.astype(np.float64)))
+        if len(bad):
+            i, j = bad[0]
+            raise SourceError(f"{path}: {split}_labels[{i}] is {labs[i, j]} (column {j}); MedMNIST labels are "
+                              f"numbers ({len(bad)} non-finite value(s))")
         if label_names is None:
             label_names = [f"label_{i}" for i in range(labs.shape[1])]
         if labs.shape[1] != len(label_names):
@@ -54,3 +59,14 @@ def npz_source(path: str, dataset: str | None = None) -> Source:
             image_id = f"{split}_{i:06d}"
             items.append(Item(image_id, image_id, tuple(float(v) for v in labs[i]), imgs[i], split=split))
     return Source(ds or "npz", list(label_names or []), items, rejects, {"npz": os.path.abspath(path)})
+
+
+def _array(data, path: str, key: str) -> np.ndarray:
+    """One numeric array of the archive; object arrays (pickled Python objects) are refused."""
+    try:
+        arr = data[key]
+    except ValueError as e:          # numpy refuses object arrays without allow_pickle
+        raise SourceError(f"{path}: {key} is an object array ({e}); tfxr reads numeric arrays only") from None
+    if arr.dtype.kind not in "biuf":
+        raise SourceError(f"{path}: {key} has dtype {arr.dtype}, not numbers")
+    return arr

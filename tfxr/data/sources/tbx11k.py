@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 
+from tfxr.data.paths import inside
 from tfxr.data.sources.common import missing_image
 from tfxr.data.types import Box, Item, Reject, Source
 from tfxr.errors import SourceError
@@ -66,6 +67,8 @@ def tbx11k_source(images: str | None, labels: list[str], require_images: bool = 
                 rejects.append(Reject(f"{lf}: images[{n}]", "needs file_name, width and height"))
                 continue
             path = os.path.join(images or "", *name.split("/"))
+            if require_images:
+                inside(images or ".", os.path.join(*name.split("/")), f"{lf}: images[{n}]", "file_name")
             if require_images and not os.path.isfile(path):
                 missing_image(missing_images, path, f"{lf}: images[{n}]", rejects, skipped)
                 continue
