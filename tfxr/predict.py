@@ -48,6 +48,7 @@ class PredictConfig:
     cam: str = option("hirescam", choices=("hirescam", "gradcam"))
     max_rejects: int = option(-1, minimum=-1)   # exit 3 when more images are unreadable (-1: no bound)
     trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
+    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
 
 
 def find_images(inputs: list[str]) -> list[str]:
