@@ -112,13 +112,13 @@ def preprocess(path: str, info: dict) -> np.ndarray:
     """One file as the model's input (S, S, C) float32 in 0..1, as the pipeline feeds it."""
     import tensorflow as tf
 
-    from tfxr.data.pipeline import _resize_u8   # the pipeline's own resize, so the numbers match
+    from tfxr.data.records import resize_u8   # the one reader's resize, so the numbers match
 
     grey = imageio.load_image(path, dicom_window=info["dicom_window"])
     stored = imageio.resize(grey, info["stored"])            # the converter's resize
     img = tf.convert_to_tensor(stored[..., None])
     if info["size"] != info["stored"]:
-        img = _resize_u8(img, info["size"])
+        img = resize_u8(img, info["size"])
     img = tf.cast(img, tf.float32) / 255.0
     if info["channels"] == 3:
         img = tf.repeat(img, 3, axis=-1)
