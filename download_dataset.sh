@@ -30,6 +30,10 @@ Datasets: ${known:-(none: $TABLE is missing)}all
   pneumoniamnist  MedMNIST v2 pneumoniamnist.npz (Zenodo)
   chestmnist      MedMNIST v2 chestmnist.npz (Zenodo)
   all             every data set in the table
+  rsna chexpert mimic-cxr-jpg vindr tbx11k
+                  no direct public download (credentialed, or only behind a web page):
+                  the script prints the exact manual steps and the layout tfxr expects
+                  (exit 0), and downloads the other data sets named
 
 Options:
   -n, --dry-run   list each file, its URL, size (if known), checksum and destination,
@@ -152,16 +156,81 @@ load_table() { # FILE
 load_table "$TABLE"
 if [[ -n ${TFXR_CHECKSUM_FILE:-} ]]; then load_table "$TFXR_CHECKSUM_FILE"; fi
 
+# Data sets without a direct public download: how to get them, and the layout tfxr reads.
+declare -A MANUAL=(
+    [rsna]='RSNA Pneumonia Detection Challenge (2018), Kaggle: needs a Kaggle account and the
+competition rules accepted.
+  1. Accept the rules: https://www.kaggle.com/competitions/rsna-pneumonia-detection-challenge/rules
+  2. pip install kaggle; save your API token (kaggle.com > Settings > API > Create New Token)
+     as ~/.kaggle/kaggle.json, then: chmod 600 ~/.kaggle/kaggle.json
+  3. kaggle competitions download -c rsna-pneumonia-detection-challenge -p DEST/rsna
+  4. cd DEST/rsna && unzip -q rsna-pneumonia-detection-challenge.zip
+Expected layout:
+  DEST/rsna/stage_2_train_labels.csv          patientId,x,y,width,height,Target (one row per box)
+  DEST/rsna/stage_2_detailed_class_info.csv   patientId,class
+  DEST/rsna/stage_2_train_images/<patientId>.dcm
+Then: python -m tfxr.tfrecords write --source rsna --images DEST/rsna/stage_2_train_images \
+        --labels DEST/rsna/stage_2_train_labels.csv --class-info DEST/rsna/stage_2_detailed_class_info.csv --out OUT'
+    [chexpert]='CheXpert v1.0, Stanford AIMI: needs a (free) registration and the Stanford
+University Dataset Research Use Agreement.
+  1. Open https://stanfordaimi.azurewebsites.net/ , find "CheXpert", sign in and accept the agreement.
+  2. Download CheXpert-v1.0-small.zip (about 11 GB; or the full-resolution CheXpert-v1.0)
+     from the link the page gives, into DEST/chexpert/, and unzip it there.
+Expected layout:
+  DEST/chexpert/CheXpert-v1.0-small/train.csv, valid.csv
+  DEST/chexpert/CheXpert-v1.0-small/train/patientNNNNN/studyM/viewK_frontal.jpg (and valid/)
+Then: python -m tfxr.tfrecords write --source chexpert --images DEST/chexpert/CheXpert-v1.0-small \
+        --labels DEST/chexpert/CheXpert-v1.0-small/train.csv --labels DEST/chexpert/CheXpert-v1.0-small/valid.csv \
+        --uncertainty ones --out OUT'
+    [mimic-cxr-jpg]='MIMIC-CXR-JPG 2.0.0, PhysioNet: needs a credentialed PhysioNet account (CITI
+"Data or Specimens Only Research" training) and the signed data use agreement.
+  1. https://physionet.org/content/mimic-cxr-jpg/2.0.0/ : sign in, complete the training, sign the DUA.
+  2. wget -r -N -c -np --user YOUR_PHYSIONET_USER --ask-password -P DEST \
+        https://physionet.org/files/mimic-cxr-jpg/2.0.0/     (about 570 GB)
+Expected layout (under DEST/physionet.org/files/mimic-cxr-jpg/2.0.0/):
+  mimic-cxr-2.0.0-chexpert.csv.gz, mimic-cxr-2.0.0-split.csv.gz, mimic-cxr-2.0.0-metadata.csv.gz
+  files/p10/p10000032/s50414267/<dicom_id>.jpg
+Then: python -m tfxr.tfrecords write --source mimic-cxr-jpg --images M --labels M/mimic-cxr-2.0.0-chexpert.csv.gz \
+        --mimic-split M/mimic-cxr-2.0.0-split.csv.gz --mimic-metadata M/mimic-cxr-2.0.0-metadata.csv.gz --out OUT'
+    [vindr]='VinDr-CXR: PhysioNet (credentialed, as MIMIC) or the VinBigData Kaggle competition.
+  Kaggle (the train.csv tfxr reads, with class_id): accept the rules at
+     https://www.kaggle.com/competitions/vinbigdata-chest-xray-abnormalities-detection/rules , then
+     kaggle competitions download -c vinbigdata-chest-xray-abnormalities-detection -p DEST/vindr
+     cd DEST/vindr && unzip -q vinbigdata-chest-xray-abnormalities-detection.zip
+  PhysioNet: https://physionet.org/content/vindr-cxr/1.0.0/ ; wget -r -N -c -np --user USER --ask-password \
+     https://physionet.org/files/vindr-cxr/1.0.0/
+Expected layout (Kaggle):
+  DEST/vindr/train.csv     image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max
+  DEST/vindr/train/<image_id>.dicom
+Then: python -m tfxr.tfrecords write --source vindr --images DEST/vindr/train --labels DEST/vindr/train.csv \
+        --fusion wbf --out OUT'
+    [tbx11k]='TBX11K (Liu et al., CVPR 2020): public, but only through the links on its project page
+(Google Drive / Baidu Pan), which need a browser; no checksum is published.
+  1. Open https://github.com/yun-liu/Tuberculosis and follow its "TBX11K dataset" download link.
+  2. Save TBX11K.zip into DEST/tbx11k/ and unzip it there.
+Expected layout:
+  DEST/tbx11k/TBX11K/imgs/{health,sick,tb,test}/*.png
+  DEST/tbx11k/TBX11K/annotations/json/TBX11K_train.json, TBX11K_val.json   (COCO style)
+Then: python -m tfxr.tfrecords write --source tbx11k --images DEST/tbx11k/TBX11K/imgs \
+        --labels DEST/tbx11k/TBX11K/annotations/json/TBX11K_train.json \
+        --labels DEST/tbx11k/TBX11K/annotations/json/TBX11K_val.json --out OUT'
+)
+
 # Expand 'all', reject unknown names, drop repeats.
 SELECTED=()
+MANUAL_SELECTED=()
 declare -A PICKED=()
 for ds in "${DATASETS[@]}"; do
+    if [[ -n ${MANUAL[$ds]+set} ]]; then
+        [[ " ${MANUAL_SELECTED[*]} " == *" $ds "* ]] || MANUAL_SELECTED+=("$ds")
+        continue
+    fi
     if [[ $ds == all ]]; then
         names=("${DS_ORDER[@]}")
     elif [[ -n ${DS_KNOWN[$ds]+set} ]]; then
         names=("$ds")
     else
-        usage_error "unknown dataset '$ds' (known: ${DS_ORDER[*]} all)"
+        usage_error "unknown dataset '$ds' (known: ${DS_ORDER[*]} all; by hand: ${!MANUAL[*]})"
     fi
     for n in "${names[@]}"; do
         [[ -n ${PICKED[$n]+set} ]] && continue
@@ -169,6 +238,14 @@ for ds in "${DATASETS[@]}"; do
         SELECTED+=("$n")
     done
 done
+
+for ds in "${MANUAL_SELECTED[@]}"; do
+    echo "== $ds: download by hand (no direct public URL) =="
+    printf '%s\n\n' "${MANUAL[$ds]//DEST/$DEST}"
+done
+if ((${#MANUAL_SELECTED[@]})) && ((${#SELECTED[@]} == 0)); then
+    exit 0
+fi
 
 FILES=()
 for key in "${KEYS[@]}"; do

@@ -25,6 +25,15 @@ if ! command -v erb >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ruby >/dev/null
 fi
 
+# 1c. A one-node Slurm for the tests (tests/slurm_cluster.py starts private daemons):
+#     Debian's slurm-wlm (slurmctld, slurmd, sbatch, srun with the PMIx plugin) and munge.
+if ! command -v sbatch >/dev/null 2>&1 || ! command -v slurmd >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    log "installing Slurm and munge (slurm-wlm munge) for the Slurm tests"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
+fi
+
 # 2. The virtual environment.
 if [ ! -x "$VENV/bin/python" ]; then
     log "creating $VENV with $PYTHON"

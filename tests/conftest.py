@@ -45,3 +45,52 @@ def synthetic_tfrec(tmp_path_factory) -> Path:
     tfxr("tfxr.tfrecords", "write", "--source", "synthetic", "--num-images", "240", "--image-size", "64",
          "--shards", "4", "--out", str(out), "--quiet")
     return out
+
+
+def save_classifier_run(model, folder, name: str, image_size: int, label_names, channels: int = 1,
+                        dropout: float | None = None, file: str = "best.keras") -> Path:
+    """Save ``model`` as a tfxr classifier run would: ``folder/file`` beside a ``config.yaml``
+    with the keys :mod:`tfxr.models.loading` rebuilds it from (for models trained in a test
+    with keras ``fit`` instead of ``tfxr.train``)."""
+    import yaml
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({
+        "model": name, "dropout": dropout, "pipeline": {"channels": channels},
+        "_resolved": {"image_size": image_size, "label_names": list(label_names)}}))
+    model.save(str(folder / file))
+    return folder / file
+
+
+def save_generator_run(generator, folder, image_size: int, latent_dim: int = 100, g_filters: int = 64,
+                       batch_norm: bool = True) -> Path:
+    """Save a DCGAN generator as ``tfxr.gan train`` would: ``folder/generator.keras`` + config.yaml."""
+    import yaml
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({
+        "latent_dim": latent_dim, "g_filters": g_filters, "batch_norm": batch_norm, "d_filters": 64,
+        "d_dropout": 0.3, "_resolved": {"image_size": image_size}}))
+    generator.save(str(folder / "generator.keras"))
+    return folder / "generator.keras"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A private one-node Slurm (this host, CPUs=2) for the session; skipped only when Debian's
+    slurm-wlm/munge are missing and cannot be installed."""
+    from tests.slurm_cluster import SlurmCluster, install_binaries
+
+    why = install_binaries()
+    if why:
+        pytest.skip(why)
+    if os.geteuid() != 0:
+        pytest.skip("the test Slurm runs its daemons as root")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -84,7 +84,8 @@ def test_model_with_a_dynamic_input_shape_is_a_clear_error(phantom_data, tmp_pat
     outputs = keras.layers.Dense(labels, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs))
     path = tmp_path / "dynamic.keras"
     keras.Model(inputs, outputs).save(path)
-    assert main(["--model", str(path), "--data", str(phantom_data), "--out", str(tmp_path / "e")]) == 2
+    assert main(["--model", str(path), "--data", str(phantom_data), "--out", str(tmp_path / "e"),
+                 "--trust-model-file"]) == 2     # a foreign file: tfxr refuses it without the flag
     err = capsys.readouterr().err
     assert "is not a fixed square image" in err and str(path) in err and "Traceback" not in err
     assert not (tmp_path / "e").exists()

@@ -121,10 +121,11 @@ def test_bad_input_is_one_line_and_exit_2(synthetic_tfrec, tmp_path, args, messa
 def test_compare_optimizers_reports_both_with_the_evaluators_domain_fid(synthetic_tfrec, tmp_path):
     """Adam and RMSProp side by side, each scored by the evaluator's FID_tfxr beside the
     real-vs-real baseline (a random-init tfxr classifier is enough to exercise the path)."""
+    from tests.conftest import save_classifier_run
     from tfxr.models import build_model
 
-    feature_model = tmp_path / "clf.keras"
-    build_model("tb_cnn", 64, num_outputs=1).save(feature_model)
+    feature_model = save_classifier_run(build_model("tb_cnn", 64, num_outputs=1), tmp_path / "clf", "tb_cnn",
+                                        64, ["tb"])
     out = tmp_path / "cmp"
     tfxr("tfxr.gan", "compare-optimizers", "--data", str(synthetic_tfrec), "--out", str(out), "--epochs", "1",
          "--set", "steps_per_epoch=2", "--set", f"feature_model={feature_model}", *TINY)

@@ -37,7 +37,9 @@ BATCH_SCRIPTS = {
     "train_1gpu.sh": (1, 1),
     "train_1node.sh": (1, 4),
     "train_multinode.sh": (2, 4),
+    "train_cpu_node.sh": (1, 32),     # ranks = cores, no GPU
 }
+CPU_SCRIPTS = {"train_cpu_node.sh"}
 CHEXNET_CONFIG = REPO / "configs" / "chexnet_nih.yaml"
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -859,7 +861,7 @@ def train_args(argv: list[str]) -> list[str]:
 
 def test_one_script_per_launch_shape():
     assert sorted(p.name for p in SLURM_DIR.glob("*.sh")) == sorted([*BATCH_SCRIPTS, "common.sh"])
-    bodies = {re.sub(r"^#SBATCH.*\n|^#.*\n|tfxr_main \d \d", "", (SLURM_DIR / s).read_text(), flags=re.M)
+    bodies = {re.sub(r"^#SBATCH.*\n|^#.*\n|tfxr_main \d+ \d+.*", "", (SLURM_DIR / s).read_text(), flags=re.M)
               for s in BATCH_SCRIPTS}
     assert len(bodies) == 1  # the same few lines that find common.sh; everything else is there
 
@@ -871,7 +873,10 @@ def test_slurm_script_header(script):
     header = dict(re.findall(r"^#SBATCH --([a-z-]+)=(\S+)", text, flags=re.M))
     assert header["nodes"] == str(nodes)
     assert header["ntasks-per-node"] == str(gpus)
-    assert header["gres"] == f"gpu:{gpus}"
+    if script in CPU_SCRIPTS:   # one rank per core, bound; no GPU request
+        assert "gres" not in header and header["cpus-per-task"] == "1" and header["hint"] == "nomultithread"
+    else:
+        assert header["gres"] == f"gpu:{gpus}"
     assert header["output"] == "logs/%x-%j.out"
     assert {"job-name", "cpus-per-task", "time"} <= header.keys()
     assert re.search(r"^#\s+module load ", text, flags=re.M)
@@ -1049,3 +1054,34 @@ def test_slurm_local_run_starts_in_the_repo(tmp_path, data_dir):
             f"--out {out} --epochs 1") in line
     assert out.is_dir()
     assert "local run, 2 rank(s)" in proc.stderr and f"config {CHEXNET_CONFIG}" in proc.stderr
+
+
+@pytest.mark.parametrize("dataset, needle", [
+    ("rsna", "kaggle competitions download -c rsna-pneumonia-detection-challenge"),
+    ("chexpert", "CheXpert-v1.0-small/train.csv"),
+    ("mimic-cxr-jpg", "https://physionet.org/files/mimic-cxr-jpg/2.0.0/"),
+    ("vindr", "https://physionet.org/content/vindr-cxr/1.0.0/"),
+    ("tbx11k", "annotations/json/TBX11K_train.json"),
+])
+def test_credentialed_sets_print_manual_steps_and_layout(dataset, needle, tmp_path, no_network_tools):
+    """Sets without a direct public download: exact steps and the expected layout, exit 0, nothing written."""
+    bin_dir, trace = no_network_tools
+    env = clean_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    dest = tmp_path / "dest"
+    for dry in (["--dry-run"], []):
+        proc = run([DOWNLOAD, *dry, "--dest", dest, dataset], env=env)
+        assert proc.returncode == 0, out_of(proc)
+        assert f"== {dataset}: download by hand" in proc.stdout and needle in proc.stdout
+        assert "Expected layout" in proc.stdout and f"--source {dataset}" in proc.stdout
+        assert str(dest / ("physionet.org" if dataset == "mimic-cxr-jpg" else dataset)) in proc.stdout
+    assert not dest.exists() and not trace.exists()
+
+
+def test_manual_and_downloadable_sets_together(tmp_path, no_network_tools):
+    bin_dir, trace = no_network_tools
+    env = clean_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    proc = run([DOWNLOAD, "-n", "--dest", tmp_path / "d", "vindr", "pneumoniamnist"], env=env)
+    assert proc.returncode == 0, out_of(proc)
+    assert "== vindr: download by hand" in proc.stdout
+    assert listed_files(proc.stdout) == ["pneumoniamnist/pneumoniamnist.npz"]
+    assert not trace.exists()

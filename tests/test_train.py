@@ -53,11 +53,12 @@ def _train(data, out, *extra, np_=1, **kw):
 
 
 def test_resume_equals_uninterrupted_run(synthetic_tfrec, tmp_path):
+    """Resumed from a relative --out typed in the folder above it (as a user would)."""
     full, part = tmp_path / "full", tmp_path / "part"
     _train(synthetic_tfrec, full, "--epochs", "3", "--keep-checkpoints", "1")
-    _train(synthetic_tfrec, part, "--epochs", "2", "--keep-checkpoints", "1")
-    r = _train(synthetic_tfrec, part, "--epochs", "3", "--resume", "--keep-checkpoints", "1")
-    assert "resumed from" in r.stderr and "ckpt-2" in r.stderr
+    _train(synthetic_tfrec, "part", "--epochs", "2", "--keep-checkpoints", "1", cwd=tmp_path)
+    r = _train(synthetic_tfrec, "part", "--epochs", "3", "--resume", "--keep-checkpoints", "1", cwd=tmp_path)
+    assert "resumed from" in r.stderr and "ckpt-2" in r.stderr and "checkpoints/part" not in r.stderr
     assert_same_training(full, part, 3)
     # keep_checkpoints=1 keeps exactly one; the run did train (weights moved since epoch 2)
     assert sorted(f for f in os.listdir(part / "checkpoints") if f.endswith(".index")) == ["ckpt-3.index"]
@@ -66,24 +67,24 @@ def test_resume_equals_uninterrupted_run(synthetic_tfrec, tmp_path):
 
 
 def test_damaged_or_missing_checkpoints_are_clear_errors(synthetic_tfrec, tmp_path):
-    out = tmp_path / "run"
-    _train(synthetic_tfrec, out, "--epochs", "1", "--set", "steps_per_epoch=2", "--val-split", "")
+    out, args = tmp_path / "run", ("--set", "steps_per_epoch=2", "--val-split", "")
+    _train(synthetic_tfrec, out, "--epochs", "1", *args)
     history = (out / "history.json").read_text()
     ckpt = out / "checkpoints"
     data_file = next(ckpt.glob("ckpt-1.data-*"))
     good = data_file.read_bytes()
     for damage in (b"", good[: len(good) // 2]):                 # empty, truncated
         data_file.write_bytes(damage)
-        r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", check=False)
+        r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", *args, check=False)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
         assert "ckpt-1" in r.stderr and "cannot restore" in r.stderr
         assert (out / "history.json").read_text() == history
     data_file.unlink()                                           # the index names a deleted checkpoint
-    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", check=False)
+    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", *args, check=False)
     assert r.returncode == 2 and "missing" in r.stderr and "Traceback" not in r.stderr
     for f in ckpt.iterdir():                                     # no checkpoint at all, history kept
         f.unlink()
-    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", check=False)
+    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", *args, check=False)
     assert r.returncode == 2 and "history.json but no checkpoint" in r.stderr
     assert (out / "history.json").read_text() == history
 
@@ -113,8 +114,8 @@ def test_two_rank_resume_is_bit_identical(synthetic_tfrec, tmp_path):
     args = ("--set", "steps_per_epoch=3", "--batch-size", "8", "--val-split", "")
     full, part = tmp_path / "full", tmp_path / "part"
     _train(synthetic_tfrec, full, "--epochs", "2", *args, np_=2, **one_thread)
-    _train(synthetic_tfrec, part, "--epochs", "1", *args, np_=2, **one_thread)
-    r = _train(synthetic_tfrec, part, "--epochs", "2", "--resume", *args, np_=2, **one_thread)
+    _train(synthetic_tfrec, "part", "--epochs", "1", *args, np_=2, cwd=tmp_path, **one_thread)
+    r = _train(synthetic_tfrec, "part", "--epochs", "2", "--resume", *args, np_=2, cwd=tmp_path, **one_thread)
     assert r.stderr.count("resumed from") == 1
     assert_same_training(full, part, 2)
 
@@ -156,10 +157,6 @@ def test_data_errors_are_clear(synthetic_tfrec, tmp_path):
 
 
 def test_missing_shard_is_caught_before_training(synthetic_tfrec, tmp_path):
-    from tfxr.data import records
-
-    if not hasattr(records, "check_shards"):
-        pytest.skip("tfxr.data.records.check_shards comes with the data branch")
     import shutil
 
     data = tmp_path / "data"
@@ -229,10 +226,15 @@ def test_mixed_precision_tracks_fp32(synthetic_tfrec, fp32_run, tmp_path):
     up to bf16 rounding (same seed, same batches)."""
     out = tmp_path / "mp"
     _train(synthetic_tfrec, out, "--epochs", "1", "--set", "mixed_precision=true")
-    from tfxr.evaluate import load_model
+    import zipfile
 
-    m = load_model(str(out / "final.keras"))
-    assert m.get_layer("conv1_16").dtype_policy.name == "mixed_bfloat16"
+    from tfxr.models.loading import load_run_model
+
+    saved = json.loads(zipfile.ZipFile(out / "final.keras").read("config.json"))   # read as data only
+    policies = {layer["config"]["name"]: layer["config"]["dtype"]["config"]["name"]
+                for layer in saved["config"]["layers"] if isinstance(layer["config"].get("dtype"), dict)}
+    assert policies["conv1_16"] == "mixed_bfloat16"
+    m = load_run_model(str(out / "final.keras"))      # tfxr rebuilds it in float32, same weights
     assert m.output.dtype == "float32"
     bf16 = json.loads((out / "history.json").read_text())[0]
     fp32 = json.loads((fp32_run / "history.json").read_text())[0]

@@ -6,12 +6,16 @@ what a run writes beside its results.
 
 Fields declared with :func:`option` carry their allowed values (``choices``) or bounds
 (``minimum``/``maximum``); :func:`from_dict` rejects anything else with the list of
-allowed values, so a typo never silently means a default.
+allowed values, so a typo never silently means a default.  Every float is finite (NaN and
+infinity are refused), every seed is in ``0 .. 2**31 - 1`` (:func:`seed_option`), and YAML
+is read by :func:`load_yaml`: UTF-8 only, no anchors or aliases (the "billion laughs"
+expansion bomb cannot start).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from typing import Any
 
@@ -19,6 +23,11 @@ import yaml
 
 
 from tfxr.errors import ConfigError  # noqa: F401 - re-exported: configs raise it
+
+#: the configs of every trainer live in :mod:`tfxr.configs` (TrainConfig, GanConfig, ...)
+
+#: the largest seed: TensorFlow, NumPy and Python all take 0 .. 2**31 - 1 as a seed
+SEED_MAX = 2**31 - 1
 
 
 def option(default: Any, *, choices: tuple | None = None, minimum: float | None = None,
@@ -31,19 +40,74 @@ def option(default: Any, *, choices: tuple | None = None, minimum: float | None 
     return dataclasses.field(default=default, metadata=meta)
 
 
+def seed_option(default: int = 0):
+    """A seed field: an int in ``0 .. SEED_MAX`` (what every random number generator takes)."""
+    return option(default, minimum=0, maximum=SEED_MAX)
+
+
+def check_seed(value: int, name: str = "--seed") -> int:
+    """``value`` if it is a valid seed (for argparse-based commands), else ConfigError."""
+    if not 0 <= value <= SEED_MAX:
+        raise ConfigError(f"{name}: {value} is outside 0 .. {SEED_MAX} (2**31 - 1)")
+    return value
+
+
 def check_value(f: dataclasses.Field, value: Any, key: str) -> None:
-    """Raise ConfigError when ``value`` breaks the field's declared choices or bounds."""
+    """Raise ConfigError when ``value`` breaks the field's declared choices or bounds,
+    or is a float that is not finite (NaN, +-inf)."""
     choices, lo, hi = (f.metadata.get(k) for k in ("choices", "minimum", "maximum"))
     values = value if isinstance(value, (list, tuple)) else [value]
     for v in values:
         if v is None:        # Optional fields: None means "not set" (e.g. the builder's default)
             continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{key}: {v!r} is not a finite number")
         if choices and v not in choices:
             raise ConfigError(f"{key}: unknown value {v!r} (allowed: {', '.join(map(str, choices))})")
         if lo is not None and v < lo:
             raise ConfigError(f"{key}: {v!r} is below the minimum {lo}")
         if hi is not None and v > hi:
             raise ConfigError(f"{key}: {v!r} is above the maximum {hi}")
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing anchors (``&a``) and aliases (``*a``).
+
+    A few aliases of aliases expand into gigabytes ("billion laughs"); tfxr's configs never
+    need them, so the first anchor or alias ends parsing at once, before any expansion.
+    """
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            mark = event.start_mark
+            raise ConfigError(f"line {mark.line + 1}: YAML anchors and aliases (&name, *name) "
+                              f"are not allowed in tfxr config files")
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML text with :class:`_NoAliasLoader`; ConfigError naming ``source`` if bad."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML ({' '.join(str(e).split())})") from None
+
+
+def load_yaml_file(path: str) -> Any:
+    """A YAML file (UTF-8, an optional byte-order mark) read with :func:`load_yaml`."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r})") from None
+    return load_yaml(text, path)
 
 
 def _field_types(cls) -> dict[str, Any]:
@@ -148,7 +212,7 @@ def apply_override(data: dict, cls, assignment: str) -> None:
             raise ConfigError(f"--set {key}: unknown key {'.'.join(parts[:i + 1])!r}; "
                               f"known: {sorted(types)}")
         if i == len(parts) - 1:
-            node[p] = yaml.safe_load(raw) if raw.strip() else raw
+            node[p] = load_yaml(raw, f"--set {key}") if raw.strip() else raw
         else:
             typ_cls = types[p]
             if not dataclasses.is_dataclass(typ_cls):
@@ -215,13 +279,7 @@ def parse_config(cls, argv: list[str] | None, prog: str, description: str = ""):
     args = p.parse_args(argv)
     data: dict = {}
     if args.config:
-        try:
-            with open(args.config) as fh:
-                loaded = yaml.safe_load(fh) or {}
-        except OSError as e:
-            raise ConfigError(f"{args.config}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{args.config}: not valid YAML ({e})") from None
+        loaded = load_yaml_file(args.config) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{args.config}: expected a mapping at the top level")
         data.update(loaded)

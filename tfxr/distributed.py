@@ -12,15 +12,24 @@ on Keras 3 variables.  The exact path is a ``tf.GradientTape`` wrapped by
 ``DistributedGradientTape``, with the Keras variables' backing ``tf.Variable``s
 (``v.value``) given to ``broadcast_variables`` and used as gradient sources.
 
-No silent hangs: :func:`init` sets Horovod's stall inspector
-(``HOROVOD_STALL_CHECK_TIME_SECONDS``: rank 0 warns which ranks have not submitted a
-tensor the others wait on) and its shutdown (``HOROVOD_STALL_SHUTDOWN_TIME_SECONDS``:
-the job ends with an error instead of waiting forever), unless the user exported them.
+No silent hangs, two mechanisms for two kinds of stall:
+
+* a rank that is alive but does not submit a tensor the others wait on (a different code
+  path, a lock): Horovod's stall inspector, which :func:`init` turns on
+  (``HOROVOD_STALL_CHECK_TIME_SECONDS``: rank 0 prints the missing ranks) with its shutdown
+  (``HOROVOD_STALL_SHUTDOWN_TIME_SECONDS``: the job ends with an error), unless exported;
+* a rank whose process stopped (SIGSTOP, a frozen node, swapped to death): the others then
+  block inside MPI, Horovod's background thread with them, so its inspector never runs.
+  :class:`StallWatchdog` covers this: every rank's watchdog thread touches a heartbeat file
+  each second and, when one training step has run longer than the bound, prints which
+  ranks' heartbeats stopped and ends its process, and the launcher ends the job.
 """
 from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 import warnings
 
 from tfxr.cpu import configure_tensorflow_threads
@@ -99,6 +108,93 @@ def init(pin_gpu: bool = True, stall_timeout: float | None = None, timeline: str
             # CPU ranks: each computes on its own cores (bound by mpirun, or an even share of
             # the node); TFXR_CPU_THREADS sets the count explicitly.  See tfxr.cpu.
             configure_tensorflow_threads(tf, _hvd.local_size() if _hvd else 1)  # HVD
+
+
+class StallWatchdog:
+    """Ends this rank (exit 1, one line naming the stalled ranks) when a step runs past ``timeout``.
+
+    Used as ``with watchdog.step(): step(...)`` (``step(tracing=True)`` for the first calls,
+    which trace and compile the step: they get four times the bound).  A thread touches ``DIR/rank-R`` every
+    ``timeout / 8`` seconds (at most 1 s); a step that has been running for ``timeout``
+    seconds means a collective is waiting for a rank that will not come, and the ranks
+    whose heartbeat is older than half the bound are the ones that stopped.  Steps only:
+    validation or a checkpoint on rank 0 can take long, a training step cannot.  ``DIR`` is
+    made on the first step (below the run's output folder) and removed by :meth:`close`.
+    """
+
+    def __init__(self, directory: str, timeout: float, rank: int, world: int, exit=os._exit):
+        self.directory, self.timeout, self.rank, self.world = directory, float(timeout), rank, world
+        self.tick = min(1.0, self.timeout / 8)
+        self._since: float | None = None       # when the running step started
+        self._limit = self.timeout
+        self._exit = exit
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def step(self, tracing: bool = False) -> "StallWatchdog":
+        self._limit = self.timeout * (4 if tracing else 1)
+        return self
+
+    def __enter__(self):
+        if self._thread is None:
+            os.makedirs(self.directory, exist_ok=True)
+            self._beat()
+            self._thread = threading.Thread(target=self._watch, name="tfxr-stall-watchdog", daemon=True)
+            self._thread.start()
+        self._since = time.monotonic()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._since = None
+
+    def _path(self, rank: int) -> str:
+        return os.path.join(self.directory, f"rank-{rank}")
+
+    def _beat(self) -> None:
+        with open(self._path(self.rank), "a"):
+            os.utime(self._path(self.rank))
+
+    def stalled_ranks(self, now: float | None = None) -> list[int]:
+        """Ranks whose heartbeat is older than half the bound (or missing)."""
+        now = time.time() if now is None else now
+        stale = []
+        for r in range(self.world):
+            try:
+                age = now - os.stat(self._path(r)).st_mtime
+            except OSError:
+                age = float("inf")
+            if age > self.timeout / 2:
+                stale.append(r)
+        return stale
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.tick):
+            try:
+                self._beat()
+            except OSError:
+                pass
+            since = self._since
+            if since is not None and time.monotonic() - since > self._limit:
+                stalled = self.stalled_ranks()
+                who = (f"rank(s) {', '.join(map(str, stalled))} stopped responding (no heartbeat for "
+                       f"{self.timeout / 2:g} s)" if stalled else
+                       "every rank is alive: one is not submitting its tensors (Horovod's stall "
+                       "warning above names it)")
+                print(f"tfxr: error: rank {self.rank}: a training step has waited {self._limit:g} s "
+                      f"(stall_timeout): {who}; ending the job", file=sys.stderr, flush=True)
+                self._exit(1)
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            try:
+                os.remove(self._path(self.rank))
+                os.rmdir(self.directory)      # the last rank to leave removes the folder
+            except OSError:
+                pass
 
 
 def _require_init():

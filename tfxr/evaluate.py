@@ -14,6 +14,17 @@ Classifier (the default):
   A model trained on another data set is scored on the labels the two share in tfxr's
   label vocabulary (TorchXRayVision's names); the labels left out are printed and reported.
 
+Detection (a ``tfxr.detect train`` run; beside the CAM boxes of a classifier and random boxes):
+
+    python -m tfxr.evaluate detection --detector runs/det --data tfrec/phantoms --split test \\
+        --cam-model runs/tb --out det-eval
+    mpirun -np 2 python -m tfxr.evaluate detection --detector runs/det --data tfrec/phantoms
+
+  writes ``OUT/report.md`` (mAP@0.5 and mAP@[0.5:0.95] by pycocotools, the RSNA challenge
+  score, FROC sensitivities, per-class AP; detector, CAM boxes and random boxes side by
+  side), ``OUT/detection.json`` and ``OUT/overlays/*.png``.  Score cuts are chosen on
+  ``--threshold-split``; any ``-np`` gives the same numbers.
+
 Generative (Inception Score and FID):
 
     python -m tfxr.evaluate gan --generated runs/gan/samples --real tfrec/pmnist --split train \\
@@ -26,6 +37,11 @@ Generative (Inception Score and FID):
   printed with its N and beside the real-vs-real baseline (two disjoint halves of the
   real images) and a uniform-noise baseline.  ``--features tfxr`` uses a trained tfxr
   classifier instead of ImageNet's InceptionV3 (offline; labelled FID_tfxr[<model>]).
+
+Models are rebuilt from their tfxr run's ``config.yaml`` and only their weights are read
+(:mod:`tfxr.models.loading`); a model file of no tfxr run (a legacy ``.h5``, a foreign
+``.keras``) is refused unless ``--trust-model-file`` is given (Keras then loads it with
+``safe_mode=True``).
 """
 from __future__ import annotations
 
@@ -36,11 +52,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from tfxr.cli import run_main
-from tfxr.config import option, parse_config
+from tfxr.config import option, parse_config, seed_option
 from tfxr.errors import ConfigError
-# Re-exported: tfxr.train and users import these from tfxr.evaluate.
+# Re-exported: tests, notebooks and users import these from tfxr.evaluate.
 from tfxr.evaluation.classifier import (EvalConfig, evaluate, format_table, load_model,  # noqa: F401
                                         predict_split, resolve_model_path)
+from tfxr.models.loading import load_generator, load_run_model
 
 
 @dataclass
@@ -58,7 +75,8 @@ class GanEvalConfig:
     noise_baseline: bool = True   # also score uniform-noise images
     batch_size: int = option(32, minimum=1)
     out: str = ""                 # also write OUT/generative.json
-    seed: int = 0
+    seed: int = seed_option()
+    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
 
 
 def _generated_images(cfg: GanEvalConfig, real: np.ndarray) -> np.ndarray:
@@ -69,8 +87,9 @@ def _generated_images(cfg: GanEvalConfig, real: np.ndarray) -> np.ndarray:
         return generative.noise_images(count, real.shape[1], cfg.seed + 1)
     if os.path.isdir(cfg.generated):
         return generative.load_png_dir(cfg.generated, cfg.num_images)
-    if cfg.generated.endswith(".keras") and os.path.isfile(cfg.generated):
-        return generative.sample_generator(load_model(cfg.generated), count, cfg.seed)
+    if cfg.generated.endswith((".keras", ".h5", ".hdf5")) and os.path.isfile(cfg.generated):
+        return generative.sample_generator(load_generator(cfg.generated, cfg.trust_model_file, "--generated"),
+                                           count, cfg.seed)
     raise ConfigError(f"--generated {cfg.generated}: not a PNG directory, a generator .keras file or 'noise'")
 
 
@@ -100,8 +119,7 @@ def evaluate_gan(cfg: GanEvalConfig) -> dict:
     if cfg.features in ("tfxr", "both"):
         if not cfg.feature_model:
             raise ConfigError("--features tfxr needs --feature-model (a trained tfxr classifier)")
-        model_path = resolve_model_path(cfg.feature_model)
-        model = load_model(model_path)
+        model = load_run_model(cfg.feature_model, "classifier", cfg.trust_model_file, "--feature-model")
         extractors.append(generative.ClassifierExtractor(model, model.name, cfg.batch_size))
     if cfg.features in ("inception", "both"):
         extractors.append(generative.InceptionExtractor(cfg.inception_weights, cfg.batch_size))
@@ -123,6 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
 
     def body() -> int:
+        if argv[:1] == ["detection"]:
+            from tfxr.evaluation.detection import DetectionEvalConfig, detection_report, evaluate_detection
+
+            cfg, _ = parse_config(DetectionEvalConfig, argv[1:], "python -m tfxr.evaluate detection", __doc__)
+            result = evaluate_detection(cfg)
+            if result:
+                print(detection_report(result))
+                print(f"tfxr: wrote {result['out']}/report.md, detection.json, overlays/", file=sys.stderr)
+            return 0
         if argv[:1] == ["gan"]:
             cfg, _ = parse_config(GanEvalConfig, argv[1:], "python -m tfxr.evaluate gan", __doc__)
             evaluate_gan(cfg)

@@ -9,9 +9,14 @@
 
 ``train`` takes the same config system as ``tfxr.train`` (``--config``, ``--set``, one flag
 per field; ``python -m tfxr.gan train --help``).  By default it trains on the minority
-class of the training split.  Rank 0 writes ``OUT/history.json``, ``losses.png``,
-``samples/epoch-NNNN.png`` (fixed noise), ``checkpoints/`` (``--resume``) and
-``generator.keras``.
+class of the training split.  Rank 0 writes ``OUT/config.yaml``, ``history.json``,
+TensorBoard logs, ``losses.png``, ``samples/epoch-NNNN.png`` (fixed noise), ``checkpoints/``
+(``--resume``) and ``generator.keras``; an ``OUT`` holding a run is refused unless
+``--resume`` or ``--overwrite`` (see ``python -m tfxr.train``'s help for the rules).
+
+``sample`` and ``balance`` rebuild the generator from its run's ``config.yaml`` and read only
+its weights; a generator file of no tfxr run is refused unless ``--trust-model-file`` is
+given (see :mod:`tfxr.models.loading`).
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ import os
 import sys
 
 import numpy as np
+
+from tfxr import log
 
 COMMANDS = ("train", "sample", "balance", "compare-optimizers")
 
@@ -41,8 +48,11 @@ def sample(argv: list[str]) -> int:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--prefix", default="sample", help="file name prefix")
+    p.add_argument("--trust-model-file", action="store_true",
+                   help="let Keras load a --generator that is not a tfxr run's (safe_mode on; see README)")
     args = p.parse_args(argv)
     from tfxr import io
+    from tfxr.config import check_seed
     from tfxr.data.balance import generate_images, load_generator
     from tfxr.data.imageio import encode_png
     from tfxr.errors import ConfigError
@@ -50,14 +60,15 @@ def sample(argv: list[str]) -> int:
 
     if args.n < 1:
         raise ConfigError(f"--n must be at least 1, got {args.n}")
-    generator = load_generator(args.generator)
+    check_seed(args.seed)
+    generator = load_generator(args.generator, args.trust_model_file)
     os.makedirs(args.out, exist_ok=True)
     images = generate_images(generator, args.n, args.seed)
     for i, img in enumerate(images):
-        io.write_bytes(os.path.join(args.out, f"{args.prefix}-{i:05d}.png"), encode_png(img))
+        io.write_bytes(io.path_in(args.out, f"{args.prefix}-{i:05d}", ".png"), encode_png(img))
     io.write_bytes(os.path.join(args.out, "grid.png"),
                    encode_png(image_grid(images[:64, ..., None].astype("float32") / 127.5 - 1.0)))
-    print(f"tfxr: wrote {args.n} images and grid.png to {args.out}", file=sys.stderr)
+    log.info(f"wrote {args.n} images and grid.png to {args.out}")
     return 0
 
 
@@ -82,11 +93,11 @@ def evaluator_scores(cfg, real: np.ndarray, fakes: dict[str, np.ndarray]) -> lis
     InceptionV3 when ``--inception-weights`` is given, the domain variant with a trained
     tfxr classifier when ``--feature-model`` is; each beside the real-vs-real baseline."""
     from tfxr.evaluation import generative
-    from tfxr.evaluation.classifier import load_model, resolve_model_path
+    from tfxr.models.loading import load_run_model
 
     extractors = []
     if cfg.feature_model:
-        model = load_model(resolve_model_path(cfg.feature_model))
+        model = load_run_model(cfg.feature_model, "classifier", what="--feature-model")
         extractors.append(generative.ClassifierExtractor(model, model.name))
     if cfg.inception_weights:
         extractors.append(generative.InceptionExtractor(cfg.inception_weights))
@@ -135,7 +146,7 @@ def compare_optimizers(argv: list[str]) -> int:
         io.write_json(os.path.join(base.out, "comparison.json"), results)
         _plot_comparison(results, os.path.join(base.out, "comparison.png"))
         io.write_text(os.path.join(base.out, "comparison.md"), _comparison_markdown(base, results, argv))
-        print(f"tfxr: wrote {base.out}/comparison.md and comparison.png", file=sys.stderr)
+        log.info(f"wrote {base.out}/comparison.md and comparison.png")
     return 0
 
 

@@ -32,13 +32,22 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     """
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".", suffix=suffix,
-                               dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".", suffix=suffix,
+                                   dir=directory)
+    except OSError as e:   # read-only or missing folder: name the file the caller asked for
+        raise OSError(e.errno, e.strerror, path) from None
     os.close(fd)
     try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        except OSError as e:
+            if e.filename not in (None, tmp):
+                raise
+            # e.g. ENOSPC while writing: the temporary is removed below, ``path`` untouched
+            raise OSError(e.errno, e.strerror, path) from e
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -82,3 +91,30 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+#: longest file name :func:`safe_name` returns (bytes; file systems allow 255)
+SAFE_NAME_MAX = 120
+_SAFE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-+=@,")
+
+
+def safe_name(text: str, suffix: str = "") -> str:
+    """A file name made from data (an image id, a label, a prefix) that stays one plain name.
+
+    Characters other than ASCII letters, digits and ``._-+=@,`` become ``_``; leading dots
+    are replaced (no ``..``, no hidden files); long names are cut.  A name that had to change
+    gets 8 hex digits of its sha256, so two different ids never share a file.  ``suffix``
+    (e.g. ``.png``) is appended after all that.
+    """
+    cleaned = "".join(c if c in _SAFE_CHARS else "_" for c in text)
+    stripped = cleaned.lstrip(".")
+    cleaned = "_" * (len(cleaned) - len(stripped)) + stripped
+    if cleaned != text or not cleaned or len(cleaned) > SAFE_NAME_MAX:
+        tag = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        cleaned = f"{cleaned[:SAFE_NAME_MAX - 9]}-{tag}"
+    return cleaned + suffix
+
+
+def path_in(folder: str | os.PathLike, text: str, suffix: str = "") -> str:
+    """``folder/<safe_name(text)><suffix>``: a data-derived file name confined to ``folder``."""
+    return os.path.join(os.fspath(folder), safe_name(text, suffix))

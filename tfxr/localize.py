@@ -12,7 +12,9 @@ its test list) and scored: accuracy and average false positives (AFP) at T(IoBB)
 {0.1, 0.25, 0.5, 0.75, 0.9} as in Wang et al. 2017 Table 4, IoU hit rates at 0.1-0.5 and
 the pointing game, each beside a random-placement baseline.  Writes ``OUT/report.md``
 (beside the published table), ``OUT/localization.json`` and ``OUT/overlays/*.png``
-(heatmap over the radiograph, predicted boxes red, ground truth green).
+(heatmap over the radiograph, predicted boxes red, ground truth green), each overlay named
+after its image id made safe (``tfxr.io.path_in``: no ``../``, ``/`` or NUL).  The model is
+rebuilt from its run's ``config.yaml`` (``--trust-model-file`` for a file of no tfxr run).
 """
 from __future__ import annotations
 

@@ -33,7 +33,9 @@ from tfxr.config import option, parse_config
 from tfxr.data import imageio
 from tfxr.data.sources.common import IMAGE_EXTENSIONS
 from tfxr.errors import ConfigError
-from tfxr.evaluation.classifier import load_model, resolve_model_path, run_data_dir, run_labels
+from tfxr.evaluation.classifier import resolve_model_path, run_data_dir, run_labels
+from tfxr.io import path_in
+from tfxr.models.loading import load_run_model
 
 
 @dataclass
@@ -45,6 +47,7 @@ class PredictConfig:
     batch_size: int = option(32, minimum=1)
     cam: str = option("hirescam", choices=("hirescam", "gradcam"))
     max_rejects: int = option(-1, minimum=-1)   # exit 3 when more images are unreadable (-1: no bound)
+    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
 
 
 def find_images(inputs: list[str]) -> list[str]:
@@ -112,7 +115,7 @@ def preprocess(path: str, info: dict) -> np.ndarray:
     """One file as the model's input (S, S, C) float32 in 0..1, as the pipeline feeds it."""
     import tensorflow as tf
 
-    from tfxr.data.records import resize_u8   # the one reader's resize, so the numbers match
+    from tfxr.data.records import resize_u8   # the reader's own resize, so the numbers match
 
     grey = imageio.load_image(path, dicom_window=info["dicom_window"])
     stored = imageio.resize(grey, info["stored"])            # the converter's resize
@@ -136,7 +139,7 @@ def predict(cfg: PredictConfig, inputs: list[str]) -> int:
         raise ConfigError("name at least one image file or folder")
     files = find_images(inputs)
     path = resolve_model_path(cfg.model)
-    model = load_model(path)   # the function evaluate loads models with
+    model = load_run_model(path, "classifier", cfg.trust_model_file, "--model")   # weights only (tfxr.models.loading)
     info = run_preprocessing(path, model)
     names = info["labels"]
     thresholds, source = run_thresholds(path, names, cfg.thresholds)
@@ -195,9 +198,9 @@ def _overlays(cam, x: np.ndarray, files: list[str], names: list[str], out: str, 
         heat, probs = cam(x, j)
         for k, f in enumerate(files):
             stem = f"{start + k:05d}_{os.path.splitext(os.path.basename(f))[0]}"
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-            save_overlay(os.path.join(out, f"{stem}_{safe}.png"), x[k], heat[k], [], [],
-                         f"{os.path.basename(f)}: {name} p={probs[k, j]:.3f}")
+            title = "".join(c if c.isprintable() else "?" for c in f"{os.path.basename(f)}: {name}")
+            save_overlay(path_in(out, f"{stem}_{name}", ".png"), x[k], heat[k], [], [],
+                         title.replace("$", r"\$") + f" p={probs[k, j]:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:

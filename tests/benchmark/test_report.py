@@ -35,6 +35,15 @@ def test_scaling_plot_draws_each_setting_on_its_own_lines():
     assert {ln["setting"] for ln in lines if "fp32" in ln["label"]} == {1}
 
 
+def test_scaling_plot_draws_what_was_measured_when_a_baseline_failed(tmp_path):
+    without_one_core = [m for m in FP32_AND_BF16 if m["variant"]["layout"] != "one-core"]
+    lines = report.scaling_series(without_one_core)
+    assert {ln["label"]: ln["median"] for ln in lines if ln["kind"] == "bound"}[
+        "fp32 oneDNN on: independent 1-core processes (bound)"] == [410.0]
+    assert not [ln for ln in lines if ln["kind"] == "one-core x N"]
+    report.plot_scaling(without_one_core, str(tmp_path / "s.png"), "t")
+
+
 def test_scaling_plot_renders_a_png(tmp_path):
     path = tmp_path / "scaling.png"
     report.plot_scaling(FP32_AND_BF16, str(path), "tb_cnn 128 px training")

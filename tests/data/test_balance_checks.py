@@ -21,7 +21,8 @@ def _hashes(folder) -> dict[str, str]:
 
 
 def _generator(path, size=64, channels=1):
-    """A tiny noise -> (size, size, channels) tanh model, the shape of a tfxr DCGAN generator."""
+    """A tiny noise -> (size, size, channels) tanh model, the shape of a tfxr DCGAN generator
+    (a file of no tfxr run: the tests pass trust_model_file=True so Keras loads it, safe mode on)."""
     noise = keras.Input((8,))
     x = keras.layers.Dense(size * size * channels, activation="tanh")(noise)
     keras.Model(noise, keras.layers.Reshape((size, size, channels))(x)).save(path)
@@ -44,7 +45,7 @@ def test_a_wrong_generator_is_refused_before_anything_is_written(synthetic_tfrec
                                                                   kind, message):
     out = tmp_path / "bal"
     with pytest.raises(ConfigError, match=message):
-        Balancer(str(synthetic_tfrec), str(out), generator=generators[kind], num=5).run()
+        Balancer(str(synthetic_tfrec), str(out), generator=generators[kind], trust_model_file=True, num=5).run()
     assert not out.exists()
 
 
@@ -54,7 +55,7 @@ def test_out_that_is_data_through_a_link_is_refused_and_data_untouched(synthetic
     link.symlink_to(synthetic_tfrec)
     for out in (link, synthetic_tfrec / "inside"):
         with pytest.raises(ConfigError, match="--out"):
-            Balancer(str(synthetic_tfrec), str(out), generator=generators["ok"], num=5).run()
+            Balancer(str(synthetic_tfrec), str(out), generator=generators["ok"], trust_model_file=True, num=5).run()
     assert _hashes(synthetic_tfrec) == before and not (synthetic_tfrec / "inside").exists()
 
 
@@ -63,9 +64,9 @@ def test_existing_out_needs_overwrite_and_other_files_survive(synthetic_tfrec, t
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not empty .*--overwrite"):
-        Balancer(str(synthetic_tfrec), str(out), generator=generators["ok"], num=5)
+        Balancer(str(synthetic_tfrec), str(out), generator=generators["ok"], trust_model_file=True, num=5)
     assert os.listdir(out) == ["notes.txt"]
-    m = Balancer(str(synthetic_tfrec), str(out), generator=generators["ok"], num=5, overwrite=True).run()
+    m = Balancer(str(synthetic_tfrec), str(out), generator=generators["ok"], trust_model_file=True, num=5, overwrite=True).run()
     assert (out / "notes.txt").read_text() == "mine"            # not created by balance: kept
     added = [s for s in m["splits"]["train"]["shards"] if s.get("synthetic")]
     assert sum(s["count"] for s in added) == 5
@@ -83,7 +84,7 @@ def test_existing_out_needs_overwrite_and_other_files_survive(synthetic_tfrec, t
 
 def test_class_value_must_be_a_label_value(synthetic_tfrec, tmp_path, generators):
     with pytest.raises(ConfigError, match="--class-value 2"):
-        Balancer(str(synthetic_tfrec), str(tmp_path / "b"), generator=generators["ok"], value=2, num=5)
+        Balancer(str(synthetic_tfrec), str(tmp_path / "b"), generator=generators["ok"], trust_model_file=True, value=2, num=5)
     r = run([sys.executable, "-m", "tfxr.gan", "balance", "--data", str(synthetic_tfrec), "--generator",
              generators["ok"], "--out", "b", "--class-value", "2", "--num", "5"], cwd=tmp_path, check=False,
             env={"PYTHONPATH": str(REPO)})
@@ -95,7 +96,7 @@ def test_a_failure_after_writing_began_removes_only_what_this_run_created(synthe
     out = tmp_path / "bal"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    b = Balancer(str(synthetic_tfrec), str(out), generator=generators["ok"], num=6, shards=3, overwrite=True)
+    b = Balancer(str(synthetic_tfrec), str(out), generator=generators["ok"], trust_model_file=True, num=6, shards=3, overwrite=True)
 
     def dying(path, recs):
         raise OSError(28, "No space left on device", path)

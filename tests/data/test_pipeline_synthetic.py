@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from tfxr.data.pipeline import DataConfig, build_dataset
+from tests.conftest import save_generator_run
 from tfxr.errors import ManifestError
 
 
@@ -16,8 +17,8 @@ def balanced(synthetic_tfrec, tmp_path_factory):
     from tfxr.models.dcgan import build_generator
 
     tmp = tmp_path_factory.mktemp("balanced")
-    gen = tmp / "generator.keras"
-    build_generator(64, base_filters=4).save(gen)     # random weights: only the plumbing is tested
+    # random weights: only the plumbing is tested
+    gen = save_generator_run(build_generator(64, base_filters=4), tmp / "gan", 64, g_filters=4)
     out = tmp / "data"
     Balancer(str(synthetic_tfrec), str(out), generator=str(gen), num=40, shards=2).run()
     return out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import tfxr
+from tests.conftest import save_classifier_run, tfxr
 
 _CACHE: dict[str, Path] = {}
 PHANTOM_IMAGES, PHANTOM_SIZE, EPOCHS = 400, 64, 12
@@ -28,9 +28,11 @@ def load_split(data_dir, split: str, channels: int = 1):
 
 
 def train_small_classifier(data_dir, path, model: str = "tb_cnn", epochs: int = EPOCHS, seed: int = 0) -> Path:
-    """Train a small tfxr model on the 'train' split and save it as ``path`` (.keras)."""
+    """Train a small tfxr model on the 'train' split and save it as ``path`` (.keras) in a
+    tfxr run folder (a ``config.yaml`` beside it, so tfxr rebuilds it from weights only)."""
     import keras
 
+    from tfxr.data.records import read_manifest
     from tfxr.models import build_model
 
     keras.utils.set_random_seed(seed)
@@ -38,8 +40,9 @@ def train_small_classifier(data_dir, path, model: str = "tb_cnn", epochs: int = 
     net = build_model(model, x.shape[1], channels=1, num_outputs=y.shape[1], dropout=0.2)
     net.compile(optimizer=keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
     net.fit(x, y, batch_size=32, epochs=epochs, verbose=0, shuffle=True)
-    net.save(str(path))
-    return Path(path)
+    path = Path(path)
+    return save_classifier_run(net, path.parent, model, x.shape[1], read_manifest(str(data_dir))["label_names"],
+                               dropout=0.2, file=path.name)
 
 
 def phantom_data(tmp_path_factory) -> Path:

@@ -32,6 +32,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from tests.conftest import save_classifier_run  # noqa: E402
 from tfxr import models  # noqa: E402
 from tfxr.models import (  # noqa: E402
     CHEXNET_LABELS,
@@ -393,8 +394,7 @@ def test_chexnet_weights_h5_roundtrip(chexnet64, tmp_path):
 
 
 def test_chexnet_keras_file_roundtrip_and_rgb(chexnet64, tmp_path):
-    path = tmp_path / "chexnet.keras"
-    chexnet64.save(str(path))
+    path = save_classifier_run(chexnet64, tmp_path / "run", "chexnet", 64, CHEXNET_LABELS)
     x = np.random.default_rng(4).uniform(size=(2, 64, 64, 1)).astype("float32")
     expected = chexnet64.predict(x, verbose=0)
     reloaded = build_chexnet(input_shape=(64, 64, 1), weights=path)
@@ -425,8 +425,7 @@ def test_chexnet_wrong_weights_files_give_clear_errors(tmp_path):
 
 
 def test_chexnet_wrong_head_size_in_weights_file(chexnet64, tmp_path):
-    path = tmp_path / "chexnet14.keras"
-    chexnet64.save(str(path))
+    path = save_classifier_run(chexnet64, tmp_path / "run", "chexnet", 64, CHEXNET_LABELS)
     with pytest.raises(ValueError, match="pathology_probabilities") as info:
         build_chexnet(input_shape=(64, 64, 1), num_outputs=5, weights=path)
     assert str(path) in str(info.value)
@@ -436,8 +435,12 @@ def test_chexnet_wrong_head_size_in_weights_file(chexnet64, tmp_path):
 def test_load_weights_file_works_for_any_model(tmp_path, suffix):
     keras.utils.set_random_seed(5)
     source = build_pneumonia_cnn(input_shape=(32, 32, 1))
-    path = tmp_path / f"pneumonia{suffix}"
-    source.save_weights(str(path)) if suffix == ".weights.h5" else source.save(str(path))
+    if suffix == ".weights.h5":
+        path = tmp_path / f"pneumonia{suffix}"
+        source.save_weights(str(path))
+    else:   # a .keras file is read only from a tfxr run folder (config.yaml beside it)
+        path = save_classifier_run(source, tmp_path / "run", "pneumonia_cnn", 32, ["pneumonia"],
+                                   file=f"pneumonia{suffix}")
     target = build_pneumonia_cnn(input_shape=(32, 32, 1))
     models.load_weights_file(target, path)
     x = np.random.default_rng(5).uniform(size=(2, 32, 32, 1)).astype("float32")

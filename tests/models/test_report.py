@@ -68,8 +68,16 @@ def test_dcgan_reports_both_networks():
 
 
 def test_peak_memory_is_measured_in_a_fresh_process():
-    measured = measure_peak_memory("tb_cnn", 32, batch_size=2, steps=1)
+    measured = measure_peak_memory("tb_cnn", 32, batch_size=8, steps=2)
     assert measured["peak_rss_bytes"] >= measured["rss_before_training_bytes"] > 100 * 2**20  # TF loaded
+    # the real step ran: binary cross-entropy of an untrained net on random labels is near ln 2
+    assert len(measured["losses"]) == 2 and all(0.5 < loss < 0.9 for loss in measured["losses"])
+
+
+def test_gan_memory_is_measured_through_the_gan_step():
+    measured = measure_peak_memory("dcgan", 28, batch_size=4, steps=1)
+    # the discriminator's loss: BCE on real plus BCE on fake, each near ln 2 untrained
+    assert measured["steps"] == 1 and 1.0 < measured["losses"][0] < 1.8
 
 
 def test_command_prints_and_writes_the_numbers(tmp_path):

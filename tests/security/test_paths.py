@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, run
+from tests.conftest import REPO, run, save_classifier_run
 from tfxr.data import records
 from tfxr.errors import ManifestError
 
@@ -75,8 +75,9 @@ def test_evaluate_refuses_a_shard_outside_the_folder(hostile):
     from tfxr.models import build_model
 
     root, victim = hostile
-    build_model("tb_cnn", 64, num_outputs=1).save(root / "model.keras")
-    _refused(_cli(root, "tfxr.evaluate", "--model", "model.keras", "--data", "data", "--split", "test",
+    save_classifier_run(build_model("tb_cnn", 64, num_outputs=1), root / "mrun", "tb_cnn", 64, ["Tuberculosis"],
+                        file="model.keras")
+    _refused(_cli(root, "tfxr.evaluate", "--model", "mrun/model.keras", "--data", "data", "--split", "test",
                   "--out", "ev"))
     assert victim.exists() and not (root / "ev").exists()
 

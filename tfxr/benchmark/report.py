@@ -126,7 +126,7 @@ def scaling_series(measurements: list[dict]) -> list[dict]:
                  [(n, {k: one[0][k] * n for k in ("median", "min", "max")}) for n in workers])
         bound = [(m["variant"]["workers"], m["images_per_s"]) for m in mine if m["variant"]["layout"] == "independent"]
         if bound:   # one one-core process is the bound of one rank
-            line("bound", "independent 1-core processes (bound)", [(1, one[0])] * bool(one) + bound)
+            line("bound", "independent 1-core processes (bound)", ([(1, one[0])] if one else []) + bound)
         rank_setups = sorted({(m["variant"]["launcher"], tuple(map(tuple, m["variant"]["env"])))
                               for m in mine if m["variant"]["layout"] == "ranks"}, key=str)
         for launcher, env in rank_setups:

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, replace
 from tfxr import cpu
 from tfxr.benchmark.analysis import Variant, combine_independent, summarize
 from tfxr.benchmark.workers import RESULT_MARK
-from tfxr.distributed import clean_launch_env, command_for, mpirun_command
 from tfxr.errors import ConfigError
+from tfxr.launch import clean_launch_env, launch_command
 
 
 @dataclass(frozen=True)
@@ -41,15 +41,10 @@ class Timing:
     timeout_s: int = 3600
 
 
-def launch_command(np_: int, argv: list[str], launcher: str = "mpirun", cores_per_rank: int | None = None
-                   ) -> list[str]:
-    """``python -m argv`` for one process, else the ranks' launch line (mpirun, or horovodrun --gloo)."""
-    if launcher == "gloo":
-        horovodrun = shutil.which("horovodrun") or os.path.join(os.path.dirname(sys.executable), "horovodrun")
-        return [horovodrun, "--gloo", "-np", str(np_), "-H", f"localhost:{np_}", sys.executable, "-m", *argv]
-    if np_ > 1:
-        return mpirun_command(np_, argv, cores_per_rank=cores_per_rank)
-    return command_for(1, argv)
+def launcher_for(np_: int) -> str:
+    """One process: plain ``python``; more: ``mpirun`` (the benchmark's layouts are local ones,
+    also inside a Slurm job)."""
+    return "python" if np_ == 1 else "mpirun"
 
 
 def worker_argv(v: Variant, timing: Timing, data: str) -> list[str]:
@@ -129,12 +124,12 @@ def variant_command(v: Variant, timing: Timing, data: str) -> list[str]:
     """The command of a single-command layout (all-cores, one-core, ranks)."""
     argv = worker_argv(v, timing, data)
     if v.layout == "all-cores":
-        return launch_command(1, argv)
+        return launch_command(1, argv, "python")
     if v.layout == "one-core":
-        return launch_command(1, argv + ["--pin-core", "0"])
+        return launch_command(1, argv + ["--pin-core", "0"], "python")
     if v.launcher == "gloo":   # horovodrun does not bind: each rank pins itself to its local rank's core
-        return launch_command(v.workers, argv + ["--pin-local-rank"], launcher="gloo")
-    return launch_command(v.workers, argv, cores_per_rank=1)
+        return launch_command(v.workers, argv + ["--pin-local-rank"], "horovodrun")
+    return launch_command(v.workers, argv, "mpirun", cores_per_rank=1)
 
 
 def run_variant(v: Variant, timing: Timing, data: str) -> dict:
@@ -175,7 +170,8 @@ def run_plan(plan: list[Variant], timing: Timing, data: str) -> list[dict]:
     for i, v in enumerate(plan, 1):
         print(f"tfxr: benchmark [{i}/{len(plan)}] {v.label()} ...", file=sys.stderr, flush=True)
         r = run_variant(v, slow_setting_timing(v, timing), data)
-        shown = f"{r['images_per_s']['median']:.1f} images/s" if "images_per_s" in r else "FAILED"
+        shown = (f"{r['images_per_s']['median']:.1f} images/s" if "images_per_s" in r
+                 else "FAILED: " + [line for line in r["error"].splitlines() if line.strip()][-1])
         print(f"tfxr: benchmark [{i}/{len(plan)}] {shown}", file=sys.stderr, flush=True)
         results.append(r)
     return results
@@ -196,7 +192,7 @@ def scaling_plan(base: Variant, nps: list[int], launchers: list[str], rank_envs:
 
 def measure_gemm(timing: Timing, size: int = 2048) -> dict:
     """The fp32 GEMM rate of one process on all cores (oneDNN on): the measured ceiling."""
-    cmd = launch_command(1, ["tfxr.benchmark", "_gemm", str(size), str(max(3, timing.repeats))])
+    cmd = launch_command(1, ["tfxr.benchmark", "_gemm", str(size), str(max(3, timing.repeats))], "python")
     record = {"label": f"fp32 matmul {size}x{size}, 1 process, all cores (GFLOP/s)", "command": " ".join(cmd),
               "cores": cpu.available_cores()}
     try:
@@ -228,7 +224,7 @@ def measure_training_loop(model: str, data: str, image_size: int, batch_size: in
             "--set", "early_stopping_patience=0", "--set", f"mixed_precision={str(precision == 'bf16').lower()}"]
     for assignment in train_set:
         argv += ["--set", assignment]
-    cmd = launch_command(workers, argv)
+    cmd = launch_command(workers, argv, launcher_for(workers))
     record = {"variant": {**asdict(v), "layout": "train-loop", "loop_layout": layout},
               "label": f"{v.label()} | python -m tfxr.train loop" + "".join(f" {s}" for s in train_set),
               "command": " ".join(cmd)}
@@ -280,10 +276,10 @@ def run_conversion(source_args: list[str], layout: str, processes: int, workers:
                                                                                else 1)]
         try:
             if layout == "independent":
-                cmds = [launch_command(1, _converter_argv(source_args, o, 1)) for o in outs]
+                cmds = [launch_command(1, _converter_argv(source_args, o, 1), "python") for o in outs]
             else:
-                cmds = [launch_command(processes if layout == "ranks" else 1,
-                                       _converter_argv(source_args, outs[0], workers))]
+                n = processes if layout == "ranks" else 1
+                cmds = [launch_command(n, _converter_argv(source_args, outs[0], workers), launcher_for(n))]
             start = time.perf_counter()
             try:
                 run_concurrently(cmds, env, timeout_s, pin=layout == "independent")

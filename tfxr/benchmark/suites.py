@@ -19,12 +19,12 @@ from PIL import Image
 from tfxr import cpu
 from tfxr.benchmark import analysis, report
 from tfxr.benchmark.analysis import Variant, fastest_single, scaling_rows, summarize
-from tfxr.benchmark.runner import (Timing, failure, launch_command, measure_gemm, measure_training_loop,
-                                   run_conversion, run_plan, scaling_plan)
+from tfxr.benchmark.runner import (Timing, failure, measure_gemm, measure_training_loop, run_conversion, run_plan,
+                                   scaling_plan)
 from tfxr.data.synthetic import phantom_meta, render_phantom
-from tfxr.distributed import clean_launch_env
 from tfxr.errors import ConfigError
 from tfxr.io import write_bytes
+from tfxr.launch import clean_launch_env, launch_command
 
 LOOPS = (("fp32", 1), ("fp32", 2), ("bf16", 2))   # (precision, processes) of the suite's tfxr.train loops
 SECTIONS = ("tb_cnn_128", "densenet121_128", "densenet121_224", "dcgan_64", "convert")
@@ -212,7 +212,7 @@ def phantom_records(out: str, images: int, image_size: int) -> str:
     if not os.path.exists(os.path.join(directory, "manifest.json")):
         cmd = launch_command(1, ["tfxr.tfrecords", "write", "--source", "synthetic", "--num-images", str(images),
                                  "--image-size", str(image_size), "--shards", "8", "--workers", "2",
-                                 "--out", directory, "--quiet"])
+                                 "--out", directory, "--quiet"], "python")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_launch_env())
         if proc.returncode != 0:
             raise ConfigError(f"could not write the benchmark data: {failure(cmd, proc.returncode, proc.stderr)}")

@@ -28,6 +28,7 @@ import warnings
 
 import numpy as np
 
+from tfxr.config import check_seed
 from tfxr.data.imageio import encode_png
 from tfxr.data.paths import inside, is_inside
 from tfxr.data.records import (check_shards, make_example, manifest_encoding, read_examples, read_manifest,
@@ -38,19 +39,14 @@ from tfxr.io import TMP_PREFIX, atomic_path, sha256_file
 SPLIT = "train"
 
 
-def load_generator(path: str):
-    """A generator saved by ``tfxr.gan train`` (a clear error for anything else)."""
-    import keras
+def load_generator(path: str, trust: bool = False):
+    """A generator saved by ``tfxr.gan train``, rebuilt from its run config (weights only;
+    see :mod:`tfxr.models.loading`), or a clear error for anything else."""
+    from tfxr.models.loading import load_generator as load
 
     if not os.path.isfile(path):
         raise ConfigError(f"--generator {path}: no such file (train one with `python -m tfxr.gan train`)")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad file
-        raise ConfigError(f"--generator {path}: cannot load a Keras model ({type(e).__name__}: {e})") from None
-    if len(model.inputs) != 1 or len(model.inputs[0].shape) != 2 or model.outputs[0].shape[-1] != 1:
-        raise ConfigError(f"--generator {path}: not a tfxr DCGAN generator (noise vector -> grey image)")
-    return model
+    return load(path, trust)
 
 
 def generate_images(generator, count: int, seed: int, batch: int = 256) -> np.ndarray:
@@ -132,7 +128,7 @@ class Balancer:
     def __init__(self, data: str, out: str, *, method: str = "gan", generator: str | None = None,
                  label: str | None = None, value: int | None = None, target_ratio: float | None = 0.5,
                  num: int | None = None, shards: int = 2, seed: int = 0, link: bool = False,
-                 overwrite: bool = False, command: list[str] | None = None):
+                 overwrite: bool = False, command: list[str] | None = None, trust_model_file: bool = False):
         if method not in ("gan", "oversample"):
             raise ConfigError(f"--method {method!r}: unknown (allowed: gan, oversample)")
         if method == "gan" and not generator:
@@ -157,6 +153,7 @@ class Balancer:
         self.label, self.value, self.minority_count, self.total = minority(self.manifest, label, value)
         self.num = count_to_add(self.minority_count, self.total, target_ratio, num)
         self.shards, self.seed, self.link = shards, seed, link
+        self.trust_model_file = trust_model_file
         self.command = command or sys.argv
         self._created: list[str] = []
 
@@ -164,7 +161,7 @@ class Balancer:
         """The serialized examples to add, made (and the generator checked) before any write."""
         size, encoding = int(self.manifest["image_size"]), manifest_encoding(self.manifest)
         if self.method == "gan":
-            generator = load_generator(self.generator_path)
+            generator = load_generator(self.generator_path, self.trust_model_file)
             check_generator(generator, self.generator_path, size)
             images = generate_images(generator, self.num, self.seed)
             return [make_example(encode_png(img) if encoding == "png" else np.ascontiguousarray(img).tobytes(),
@@ -287,12 +284,16 @@ def main(argv: list[str]) -> int:
     p.add_argument("--link", action="store_true", help="symlink the real shards instead of copying them")
     p.add_argument("--overwrite", action="store_true",
                    help="write into an existing non-empty --out (its files of the same names are replaced)")
+    p.add_argument("--trust-model-file", action="store_true",
+                   help="let Keras load a --generator that is not a tfxr run's (safe_mode on; see README)")
     args = p.parse_args(argv)
+    check_seed(args.seed)
     ratio = 0.5 if args.target_ratio is None and args.num is None else args.target_ratio
     manifest = Balancer(args.data, args.out, method=args.method, generator=args.generator, label=args.class_label,
                         value=args.class_value, target_ratio=ratio, num=args.num, shards=args.shards,
                         seed=args.seed, link=args.link, overwrite=args.overwrite,
-                        command=["python", "-m", "tfxr.gan", "balance", *argv]).run()
+                        command=["python", "-m", "tfxr.gan", "balance", *argv],
+                        trust_model_file=args.trust_model_file).run()
     info = manifest["balancing"]
     print(f"tfxr: added {info['added'][SPLIT]['count']} {args.method} '{info['class']['label']}="
           f"{info['class']['value']}' training images to {args.out} (minority fraction "

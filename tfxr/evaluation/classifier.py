@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tfxr.config import option
+from tfxr.config import option, seed_option
 from tfxr.errors import ConfigError
+from tfxr.models.loading import load_run_model, resolve_model_path  # noqa: F401 - re-exported
 from tfxr.evaluation.metrics import (auprc_per_label, auroc_per_label, bootstrap_auroc_ci,
                                      defined_mean, is_defined, plot_roc, threshold_metrics,
                                      wilson_ci, youden_threshold)
@@ -50,27 +51,30 @@ class EvalConfig:
     out: str = ""            # default: <run dir>/eval-<split>
     batch_size: int = option(64, minimum=1)
     bootstrap: int = option(1000, minimum=0)   # resamples for the AUROC CI (0 = none)
-    seed: int = 0
+    seed: int = seed_option()
+    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
 
 
 # --------------------------------------------------------------------------- model + data
+#: the old name of the one model loader (tfxr.models.loading), kept for callers and notebooks
+load_model = load_run_model
+
+
 def run_labels(model_path: str) -> tuple[list[str], str | None] | None:
     """(label names, source name) a saved model was trained on, from its run directory.
 
     None when the model file has no readable tfxr ``config.yaml`` beside it.  The source
     is the training data's manifest's (None when that directory is no longer there).
     """
-    import yaml
-
+    from tfxr.config import load_yaml_file
     from tfxr.data.records import read_manifest
     from tfxr.errors import ManifestError
 
     config = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.yaml")
     try:
-        with open(config, encoding="utf-8") as fh:
-            cfg = yaml.safe_load(fh)
+        cfg = load_yaml_file(config)
         names = [str(n) for n in cfg["_resolved"]["label_names"]]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+    except (ConfigError, KeyError, TypeError):
         return None
     data = run_data_dir(model_path)
     source = None
@@ -88,13 +92,12 @@ def run_data_dir(model_path: str) -> str | None:
     A relative path is tried as given (from the current folder) and then beside the run
     directory (where it was, when training ran next to it); None when neither exists.
     """
-    import yaml
+    from tfxr.config import load_yaml_file
 
     run = os.path.dirname(os.path.abspath(model_path))
     try:
-        with open(os.path.join(run, "config.yaml"), encoding="utf-8") as fh:
-            data = (yaml.safe_load(fh) or {}).get("data")
-    except (OSError, yaml.YAMLError, AttributeError):
+        data = (load_yaml_file(os.path.join(run, "config.yaml")) or {}).get("data")
+    except (ConfigError, AttributeError):
         return None
     if not isinstance(data, str) or not data:
         return None
@@ -124,38 +127,14 @@ def cross_dataset_labels(model_path: str, manifest: dict) -> dict | None:
             "left_out": left_out}
 
 
-def resolve_model_path(path: str) -> str:
-    """A .keras file, or the best.keras (else final.keras) of a run directory."""
-    if os.path.isdir(path):
-        for name in ("best.keras", "final.keras"):
-            if os.path.exists(os.path.join(path, name)):
-                return os.path.join(path, name)
-        raise ConfigError(f"{path}: no best.keras or final.keras in this run directory")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{path}: no such model file")
-    return path
-
-
-def load_model(path: str):
-    """Load a saved Keras model (tfxr's custom layers registered), or a clear ConfigError."""
-    import keras
-
-    import tfxr.models.layers  # noqa: F401 - registers tfxr's custom layers for deserialisation
-
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001 - report any unloadable file plainly
-        raise ConfigError(f"{path}: cannot load as a Keras model ({type(e).__name__}: {e})") from None
-
-
-def load_model_for(model_arg: str, data_dir: str, manifest: dict):
+def load_model_for(model_arg: str, data_dir: str, manifest: dict, trust: bool = False):
     """(path, model, image size, channels) of a model that can score ``data_dir``.
 
     Clear errors for a model whose outputs do not match the data's labels, or whose
     input shape is not fixed (tfxr feeds every image at the model's own size).
     """
     path = resolve_model_path(model_arg)
-    model = load_model(path)
+    model = load_run_model(path, "classifier", trust, "--model")
     names = list(manifest["label_names"])
     if model.output_shape[-1] != len(names):
         raise ConfigError(f"{path}: model has {model.output_shape[-1]} outputs, {data_dir} has "
@@ -167,7 +146,7 @@ def load_model_for(model_arg: str, data_dir: str, manifest: dict):
     return path, model, int(shape[1]), int(shape[-1])
 
 
-def open_model_and_data(model_arg: str, data_dir: str):
+def open_model_and_data(model_arg: str, data_dir: str, trust: bool = False):
     """The start of every evaluator CLI: (path, model, size, channels, manifest), Horovod up.
 
     Arguments and files are checked before Horovod starts, so a bad path is one clear
@@ -181,7 +160,7 @@ def open_model_and_data(model_arg: str, data_dir: str):
     path = resolve_model_path(model_arg)      # file checks before Horovod starts
     manifest = read_manifest(data_dir)
     dist.init()
-    path, model, size, channels = load_model_for(path, data_dir, manifest)
+    path, model, size, channels = load_model_for(path, data_dir, manifest, trust)
     return path, model, size, channels, manifest
 
 
@@ -356,14 +335,15 @@ def evaluate(cfg: EvalConfig) -> dict:
 
         cross = cross_dataset_labels(resolve_model_path(cfg.model), read_manifest(cfg.data))
     if cross is None:
-        path, model, size, channels, manifest = open_model_and_data(cfg.model, cfg.data)
+        path, model, size, channels, manifest = open_model_and_data(cfg.model, cfg.data, cfg.trust_model_file)
     else:  # the model's own label count is what load_model_for checks its outputs against
         from tfxr.data.records import read_manifest
 
         path, manifest = resolve_model_path(cfg.model), read_manifest(cfg.data)
         dist.init()
         path, model, size, channels = load_model_for(path, cfg.data, {**manifest,
-                                                                      "label_names": cross["model_labels"]})
+                                                                      "label_names": cross["model_labels"]},
+                                                      cfg.trust_model_file)
     rank, world = dist.rank(), dist.size()
     names = list(manifest["label_names"])
     dcfg = DataConfig(batch_size=cfg.batch_size, image_size=size, channels=channels, deterministic=True)

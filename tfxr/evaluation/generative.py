@@ -228,8 +228,16 @@ def resolve_inception_weights(path: str) -> str:
 
 
 # --------------------------------------------------------------------------- image sets
+#: the largest generated image accepted (pixels), checked from the PNG header before decoding
+MAX_GENERATED_PIXELS = 4096 * 4096
+
+
 def load_png_dir(path: str, limit: int = 0) -> np.ndarray:
-    """Grey [0, 1] images (N, H, W, 1) of every PNG in a directory (sorted by name)."""
+    """Grey [0, 1] images (N, H, W, 1) of every PNG in a directory (sorted by name).
+
+    Each image's size is read from its header first: one above ``MAX_GENERATED_PIXELS``
+    (a decompression bomb, or simply not a generated image) is refused before decoding.
+    """
     from PIL import Image
 
     names = sorted(n for n in os.listdir(path) if n.lower().endswith(".png"))
@@ -239,11 +247,24 @@ def load_png_dir(path: str, limit: int = 0) -> np.ndarray:
         raise ConfigError(f"--generated {path}: no .png images in this directory")
     images = []
     for name in names:
+        file = os.path.join(path, name)
         try:
-            with Image.open(os.path.join(path, name)) as img:
+            with warnings.catch_warnings():
+                # the size is checked right below, so Pillow's own warning would only be noise
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(file)
+            with img:
+                width, height = img.size
+                if width * height > MAX_GENERATED_PIXELS:
+                    raise ConfigError(f"--generated {file}: {width}x{height} pixels, more than the "
+                                      f"{MAX_GENERATED_PIXELS:,} tfxr accepts for a generated image")
                 images.append(np.asarray(img.convert("L"), np.float32) / 255.0)
-        except OSError as e:
-            raise ConfigError(f"--generated {os.path.join(path, name)}: unreadable image ({e})") from None
+        except Image.DecompressionBombError as e:   # Pillow's own limit, hit while opening
+            raise ConfigError(f"--generated {file}: refused as a decompression bomb ({e})") from None
+        except (OSError, SyntaxError, ValueError) as e:   # PIL raises these for damaged files
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(f"--generated {file}: unreadable image ({e})") from None
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise ConfigError(f"--generated {path}: images of different sizes {sorted(shapes)}")

@@ -36,9 +36,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from tfxr.config import option
+from tfxr.config import option, seed_option
 from tfxr.data.records import read_examples
 from tfxr.errors import ConfigError, ManifestError
+from tfxr.io import path_in
 
 IOBB_THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)
 IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -457,7 +458,8 @@ class LocalizeConfig:
     cam: str = option("hirescam", choices=CAM_METHODS)   # heatmap method (see the module doc)
     overlays: int = option(12, minimum=0)     # overlay PNGs to write (0 = none)
     batch_size: int = option(32, minimum=1)
-    seed: int = 0
+    seed: int = seed_option()
+    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
 
 
 def localize(cfg: LocalizeConfig) -> dict:
@@ -471,7 +473,7 @@ def localize(cfg: LocalizeConfig) -> dict:
     if not cfg.box_threshold and cfg.threshold_split == cfg.split:
         raise ConfigError(f"--threshold-split {cfg.threshold_split}: box thresholds must be chosen on "
                           f"another split than the scored one (--split {cfg.split})")
-    path, model, size, channels, manifest = open_model_and_data(cfg.model, cfg.data)
+    path, model, size, channels, manifest = open_model_and_data(cfg.model, cfg.data, cfg.trust_model_file)
     rank, world = dist.rank(), dist.size()
     names = list(manifest["label_names"])
     cam = GradCAM(model, cfg.layer, cfg.cam)
@@ -547,7 +549,9 @@ def write_overlays(cam: GradCAM, items: list[BoxedImage], names: list[str], thre
             heatmap = cam(it.image[None], j)[0][0]
             boxes = boxes_from_heatmap(heatmap, thresholds[j])
             truths = [b for lab, b in it.boxes if lab == j]
-            path = os.path.join(folder, f"{it.image_id}_{names[j]}.png")
-            save_overlay(path, it.image, heatmap, boxes, truths, f"{it.image_id}: {names[j]} p={probs[0, j]:.2f}")
+            path = path_in(folder, f"{it.image_id}_{names[j]}", ".png")   # ids are data: no '../'
+            title = "".join(ch if ch.isprintable() else "?" for ch in f"{it.image_id}: {names[j]}")
+            title = title.replace("$", r"\$") + f" p={probs[0, j]:.2f}"   # no mathtext from ids
+            save_overlay(path, it.image, heatmap, boxes, truths, title)
             written.append(path)
     return written

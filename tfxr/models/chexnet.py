@@ -18,10 +18,12 @@ Weights (``weights=``):
   pre-placed ``densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5`` works offline;
   otherwise Keras downloads it, and a failed download raises ``RuntimeError`` saying how to
   place the file by hand.
-* a path to a ``.weights.h5`` file (``model.save_weights``) or a ``.keras`` file
-  (``model.save``) of a CheXNet: the weights are loaded into the new model.  A ``.keras``
-  file is copied layer by layer (so it may have been saved at another image size or channel
-  count); a file that does not fit raises ``ValueError`` naming the file.
+* a path to a ``.weights.h5`` file (``model.save_weights``) or the ``.keras`` file of a
+  tfxr CheXNet run (``best.keras``/``final.keras`` beside its ``config.yaml``): the weights
+  are loaded into the new model.  A ``.keras`` file is rebuilt from its run config and
+  copied layer by layer (so it may have been trained at another image size or channel
+  count); a ``.keras`` file of no tfxr run is refused (see :mod:`tfxr.models.loading`); a
+  file that does not fit raises ``ValueError`` naming the file.
 """
 from __future__ import annotations
 
@@ -182,8 +184,9 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
     """Load weights saved from a model of the same architecture into ``model``.
 
     ``.weights.h5``: ``model.load_weights`` (the layer structure must match exactly).
-    ``.keras``: the saved model is loaded and its weights copied layer by layer, matched by
-    layer name, with every weight's shape checked.  Any mismatch raises ``ValueError``
+    ``.keras`` (a tfxr run's): the model is rebuilt from its run config, its weights read
+    (never its code) and copied layer by layer, matched by layer name, with every weight's
+    shape checked.  Any mismatch raises ``ValueError``
     naming the file.
     """
     path = Path(path)
@@ -214,10 +217,11 @@ def _first_lines(error: BaseException, lines: int = 3) -> str:
 
 
 def _copy_weights_from_keras_file(model: keras.Model, path: Path) -> None:
-    try:
-        source = keras.saving.load_model(str(path), compile=False)
-    except (ValueError, OSError, TypeError) as e:
-        raise ValueError(f"Could not read the model file {path} ({type(e).__name__}: {e})") from e
+    # Rebuilt from its run's config.yaml, weights only (a foreign .keras is refused: loading
+    # its config.json could run code); raises ConfigError, a ValueError, naming the file.
+    from tfxr.models.loading import load_run_model
+
+    source = load_run_model(str(path), "classifier")
 
     def weighted(m: keras.Model) -> dict[str, keras.layers.Layer]:
         return {layer.name: layer for layer in m.layers if layer.weights}

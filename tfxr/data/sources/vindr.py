@@ -70,7 +70,13 @@ def fuse_boxes(boxes: list[tuple[str, tuple[float, float, float, float]]], iou: 
 
 
 def read_vindr_table(path: str) -> pd.DataFrame:
-    table = read_table(path, VINDR_COLUMNS, "a VinDr-CXR annotation file (train.csv)")
+    """Kaggle's ``train.csv``, or PhysioNet's ``annotations_train.csv`` (no ``class_id``
+    column: it is taken from ``class_name``)."""
+    required = tuple(c for c in VINDR_COLUMNS if c != "class_id")
+    table = read_table(path, required, "a VinDr-CXR annotation file (train.csv)")
+    if "class_id" not in table.columns:
+        ids = {n: str(k) for k, n in enumerate(VINDR_LABELS + ("No finding",))}
+        table["class_id"] = table["class_name"].str.strip().map(ids).fillna("")
     out = pd.DataFrame({c: table[c].str.strip() for c in ("image_id", "class_name", "class_id", "rad_id")},
                        index=table.index)
     for c in ("x_min", "y_min", "x_max", "y_max"):

@@ -1,0 +1,62 @@
+"""Gradient accumulation (``--set accumulate_steps=K``): K micro-batches of B per allreduce equal
+one batch of K*B (single process and under mpirun -np 2), and the allreduces per epoch drop by K."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import tfxr
+
+# One intra-op thread in every process: float reductions in the same order (see test_distributed).
+ONE_THREAD = {"TFXR_CPU_THREADS": "1"}
+
+
+def _load(path):
+    with np.load(path) as z:
+        return [z[f"arr_{i}"] for i in range(len(z.files))]
+
+
+def _check_equal(out, world):
+    k4, k1 = _load(out / f"weights-k4-w{world}-0.npz"), _load(out / f"weights-k1-w{world}-0.npz")
+    for a, b in zip(k4, k1):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)
+    init = _load(out / f"weights-init-w{world}-0.npz")
+    assert max(np.abs(a - b).max() for a, b in zip(k4, init)) > 1e-3   # training moved the weights
+
+
+@pytest.mark.parametrize("np_", [1, pytest.param(2, marks=pytest.mark.mpi)])
+def test_k_micro_batches_equal_one_batch_of_k_times_the_size(synthetic_tfrec, tmp_path, np_):
+    runs = {k: tfxr("tests.mpi_scripts.accumulate_check", str(synthetic_tfrec), str(tmp_path), str(k), np=np_,
+                    env=ONE_THREAD) for k in (4, 1)}
+    for k, r in runs.items():
+        # 3 updates either way: K=4 ran 12 micro-batches, so 12 / 4 allreduces
+        assert f"world {np_} allreduces 3" in r.stdout, r.stdout
+    _check_equal(tmp_path, np_)
+    if np_ == 2:   # both ranks hold the same weights
+        for a, b in zip(_load(tmp_path / "weights-k4-w2-0.npz"), _load(tmp_path / "weights-k4-w2-1.npz")):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.mpi
+def test_train_counts_allreduces_and_scales_the_learning_rate(synthetic_tfrec, tmp_path):
+    common = ["--data", str(synthetic_tfrec), "--epochs", "1", "--batch-size", "4", "--val-split", "",
+              "--no-progress", "--set", "steps_per_epoch=10", "--lr", "0.001"]
+    for k in (1, 4):
+        out = tmp_path / f"k{k}"
+        tfxr("tfxr.train", *common, "--out", str(out), "--set", f"accumulate_steps={k}", np=2, cwd=tmp_path)
+        (epoch,) = json.loads((out / "history.json").read_text())
+        # 10 micro-batches per epoch: K=1 allreduces 10 times; K=4 rounds the epoch down to 8 and allreduces 2 times
+        assert epoch["allreduces"] == {1: 10, 4: 2}[k]
+        resolved = yaml.safe_load((out / "config.yaml").read_text())["_resolved"]
+        assert resolved["effective_batch"] == 4 * 2 * k
+        assert resolved["base_lr"] == pytest.approx(0.001 * 2 * k)     # lr scaled by the effective batch
+
+
+def test_too_few_batches_to_accumulate_stops_before_writing(synthetic_tfrec, tmp_path):
+    r = tfxr("tfxr.train", "--data", str(synthetic_tfrec), "--out", "run", "--set", "steps_per_epoch=3",
+             "--set", "accumulate_steps=4", cwd=tmp_path, check=False)
+    assert r.returncode == 2 and "accumulate_steps=4: an epoch has only 3 batch(es)" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
