@@ -156,10 +156,6 @@ def test_data_errors_are_clear(synthetic_tfrec, tmp_path):
 
 
 def test_missing_shard_is_caught_before_training(synthetic_tfrec, tmp_path):
-    from tfxr.data import records
-
-    if not hasattr(records, "check_shards"):
-        pytest.skip("tfxr.data.records.check_shards comes with the data branch")
     import shutil
 
     data = tmp_path / "data"
