@@ -3,7 +3,6 @@ hostile file names, and a conversion killed with SIGTERM (no orphan workers, no 
 an identical re-run)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -16,12 +15,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from tests.conftest import REPO, tfxr
+from tests.conftest import REPO, shard_hashes, tfxr
 from tfxr.data.records import read_manifest
-
-
-def _shards(d: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.glob("*.tfrecord"))}
 
 
 def _class_folders(root: Path) -> Path:
@@ -101,6 +96,6 @@ def test_sigterm_stops_workers_and_rerun_is_identical(tmp_path, synthetic_tfrec)
     assert "1 leftover temporary file(s) removed" in rerun.stderr
     assert not [p for p in out.rglob(".tmp-*")]
     clean = synthetic_tfrec
-    assert _shards(out) == _shards(clean) and len(_shards(clean)) == 12
+    assert shard_hashes(out) == shard_hashes(clean) and len(shard_hashes(clean)) == 12
     killed_m, clean_m = (json.loads((d / "manifest.json").read_text()) for d in (out, clean))
     assert killed_m["splits"] == clean_m["splits"]
