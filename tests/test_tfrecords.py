@@ -74,17 +74,26 @@ def test_sigterm_stops_workers_and_rerun_is_identical(tmp_path, synthetic_tfrec)
             "--image-size", "64", "--shards", "4", "--workers", "2", "--quiet"]
     out = tmp_path / "killed"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen(args + ["--out", str(out)], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args + ["--out", str(out)], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)   # its own process group: frozen as a whole below
     workers: list[psutil.Process] = []
     deadline = time.monotonic() + 300  # a bound on waiting, not a speed check
+    frozen = False
     while proc.poll() is None and time.monotonic() < deadline:
         workers = _children(proc.pid)
         if len([w for w in workers if "python" in w.name().lower()]) >= 2 and list(out.glob(".tmp-*")):
-            break
+            try:   # freeze the conversion, then check: no shard can finish between the check and the kill
+                os.killpg(proc.pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                break
+            if proc.poll() is None and list(out.glob(".tmp-*")):
+                frozen = True
+                break
+            os.killpg(proc.pid, signal.SIGCONT)
         time.sleep(0.05)
-    assert proc.poll() is None, f"conversion finished before it could be killed:\n{proc.stderr.read()}"
-    assert list(out.glob(".tmp-*")), "no shard was being written"
+    assert frozen and proc.poll() is None, f"conversion finished before it could be killed:\n{proc.stderr.read()}"
     proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGCONT)   # the pending SIGTERM is handled as it resumes
     stderr = proc.communicate(timeout=120)[1]
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     _gone, alive = psutil.wait_procs(workers, timeout=60)
