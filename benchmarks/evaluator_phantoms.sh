@@ -15,7 +15,7 @@ export PYTHONPATH=${PYTHONPATH:-$PWD}
 set -x
 "$PY" -m tfxr.tfrecords write --source synthetic --synthetic-task multilabel --num-images 2000 --image-size 64 \
     --shards 4 --seed 0 --out "$OUT/data" --quiet
-"$PY" -m tfxr.train --model tb_cnn --data "$OUT/data" --out "$OUT/run" --epochs 20 --batch-size 32 --seed 0 \
+"$PY" -m tfxr.train --model tb_cnn --data "$OUT/data" --out "$OUT/run" --overwrite --epochs 20 --batch-size 32 --seed 0 \
     --no-progress
 "$PY" -m tfxr.evaluate --model "$OUT/run" --data "$OUT/data" --split test --out "$OUT/eval-test"
 "$PY" -m tfxr.evaluate gan --generated noise --real "$OUT/data" --split train --features tfxr \

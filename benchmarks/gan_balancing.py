@@ -84,8 +84,8 @@ def train_gan(args, data: str, seed: int, work: str) -> str:
     generator = os.path.join(out, "generator.keras")
     if os.path.exists(generator):
         return generator
-    cfg = GanConfig(data=data, out=out, epochs=args.gan_epochs, batch_size=16, optimizer=args.gan_optimizer,
-                    loss="hinge", g_lr=1e-3, d_lr=4e-4, g_filters=32, d_filters=32, seed=seed,
+    cfg = GanConfig(data=data, out=out, overwrite=True, epochs=args.gan_epochs, batch_size=16,
+                    optimizer=args.gan_optimizer, loss="hinge", g_lr=1e-3, d_lr=4e-4, g_filters=32, d_filters=32, seed=seed,
                     sample_epochs=[1, args.gan_epochs], progress=False)
     log_command(args.out, f"python -m tfxr.gan train --data {data} --out {out} --epochs {cfg.epochs} "
                           f"--batch-size 16 --optimizer {cfg.optimizer} --loss hinge --g-lr 1e-3 --d-lr 4e-4 "
@@ -123,7 +123,7 @@ def train_and_evaluate(args, arm: str, data: str, seed: int, work: str) -> dict:
         with open(metrics) as fh:
             return json.load(fh)
     model = "pneumonia_cnn" if args.dataset == "pneumoniamnist" else "tb_cnn"
-    cfg = TrainConfig(model=model, data=data, out=out, epochs=args.clf_epochs, seed=seed,
+    cfg = TrainConfig(model=model, data=data, out=out, overwrite=True, epochs=args.clf_epochs, seed=seed,
                       class_weighting="balanced" if arm in ("cw", "gan_cw") else "none",
                       pipeline=DataConfig(batch_size=args.batch_size, augment=AugmentConfig(enabled=arm == "augment")),
                       progress=False, early_stopping_patience=3)

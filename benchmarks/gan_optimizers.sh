@@ -14,7 +14,7 @@ export PYTHONPATH=${PYTHONPATH:-$PWD}
 for seed in 0 1 2; do
   work=$GB/pneumoniamnist/pneumoniamnist-5/seed-$seed
   set -x
-  "$PY" -m tfxr.gan compare-optimizers --data "$work/data" --out "$OUT/seed-$seed" --epochs 150 --batch-size 16 \
+  "$PY" -m tfxr.gan compare-optimizers --data "$work/data" --out "$OUT/seed-$seed" --overwrite --epochs 150 --batch-size 16 \
       --loss hinge --g-lr 1e-3 --d-lr 4e-4 --set g_filters=32 --set d_filters=32 --sample-epochs 1,50,150 \
       --seed "$seed" --feature-model "$work/none/best.keras" --no-progress
   set +x

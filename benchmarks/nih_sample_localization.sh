@@ -36,7 +36,7 @@ set -x
     --bbox "$META/BBox_List_2017.csv.gz" --split-list "trainval=$OUT/train_val_list.txt" \
     --split-list "test=$OUT/test_list.txt" --image-size "$IMAGE_SIZE" --shards 2 --seed 0 --out "$OUT/data" --quiet
 WEIGHT_ARGS=(); [ "$MODEL" = chexnet ] && WEIGHT_ARGS=(--weights "$WEIGHTS")
-"$PY" -m tfxr.train --model "$MODEL" "${WEIGHT_ARGS[@]}" --data "$OUT/data" --out "$OUT/run" \
+"$PY" -m tfxr.train --model "$MODEL" "${WEIGHT_ARGS[@]}" --data "$OUT/data" --out "$OUT/run" --overwrite \
     --epochs "$EPOCHS" --batch-size 16 --seed 0 --no-progress
 "$PY" -m tfxr.evaluate --model "$OUT/run" --data "$OUT/data" --split test --out "$OUT/eval-test"
 "$PY" -m tfxr.localize --model "$OUT/run" --data "$OUT/data" --split test --box-threshold 0.5 \

@@ -15,7 +15,7 @@ DATA=${TB_DATA:-../shared/data/tb_cxr}
 for s in $SEEDS; do
   "$PY" -m tfxr.tfrecords write --source tb --images "$DATA/images" --labels "$DATA/labels.csv" \
       --image-size 128 --shards 2 --seed "$s" --out "$OUT/data-$s" --quiet
-  "$PY" -m tfxr.distributed --np 2 -- tfxr.train --model tb_cnn --data "$OUT/data-$s" --out "$OUT/run-$s" --epochs 40 \
+  "$PY" -m tfxr.distributed --np 2 -- tfxr.train --model tb_cnn --data "$OUT/data-$s" --out "$OUT/run-$s" --overwrite --epochs 40 \
       --batch-size 8 --cache --no-progress --seed "$s" --set plateau_patience=0 --set early_stopping_patience=0
   "$PY" -m tfxr.evaluate --model "$OUT/run-$s/final.keras" --out "$OUT/run-$s/eval-test" --data "$OUT/data-$s" --split test --set bootstrap=2000
 done

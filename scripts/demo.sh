@@ -17,7 +17,7 @@ echo "== 1/3 synthetic data -> $OUT/data (TFRecords, 128 px)"
 "$PYTHON" -m tfxr.data.stats "$OUT/data" --grid "$OUT/data_samples.png"
 
 echo "== 2/3 train tb_cnn with Horovod on $NP ranks: $("$PYTHON" -m tfxr.distributed --np "$NP" --print -- tfxr.train)"
-"$PYTHON" -m tfxr.distributed --np "$NP" -- tfxr.train --model tb_cnn --data "$OUT/data" --out "$OUT/run" \
+"$PYTHON" -m tfxr.distributed --np "$NP" -- tfxr.train --model tb_cnn --data "$OUT/data" --out "$OUT/run" --overwrite \
     --epochs "$EPOCHS" --batch-size 32 --cache --set plateau_patience=2 --set early_stopping_patience=4
 
 echo "== 3/3 evaluate on the test split"

@@ -53,11 +53,12 @@ def _train(data, out, *extra, np_=1, **kw):
 
 
 def test_resume_equals_uninterrupted_run(synthetic_tfrec, tmp_path):
+    """Resumed from a relative --out typed in the folder above it (as a user would)."""
     full, part = tmp_path / "full", tmp_path / "part"
     _train(synthetic_tfrec, full, "--epochs", "3", "--keep-checkpoints", "1")
-    _train(synthetic_tfrec, part, "--epochs", "2", "--keep-checkpoints", "1")
-    r = _train(synthetic_tfrec, part, "--epochs", "3", "--resume", "--keep-checkpoints", "1")
-    assert "resumed from" in r.stderr and "ckpt-2" in r.stderr
+    _train(synthetic_tfrec, "part", "--epochs", "2", "--keep-checkpoints", "1", cwd=tmp_path)
+    r = _train(synthetic_tfrec, "part", "--epochs", "3", "--resume", "--keep-checkpoints", "1", cwd=tmp_path)
+    assert "resumed from" in r.stderr and "ckpt-2" in r.stderr and "checkpoints/part" not in r.stderr
     assert_same_training(full, part, 3)
     # keep_checkpoints=1 keeps exactly one; the run did train (weights moved since epoch 2)
     assert sorted(f for f in os.listdir(part / "checkpoints") if f.endswith(".index")) == ["ckpt-3.index"]
@@ -66,24 +67,24 @@ def test_resume_equals_uninterrupted_run(synthetic_tfrec, tmp_path):
 
 
 def test_damaged_or_missing_checkpoints_are_clear_errors(synthetic_tfrec, tmp_path):
-    out = tmp_path / "run"
-    _train(synthetic_tfrec, out, "--epochs", "1", "--set", "steps_per_epoch=2", "--val-split", "")
+    out, args = tmp_path / "run", ("--set", "steps_per_epoch=2", "--val-split", "")
+    _train(synthetic_tfrec, out, "--epochs", "1", *args)
     history = (out / "history.json").read_text()
     ckpt = out / "checkpoints"
     data_file = next(ckpt.glob("ckpt-1.data-*"))
     good = data_file.read_bytes()
     for damage in (b"", good[: len(good) // 2]):                 # empty, truncated
         data_file.write_bytes(damage)
-        r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", check=False)
+        r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", *args, check=False)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
         assert "ckpt-1" in r.stderr and "cannot restore" in r.stderr
         assert (out / "history.json").read_text() == history
     data_file.unlink()                                           # the index names a deleted checkpoint
-    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", check=False)
+    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", *args, check=False)
     assert r.returncode == 2 and "missing" in r.stderr and "Traceback" not in r.stderr
     for f in ckpt.iterdir():                                     # no checkpoint at all, history kept
         f.unlink()
-    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", check=False)
+    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", *args, check=False)
     assert r.returncode == 2 and "history.json but no checkpoint" in r.stderr
     assert (out / "history.json").read_text() == history
 
@@ -113,8 +114,8 @@ def test_two_rank_resume_is_bit_identical(synthetic_tfrec, tmp_path):
     args = ("--set", "steps_per_epoch=3", "--batch-size", "8", "--val-split", "")
     full, part = tmp_path / "full", tmp_path / "part"
     _train(synthetic_tfrec, full, "--epochs", "2", *args, np_=2, **one_thread)
-    _train(synthetic_tfrec, part, "--epochs", "1", *args, np_=2, **one_thread)
-    r = _train(synthetic_tfrec, part, "--epochs", "2", "--resume", *args, np_=2, **one_thread)
+    _train(synthetic_tfrec, "part", "--epochs", "1", *args, np_=2, cwd=tmp_path, **one_thread)
+    r = _train(synthetic_tfrec, "part", "--epochs", "2", "--resume", *args, np_=2, cwd=tmp_path, **one_thread)
     assert r.stderr.count("resumed from") == 1
     assert_same_training(full, part, 2)
 

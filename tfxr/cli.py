@@ -17,17 +17,18 @@ import os
 import sys
 from typing import Callable
 
-from tfxr.errors import TfxrError
+from tfxr import log
+from tfxr.errors import RejectedResult, TfxrError
 
 EXIT_OK = 0
 EXIT_CRASH = 1
-EXIT_USAGE = 2
-EXIT_REJECTED = 3
+EXIT_USAGE = TfxrError.exit_code            # 2
+EXIT_REJECTED = RejectedResult.exit_code    # 3
 
 
-def error(message: str) -> None:
-    """Print one error line on stderr (every rank may call it; it is the same line)."""
-    print(f"tfxr: error: {message}", file=sys.stderr)
+def error(message: str, all_ranks: bool = True) -> None:
+    """One ``tfxr: error: ...`` line on stderr (:func:`tfxr.log.error`)."""
+    log.error(message, all_ranks=all_ranks)
 
 
 #: what a file system answers when the folder the user named cannot take the output: each is
@@ -52,15 +53,16 @@ def _damaged_shard(e: Exception) -> str | None:
 
 
 def run_main(body: Callable[[], int | None]) -> int:
-    """Run a command's body: TfxrError, a damaged shard, or an OSError naming a file that the
-    file system refused (read-only, full, a file where a folder should be; see
-    ``OUTPUT_ERRNOS``) -> one line and exit 2; Horovod (if started) shut down at the end."""
+    """Run a command's body: TfxrError -> one line and its exit code (2, or 3 for a rejected
+    result); a damaged shard, or an OSError naming a file that the file system refused
+    (read-only, full, a file where a folder should be; see ``OUTPUT_ERRNOS``) -> one line and
+    exit 2; Horovod (if started) shut down at the end."""
     try:
         code = body()
         return EXIT_OK if code is None else int(code)
     except TfxrError as e:
-        error(str(e))
-        return EXIT_USAGE
+        error(str(e), all_ranks=not e.shared)   # a shared error: one line from rank 0, not one per rank
+        return e.exit_code
     except OSError as e:
         if e.errno not in OUTPUT_ERRNOS or not e.filename:
             raise

@@ -24,6 +24,8 @@ import yaml
 
 from tfxr.errors import ConfigError  # noqa: F401 - re-exported: configs raise it
 
+#: the configs of every trainer live in :mod:`tfxr.configs` (TrainConfig, GanConfig, ...)
+
 #: the largest seed: TensorFlow, NumPy and Python all take 0 .. 2**31 - 1 as a seed
 SEED_MAX = 2**31 - 1
 

@@ -14,6 +14,17 @@ Classifier (the default):
   A model trained on another data set is scored on the labels the two share in tfxr's
   label vocabulary (TorchXRayVision's names); the labels left out are printed and reported.
 
+Detection (a ``tfxr.detect train`` run; beside the CAM boxes of a classifier and random boxes):
+
+    python -m tfxr.evaluate detection --detector runs/det --data tfrec/phantoms --split test \\
+        --cam-model runs/tb --out det-eval
+    mpirun -np 2 python -m tfxr.evaluate detection --detector runs/det --data tfrec/phantoms
+
+  writes ``OUT/report.md`` (mAP@0.5 and mAP@[0.5:0.95] by pycocotools, the RSNA challenge
+  score, FROC sensitivities, per-class AP; detector, CAM boxes and random boxes side by
+  side), ``OUT/detection.json`` and ``OUT/overlays/*.png``.  Score cuts are chosen on
+  ``--threshold-split``; any ``-np`` gives the same numbers.
+
 Generative (Inception Score and FID):
 
     python -m tfxr.evaluate gan --generated runs/gan/samples --real tfrec/pmnist --split train \\
@@ -43,7 +54,7 @@ import numpy as np
 from tfxr.cli import run_main
 from tfxr.config import option, parse_config, seed_option
 from tfxr.errors import ConfigError
-# Re-exported: tfxr.train and users import these from tfxr.evaluate.
+# Re-exported: tests, notebooks and users import these from tfxr.evaluate.
 from tfxr.evaluation.classifier import (EvalConfig, evaluate, format_table, load_model,  # noqa: F401
                                         predict_split, resolve_model_path)
 from tfxr.models.loading import load_generator, load_run_model
@@ -130,6 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
 
     def body() -> int:
+        if argv[:1] == ["detection"]:
+            from tfxr.evaluation.detection import DetectionEvalConfig, detection_report, evaluate_detection
+
+            cfg, _ = parse_config(DetectionEvalConfig, argv[1:], "python -m tfxr.evaluate detection", __doc__)
+            result = evaluate_detection(cfg)
+            if result:
+                print(detection_report(result))
+                print(f"tfxr: wrote {result['out']}/report.md, detection.json, overlays/", file=sys.stderr)
+            return 0
         if argv[:1] == ["gan"]:
             cfg, _ = parse_config(GanEvalConfig, argv[1:], "python -m tfxr.evaluate gan", __doc__)
             evaluate_gan(cfg)

@@ -9,9 +9,10 @@
 
 ``train`` takes the same config system as ``tfxr.train`` (``--config``, ``--set``, one flag
 per field; ``python -m tfxr.gan train --help``).  By default it trains on the minority
-class of the training split.  Rank 0 writes ``OUT/history.json``, ``losses.png``,
-``samples/epoch-NNNN.png`` (fixed noise), ``checkpoints/`` (``--resume``) and
-``generator.keras``.
+class of the training split.  Rank 0 writes ``OUT/config.yaml``, ``history.json``,
+TensorBoard logs, ``losses.png``, ``samples/epoch-NNNN.png`` (fixed noise), ``checkpoints/``
+(``--resume``) and ``generator.keras``; an ``OUT`` holding a run is refused unless
+``--resume`` or ``--overwrite`` (see ``python -m tfxr.train``'s help for the rules).
 
 ``sample`` and ``balance`` rebuild the generator from its run's ``config.yaml`` and read only
 its weights; a generator file of no tfxr run is refused unless ``--trust-model-file`` is
@@ -24,6 +25,8 @@ import os
 import sys
 
 import numpy as np
+
+from tfxr import log
 
 COMMANDS = ("train", "sample", "balance", "compare-optimizers")
 
@@ -65,7 +68,7 @@ def sample(argv: list[str]) -> int:
         io.write_bytes(io.path_in(args.out, f"{args.prefix}-{i:05d}", ".png"), encode_png(img))
     io.write_bytes(os.path.join(args.out, "grid.png"),
                    encode_png(image_grid(images[:64, ..., None].astype("float32") / 127.5 - 1.0)))
-    print(f"tfxr: wrote {args.n} images and grid.png to {args.out}", file=sys.stderr)
+    log.info(f"wrote {args.n} images and grid.png to {args.out}")
     return 0
 
 
@@ -143,7 +146,7 @@ def compare_optimizers(argv: list[str]) -> int:
         io.write_json(os.path.join(base.out, "comparison.json"), results)
         _plot_comparison(results, os.path.join(base.out, "comparison.png"))
         io.write_text(os.path.join(base.out, "comparison.md"), _comparison_markdown(base, results, argv))
-        print(f"tfxr: wrote {base.out}/comparison.md and comparison.png", file=sys.stderr)
+        log.info(f"wrote {base.out}/comparison.md and comparison.png")
     return 0
 
 

@@ -73,6 +73,14 @@ def test_peak_memory_is_measured_in_a_fresh_process():
     activations = memory_report(build_for_report("tb_cnn", 128)["model"], 64)["activation_bytes_per_batch"]
     assert measured["rss_before_training_bytes"] > 100 * 2**20                                   # TF loaded
     assert measured["peak_rss_bytes"] - measured["rss_before_training_bytes"] >= 0.75 * activations
+    # the real step ran: binary cross-entropy of an untrained net on random labels is near ln 2
+    assert len(measured["losses"]) == 1 and 0.5 < measured["losses"][0] < 0.9
+
+
+def test_gan_memory_is_measured_through_the_gan_step():
+    measured = measure_peak_memory("dcgan", 28, batch_size=4, steps=1)
+    # the discriminator's loss: BCE on real plus BCE on fake, each near ln 2 untrained
+    assert measured["steps"] == 1 and 1.0 < measured["losses"][0] < 1.8
 
 
 def test_command_prints_and_writes_the_numbers(tmp_path):

@@ -31,7 +31,7 @@ for s in range(steps):
         tr.train_step(images[s, tr.rank], step=s)
     else:
         real, z = images[s].reshape(-1, size, size, 1), np.concatenate(noise[s])
-        tr._step_fn(tf.constant(real), tf.constant(z), tf.constant(0.0), tf.constant(s, tf.int64))
+        tr.step(tf.constant(real), tf.constant(z), tf.constant(0.0), tf.constant(s, tf.int64))
 weights = [v.numpy() for v in tr.generator.trainable_variables + tr.discriminator.trainable_variables]
 np.savez(f"{out}/gan-{mode}-{optimizer}-{tr.rank}.npz", *weights)
 sys.stdout.write(f"world {tr.world}\n")  # one write: ranks' lines never interleave

@@ -54,24 +54,28 @@ class _Interrupted(Exception):
 
 @pytest.mark.parametrize("optimizer", ["rmsprop"])
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, optimizer, monkeypatch):
+    """Killed right after epoch 2's checkpoint, resumed from a relative --out (typed from
+    the folder above the run, as a user would): the weights of the uninterrupted run."""
+    from tfxr.training.checkpoints import CheckpointStore
     from tfxr.training.gan import GanTrainer
 
     images = _phantom_images(24)
     full = GanTrainer(_cfg(tmp_path / "full", optimizer=optimizer), images=images)
     full.fit()
-    first = GanTrainer(_cfg(tmp_path / "cut", optimizer=optimizer), images=images)
-    store = first.checkpoint_store()
-    save = store.save
+    monkeypatch.chdir(tmp_path)
+    first = GanTrainer(_cfg("cut", optimizer=optimizer), images=images)
+    save = CheckpointStore.save
 
-    def save_then_die(step, state):   # the run is killed right after epoch 2's checkpoint
-        save(step, state)
+    def save_then_die(store, step, state):   # the run is killed right after epoch 2's checkpoint
+        save(store, step, state)
         if step == 2:
             raise _Interrupted
-    monkeypatch.setattr(store, "save", save_then_die)
-    monkeypatch.setattr(first, "checkpoint_store", lambda: store)
-    with pytest.raises(_Interrupted):
-        first.fit()
-    resumed = GanTrainer(_cfg(tmp_path / "cut", optimizer=optimizer, resume=True), images=images)
+    with monkeypatch.context() as patch:
+        patch.setattr(CheckpointStore, "save", save_then_die)
+        with pytest.raises(_Interrupted):
+            first.fit()
+    assert not (tmp_path / "cut" / ".tfxr-run.lock").exists()    # the lock went with the run
+    resumed = GanTrainer(_cfg("cut", optimizer=optimizer, resume=True), images=images)
     state = resumed.fit()
     assert state["epoch"] == 3 and len(state["history"]) == 3
     for a, b in zip(_weights(full), _weights(resumed)):
@@ -79,6 +83,27 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, optimizer, m
     assert (tmp_path / "cut" / "generator.keras").exists()
     assert (tmp_path / "cut" / "samples" / "epoch-0003.png").exists()
     assert [r["g_loss"] for r in state["history"]] == [r["g_loss"] for r in full.state["history"]]
+    import yaml
+
+    resumes = yaml.safe_load((tmp_path / "cut" / "config.yaml").read_text())["_resumed"]
+    assert resumes == [{"epoch": 2, "checkpoint": "ckpt-2", "changed": {"resume": [False, True]}}]
+
+
+def test_gan_run_has_tensorboard_and_the_runlog_history(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tfxr.training.gan import GanTrainer
+
+    trainer = GanTrainer(_cfg(tmp_path / "run", epochs=2), images=_phantom_images(16))
+    trainer.fit()
+    import json
+
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and history == trainer.state["history"]
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"tensors": 0})
+    events.Reload()
+    assert {"d_loss", "g_loss", "diversity_ratio"} <= set(events.Tags()["tensors"])
+    assert [e.step for e in events.Tensors("g_loss")] == [1, 2]
 
 
 def test_short_training_moves_samples_toward_the_real_images(tmp_path):

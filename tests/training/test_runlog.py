@@ -38,5 +38,4 @@ def test_other_ranks_write_nothing(tmp_path, capsys):
     log = RunLog(str(tmp_path / "run"), enabled=False)
     log.start({"a": 1})
     log.epoch([{"epoch": 1, "train_loss": 0.1}], "epoch 1")
-    log.message("hello")
     assert not (tmp_path / "run").exists() and capsys.readouterr().err == ""

@@ -57,3 +57,50 @@ def augment(image: tf.Tensor, seed: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
     if cfg.noise_std > 0:
         image = image + tf.random.stateless_normal(tf.shape(image), seeds[5], stddev=cfg.noise_std)
     return tf.clip_by_value(image, 0.0, 1.0)
+
+
+#: a box keeps going when at least this fraction of its area is left inside a crop
+MIN_VISIBLE = 0.4
+
+
+def augment_with_boxes(image: tf.Tensor, labels: tf.Tensor, boxes: tf.Tensor, seed: tf.Tensor,
+                       cfg: AugmentConfig) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Box-aware augmentation for detection; returns (image, labels, boxes).
+
+    image: HxWxC float32 in [0, 1]; boxes: (n, 4) normalised (xmin, ymin, xmax, ymax),
+    ``labels`` (n,).  The geometric ops move the boxes with the pixels: a horizontal flip
+    (``cfg.flip``) and a scale/crop (``cfg.zoom``: a random crop of 1 / s of each side,
+    s uniform in [1, 1 + zoom], resized back to H x W).  A box is clipped to the crop and
+    dropped when less than :data:`MIN_VISIBLE` of its area is left; an image without boxes
+    stays a negative.  Rotation (``cfg.rotation_deg``) is not applied: a rotated box is no
+    longer axis-aligned.  Brightness, gamma and noise follow as in :func:`augment`.
+    """
+    labels = tf.convert_to_tensor(labels)
+    boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
+    if not cfg.enabled:
+        return image, labels, boxes
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
+    if cfg.flip:
+        flip = tf.random.stateless_uniform([], seeds[0]) < 0.5
+        image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+        flipped = tf.stack([1.0 - boxes[:, 2], boxes[:, 1], 1.0 - boxes[:, 0], boxes[:, 3]], axis=1)
+        boxes = tf.where(flip, flipped, boxes)
+    if cfg.zoom > 0:
+        scale = 1.0 + tf.random.stateless_uniform([], seeds[1], 0.0, 1.0) * cfg.zoom
+        side = 1.0 / scale
+        origin = tf.random.stateless_uniform([2], seeds[2], 0.0, 1.0) * (1.0 - side)   # (x0, y0)
+        x0, y0 = origin[0], origin[1]
+        size = tf.shape(image)[:2]
+        image = tf.image.crop_and_resize(image[None], [[y0, x0, y0 + side, x0 + side]], [0], size,
+                                         method="bilinear")[0]
+        moved = (boxes - tf.stack([x0, y0, x0, y0])) / side
+        clipped = tf.clip_by_value(moved, 0.0, 1.0)
+
+        def area(b):
+            return tf.maximum(b[:, 2] - b[:, 0], 0.0) * tf.maximum(b[:, 3] - b[:, 1], 0.0)
+        keep = area(clipped) >= MIN_VISIBLE * area(moved)
+        keep &= area(clipped) > 0
+        boxes, labels = tf.boolean_mask(clipped, keep), tf.boolean_mask(labels, keep)
+    photometric = AugmentConfig(enabled=True, flip=False, rotation_deg=0.0, zoom=0.0, brightness=cfg.brightness,
+                                gamma=cfg.gamma, noise_std=cfg.noise_std)
+    return augment(image, seeds[3], photometric), labels, boxes

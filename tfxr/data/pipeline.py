@@ -22,11 +22,16 @@ import tensorflow as tf
 
 from tfxr import cpu
 from tfxr.config import ConfigError, option
-from tfxr.data.augment import AugmentConfig, augment
+from tfxr.data.augment import AugmentConfig, augment, augment_with_boxes
 from tfxr.data.records import (ManifestError, rank_assignment, rank_share, read_examples, read_manifest,
                                 shard_files)
 
 AUTOTUNE = tf.data.AUTOTUNE
+
+#: the padding box of detection targets: outside the image and not degenerate.  KerasCV's
+#: YOLOv8 masks out any box with a coordinate <= -1; its documented all -1 padding (zero
+#: width and height) makes its loss NaN under tf.function (see tfxr/models/detector.py).
+PAD_BOX = (-3.0, -3.0, -2.0, -2.0)
 
 
 @dataclass
@@ -70,6 +75,17 @@ def split_steps(data_dir: str, split: str, manifest: dict, batch_size: int, worl
     return max(1, int(steps_per_epoch(real, batch_size, world) / (1 - max(0.0, synthetic_fraction))))
 
 
+def pad_boxes(labels: tf.Tensor, boxes: tf.Tensor, max_boxes: int) -> dict:
+    """Detection targets of one image: ``labels`` (n,), ``boxes`` (n, 4) normalised xyxy ->
+    ``{"boxes": (max_boxes, 4), "classes": (max_boxes,)}`` padded with PAD_BOX / -1 (boxes
+    past ``max_boxes`` are dropped)."""
+    n = tf.minimum(tf.shape(labels)[0], max_boxes)
+    pad = max_boxes - n
+    boxes = tf.concat([tf.cast(boxes[:n], tf.float32), tf.tile(tf.constant([PAD_BOX], tf.float32), [pad, 1])], 0)
+    classes = tf.concat([tf.cast(labels[:n], tf.float32), -tf.ones([pad], tf.float32)], 0)
+    return {"boxes": tf.ensure_shape(boxes, [max_boxes, 4]), "classes": tf.ensure_shape(classes, [max_boxes])}
+
+
 # --------------------------------------------------------------------------- the builder
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of one epoch's shuffles and augmentations: a function of (seed, epoch) only."""
@@ -79,8 +95,15 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, training: bool,
                   rank: int = 0, world: int = 1, seed: int = 0, epoch: int = 0, epochs: int = 1,
                   with_meta: bool = False, manifest: dict | None = None,
-                  repeat_steps: int | None = None) -> tf.data.Dataset:
+                  repeat_steps: int | None = None, boxes: int = 0) -> tf.data.Dataset:
     """Batched dataset of ``(image, labels)`` (or dicts with ids when ``with_meta``).
+
+    ``boxes=N`` (detection): ``(image, {"boxes": (N, 4), "classes": (N,)})`` instead, the
+    records' boxes (normalised xyxy, read by the one reader) padded to N with
+    :data:`PAD_BOX` and class -1 (:func:`pad_boxes`); images without boxes are kept as
+    negatives; training augmentation is box-aware
+    (:func:`tfxr.data.augment.augment_with_boxes`: flip and scale/crop move the boxes).
+    With ``with_meta`` the dicts carry ``boxes`` and ``classes`` too.
 
     training: ``epochs`` consecutive epochs starting at ``epoch``, each exactly
     ``repeat_steps`` batches (default: the equal per-rank step count; this rank's
@@ -95,7 +118,7 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
     size = cfg.image_size or int(manifest["image_size"])
     deterministic = cfg.deterministic or not training
     parallel = {"num_parallel_calls": AUTOTUNE, "deterministic": deterministic}
-    fields = ("image", "labels", "image_id", "patient_id")
+    fields = ("image", "labels", "image_id", "patient_id") + (("boxes",) if boxes else ())
     # generated images: as written (training only), left out, or mixed in at a fraction;
     # evaluation splits never see one (shard flag and record flag both checked)
     if cfg.synthetic_fraction != -1 and cfg.synthetic_fraction < 0:
@@ -127,14 +150,22 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
 
     def finish(ep_seed):
         def fn(i, ex):
+            ex = dict(ex)
             img = tf.cast(ex["image"], tf.float32) / 255.0
-            if training:
+            if boxes:
+                found = ex.pop("boxes")
+                box_labels = found["label"]
+                coords = tf.stack([found[c] for c in ("xmin", "ymin", "xmax", "ymax")], axis=1)
+                if training:
+                    img, box_labels, coords = augment_with_boxes(img, box_labels, coords, tf.stack([ep_seed, i]), aug)
+                targets = pad_boxes(box_labels, coords, boxes)
+            elif training:
                 img = augment(img, tf.stack([ep_seed, i]), aug)
             if channels == 3:
                 img = tf.repeat(img, 3, axis=-1)
             if with_meta:
-                return {**ex, "image": img}
-            return img, ex["labels"]
+                return {**ex, "image": img, **(targets if boxes else {})}
+            return img, (targets if boxes else ex["labels"])
         return fn
 
     if not training:

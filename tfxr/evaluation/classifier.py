@@ -27,7 +27,7 @@ import numpy as np
 
 from tfxr.config import option, seed_option
 from tfxr.errors import ConfigError
-from tfxr.models.loading import TRUST_FLAG, load_run_model, resolve_model_path  # noqa: F401
+from tfxr.models.loading import load_run_model, resolve_model_path  # noqa: F401 - re-exported
 from tfxr.evaluation.metrics import (auprc_per_label, auroc_per_label, bootstrap_auroc_ci,
                                      defined_mean, is_defined, plot_roc, threshold_metrics,
                                      wilson_ci, youden_threshold)

@@ -81,8 +81,8 @@ def load_run_model(path: str, kind: str = "any", trust: bool = False, what: str 
         if path.lower().endswith((".h5", ".hdf5")) and not path.endswith(".weights.h5"):
             problem = "a legacy HDF5 model file, whose layers can run code when loaded"
         else:
-            problem = (f"not a model of a tfxr run (no config.yaml beside it), so tfxr cannot "
-                       f"rebuild it without deserialising code from the file")
+            problem = ("not a model of a tfxr run (no config.yaml beside it), so tfxr cannot "
+                       "rebuild it without deserialising code from the file")
         if not trust:
             raise ConfigError(f"{label}: {problem}; refused (pass {TRUST_FLAG} only if you trust "
                               f"whoever made the file)")
@@ -103,14 +103,6 @@ def load_generator(path: str, trust: bool = False, what: str = "--generator"):
             or len(model.outputs[0].shape) != 4 or model.outputs[0].shape[-1] != 1):
         raise ConfigError(f"{what} {path}: not a tfxr DCGAN generator (noise vector -> grey image)")
     return model
-
-
-def run_model_kind(path: str) -> str | None:
-    """``classifier``, ``generator``, ``discriminator``, or None for a file of no tfxr run."""
-    config = run_config_of(path, path)
-    if config is None:
-        return None
-    return _kind_of(path, config)
 
 
 def run_config_of(path: str, label: str) -> dict | None:

@@ -25,8 +25,9 @@ Memory accounting (the numbers of docs/SCALING.md), per model:
   backpropagation keeps alive in the naive schedule, an estimate: TensorFlow frees or
   fuses some outputs and keeps a few extra (e.g. batch-norm inputs);
 * peak memory per rank: measured, the peak resident set size (``ru_maxrss``) of a fresh
-  process that builds the model and Adam and runs ``steps`` training steps on random
-  data at the given batch size, beside its RSS just before the first step.
+  process that builds the model and Adam and runs ``steps`` of the trainers' real training
+  steps (the classifier's ``DistributedStep``, the GAN's ``GanStep``) on random data at
+  the given batch size, beside its RSS just before the first step.
 
 Command: ``python -m tfxr.models.report --model chexnet --image-size 224 --batch-size 16
 [--measure]`` (``--model dcgan`` reports the generator and discriminator of a GAN step).
@@ -45,7 +46,7 @@ from tfxr.config import ConfigError, option, parse_config
 
 FLOAT_BYTES = {"fp32": 4, "fp16": 2}
 #: what `--model` accepts: the classifier registry plus the GAN pair
-REPORT_MODELS = ("tb_cnn", "pneumonia_cnn", "chexnet", "dcgan")
+REPORT_MODELS = ("tb_cnn", "pneumonia_cnn", "chexnet", "dcgan", "detector")
 
 _TRANSPOSE = tuple(
     getattr(keras.layers, n) for n in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
@@ -193,6 +194,10 @@ def build_for_report(name: str, image_size: int, channels: int = 1) -> dict[str,
                 raise ConfigError("model: dcgan needs tfxr/models/dcgan.py, not in this checkout") from None
             return {"generator": dcgan.build_generator(image_size),
                     "discriminator": dcgan.build_discriminator(image_size)}
+        if name == "detector":   # KerasCV's YOLOv8 (tfxr/models/detector.py), one class
+            from tfxr.models.detector import build_detector
+
+            return {"model": build_detector(image_size, num_classes=1, channels=channels)}
         from tfxr.models import CHEXNET_LABELS, build_model
 
         outputs = len(CHEXNET_LABELS) if name == "chexnet" else 1  # the 14 ChestX-ray14 findings
@@ -214,17 +219,36 @@ def _peak_rss_bytes() -> int:
 
 
 def _classifier_step(model: keras.Model, batch_size: int):
+    """The classifier's real training step (``DistributedStep``: tape, allreduce, Adam) on
+    one random batch."""
     import tensorflow as tf
+
+    # lazy: tfxr.training imports tfxr.models, whose model_report is this module (a cycle)
+    from tfxr.training.classifier import DistributedStep
 
     optimizer = keras.optimizers.Adam()
     optimizer.build(model.trainable_variables)
     images = tf.random.uniform((batch_size, *model.input_shape[1:]))
     labels = tf.cast(tf.random.uniform((batch_size, *model.output_shape[1:])) > 0.5, tf.float32)
+    step = DistributedStep(model, optimizer, keras.losses.BinaryCrossentropy())
+    return lambda: step(images, labels)
+
+
+def _detector_step(model: keras.Model, batch_size: int):
+    """One detector step: the library's loss on random images, one random box each."""
+    import tensorflow as tf
+
+    from tfxr.models.detector import detection_loss, pack_targets
+
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    images = tf.random.uniform((batch_size, *model.input_shape[1:]))
+    targets = {k: tf.constant(v) for k, v in pack_targets([[(0, (0.2, 0.3, 0.5, 0.6))]] * batch_size).items()}
 
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(keras.losses.binary_crossentropy(labels, model(images, training=True)))
+            loss = detection_loss(model, images, targets)
         optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
         return loss
 
@@ -232,29 +256,21 @@ def _classifier_step(model: keras.Model, batch_size: int):
 
 
 def _gan_step(generator: keras.Model, discriminator: keras.Model, batch_size: int):
-    """One non-saturating GAN step: both networks' forward and backward passes."""
+    """The DCGAN's real training step (``GanStep``: both networks' forward and backward
+    passes, both allreduces, both Adams) on one random batch."""
     import tensorflow as tf
+
+    # lazy: tfxr.training imports tfxr.models, whose model_report is this module (a cycle)
+    from tfxr.training.gan import GanStep
 
     g_opt, d_opt = keras.optimizers.Adam(), keras.optimizers.Adam()
     g_opt.build(generator.trainable_variables)
     d_opt.build(discriminator.trainable_variables)
     real = tf.random.uniform((batch_size, *discriminator.input_shape[1:]), -1.0, 1.0)
     noise = tf.random.normal((batch_size, *generator.input_shape[1:]))
-    bce = keras.losses.BinaryCrossentropy(from_logits=True)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fake = generator(noise, training=True)
-            real_logits = discriminator(real, training=True)
-            fake_logits = discriminator(fake, training=True)
-            d_loss = bce(tf.ones_like(real_logits), real_logits) + bce(tf.zeros_like(fake_logits), fake_logits)
-            g_loss = bce(tf.ones_like(fake_logits), fake_logits)
-        d_opt.apply(d_tape.gradient(d_loss, discriminator.trainable_variables), discriminator.trainable_variables)
-        g_opt.apply(g_tape.gradient(g_loss, generator.trainable_variables), generator.trainable_variables)
-        return d_loss
-
-    return step
+    step = GanStep(generator, discriminator, g_opt, d_opt)
+    sigma, number = tf.constant(0.0), tf.constant(0, tf.int64)
+    return lambda: step(real, noise, sigma, number)[0]
 
 
 def measure_in_this_process(name: str, image_size: int, batch_size: int, steps: int) -> dict[str, int]:
@@ -266,12 +282,14 @@ def measure_in_this_process(name: str, image_size: int, batch_size: int, steps: 
     nets = build_for_report(name, image_size)
     if name == "dcgan":
         step = _gan_step(nets["generator"], nets["discriminator"], batch_size)
+    elif name == "detector":
+        step = _detector_step(nets["model"], batch_size)
     else:
         step = _classifier_step(nets["model"], batch_size)
     before = _rss_bytes()
-    for _ in range(steps):
-        float(step())
-    return {"rss_before_training_bytes": before, "peak_rss_bytes": _peak_rss_bytes(), "steps": steps}
+    losses = [float(step()) for _ in range(steps)]
+    return {"rss_before_training_bytes": before, "peak_rss_bytes": _peak_rss_bytes(), "steps": steps,
+            "losses": losses}
 
 
 def measure_peak_memory(name: str, image_size: int, batch_size: int, steps: int = 2) -> dict[str, int]:

@@ -11,15 +11,49 @@ dropout seed state).  Give Keras models and optimizers as :func:`variables_by_pa
 dicts instead: every variable is then saved, keyed by its place and name.
 
 Under Horovod, rank 0 alone writes (``writer=True``); every rank restores the same
-checkpoint (``restore`` takes the path rank 0 chose), so per-rank state such as
-dropout seeds can be re-derived after the restore.
+checkpoint (``restore`` takes the path rank 0 chose, see :mod:`tfxr.training.run`), so
+per-rank state such as dropout seeds can be re-derived after the restore.
+
+Paths: the store works on the absolute path of its directory.  TensorFlow joins the
+relative names of the ``checkpoint`` index with the directory it is given, so a relative
+``--out`` given to a store that joined them again named ``run/checkpoints/run/checkpoints/ckpt-2``.
 """
 from __future__ import annotations
 
 import json
 import os
 
+import keras
+import tensorflow as tf
+
 from tfxr.errors import CheckpointError
+
+INDEX = "checkpoint"   # TensorFlow's index file of a checkpoint directory
+
+
+def read_index(directory: str) -> str | None:
+    """The newest checkpoint's absolute path prefix named by ``directory``'s index, None
+    when there is no index; CheckpointError (naming the file) when the index is empty or
+    damaged, or names a checkpoint whose files are gone (resuming would silently start over).
+    """
+    directory = os.path.abspath(directory)
+    index = os.path.join(directory, INDEX)
+    if not os.path.exists(index):
+        return None
+    try:
+        with open(index, "rb") as fh:
+            text = fh.read()
+        state = tf.train.get_checkpoint_state(directory) if text.strip() else None
+    except Exception as e:  # noqa: BLE001 - a damaged index file is a damaged checkpoint
+        raise CheckpointError(f"{index}: cannot read the checkpoint index ({e})") from None
+    if state is None or not state.model_checkpoint_path:
+        raise CheckpointError(f"{index}: the checkpoint index is empty or damaged; restore it, or delete "
+                              f"{directory} to start over")
+    path = state.model_checkpoint_path      # TensorFlow joined it with ``directory`` already
+    if not tf.io.gfile.glob(path + ".index"):
+        raise CheckpointError(f"{index} names {path}, whose files are missing; restore them, or "
+                              f"delete {directory} to start over")
+    return path
 
 
 def variables_by_path(variables) -> dict:
@@ -31,8 +65,6 @@ def variables_by_path(variables) -> dict:
     checkpoint again; the list order of one architecture is fixed, and the name and
     shape checks still reject a checkpoint of another model.
     """
-    import keras
-
     return {f"{index:04d}-{variable.name}": variable.value if isinstance(variable, keras.Variable) else variable
             for index, variable in enumerate(variables)}
 
@@ -41,15 +73,15 @@ class CheckpointStore:
     """Save and restore ``objects`` (name -> trackable) plus a JSON-able state dict."""
 
     def __init__(self, directory: str, objects: dict, *, max_to_keep: int = 2, writer: bool = True):
-        import tensorflow as tf
-
         if max_to_keep < 1:
             raise CheckpointError(f"max_to_keep must be >= 1, got {max_to_keep}")
-        self.directory = directory
+        self.directory = os.path.abspath(directory)
+        if writer:
+            read_index(self.directory)   # CheckpointManager would trip over a damaged index
         self.writer = writer
         self._state = tf.Variable("{}", dtype=tf.string, trainable=False, name="run_state")
         self.checkpoint = tf.train.Checkpoint(run_state=self._state, **objects)
-        self.manager = (tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_to_keep,
+        self.manager = (tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=max_to_keep,
                                                    checkpoint_name="ckpt") if writer else None)
 
     def save(self, step: int, state: dict) -> str | None:
@@ -60,29 +92,9 @@ class CheckpointStore:
         return self.manager.save(checkpoint_number=step)
 
     def latest(self) -> str | None:
-        """The newest checkpoint's path prefix, None when the directory has none.
-
-        Raises CheckpointError when the directory's ``checkpoint`` index names a
-        checkpoint whose files are gone (resuming would silently start over).
-        """
-        import tensorflow as tf
-
-        index = os.path.join(self.directory, "checkpoint")
-        if not os.path.exists(index):
-            return None
-        try:
-            state = tf.train.get_checkpoint_state(self.directory)
-        except Exception as e:  # noqa: BLE001 - a damaged index file is a damaged checkpoint
-            raise CheckpointError(f"{index}: cannot read the checkpoint index ({e})") from None
-        if state is None or not state.model_checkpoint_path:
-            return None
-        path = state.model_checkpoint_path
-        if not os.path.isabs(path):
-            path = os.path.join(self.directory, path)
-        if not tf.io.gfile.glob(path + ".index"):
-            raise CheckpointError(f"{index} names {path}, whose files are missing; restore them, or "
-                                  f"delete {self.directory} to start over")
-        return path
+        """The newest checkpoint's path prefix, None when the directory has none (see
+        :func:`read_index` for the errors)."""
+        return read_index(self.directory)
 
     def restore(self, path: str) -> dict:
         """Load every object from ``path`` (all must match) and return the saved state."""
@@ -95,26 +107,16 @@ class CheckpointStore:
                                   f"trained (damaged, or made by a different model/config): {first}") from None
         return json.loads(self._state.numpy().decode())
 
-    def resume_path(self, run_history: str, broadcast_object) -> str | None:
-        """The checkpoint a ``--resume`` run continues from, the same on every rank.
+    def resume_point(self, run_history: str) -> str | None:
+        """The checkpoint a ``--resume`` run continues from (call on the writer, rank 0).
 
-        The writer (rank 0) decides; every rank gets its path, or the same CheckpointError
-        (through ``broadcast_object``, so no rank is left waiting). When the run's
-        ``run_history`` file exists but no checkpoint does, starting over would overwrite
-        it: that is an error too.
+        When the run's ``run_history`` file exists but no checkpoint does, starting over
+        would overwrite it: that is a CheckpointError too.
         """
-        path, problem = None, None
-        if self.writer:
-            try:
-                path = self.latest()
-                if path is None and os.path.exists(run_history):
-                    raise CheckpointError(f"--resume: {os.path.dirname(run_history) or '.'} has "
-                                          f"{os.path.basename(run_history)} but no checkpoint in "
-                                          f"{self.directory}; starting over would overwrite it (use another "
-                                          f"--out, or delete that folder to start over)")
-            except CheckpointError as e:
-                problem = str(e)
-        path, problem = broadcast_object((path, problem))
-        if problem:
-            raise CheckpointError(problem)
+        path = self.latest()
+        if path is None and os.path.exists(run_history):
+            raise CheckpointError(f"--resume: {os.path.dirname(run_history) or '.'} has "
+                                  f"{os.path.basename(run_history)} but no checkpoint in "
+                                  f"{self.directory}; starting over would overwrite it (use another "
+                                  f"--out, or delete that folder to start over)")
         return path

@@ -1,32 +1,37 @@
-"""The classifier trainer: model, optimizer, the distributed step and the one training loop.
+"""The classifier trainer: model, optimizer, the distributed step, validation.
 
-Everything a run checks (options, data splits, shards, weights, launch) is checked in
-``Trainer.__init__`` and before the first write in :meth:`Trainer.fit`, so a bad run
-stops with one clear line and leaves the output directory as it was.
-
-The pieces it composes live beside it: :mod:`tfxr.training.checkpoints` (save/resume),
-:mod:`tfxr.training.schedule` (warm-up, reduce-on-plateau, early stopping) and
-:mod:`tfxr.training.runlog` (config.yaml, history.json, TensorBoard, console).
+``Trainer(cfg: TrainConfig)`` (the config is in :mod:`tfxr.configs`) checks every option,
+the data splits, the shards and the weights in ``__init__``, so a bad run stops with one
+clear line before anything is written.  :meth:`Trainer.fit` runs it in the one run
+scaffold, :mod:`tfxr.training.run` (seeding, broadcast, the epoch loop, checkpoints and
+``--resume``, ``config.yaml``/``history.json``/TensorBoard, progress, the NaN check and
+early stopping), with the policies of :mod:`tfxr.training.schedule` (warm-up,
+reduce-on-plateau, early stopping).  It writes ``best.keras`` (the best validation
+epoch) and ``final.keras``.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import shutil
-import sys
-import time
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from tfxr import cpu
-from tfxr.config import to_dict, validate
-from tfxr.errors import CheckpointError, ConfigError, ManifestError
+from tfxr import cpu, log
+from tfxr import distributed as dist
+from tfxr.config import validate
+from tfxr.configs import TrainConfig
+from tfxr.data.pipeline import build_dataset, split_steps, training_label_counts
+from tfxr.data.records import check_shards, read_manifest
+from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.metrics import auroc_per_label, nanmean
 from tfxr.io import atomic_path
-from tfxr.training.schedule import POLICY_STATE, PlateauPolicy, WarmupSchedule
-
-#: added to a rank's dropout seed per rank, so ranks draw different dropout masks
-RANK_SEED_STRIDE = 1_000_003
+from tfxr.models import build_model, model_accepts, model_report
+from tfxr.training import run
+from tfxr.training.checkpoints import variables_by_path
+from tfxr.training.schedule import POLICY_STATE, Decision, PlateauPolicy, WarmupSchedule
 
 
 def weighted_bce(pos_weight, neg_weight):
@@ -35,8 +40,6 @@ def weighted_bce(pos_weight, neg_weight):
     A non-finite label (NaN: unknown, e.g. CheXpert's uncertain label under the
     ``ignore`` policy) is masked out: the loss is the mean over the known labels.
     """
-    import tensorflow as tf
-
     pos = tf.constant(pos_weight, tf.float32)
     neg = tf.constant(neg_weight, tf.float32)
 
@@ -65,7 +68,7 @@ def class_weights(positives: np.ndarray, total: int, mode: str) -> tuple[np.ndar
 
 def new_run_state() -> dict:
     """The plain-Python state a checkpoint carries beside the model and optimizer."""
-    return {"epoch": 0, "global_step": 0, "history": [], **POLICY_STATE}
+    return run.new_run_state(**POLICY_STATE)
 
 
 class DistributedStep:
@@ -188,30 +191,20 @@ class DistributedStep:
 
 
 class Trainer:
-    """Model, optimizer, the distributed step and the run state (resumable)."""
+    """Model, optimizer, the distributed step and the run state (a :class:`tfxr.training.run.Task`)."""
 
-    def __init__(self, cfg, manifest: dict | None = None):
-        import keras
-        import tensorflow as tf
-
-        from tfxr import distributed as dist
-        from tfxr.data.pipeline import training_label_counts
-        from tfxr.data.records import read_manifest
-
+    def __init__(self, cfg: TrainConfig, manifest: dict | None = None):
         validate(cfg)
         if not cfg.data:
             raise ConfigError("--data is required (a directory written by `python -m tfxr.tfrecords write`)")
         self.cfg, self.dist, self.tf = cfg, dist, tf
-        dist.init(stall_timeout=cfg.stall_timeout, timeline=cfg.timeline)   # refuses a multi-process
-        #                                 launch without Horovod; bounded stalls, the optional timeline
-        self.rank, self.world = dist.rank(), dist.size()
+        # refuses a multi-process launch without Horovod; bounded stalls, the optional timeline
+        self.rank, self.world = run.init_process(stall_timeout=cfg.stall_timeout, timeline=cfg.timeline)
         deterministic = cfg.pipeline.deterministic
         if deterministic and cfg.xla:
             raise ConfigError("xla=true with deterministic=true: TensorFlow has no deterministic XLA "
                               "MaxPool gradient; turn one of them off")
-        if deterministic:
-            tf.config.experimental.enable_op_determinism()
-        keras.utils.set_random_seed(cfg.seed)
+        run.seed_process(cfg.seed, deterministic)
         self.manifest = manifest or read_manifest(cfg.data)
         self._check_data()
         self.label_names = list(self.manifest["label_names"])
@@ -221,8 +214,8 @@ class Trainer:
             gpu = bool(tf.config.list_physical_devices("GPU"))
             keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
             slow = None if gpu else cpu.mixed_precision_problem()
-            if slow and self.rank == 0:
-                print(f"tfxr: warning: {slow}", file=sys.stderr)
+            if slow:
+                log.warning(slow)
         self.model = self._build_model()
         positives, total = training_label_counts(self.manifest, cfg.pipeline.synthetic_fraction)
         self.pos_weight, self.neg_weight = class_weights(positives, total, cfg.class_weighting)
@@ -240,15 +233,15 @@ class Trainer:
         self.step = DistributedStep(self.model, self.optimizer, self.loss_fn, cfg.compression, cfg.xla,
                                     cfg.accumulate_steps, watchdog)
         self.state = new_run_state()
-        self._offset_seed_states()
+        run.offset_seed_states(self.seed_variables(), self.rank)
         self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
-        self.steps_per_epoch()           # checked now: too few batches to accumulate stops here
+        self.global_batch = self.data_cfg.batch_size * self.world
+        self.steps = self.steps_per_epoch()   # checked now: too few batches to accumulate stops here
+        self._batches = self._validation = None
 
     # ---- checks before anything is written
     def _check_data(self) -> None:
         """The splits the run reads exist and their shards are intact (sizes as in the manifest)."""
-        from tfxr.data import records
-
         cfg, splits = self.cfg, self.manifest.get("splits", {})
         if "train" not in splits:
             raise ManifestError(f"{cfg.data}: the data has no 'train' split (has {sorted(splits)}); "
@@ -256,14 +249,10 @@ class Trainer:
         if cfg.val_split and cfg.val_split not in splits:
             raise ConfigError(f"--val-split {cfg.val_split!r}: {cfg.data} has no such split (has "
                               f"{sorted(splits)}); use --val-split '' to train without validation")
-        check_shards = getattr(records, "check_shards", None)   # from the data branch (issue 6)
-        if check_shards is not None:
-            check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []),
-                         hashes=cfg.pipeline.verify_shards)
+        check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []),
+                     hashes=cfg.pipeline.verify_shards)
 
     def _build_model(self):
-        from tfxr.models import build_model, model_accepts
-
         cfg = self.cfg
         options = {}
         if cfg.dropout is not None:              # None: the model's own default (one source of truth)
@@ -280,16 +269,12 @@ class Trainer:
             raise ConfigError(f"cannot build --model {cfg.model}: {e}") from None
 
     def _make_optimizer(self):
-        import keras
-
         options = {"learning_rate": self.base_lr}
         if self.cfg.weight_decay:
             options["weight_decay"] = self.cfg.weight_decay
-        makers = {"adam": lambda: keras.optimizers.Adam(**options),
+        makers = {"adam": lambda: keras.optimizers.Adam(**options),   # the choices of TrainConfig.optimizer
                   "sgd": lambda: keras.optimizers.SGD(momentum=0.9, nesterov=True, **options),
                   "rmsprop": lambda: keras.optimizers.RMSprop(**options)}
-        if self.cfg.optimizer not in makers:
-            raise ConfigError(f"optimizer: unknown value {self.cfg.optimizer!r} (allowed: {', '.join(makers)})")
         optimizer = makers[self.cfg.optimizer]()
         if keras.mixed_precision.global_policy().name == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -302,27 +287,14 @@ class Trainer:
         """One step on this rank's batch; returns the local loss as a tensor (no host sync)."""
         return self.step(x, y)
 
-    def _seed_states(self) -> list:
-        return [v for v in self.model.non_trainable_variables if "seed_generator_state" in v.path]
-
-    def _offset_seed_states(self) -> None:
-        """Give each rank its own dropout stream ([seed, counter] -> [seed + rank*K, counter])."""
-        if self.rank:
-            for v in self._seed_states():
-                v.assign(v.numpy() + np.array([self.rank * RANK_SEED_STRIDE, 0]).astype(v.dtype))
-
     def broadcast(self) -> None:
         """Rank 0's model and optimizer state on every rank (dropout streams stay per rank)."""
-        own = {id(v) for v in self._seed_states()}
-        self.dist.broadcast_variables([v for v in self.model.variables if id(v) not in own]
-                                      + list(self.optimizer.variables))
+        run.broadcast(self)
 
     # ---- data
     def dataset(self, split: str, training: bool, epoch: int = 0, steps: int | None = None,
                 epochs: int = 1):
         """This rank's dataset of ``split``; for training, ``epochs`` epochs from ``epoch`` on."""
-        from tfxr.data.pipeline import build_dataset
-
         return build_dataset(self.cfg.data, split, self.data_cfg, training=training, rank=self.rank,
                              world=self.world, seed=self.cfg.seed, epoch=epoch, epochs=epochs,
                              manifest=self.manifest, repeat_steps=steps)
@@ -330,8 +302,6 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         """Micro-batches per epoch: a whole number of updates with gradient accumulation (the
         remainder of a pass is dropped, so an epoch -- and a checkpoint -- ends on an update)."""
-        from tfxr.data.pipeline import split_steps
-
         k = self.cfg.accumulate_steps
         steps = self.cfg.steps_per_epoch or split_steps(self.cfg.data, "train", self.manifest,
                                                         self.data_cfg.batch_size, self.world,
@@ -357,106 +327,82 @@ class Trainer:
                 "val_auroc": dict(zip(self.label_names, aucs)), "val_mean_auroc": nanmean(aucs),
                 "val_accuracy": float(np.mean((probs >= 0.5) == (labels >= 0.5)))}
 
-    # ---- checkpoints
-    def _checkpoint_store(self):
-        from tfxr.training.checkpoints import CheckpointStore, variables_by_path
-
-        return CheckpointStore(os.path.join(self.cfg.out, "checkpoints"),
-                               {"model": variables_by_path(self.model.variables),
-                                "optimizer": variables_by_path(self.optimizer.variables)},
-                               max_to_keep=self.cfg.keep_checkpoints, writer=self.rank == 0)
-
-    def restore(self, store, path: str) -> None:
-        self.state = {**new_run_state(), **store.restore(path)}
-        self._offset_seed_states()   # the checkpoint holds rank 0's dropout stream
-
     def _save_model(self, name: str) -> None:
-        if self.rank == 0:
-            with atomic_path(os.path.join(self.cfg.out, name), suffix=".keras") as tmp:
-                self.model.save(tmp)
+        with atomic_path(os.path.join(self.cfg.out, name), suffix=".keras") as tmp:
+            self.model.save(tmp)
 
-    # ---- the loop
+    # ---- the run (tfxr.training.run.Task)
     def fit(self) -> dict:
-        import keras
+        """Train to ``cfg.epochs`` in the run scaffold; returns the final run state."""
+        try:
+            return run.Run(self.cfg, self.rank, self.world, policy=self.policy).fit(self)
+        finally:
+            self.step.close()
+            keras.mixed_precision.set_global_policy("float32")
 
-        from tfxr.progress import progress_bar
-        from tfxr.training.runlog import RunLog
+    def checkpoint_objects(self) -> dict:
+        return {"model": variables_by_path(self.model.variables),
+                "optimizer": variables_by_path(self.optimizer.variables)}
 
-        cfg, chief = self.cfg, self.rank == 0
-        store = self._checkpoint_store()
-        resumed = (store.resume_path(os.path.join(cfg.out, "history.json"), self.dist.broadcast_object)
-                   if cfg.resume else None)
-        if resumed:
-            self.restore(store, resumed)
-        log = RunLog(cfg.out, enabled=chief)
-        log.start({**to_dict(cfg), "_resolved": {
-            "workers": self.world, "base_lr": self.base_lr, "image_size": self.image_size,
-            "effective_batch": self.scale * self.data_cfg.batch_size,
-            "label_names": self.label_names, "pos_weight": self.pos_weight.tolist(),
-            "neg_weight": self.neg_weight.tolist()}})
-        if resumed:
-            log.message(f"resumed from {resumed} (epoch {self.state['epoch']})")
-        self.broadcast()   # HVD: identical start on every rank
-        steps = self.steps_per_epoch()
-        from tfxr.models import model_report
-        if chief:
-            report = model_report(self.model)
-            log.message(f"{cfg.model}: {report['params']:,} params, {report['flops_per_image'] / 1e9:.3f} "
-                        f"GFLOPs/image; {self.world} worker(s) x batch {self.data_cfg.batch_size}"
-                        f"{f' x {cfg.accumulate_steps} accumulated' if cfg.accumulate_steps > 1 else ''}, "
-                        f"{steps} steps/epoch, lr {self.base_lr:g}")
-        first = self.state["epoch"]
-        batches = iter(self.dataset("train", True, first, steps, epochs=cfg.epochs - first)) \
-            if first < cfg.epochs else None
-        validation = self.dataset(cfg.val_split, False) if cfg.val_split else None
-        while self.state["epoch"] < cfg.epochs:
-            record = self._train_epoch(batches, steps, progress_bar)
-            if validation is not None:
-                record.update(self.validate(validation))
-            record["epoch_time_s"] = time.perf_counter() - record.pop("_start")
-            decision = self.policy.update(self.state, record)
-            self.state["history"].append(record)
-            if decision.improved:
-                self._save_model("best.keras")
-            self.state["epoch"] = record["epoch"]
-            store.save(self.state["epoch"], self.state)
-            log.epoch(self.state["history"], self._summary(record))
-            if decision.stop:
-                log.message(f"early stopping after epoch {record['epoch']} (best epoch {self.state['best_epoch']})")
-                break
-        self._save_model("final.keras")
-        if chief and not os.path.exists(os.path.join(cfg.out, "best.keras")):
-            with atomic_path(os.path.join(cfg.out, "best.keras"), suffix=".keras") as tmp:
-                shutil.copyfile(os.path.join(cfg.out, "final.keras"), tmp)
-        self.step.close()
-        log.close()
-        keras.mixed_precision.set_global_policy("float32")
-        return self.state
+    def seed_variables(self) -> list:
+        return run.seed_states(self.model)
 
-    def _train_epoch(self, batches, steps: int, progress_bar) -> dict:
-        cfg, epoch = self.cfg, self.state["epoch"]
-        start = time.perf_counter()
-        bar = progress_bar(steps, f"epoch {epoch + 1}/{cfg.epochs}", enabled=self.rank == 0 and cfg.progress,
-                           unit="step")
+    def broadcast_variables(self) -> list:
+        return list(self.model.variables) + list(self.optimizer.variables)
+
+    def finite_variables(self) -> list:
+        return list(self.model.weights)
+
+    def resolved(self) -> dict:
+        return {"workers": self.world, "base_lr": self.base_lr, "image_size": self.image_size,
+                "effective_batch": self.scale * self.data_cfg.batch_size, "label_names": self.label_names, "pos_weight": self.pos_weight.tolist(),
+                "neg_weight": self.neg_weight.tolist()}
+
+    def outputs(self) -> tuple[str, ...]:
+        return ("best.keras", "final.keras")
+
+    def begin(self) -> None:
+        cfg, first = self.cfg, self.state["epoch"]
+        self._batches = (iter(self.dataset("train", True, first, self.steps, epochs=cfg.epochs - first))
+                         if first < cfg.epochs else None)
+        self._validation = self.dataset(cfg.val_split, False) if cfg.val_split else None
+
+    def describe(self) -> str:
+        report, k = model_report(self.model), self.cfg.accumulate_steps
+        accumulated = f" x {k} accumulated" if k > 1 else ""
+        return (f"{self.cfg.model}: {report['params']:,} params, {report['flops_per_image'] / 1e9:.3f} "
+                f"GFLOPs/image; {self.world} worker(s) x batch {self.data_cfg.batch_size}{accumulated}, "
+                f"{self.steps} steps/epoch, lr {self.base_lr:g}")
+
+    def train_epoch(self, epoch: int, progress) -> dict:
         self.step.loss_sum.assign(0.0)
         allreduces = int(self.step.allreduces.numpy())
-        for _ in range(steps):
-            x, y = next(batches)
-            self.optimizer.learning_rate.assign(self.lr_at(self.state["global_step"], steps))
+        for _ in range(self.steps):
+            x, y = next(self._batches)
+            self.optimizer.learning_rate.assign(self.lr_at(self.state["global_step"], self.steps))
             self.train_step(x, y)
             self.state["global_step"] += 1
-            bar.update(1)
-        bar.close()
-        seconds = time.perf_counter() - start
-        train_loss = float(self.dist.allreduce_mean(self.step.loss_sum.numpy() / steps))
-        return {"epoch": epoch + 1, "train_loss": train_loss,
-                "lr": float(self.optimizer.learning_rate.numpy()),
-                "allreduces": int(self.step.allreduces.numpy()) - allreduces,   # gradient allreduces run
-                "images_per_s": steps * self.data_cfg.batch_size * self.world / seconds,
-                "epoch_time_s": seconds, "_start": start}
+            progress.update(1)
+        train_loss = float(self.dist.allreduce_mean(self.step.loss_sum.numpy() / self.steps))
+        return {"train_loss": train_loss, "lr": float(self.optimizer.learning_rate.numpy()),
+                "allreduces": int(self.step.allreduces.numpy()) - allreduces}   # gradient allreduces run
+
+    def end_epoch(self, record: dict) -> dict:
+        return self.validate(self._validation) if self._validation is not None else {}
+
+    def after_epoch(self, record: dict, decision: Decision) -> None:
+        if decision.improved:
+            self._save_model("best.keras")
+
+    def finish(self) -> None:
+        self._save_model("final.keras")
+        best = os.path.join(self.cfg.out, "best.keras")
+        if not os.path.exists(best):      # no validation: the last epoch is the best one known
+            with atomic_path(best, suffix=".keras") as tmp:
+                shutil.copyfile(os.path.join(self.cfg.out, "final.keras"), tmp)
 
     @staticmethod
-    def _summary(record: dict) -> str:
+    def summary(record: dict) -> str:
         line = f"epoch {record['epoch']}: loss {record['train_loss']:.4f}"
         if "val_loss" in record:
             line += (f", val loss {record['val_loss']:.4f}, val AUROC {record['val_mean_auroc']:.4f}, "

@@ -10,61 +10,41 @@ as with any data-parallel batch norm, and are averaged over ranks after every ep
 
 Randomness that must differ per rank (noise, instance noise, dropout) is drawn from
 streams keyed by ``(seed, rank, step)``, so a resumed run draws what an uninterrupted
-run would have drawn.  Rank 0 alone writes history, plots, sample grids, checkpoints
-and the final generator.
+run would have drawn.
+
+:class:`GanTrainer` plugs into the one run scaffold, :mod:`tfxr.training.run`, like the
+classifier: seeding, broadcast, the epoch loop, checkpoints and an exact ``--resume``,
+``config.yaml``, ``history.json`` and TensorBoard (:class:`~tfxr.training.runlog.RunLog`),
+the NaN check, the run-folder lock.  Rank 0 alone writes them, and the GAN's own outputs:
+``losses.png``, ``samples/epoch-NNNN.png`` and ``generator.keras``/``discriminator.keras``.
+The config is :class:`tfxr.configs.GanConfig` (re-exported here).
 """
 from __future__ import annotations
 
 import os
-import sys
-import time
-from dataclasses import dataclass
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from tfxr.config import ConfigError, option, seed_option
+from tfxr import distributed as dist
+from tfxr import io
+from tfxr.config import ConfigError
+from tfxr.configs import GanConfig
+from tfxr.data.imageio import encode_png
 from tfxr.data.records import read_examples, read_manifest
+from tfxr.models import model_report
+from tfxr.models.dcgan import build_discriminator, build_generator
+from tfxr.training import run
+from tfxr.training.checkpoints import variables_by_path
+from tfxr.training.schedule import Decision
+
+__all__ = ["GanConfig", "GanStep", "GanTrainer", "gan_losses", "image_grid", "mean_pairwise_distance",
+           "plot_due", "plot_history", "rank_noise"]
 
 PLOT_EVERY = 10   # epochs between redraws of losses.png (see GanTrainer.plot_due)
 
 SAMPLE_GRID = 64                 # samples in the fixed-noise grid and the collapse indicator
-
-
-@dataclass
-class GanConfig:
-    data: str = ""                                   # TFRecord directory (manifest.json)
-    out: str = "runs/gan"
-    split: str = "train"
-    class_label: str = ""                            # '' : the first label of the data set
-    class_value: int = option(-1, choices=(-1, 0, 1))   # -1: the minority value in the split
-    image_size: int = option(0, choices=(0, 28, 64, 128))   # 0: as stored (must be 28/64/128)
-    epochs: int = option(20, minimum=1)
-    batch_size: int = option(32, minimum=1)          # per worker
-    latent_dim: int = option(100, minimum=1)
-    g_filters: int = option(64, minimum=1)           # generator width (last hidden layer)
-    d_filters: int = option(64, minimum=1)           # discriminator width (first layer)
-    batch_norm: bool = True                          # in the generator
-    d_dropout: float = option(0.3, minimum=0.0, maximum=0.9)
-    optimizer: str = option("adam", choices=("adam", "rmsprop"))
-    g_lr: float = option(2e-4, minimum=0.0)
-    d_lr: float = option(2e-4, minimum=0.0)
-    beta1: float = option(0.5, minimum=0.0, maximum=1.0)    # Adam's beta_1 (0.5 as in DCGAN)
-    loss: str = option("bce", choices=("bce", "hinge"))      # non-saturating BCE | hinge
-    label_smoothing: float = option(0.0, minimum=0.0, maximum=0.5)   # one-sided: real target 1-s
-    instance_noise: float = option(0.0, minimum=0.0)   # sd of noise added to D's inputs, -> 0 linearly
-    sample_epochs: list[int] = option(list)            # epochs with a sample grid; [] : first and last
-    collapse_threshold: float = option(0.5, minimum=0.0)   # flag when sample diversity < this x real
-    steps_per_epoch: int = option(0, minimum=0)         # 0: one pass over the smallest rank's images
-    compression: str = option("none", choices=("none", "fp16"))
-    seed: int = seed_option()
-    deterministic: bool = False
-    resume: bool = False
-    keep_checkpoints: int = option(2, minimum=1)
-    progress: bool = True
-    # compare-optimizers scores both runs' samples with the evaluator: FID/IS with InceptionV3
-    # weights from this file, and/or the offline domain variant with this trained tfxr classifier
-    inception_weights: str = ""
-    feature_model: str = ""
 
 
 # --------------------------------------------------------------------------- data
@@ -156,23 +136,67 @@ def image_grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
     return grid
 
 
+# --------------------------------------------------------------------------- the step
+class GanStep:
+    """The DCGAN's training step (one ``tf.function``), shared with ``tfxr.models.report``.
+
+    The generator turns noise into images, the discriminator scores real and fake (with
+    instance noise of sd ``sigma`` drawn from ``(seed, rank, step)`` streams), and two
+    tapes give both networks' gradients, each allreduced by Horovod, applied by both
+    optimizers.  Returns this rank's (d_loss, g_loss, D(real), D(fake)) as tensors.
+    """
+
+    def __init__(self, generator, discriminator, g_optimizer, d_optimizer, *, loss: str = "bce",
+                 label_smoothing: float = 0.0, instance_noise: float = 0.0, seed: int = 0, rank: int = 0,
+                 compression: str = "none"):
+        self.generator, self.discriminator = generator, discriminator
+        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        self.loss, self.label_smoothing, self.instance_noise = loss, label_smoothing, instance_noise
+        self.seed, self.rank, self.compression = seed, rank, compression
+        self._g_sources = dist.backing_variables(generator.trainable_variables)
+        self._d_sources = dist.backing_variables(discriminator.trainable_variables)
+        self._call = tf.function(self._step, reduce_retracing=True)
+
+    def __call__(self, real, noise, sigma, step):
+        return self._call(real, noise, sigma, step)
+
+    def _step(self, real, noise, sigma, step):
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake = self.generator(noise, training=True)
+            real_in, fake_in = real, fake
+            if self.instance_noise > 0:
+                shape = tf.shape(real)
+                real_key, fake_key = (tf.constant(_stream_key(self.seed, self.rank, k), tf.int64) for k in (1, 2))
+                real_in = real + sigma * tf.random.stateless_normal(shape, seed=tf.stack([real_key, step]))
+                fake_in = fake + sigma * tf.random.stateless_normal(shape, seed=tf.stack([fake_key, step]))
+            real_logits = self.discriminator(real_in, training=True)
+            fake_logits = self.discriminator(fake_in, training=True)
+            d_loss, g_loss = gan_losses(self.loss, real_logits, fake_logits, self.label_smoothing)
+        d_tape = dist.distributed_tape(d_tape, self.compression)   # HVD: allreduce D's grads
+        g_tape = dist.distributed_tape(g_tape, self.compression)   # HVD: allreduce G's grads
+        d_grads = d_tape.gradient(d_loss, self._d_sources)
+        g_grads = g_tape.gradient(g_loss, self._g_sources)
+        self.d_optimizer.apply(d_grads, self.discriminator.trainable_variables)
+        self.g_optimizer.apply(g_grads, self.generator.trainable_variables)
+        return (d_loss, g_loss, tf.reduce_mean(tf.sigmoid(real_logits)), tf.reduce_mean(tf.sigmoid(fake_logits)))
+
+
+def gan_optimizer(name: str, lr: float, beta1: float = 0.5):
+    """The DCGAN's optimizer: Adam with ``beta_1`` (0.5 as in DCGAN) or RMSProp."""
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=lr, beta_1=beta1)
+    return keras.optimizers.RMSprop(learning_rate=lr)
+
+
 # --------------------------------------------------------------------------- trainer
 class GanTrainer:
-    """Both networks, both optimizers, the distributed step and the resumable run state."""
+    """Both networks, both optimizers, the distributed step and the resumable run state
+    (a :class:`tfxr.training.run.Task`)."""
 
     def __init__(self, cfg: GanConfig, manifest: dict | None = None, images: np.ndarray | None = None):
-        import keras
-        import tensorflow as tf
-
-        from tfxr import distributed as dist
-        from tfxr.models.dcgan import build_discriminator, build_generator
-
         self.cfg, self.dist, self.tf = cfg, dist, tf
-        dist.init()
-        self.rank, self.world = dist.rank(), dist.size()
-        if cfg.deterministic:
-            tf.config.experimental.enable_op_determinism()
-        keras.utils.set_random_seed(cfg.seed)
+        self.rank, self.world = run.init_process()
+        run.seed_process(cfg.seed, cfg.deterministic)
         if images is None:
             if not cfg.data:
                 raise ConfigError("--data is required (a directory written by `python -m tfxr.tfrecords write`)")
@@ -196,44 +220,28 @@ class GanTrainer:
         if min(counts) == 0:
             raise ConfigError(f"{cfg.data}: a rank has no images of the chosen class (per rank: {counts})")
         self.steps = cfg.steps_per_epoch or min(counts) // cfg.batch_size
+        self.global_batch = cfg.batch_size * self.world
         self.generator = build_generator(self.image_size, cfg.latent_dim, cfg.g_filters, cfg.batch_norm)
         self.discriminator = build_discriminator(self.image_size, cfg.d_filters, cfg.d_dropout,
                                                  seed=cfg.seed + 1)
-        self.g_optimizer, self.d_optimizer = self._optimizer(cfg.g_lr), self._optimizer(cfg.d_lr)
+        self.g_optimizer = gan_optimizer(cfg.optimizer, cfg.g_lr, cfg.beta1)
+        self.d_optimizer = gan_optimizer(cfg.optimizer, cfg.d_lr, cfg.beta1)
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
-        self._g_sources = dist.backing_variables(self.generator.trainable_variables)
-        self._d_sources = dist.backing_variables(self.discriminator.trainable_variables)
-        self.state = {"epoch": 0, "global_step": 0, "history": []}
-        self._offset_dropout_streams()
-        self._step_fn = tf.function(self._step, reduce_retracing=True)
+        self.step = GanStep(self.generator, self.discriminator, self.g_optimizer, self.d_optimizer,
+                            loss=cfg.loss, label_smoothing=cfg.label_smoothing,
+                            instance_noise=cfg.instance_noise, seed=cfg.seed, rank=self.rank,
+                            compression=cfg.compression)
+        self.state = run.new_run_state()
+        run.offset_seed_states(self.seed_variables(), self.rank)
         rng = np.random.default_rng([cfg.seed, 2**20])   # the same fixed noise on every rank and run
         self.fixed_noise = rng.standard_normal((SAMPLE_GRID, cfg.latent_dim)).astype(np.float32)
         self.real_diversity = None
 
-    def _optimizer(self, lr: float):
-        import keras
-
-        if self.cfg.optimizer == "adam":
-            return keras.optimizers.Adam(learning_rate=lr, beta_1=self.cfg.beta1)
-        return keras.optimizers.RMSprop(learning_rate=lr)
-
     # ---- per-rank randomness and rank-0 state
-    def _dropout_states(self) -> list:
-        return [v for v in self.discriminator.non_trainable_variables if "seed_generator_state" in v.path]
-
-    def _offset_dropout_streams(self) -> None:
-        """Each rank drops different units: [seed, counter] -> [seed + rank*K, counter]."""
-        if self.rank:
-            for v in self._dropout_states():
-                v.assign(v.numpy() + np.array([self.rank * 1_000_003, 0]).astype(v.dtype))
-
     def broadcast(self) -> None:
         """Rank 0's networks and optimizer states on every rank (dropout streams stay per rank)."""
-        own = {id(v) for v in self._dropout_states()}
-        self.dist.broadcast_variables(
-            list(self.generator.variables) + [v for v in self.discriminator.variables if id(v) not in own]
-            + list(self.g_optimizer.variables) + list(self.d_optimizer.variables))
+        run.broadcast(self)
 
     def average_batch_norm_statistics(self) -> None:
         """Average the generator's moving mean/variance over ranks (each saw its own batches)."""
@@ -248,35 +256,13 @@ class GanTrainer:
         return rank_noise(self.cfg.seed, self.rank, step, count, self.cfg.latent_dim)
 
     # ---- the distributed step
-    def _step(self, real, noise, sigma, step):
-        tf = self.tf
-        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fake = self.generator(noise, training=True)
-            real_in, fake_in = real, fake
-            if self.cfg.instance_noise > 0:
-                shape = tf.shape(real)
-                real_key, fake_key = (tf.constant(_stream_key(self.cfg.seed, self.rank, k), tf.int64) for k in (1, 2))
-                real_in = real + sigma * tf.random.stateless_normal(shape, seed=tf.stack([real_key, step]))
-                fake_in = fake + sigma * tf.random.stateless_normal(shape, seed=tf.stack([fake_key, step]))
-            real_logits = self.discriminator(real_in, training=True)
-            fake_logits = self.discriminator(fake_in, training=True)
-            d_loss, g_loss = gan_losses(self.cfg.loss, real_logits, fake_logits, self.cfg.label_smoothing)
-        d_tape = self.dist.distributed_tape(d_tape, self.cfg.compression)   # HVD: allreduce D's grads
-        g_tape = self.dist.distributed_tape(g_tape, self.cfg.compression)   # HVD: allreduce G's grads
-        d_grads = d_tape.gradient(d_loss, self._d_sources)
-        g_grads = g_tape.gradient(g_loss, self._g_sources)
-        self.d_optimizer.apply(d_grads, self.discriminator.trainable_variables)
-        self.g_optimizer.apply(g_grads, self.generator.trainable_variables)
-        return (d_loss, g_loss, tf.reduce_mean(tf.sigmoid(real_logits)), tf.reduce_mean(tf.sigmoid(fake_logits)))
-
     def train_step(self, real: np.ndarray, step: int | None = None) -> dict:
         """One step on this rank's batch of real images in [-1, 1]; returns this rank's numbers."""
-        tf = self.tf
         step = self.state["global_step"] if step is None else step
         total = max(1, self.cfg.epochs * self.steps)
         sigma = self.cfg.instance_noise * max(0.0, 1.0 - step / total)
-        out = self._step_fn(tf.convert_to_tensor(real), self.noise(step, len(real)),
-                            tf.constant(sigma, tf.float32), tf.constant(step, tf.int64))
+        out = self.step(tf.convert_to_tensor(real), self.noise(step, len(real)),
+                        tf.constant(sigma, tf.float32), tf.constant(step, tf.int64))
         return dict(zip(("d_loss", "g_loss", "d_real", "d_fake"), (float(v) for v in out)))
 
     def epoch_order(self, epoch: int) -> np.ndarray:
@@ -302,103 +288,82 @@ class GanTrainer:
             self.real_diversity = mean_pairwise_distance(real)
         return mean_pairwise_distance(self.samples()) / max(self.real_diversity, 1e-12)
 
-    # ---- checkpoints
-    def checkpoint_store(self):
-        from tfxr.training.checkpoints import CheckpointStore, variables_by_path
-
-        # every Keras variable by path, dropout seed states included (tf.train.Checkpoint
-        # does not reach those through a Keras model), as the classifier does
-        return CheckpointStore(os.path.join(self.cfg.out, "checkpoints"),
-                               {"generator": variables_by_path(self.generator.variables),
-                                "discriminator": variables_by_path(self.discriminator.variables),
-                                "g_optimizer": variables_by_path(self.g_optimizer.variables),
-                                "d_optimizer": variables_by_path(self.d_optimizer.variables)},
-                               max_to_keep=self.cfg.keep_checkpoints, writer=self.rank == 0)
-
-    def resume(self, store) -> None:
-        path = store.resume_path(os.path.join(self.cfg.out, "history.json"), self.dist.broadcast_object)
-        if path:
-            self.state = store.restore(path)
-            self._offset_dropout_streams()   # the checkpoint holds rank 0's dropout stream
-            if self.rank == 0:
-                print(f"tfxr: resumed from {path} (epoch {self.state['epoch']})", file=sys.stderr)
-
-    # ---- the loop
     def sample_epochs(self) -> set[int]:
         return set(self.cfg.sample_epochs) if self.cfg.sample_epochs else {1, self.cfg.epochs}
 
+    # ---- the run (tfxr.training.run.Task)
     def fit(self) -> dict:
-        from tfxr import io
-        from tfxr.config import to_dict
-        from tfxr.models import model_report
-        from tfxr.progress import progress_bar
+        """Train to ``cfg.epochs`` in the run scaffold; returns the final run state."""
+        return run.Run(self.cfg, self.rank, self.world).fit(self)
 
-        cfg, chief = self.cfg, self.rank == 0
-        if chief:
-            os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
-            io.remove_stale_temporaries(cfg.out)
-            io.write_yaml(os.path.join(cfg.out, "config.yaml"), {**to_dict(cfg), "_resolved": {
-                "workers": self.world, "image_size": self.image_size, "class_value": self.class_value,
+    def checkpoint_objects(self) -> dict:
+        # every Keras variable by path, dropout seed states included (tf.train.Checkpoint
+        # does not reach those through a Keras model), as the classifier does
+        return {"generator": variables_by_path(self.generator.variables),
+                "discriminator": variables_by_path(self.discriminator.variables),
+                "g_optimizer": variables_by_path(self.g_optimizer.variables),
+                "d_optimizer": variables_by_path(self.d_optimizer.variables)}
+
+    def seed_variables(self) -> list:
+        return run.seed_states(self.discriminator)
+
+    def broadcast_variables(self) -> list:
+        return (list(self.generator.variables) + list(self.discriminator.variables)
+                + list(self.g_optimizer.variables) + list(self.d_optimizer.variables))
+
+    def finite_variables(self) -> list:
+        return list(self.generator.weights) + list(self.discriminator.weights)
+
+    def resolved(self) -> dict:
+        return {"workers": self.world, "image_size": self.image_size, "class_value": self.class_value,
                 "class_label": (self.manifest.get("label_names") or ["?"])[self.label_index],
-                "images_per_rank": len(self.images), "steps_per_epoch": self.steps}})
-        store = self.checkpoint_store()
-        if cfg.resume:
-            self.resume(store)
-        self.broadcast()   # HVD: identical start on every rank
-        if chief:
-            g, d = model_report(self.generator), model_report(self.discriminator)
-            print(f"tfxr: DCGAN {self.image_size} px: generator {g['params']:,} params, discriminator "
-                  f"{d['params']:,} params; {self.world} worker(s) x batch {cfg.batch_size}, "
-                  f"{self.steps} steps/epoch, {cfg.optimizer}, {cfg.loss} loss", file=sys.stderr)
-        while self.state["epoch"] < cfg.epochs:
-            epoch = self.state["epoch"]
-            t0 = time.perf_counter()
-            bar = progress_bar(self.steps, f"epoch {epoch + 1}/{cfg.epochs}", enabled=chief and cfg.progress,
-                               unit="step")
-            rows = []
-            for real in self.batches(epoch):
-                rows.append(self.train_step(real))
-                self.state["global_step"] += 1
-                bar.update(1)
-            bar.close()
-            seconds = time.perf_counter() - t0
-            self.average_batch_norm_statistics()
-            rec = {"epoch": epoch + 1}
-            for key in ("d_loss", "g_loss", "d_real", "d_fake"):
-                rec[key] = float(self.dist.allreduce_mean(float(np.mean([r[key] for r in rows])), name=key))
-            rec["images_per_s"] = self.steps * cfg.batch_size * self.world / seconds
-            rec["epoch_time_s"] = seconds
-            if chief:
-                rec["diversity_ratio"] = self.diversity_ratio()
-                rec["collapsed"] = bool(rec["diversity_ratio"] < cfg.collapse_threshold)
-            self.state["history"].append(rec)
-            self.state["epoch"] = epoch + 1
-            if chief:
-                self._write_epoch(rec)
-            store.save(self.state["epoch"], self.state)
-        if chief:
-            self._write_final()
-        return self.state
+                "images_per_rank": len(self.images), "steps_per_epoch": self.steps}
 
-    def _write_epoch(self, rec: dict) -> None:
-        from tfxr import io
-        from tfxr.data.imageio import encode_png
+    def outputs(self) -> tuple[str, ...]:
+        return ("samples", "losses.png", "generator.keras", "discriminator.keras")
 
+    def begin(self) -> None:
+        if self.rank == 0:
+            os.makedirs(os.path.join(self.cfg.out, "samples"), exist_ok=True)
+
+    def describe(self) -> str:
+        g, d = model_report(self.generator), model_report(self.discriminator)
+        return (f"DCGAN {self.image_size} px: generator {g['params']:,} params, discriminator "
+                f"{d['params']:,} params; {self.world} worker(s) x batch {self.cfg.batch_size}, "
+                f"{self.steps} steps/epoch, {self.cfg.optimizer}, {self.cfg.loss} loss")
+
+    def train_epoch(self, epoch: int, progress) -> dict:
+        rows = []
+        for real in self.batches(epoch):
+            rows.append(self.train_step(real))
+            self.state["global_step"] += 1
+            progress.update(1)
+        self.average_batch_norm_statistics()
+        return {key: float(self.dist.allreduce_mean(float(np.mean([r[key] for r in rows])), name=key))
+                for key in ("d_loss", "g_loss", "d_real", "d_fake")}
+
+    def end_epoch(self, record: dict) -> dict:
+        if self.rank != 0:
+            return {}
+        ratio = self.diversity_ratio()
+        return {"diversity_ratio": ratio, "collapsed": bool(ratio < self.cfg.collapse_threshold)}
+
+    def after_epoch(self, record: dict, decision: Decision) -> None:
         out = self.cfg.out
-        if rec["epoch"] in self.sample_epochs():
-            io.write_bytes(os.path.join(out, "samples", f"epoch-{rec['epoch']:04d}.png"),
+        if record["epoch"] in self.sample_epochs():
+            io.write_bytes(os.path.join(out, "samples", f"epoch-{record['epoch']:04d}.png"),
                            encode_png(image_grid(self.samples())))
-        io.write_json(os.path.join(out, "history.json"), self.state["history"])
-        if plot_due(rec["epoch"], self.sample_epochs(), self.cfg.epochs):
+        if plot_due(record["epoch"], self.sample_epochs(), self.cfg.epochs):
             plot_history(self.state["history"], os.path.join(out, "losses.png"), title=f"DCGAN ({self.cfg.optimizer})")
-        flag = "  MODE COLLAPSE?" if rec["collapsed"] else ""
-        print(f"tfxr: epoch {rec['epoch']}: D loss {rec['d_loss']:.4f}, G loss {rec['g_loss']:.4f}, "
-              f"D(real) {rec['d_real']:.3f}, D(fake) {rec['d_fake']:.3f}, diversity {rec['diversity_ratio']:.2f}"
-              f"{flag}, {rec['images_per_s']:.1f} img/s", file=sys.stderr)
 
-    def _write_final(self) -> None:
-        from tfxr import io
+    @staticmethod
+    def summary(record: dict) -> str:
+        flag = "  MODE COLLAPSE?" if record["collapsed"] else ""
+        return (f"epoch {record['epoch']}: D loss {record['d_loss']:.4f}, G loss {record['g_loss']:.4f}, "
+                f"D(real) {record['d_real']:.3f}, D(fake) {record['d_fake']:.3f}, diversity "
+                f"{record['diversity_ratio']:.2f}{flag}, {record['images_per_s']:.1f} img/s")
 
+    def finish(self) -> None:
         with io.atomic_path(os.path.join(self.cfg.out, "generator.keras"), suffix=".keras") as tmp:
             self.generator.save(tmp)
         with io.atomic_path(os.path.join(self.cfg.out, "discriminator.keras"), suffix=".keras") as tmp:

@@ -1,14 +1,18 @@
 """What a run writes about itself (rank 0 only): the resolved config, ``history.json``
 (a list of per-epoch dicts), TensorBoard scalars and one console line per epoch.
 
-Generic on purpose: the classifier and the GAN both log a history of flat or one-level
-nested dicts of numbers; how a line reads is the caller's business.
+Generic on purpose: the run scaffold (:mod:`tfxr.training.run`) drives it for every
+trainer (the classifier and the GAN), whose histories are lists of flat or one-level
+nested dicts of numbers; how a line reads is the trainer's business (``summary``).
+Console lines go through the one logger, :mod:`tfxr.log`.
 """
 from __future__ import annotations
 
 import os
-import sys
 
+import tensorflow as tf
+
+from tfxr import log
 from tfxr.io import write_json, write_yaml
 
 
@@ -27,10 +31,6 @@ class RunLog:
         os.makedirs(self.out_dir, exist_ok=True)
         write_yaml(os.path.join(self.out_dir, "config.yaml"), config)
 
-    def message(self, text: str) -> None:
-        if self.enabled:
-            print(f"tfxr: {text}", file=sys.stderr, flush=True)
-
     def epoch(self, history: list[dict], line: str, step_key: str = "epoch") -> None:
         """Log the newest record of ``history`` and rewrite ``history.json`` atomically."""
         if not self.enabled:
@@ -38,13 +38,11 @@ class RunLog:
         record = history[-1]
         self._scalars(record, int(record[step_key]), step_key)
         write_json(os.path.join(self.out_dir, "history.json"), history)
-        self.message(line)
+        log.info(line)
 
     def _scalars(self, record: dict, step: int, step_key: str) -> None:
         if not self._tensorboard:
             return
-        import tensorflow as tf
-
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(os.path.join(self.out_dir, "tensorboard"))
         with self._writer.as_default():

@@ -1,0 +1,58 @@
+"""End to end on phantoms (boxes known): train the detector, then evaluate it beside the CAM
+boxes of a classifier and random boxes; -np 2 gives the numbers of one process."""
+import json
+
+import pytest
+
+from tests.conftest import tfxr
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    out = tmp_path_factory.mktemp("det") / "ph"
+    tfxr("tfxr.tfrecords", "write", "--source", "synthetic", "--num-images", "300", "--synthetic-task", "tb",
+         "--prevalence", "0.5", "--image-size", "128", "--shards", "2", "--out", str(out), "--quiet")
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(phantoms):
+    run = phantoms.parent / "run"
+    tfxr("tfxr.detect", "train", "--data", "ph", "--out", "run", "--epochs", "20", "--lr", "0.003",
+         "--batch-size", "8", "--no-progress", "--seed", "0", cwd=phantoms.parent, timeout=3600)
+    return run
+
+
+@pytest.mark.slow
+def test_short_training_beats_the_random_floor(trained, phantoms):
+    history = json.loads((trained / "history.json").read_text())
+    assert len(history) == 20 and history[-1]["train_loss"] < history[0]["train_loss"] / 10
+    r = tfxr("tfxr.evaluate", "detection", "--detector", "run", "--data", "ph", "--out", "eval1",
+             "--overlays", "3", cwd=phantoms.parent, timeout=1800)
+    result = json.loads((phantoms.parent / "eval1" / "detection.json").read_text())
+    detector, floor = result["methods"]["detector"], result["methods"]["random boxes"]
+    assert floor["coco"]["map_50"] < 0.05
+    assert detector["coco"]["map_50"] > 0.4 > floor["coco"]["map_50"] + 0.3      # far above the floor
+    assert detector["rsna"]["score"] > floor["rsna"]["score"] + 0.2
+    assert detector["froc"]["mean_sensitivity"] > floor["froc"]["mean_sensitivity"] + 0.3
+    assert "| detector |" in r.stdout and "| random boxes |" in r.stdout and "0.149" in r.stdout
+    assert len(list((phantoms.parent / "eval1" / "overlays").glob("*.png"))) == 3
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_evaluation_with_cam_boxes_same_on_two_ranks(trained, phantoms):
+    tfxr("tfxr.train", "--model", "tb_cnn", "--data", "ph", "--out", "cls", "--epochs", "1", "--no-progress",
+         cwd=phantoms.parent, timeout=1800)
+    args = ["tfxr.evaluate", "detection", "--detector", "run", "--data", "ph", "--cam-model", "cls",
+            "--overlays", "0"]
+    tfxr(*args, "--out", "e1", cwd=phantoms.parent, timeout=1800)
+    tfxr(*args, "--out", "e2", np=2, cwd=phantoms.parent, timeout=1800)
+    one, two = (json.loads((phantoms.parent / e / "detection.json").read_text())["methods"] for e in ("e1", "e2"))
+    assert set(one) == {"detector", "CAM boxes", "random boxes"}
+    for method in one:
+        for key in ("map_50", "map_50_95"):
+            assert one[method]["coco"][key] == pytest.approx(two[method]["coco"][key], abs=1e-6)
+        assert one[method]["rsna"]["score"] == pytest.approx(two[method]["rsna"]["score"], abs=1e-6)
+    report = (phantoms.parent / "e1" / "report.md").read_text()
+    assert "| CAM boxes |" in report and "HiResCAM" in report

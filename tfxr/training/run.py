@@ -1,0 +1,459 @@
+"""The one run scaffold every tfxr trainer plugs into (the classifier, the GAN, the detector).
+
+A trainer owns its networks, optimizers and step; this module owns everything around them,
+so that every trainer seeds, broadcasts, loops, logs, checkpoints, resumes and stops the
+same way.  :meth:`Run.fit` does, in order:
+
+1. **The run folder** (:class:`RunFolder`): one lock per ``--out`` (``fcntl.flock`` on
+   ``OUT/.tfxr-run.lock``, released on exit and by the kernel on a kill), so a second run
+   into the same folder is refused while the first one runs; a folder that already holds a
+   run (``config.yaml`` or ``history.json``) is refused unless ``--resume`` (continue it)
+   or ``--overwrite`` (remove that run's files first).
+2. **Resume** (``--resume``): the newest checkpoint of ``OUT/checkpoints``
+   (:class:`~tfxr.training.checkpoints.CheckpointStore`: model, optimizer and the run
+   state in one file); refused when the config differs from the run's ``config.yaml`` in
+   anything but the config class's ``RESUME_SAFE`` fields (e.g. more epochs), listing what
+   differs; what did change is recorded under ``_resumed`` in ``config.yaml``.
+3. ``config.yaml`` (:class:`~tfxr.training.runlog.RunLog`), then rank 0's variables on every
+   rank (``# HVD`` broadcast), per-rank seed states excepted.
+4. **The epoch loop**: the trainer's steps (a progress bar on rank 0), its end-of-epoch
+   numbers (validation), a NaN/inf check of the losses and weights (a diverged run stops
+   with :class:`~tfxr.errors.TrainingDiverged`, exit 3, before anything of that epoch is
+   saved), the stopping policy (:class:`~tfxr.training.schedule.PlateauPolicy`: best
+   epoch, reduce-on-plateau, early stopping), the history, the checkpoint, ``history.json``,
+   TensorBoard and one console line (rank 0).
+5. The trainer's final outputs (rank 0), the lock released.
+
+Seeding lives here too: :func:`init_process` (Horovod, the logger's rank),
+:func:`seed_process` (one global seed, op determinism) and :func:`offset_seed_states`
+(each rank's own dropout stream, ``RANK_SEED_STRIDE`` apart).
+
+How a trainer plugs in (the :class:`Task` protocol; ``training/classifier.py`` and
+``training/gan.py`` are the two examples)::
+
+    class MyTrainer:
+        def __init__(self, cfg: MyConfig):             # MyConfig in tfxr/configs.py, with
+            self.rank, self.world = init_process()     #   out, epochs, seed, resume, overwrite,
+            seed_process(cfg.seed, cfg.deterministic)  #   keep_checkpoints, progress, RESUME_SAFE
+            ...build networks, optimizers, the step...
+            self.state = new_run_state()               # epoch, global_step, history (+ own keys)
+            offset_seed_states(self.seed_variables(), self.rank)
+        def fit(self):
+            return Run(self.cfg, self.rank, self.world).fit(self)
+        # and the Task methods below: checkpoint_objects, seed_variables, broadcast_variables,
+        # finite_variables, resolved, outputs, begin, describe, train_epoch, end_epoch,
+        # after_epoch, finish, summary
+
+Everything a trainer checks (options, data) it checks in ``__init__``, before ``fit``
+writes anything.  Collectives (allreduce, gather) belong in ``train_epoch`` and
+``end_epoch``, which every rank runs; ``after_epoch``, ``finish`` and ``summary`` run on
+rank 0 only (so ``end_epoch`` may add rank-0-only numbers, as the GAN's diversity ratio).
+Also set ``self.steps`` (steps per epoch, at the latest in ``begin``) and
+``self.global_batch`` (images per step over all ranks).
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import math
+import os
+import shutil
+import time
+from typing import Any, Callable, Protocol
+
+import keras
+import numpy as np
+import tensorflow as tf
+import yaml
+
+from tfxr import distributed as dist
+from tfxr import log
+from tfxr.config import to_dict
+from tfxr.errors import ConfigError, RunFolderError, TfxrError, TrainingDiverged
+from tfxr.io import remove_stale_temporaries
+from tfxr.progress import progress_bar
+from tfxr.training.checkpoints import CheckpointStore, read_index
+from tfxr.training.runlog import RunLog
+from tfxr.training.schedule import Decision, PlateauPolicy
+
+#: added to a rank's seed states (dropout) per rank, so ranks draw different masks
+RANK_SEED_STRIDE = 1_000_003
+
+#: the lock file of a run folder
+LOCK_NAME = ".tfxr-run.lock"
+
+#: files whose presence makes a folder a run folder
+RUN_MARKERS = ("config.yaml", "history.json")
+
+#: what the scaffold itself writes into a run folder (``--overwrite`` removes these)
+SCAFFOLD_OUTPUTS = ("config.yaml", "history.json", "checkpoints", "tensorboard")
+
+
+# --------------------------------------------------------------------------- the protocol
+class Task(Protocol):
+    """What a trainer gives the scaffold (duck-typed: no base class to inherit)."""
+
+    cfg: Any            # its config dataclass (tfxr.configs)
+    rank: int
+    world: int
+    state: dict         # new_run_state() + the trainer's own keys; checkpointed as JSON
+    steps: int          # steps per epoch (known after begin())
+    global_batch: int   # images per step over all ranks (for images/s)
+
+    def checkpoint_objects(self) -> dict[str, dict]:
+        """name -> ``variables_by_path(...)`` of everything a checkpoint holds."""
+
+    def seed_variables(self) -> list:
+        """Per-rank seed states (dropout): offset per rank, never broadcast."""
+
+    def broadcast_variables(self) -> list:
+        """Rank 0's variables every rank starts from (seed states excluded)."""
+
+    def finite_variables(self) -> list:
+        """Weights that must stay finite (checked after every epoch; Keras or tf variables)."""
+
+    def resolved(self) -> dict:
+        """``config.yaml``'s ``_resolved`` section: values derived at run time."""
+
+    def outputs(self) -> tuple[str, ...]:
+        """Names in OUT the trainer writes beside the scaffold's (``--overwrite`` removes them)."""
+
+    def begin(self) -> None:
+        """After restore and broadcast, before the first epoch (datasets, ``steps``)."""
+
+    def describe(self) -> str:
+        """The line logged before the first epoch (model size, workers, batch, steps)."""
+
+    def train_epoch(self, epoch: int, progress) -> dict:
+        """Every rank: run ``self.steps`` steps of epoch ``epoch`` (0-based), advancing
+        ``state["global_step"]`` and calling ``progress.update(1)`` per step; return the
+        epoch's training numbers, averaged over ranks (each checked to be finite)."""
+
+    def end_epoch(self, record: dict) -> dict:
+        """Every rank: more numbers for the record (validation); may be empty."""
+
+    def after_epoch(self, record: dict, decision: Decision) -> None:
+        """Rank 0, after the record joined the history: best model, sample grids, plots."""
+
+    def finish(self) -> None:
+        """Rank 0, after the last epoch: the final models."""
+
+    def summary(self, record: dict) -> str:
+        """Rank 0: the epoch's console line."""
+
+
+# --------------------------------------------------------------------------- seeding
+def new_run_state(**extra) -> dict:
+    """The plain-Python state every run checkpoints: epoch, global step, history."""
+    return {"epoch": 0, "global_step": 0, "history": [], **extra}
+
+
+def init_process(**options) -> tuple[int, int]:
+    """Start Horovod (or single-process mode) with ``tfxr.distributed.init``'s ``options``;
+    returns (rank, world); the logger learns the rank."""
+    dist.init(**options)             # refuses a multi-process launch without Horovod
+    rank, world = dist.rank(), dist.size()
+    log.set_rank(rank)
+    return rank, world
+
+
+def seed_process(seed: int, deterministic: bool) -> None:
+    """One global seed for Python, NumPy, TensorFlow and Keras (the same on every rank, so
+    every rank builds the same initial weights); op determinism when asked."""
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(seed)
+
+
+def seed_states(model) -> list:
+    """A Keras model's seed-generator states (dropout, noise layers)."""
+    return [v for v in model.non_trainable_variables if "seed_generator_state" in v.path]
+
+
+def offset_seed_states(variables, rank: int) -> None:
+    """Give rank ``rank`` its own streams: ``[seed, counter] -> [seed + rank*K, counter]``.
+
+    Call after building (every rank starts from the same seed) and after a restore (the
+    checkpoint holds rank 0's streams)."""
+    if rank:
+        for v in variables:
+            v.assign(v.numpy() + np.array([rank * RANK_SEED_STRIDE, 0]).astype(v.dtype))
+
+
+# --------------------------------------------------------------------------- rank 0 decides
+def rank0_decides(chief: bool, decide: Callable[[], Any]) -> Any:
+    """Run ``decide`` on rank 0 and give every rank its result, or raise its TfxrError on
+    every rank (through ``broadcast_object``, so no rank is left waiting in a collective)."""
+    result, problem = None, None
+    if chief:
+        try:
+            result = decide()
+        except TfxrError as e:
+            problem = (type(e), str(e))
+    result, problem = dist.broadcast_object((result, problem))
+    if problem:
+        error = problem[0](problem[1])
+        error.shared = True        # every rank raises it: rank 0 alone prints it
+        raise error
+    return result
+
+
+# --------------------------------------------------------------------------- the run folder
+class RunFolder:
+    """The lock and the existing-run check of one output folder (rank 0 only).
+
+    ``with RunFolder(out, resume=..., overwrite=..., outputs=...):`` holds an exclusive
+    ``flock`` on ``OUT/.tfxr-run.lock`` for the run; the kernel drops it when the process
+    dies, so a killed run never leaves the folder locked.  On a normal exit the lock file is
+    removed (a process that opened it meanwhile sees it was replaced and retries).
+    """
+
+    def __init__(self, out: str, *, resume: bool, overwrite: bool, outputs: tuple[str, ...] = ()):
+        self.out, self.resume, self.overwrite = out, resume, overwrite
+        self.outputs = tuple(SCAFFOLD_OUTPUTS) + tuple(outputs)
+        self.lock_path = os.path.join(out, LOCK_NAME)
+        self._fd: int | None = None
+        self._created = False
+
+    def acquire(self) -> None:
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise RunFolderError(f"--out {self.out}: exists and is not a folder")
+        self._created = not os.path.exists(self.out)
+        try:
+            os.makedirs(self.out, exist_ok=True)
+            self._lock()
+        except OSError as e:
+            raise RunFolderError(f"--out {self.out}: cannot create or lock the run folder "
+                                 f"({errno.errorcode.get(e.errno, e.errno)}: {e.strerror})") from None
+        try:
+            self._check()
+        except BaseException:
+            self.release()
+            raise
+
+    def _lock(self) -> None:
+        while True:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise RunFolderError(f"--out {self.out}: another run is writing into this folder "
+                                     f"(pid {holder}, lock {self.lock_path}); wait for it to end, "
+                                     f"or use another --out") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:               # else the holder removed the file as we opened it: retry
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def _check(self) -> None:
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other: --resume continues the run "
+                              f"in {self.out}, --overwrite replaces it")
+        found = [m for m in RUN_MARKERS if os.path.exists(os.path.join(self.out, m))]
+        if found and not self.resume and not self.overwrite:
+            raise RunFolderError(f"--out {self.out} already holds a run ({', '.join(found)}); use --resume "
+                                 f"to continue it, --overwrite to replace it, or another --out")
+        if self.overwrite:
+            for name in self.outputs:   # only what a run writes: the user's other files stay
+                path = os.path.join(self.out, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                elif os.path.lexists(path):
+                    os.unlink(path)
+        remove_stale_temporaries(self.out)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.lock_path)
+        except FileNotFoundError:
+            pass
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+        if self._created and not os.listdir(self.out):   # a run that wrote nothing leaves nothing
+            os.rmdir(self.out)
+
+
+# --------------------------------------------------------------------------- resume
+def _flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _same(key: str, old: Any, new: Any) -> bool:
+    if key == "data" and isinstance(old, str) and isinstance(new, str) and old and new:
+        return os.path.realpath(old) == os.path.realpath(new)   # the folder, however typed
+    return old == new
+
+
+def config_changes(old: dict, new: dict) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (old, new)}`` of two ``config.yaml`` contents (the user's fields and
+    the world size; the other ``_resolved`` values follow from them)."""
+    def comparable(config):
+        flat = {k: v for k, v in _flat({k: v for k, v in config.items() if not k.startswith("_")}).items()}
+        flat["_resolved.workers"] = (config.get("_resolved") or {}).get("workers")
+        return flat
+    a, b = comparable(old), comparable(yaml.safe_load(yaml.safe_dump(new, sort_keys=False)))
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if not _same(k, a.get(k), b.get(k))}
+
+
+def check_resume_config(path: str, config: dict, safe: frozenset) -> dict[str, tuple[Any, Any]]:
+    """The safe changes of a resumed run against the run's ``config.yaml`` at ``path``;
+    RunFolderError listing every unsafe one."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            old = yaml.safe_load(fh)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise RunFolderError(f"--resume: cannot read {path} ({e}); the run's settings are unknown") from None
+    if not isinstance(old, dict):
+        raise RunFolderError(f"--resume: {path} is not a run config (expected a mapping)")
+    changes = config_changes(old, config)
+    unsafe = {k: v for k, v in changes.items() if k.split(".")[0] not in safe}
+    if unsafe:
+        listed = "; ".join(f"{k.replace('_resolved.workers', 'workers')}: {a!r} -> {b!r}"
+                           for k, (a, b) in unsafe.items())
+        raise RunFolderError(f"--resume: these settings differ from the run in {os.path.dirname(path) or '.'} "
+                             f"({os.path.basename(path)}): {listed}. Resume with the run's settings (only "
+                             f"{', '.join(sorted(safe - {'out', 'resume', 'overwrite'}))} may change), "
+                             f"or start a new run in another --out")
+    return changes
+
+
+# --------------------------------------------------------------------------- the scaffold
+class Run:
+    """The epoch loop around one trainer (see the module docstring)."""
+
+    def __init__(self, cfg, rank: int, world: int, policy: PlateauPolicy | None = None,
+                 tensorboard: bool = True):
+        self.cfg, self.rank, self.world, self.policy = cfg, rank, world, policy
+        self.chief = rank == 0
+        self.tensorboard = tensorboard
+
+    def fit(self, task: Task) -> dict:
+        """Train ``task`` from its state (or its newest checkpoint with ``--resume``) to
+        ``cfg.epochs``; returns the final run state."""
+        cfg = self.cfg
+        folder = RunFolder(cfg.out, resume=cfg.resume, overwrite=getattr(cfg, "overwrite", False),
+                           outputs=task.outputs())
+        rank0_decides(self.chief, folder.acquire)
+        try:
+            return self._fit(task)
+        finally:
+            folder.release()
+
+    def _fit(self, task: Task) -> dict:
+        cfg, chief = self.cfg, self.chief
+        directory = os.path.join(cfg.out, "checkpoints")
+        rank0_decides(chief, lambda: read_index(directory))   # a damaged index: one line, every rank
+        store = CheckpointStore(directory, task.checkpoint_objects(), max_to_keep=cfg.keep_checkpoints,
+                                writer=chief)
+        config = {**to_dict(cfg), "_resolved": task.resolved()}
+        resumed = None
+        if cfg.resume:
+            safe = getattr(type(cfg), "RESUME_SAFE", frozenset())
+            resumed, changes = rank0_decides(chief, lambda: (
+                store.resume_point(os.path.join(cfg.out, "history.json")),
+                check_resume_config(os.path.join(cfg.out, "config.yaml"), config, safe)))
+            if resumed:
+                task.state = {**task.state, **store.restore(resumed)}
+                offset_seed_states(task.seed_variables(), self.rank)   # the checkpoint holds rank 0's
+                config["_resumed"] = _previous_resumes(cfg.out, chief) + [
+                    {"epoch": task.state["epoch"], "checkpoint": os.path.basename(resumed),
+                     "changed": {k: [a, b] for k, (a, b) in changes.items()}}]
+        runlog = RunLog(cfg.out, enabled=chief, tensorboard=self.tensorboard)
+        runlog.start(config)
+        if resumed:
+            log.info(f"resumed from {resumed} (epoch {task.state['epoch']})")
+        broadcast(task)   # HVD: identical start on every rank
+        task.begin()
+        log.info(task.describe())
+        try:
+            self._epochs(task, store, runlog)
+            if chief:
+                task.finish()
+        finally:
+            runlog.close()
+        return task.state
+
+    def _epochs(self, task: Task, store: CheckpointStore, runlog: RunLog) -> None:
+        cfg, chief, state = self.cfg, self.chief, task.state
+        while state["epoch"] < cfg.epochs:
+            epoch = state["epoch"]
+            start = time.perf_counter()
+            bar = progress_bar(task.steps, f"epoch {epoch + 1}/{cfg.epochs}", enabled=chief and cfg.progress,
+                               unit="step")
+            numbers = task.train_epoch(epoch, bar)
+            bar.close()
+            seconds = time.perf_counter() - start
+            check_finite(task, epoch + 1, numbers)
+            record = {"epoch": epoch + 1, **numbers,
+                      "images_per_s": task.steps * task.global_batch / seconds, "epoch_time_s": seconds}
+            record.update(task.end_epoch(record))
+            record["epoch_time_s"] = time.perf_counter() - start   # with the validation
+            decision = (self.policy.update(state, record) if self.policy is not None
+                        else Decision(improved=False, stop=False))
+            state["history"].append(record)
+            state["epoch"] = record["epoch"]
+            if chief:
+                task.after_epoch(record, decision)
+            store.save(state["epoch"], state)
+            if chief:   # other ranks' records may lack rank-0-only numbers
+                runlog.epoch(state["history"], task.summary(record))
+            if decision.stop:
+                log.info(f"early stopping after epoch {record['epoch']} (best epoch {state['best_epoch']})")
+                break
+
+
+def _previous_resumes(out: str, chief: bool) -> list:
+    if not chief:
+        return []
+    try:
+        with open(os.path.join(out, "config.yaml"), encoding="utf-8") as fh:
+            old = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return list(old.get("_resumed") or []) if isinstance(old, dict) else []
+
+
+def broadcast(task: Task) -> None:
+    """Rank 0's variables on every rank; per-rank seed states keep their own values."""
+    own = {id(v) for v in task.seed_variables()}
+    dist.broadcast_variables([v for v in task.broadcast_variables() if id(v) not in own])   # HVD
+
+
+def check_finite(task: Task, epoch: int, numbers: dict) -> None:
+    """TrainingDiverged (exit 3) when an epoch's training numbers or the weights are NaN/inf.
+
+    Every rank takes the same decision: the numbers are averaged over ranks and the weight
+    check is allreduced too, so no rank goes on alone."""
+    bad = sorted(k for k, v in numbers.items() if isinstance(v, float) and not math.isfinite(v))
+    weights = [v for v in dist.backing_variables(task.finite_variables()) if v.dtype.is_floating]
+    local = sum(not bool(tf.reduce_all(tf.math.is_finite(v))) for v in weights)
+    nonfinite = float(dist.allreduce_mean(float(local), name="tfxr_nonfinite_weights")) > 0
+    if bad or nonfinite:
+        what = ", ".join([f"{k} = {numbers[k]}" for k in bad] + (["weights"] if nonfinite else []))
+        raise TrainingDiverged(f"training diverged in epoch {epoch}: {what} not finite (too high a learning "
+                               f"rate?); nothing of that epoch was saved, the last checkpoint is epoch "
+                               f"{epoch - 1}")
+
+
+__all__ = ["LOCK_NAME", "RANK_SEED_STRIDE", "Run", "RunFolder", "Task", "broadcast", "check_finite",
+           "check_resume_config", "config_changes", "init_process", "new_run_state", "offset_seed_states",
+           "rank0_decides", "seed_process", "seed_states"]
