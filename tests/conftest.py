@@ -1,10 +1,12 @@
 """Shared test fixtures: the real data beside the checkout, synthetic data, mpirun."""
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tfxr.launch import command_for
@@ -13,6 +15,22 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TFXR_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+#: one intra-op thread in every process: float reductions run in the same order, so a 2-rank
+#: result can be compared with one process to 1e-4 (Adam amplifies reordering noise)
+ONE_THREAD = {"TFXR_CPU_THREADS": "1"}
+
+
+def load_arrays(path) -> list[np.ndarray]:
+    """The arrays of an ``np.savez(path, *arrays)`` file, in order."""
+    with np.load(path) as z:
+        return [z[f"arr_{i}"] for i in range(len(z.files))]
+
+
+def shard_hashes(d: Path) -> dict[str, str]:
+    """sha256 of every ``*.tfrecord`` shard in ``d``, by file name."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.glob("*.tfrecord"))}
 
 
 def shared(*parts: str) -> Path:

@@ -1,10 +1,13 @@
 """tfxr.cli.run_main: one error line and exit 2 for input errors, tracebacks only for bugs."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tfxr import cli
-from tfxr.errors import CheckpointError, ConfigError, ManifestError, SourceError, TfxrError
+from tfxr.errors import CheckpointError, ConfigError, ManifestError, SourceError
 
 
 @pytest.mark.parametrize("error", [ConfigError, ManifestError, SourceError, CheckpointError])
@@ -22,8 +25,9 @@ def test_exit_codes_pass_through_and_none_means_success():
 
 
 def test_a_bug_is_not_disguised_as_a_user_error():
-    def body():
-        raise KeyError("a bug")
-    with pytest.raises(KeyError):          # Python prints the traceback and exits 1
-        cli.run_main(body)
-    assert not issubclass(KeyError, TfxrError) and cli.EXIT_CRASH == 1
+    """A bug in a command's body exits 1 with Python's traceback, never the one-line user error."""
+    code = "import sys; from tfxr.cli import run_main; sys.exit(run_main(lambda: {}['a bug']))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == cli.EXIT_CRASH == 1
+    assert "Traceback (most recent call last)" in r.stderr and "KeyError: 'a bug'" in r.stderr
+    assert "tfxr: error:" not in r.stderr

@@ -5,11 +5,8 @@ import json
 
 import pytest
 
-from tests.conftest import tfxr
+from tests.conftest import ONE_THREAD, tfxr
 from tests.evaluation.conftest import phantom_data, phantom_model  # noqa: F401 - fixtures
-
-ONE_THREAD = {"TFXR_CPU_THREADS": "1"}
-
 
 def _metrics(out):
     data = json.loads((out / "metrics.json").read_text())

@@ -16,11 +16,8 @@ import pydicom
 import pytest
 from PIL import Image
 
-from tests.conftest import shared, tfxr
+from tests.conftest import ONE_THREAD, shared, tfxr
 from tfxr.data.imageio import read_dicom
-
-ONE_THREAD = {"TFXR_CPU_THREADS": "1"}
-
 
 @pytest.fixture(scope="module")
 def rsna(tmp_path_factory):

@@ -3,7 +3,6 @@ hostile file names, and a conversion killed with SIGTERM (no orphan workers, no 
 an identical re-run)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -16,12 +15,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from tests.conftest import REPO, tfxr
+from tests.conftest import REPO, shard_hashes, tfxr
 from tfxr.data.records import read_manifest
-
-
-def _shards(d: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.glob("*.tfrecord"))}
 
 
 def _class_folders(root: Path) -> Path:
@@ -79,17 +74,26 @@ def test_sigterm_stops_workers_and_rerun_is_identical(tmp_path, synthetic_tfrec)
             "--image-size", "64", "--shards", "4", "--workers", "2", "--quiet"]
     out = tmp_path / "killed"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen(args + ["--out", str(out)], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args + ["--out", str(out)], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)   # its own process group: frozen as a whole below
     workers: list[psutil.Process] = []
     deadline = time.monotonic() + 300  # a bound on waiting, not a speed check
+    frozen = False
     while proc.poll() is None and time.monotonic() < deadline:
         workers = _children(proc.pid)
         if len([w for w in workers if "python" in w.name().lower()]) >= 2 and list(out.glob(".tmp-*")):
-            break
+            try:   # freeze the conversion, then check: no shard can finish between the check and the kill
+                os.killpg(proc.pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                break
+            if proc.poll() is None and list(out.glob(".tmp-*")):
+                frozen = True
+                break
+            os.killpg(proc.pid, signal.SIGCONT)
         time.sleep(0.05)
-    assert proc.poll() is None, f"conversion finished before it could be killed:\n{proc.stderr.read()}"
-    assert list(out.glob(".tmp-*")), "no shard was being written"
+    assert frozen and proc.poll() is None, f"conversion finished before it could be killed:\n{proc.stderr.read()}"
     proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGCONT)   # the pending SIGTERM is handled as it resumes
     stderr = proc.communicate(timeout=120)[1]
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     _gone, alive = psutil.wait_procs(workers, timeout=60)
@@ -101,6 +105,6 @@ def test_sigterm_stops_workers_and_rerun_is_identical(tmp_path, synthetic_tfrec)
     assert "1 leftover temporary file(s) removed" in rerun.stderr
     assert not [p for p in out.rglob(".tmp-*")]
     clean = synthetic_tfrec
-    assert _shards(out) == _shards(clean) and len(_shards(clean)) == 12
+    assert shard_hashes(out) == shard_hashes(clean) and len(shard_hashes(clean)) == 12
     killed_m, clean_m = (json.loads((d / "manifest.json").read_text()) for d in (out, clean))
     assert killed_m["splits"] == clean_m["splits"]

@@ -169,3 +169,14 @@ def test_each_training_loop_is_compared_with_the_model_only_rate_of_its_own_layo
     targets = {t["target"]: t for t in an.suite_targets({"tb_cnn_128": ms})}
     assert targets["tb_cnn 128 px: training loop / model-only step rate (best setting)"]["value"] == pytest.approx(0.95)
     assert targets["tb_cnn 128 px: training loop images/s (best setting)"]["value"] == 720.0
+
+
+def test_accumulation_rows_compare_each_k_with_k1_of_the_same_setting():
+    def loop(k, rate, allreduces, precision="fp32"):
+        m = _measurement("ranks", [rate] * 3, workers=2, input="pipeline", precision=precision)
+        m["variant"].update(layout="train-loop", loop_layout="ranks", accumulate_steps=k)
+        m["allreduces_per_epoch"] = an.summarize([allreduces] * 3)
+        return m
+    rows = an.accumulation_rows([loop(1, 400.0, 40), loop(4, 460.0, 10), loop(4, 700.0, 10, "bf16")])
+    assert [(r["accumulate_steps"], r["allreduces_per_epoch"], r["vs_k1"]) for r in rows] == [
+        (1, 40, 1.0), (4, 10, pytest.approx(1.15)), (4, 10, None)]          # no bf16 K=1: no ratio

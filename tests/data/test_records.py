@@ -13,16 +13,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tests.conftest import shared, tfxr
+from tests.conftest import shard_hashes, shared, tfxr
 from tfxr.data import imageio
 from tfxr.data.records import (ShardWriter, build_manifest, check_shards, feature_spec, plan_shards,
                                 read_manifest, write_manifest)
 from tfxr.data.types import Item, Source
 from tfxr.errors import ManifestError
-
-
-def _shards(d: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.glob("*.tfrecord"))}
 
 
 def _write_tb_dir(root: Path, n: int = 12, size: int = 40) -> Path:
@@ -185,7 +181,7 @@ def test_mpi_conversion_equals_single_process(tmp_path):
     tfxr(*args, "--out", str(tmp_path / "one"))
     tfxr(*args, "--out", str(tmp_path / "two"), np=2)
     tfxr(*args, "--out", str(tmp_path / "pool"), "--workers", "2")
-    one, two, pool = (_shards(tmp_path / d) for d in ("one", "two", "pool"))
+    one, two, pool = (shard_hashes(tmp_path / d) for d in ("one", "two", "pool"))
     assert len(one) == 9 and one == two == pool
     m1, m2 = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("one", "two"))
     assert m1["splits"] == m2["splits"]
@@ -231,7 +227,7 @@ def test_bad_input_reported_and_conversion_goes_on(bad_tb, tmp_path):
               str(bad_tb / "labels.csv"), "--out", str(out2), "--image-size", "32", "--shards", "1",
               "--max-rejects", "3", "--quiet", check=False)
     assert r2.returncode == 3 and "exceed --max-rejects 3" in r2.stderr  # EXIT_REJECTED, not a crash
-    assert _shards(out2) == _shards(out)
+    assert shard_hashes(out2) == shard_hashes(out)
 
 
 def test_unusable_arguments_give_clear_errors(tmp_path):
@@ -256,7 +252,7 @@ def test_interrupted_run_leaves_no_half_shard_and_rerun_finishes(tmp_path, monke
     out.mkdir()
     with ShardWriter(str(out), 32, 1) as w:
         ref = [w.write(p) for p in plans]
-    ref_bytes = _shards(out)
+    ref_bytes = shard_hashes(out)
     shutil.rmtree(out)
     out.mkdir()
     real = records.make_example
@@ -273,14 +269,14 @@ def test_interrupted_run_leaves_no_half_shard_and_rerun_finishes(tmp_path, monke
         with ShardWriter(str(out), 32, 1) as w:
             for p in plans:
                 w.write(p)
-    done = _shards(out)
+    done = shard_hashes(out)
     assert 0 < len(done) < len(plans)                       # some shards finished, others not
     assert all(ref_bytes[k] == v for k, v in done.items())  # finished ones are complete
     assert not list(out.glob(".tmp-*"))                     # no half shard left behind
     monkeypatch.setattr(records, "make_example", real)
     with ShardWriter(str(out), 32, 1) as w:
         res = [w.write(p) for p in plans]
-    assert _shards(out) == ref_bytes
+    assert shard_hashes(out) == ref_bytes
     assert sum(r.reused for r in res) == len(done)
     assert [r.sha256 for r in res] == [r.sha256 for r in ref]
 
@@ -290,11 +286,11 @@ def test_changed_input_invalidates_reused_shard(tmp_path):
     args = ["tfxr.tfrecords", "write", "--source", "tb", "--images", str(src / "images"), "--labels",
             str(src / "labels.csv"), "--out", str(tmp_path / "rec"), "--image-size", "16", "--shards", "1"]
     tfxr(*args, "--quiet")
-    before = _shards(tmp_path / "rec")
+    before = shard_hashes(tmp_path / "rec")
     img = src / "images" / "CHNCXR_0003_1.png"
     Image.fromarray(np.full((50, 40), 200, np.uint8)).save(img)
     r = tfxr(*args)
-    after = _shards(tmp_path / "rec")
+    after = shard_hashes(tmp_path / "rec")
     changed = [k for k in before if before[k] != after[k]]
     assert len(changed) == 1 and "reused" in r.stderr        # only the shard with that image
     assert tfxr("tfxr.tfrecords", "verify", str(tmp_path / "rec")).returncode == 0

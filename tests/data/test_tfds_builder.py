@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-tfds = pytest.importorskip("tensorflow_datasets")
+import tensorflow_datasets as tfds   # installed with tfxr (install_requires): missing must fail, not skip
 
-from tfxr.data.pipeline import DataConfig, build_dataset  # noqa: E402
-from tfxr.data.tfds_builder import TfxrShards, TfxrShardsConfig, tfds_builder  # noqa: E402
-from tfxr.data.records import (ShardWriter, build_manifest, plan_shards, read_manifest,  # noqa: E402
-                                write_manifest)
-from tfxr.data.types import Box, Item, Source  # noqa: E402
-from tfxr.errors import ManifestError  # noqa: E402
+from tfxr.data.pipeline import DataConfig, build_dataset
+from tfxr.data.records import ShardWriter, build_manifest, plan_shards, read_manifest, write_manifest
+from tfxr.data.tfds_builder import TfxrShards, TfxrShardsConfig, tfds_builder
+from tfxr.data.types import Box, Item, Source
+from tfxr.errors import ManifestError
 
 LABELS = ["Effusion", "Mass"]
 

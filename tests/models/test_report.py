@@ -61,17 +61,20 @@ def test_bad_model_or_size_is_a_config_error():
 
 
 def test_dcgan_reports_both_networks():
-    pytest.importorskip("tfxr.models.dcgan")
     nets = build_for_report("dcgan", 64)
     assert set(nets) == {"generator", "discriminator"}
     assert nets["generator"].output_shape[1:] == (64, 64, 1)
 
 
 def test_peak_memory_is_measured_in_a_fresh_process():
-    measured = measure_peak_memory("tb_cnn", 32, batch_size=8, steps=2)
-    assert measured["peak_rss_bytes"] >= measured["rss_before_training_bytes"] > 100 * 2**20  # TF loaded
+    """The step's growth holds at least the batch's activations (kept for the backward pass):
+    152 MiB for tb_cnn at 128 px x 64, far above the allocator's noise."""
+    measured = measure_peak_memory("tb_cnn", 128, batch_size=64, steps=1)
+    activations = memory_report(build_for_report("tb_cnn", 128)["model"], 64)["activation_bytes_per_batch"]
+    assert measured["rss_before_training_bytes"] > 100 * 2**20                                   # TF loaded
+    assert measured["peak_rss_bytes"] - measured["rss_before_training_bytes"] >= 0.75 * activations
     # the real step ran: binary cross-entropy of an untrained net on random labels is near ln 2
-    assert len(measured["losses"]) == 2 and all(0.5 < loss < 0.9 for loss in measured["losses"])
+    assert len(measured["losses"]) == 1 and 0.5 < measured["losses"][0] < 0.9
 
 
 def test_gan_memory_is_measured_through_the_gan_step():

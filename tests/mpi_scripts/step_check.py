@@ -19,6 +19,8 @@ cfg = TrainConfig(model="tb_cnn", data=data, out=out, lr=3e-3, lr_scaling=False,
                   pipeline=DataConfig(batch_size=per_rank, deterministic=extra.get("deterministic", "1") == "1"))
 tr = Trainer(cfg)
 tr.broadcast()
+np.savez(f"{out}/weights-{mode}{extra.get('tag', '')}-init-{tr.rank}.npz",   # the common start (rank 0's)
+         *[v.numpy() for v in tr.model.trainable_variables])
 rng = np.random.default_rng(7)
 xs = rng.random((steps, 2, per_rank, 64, 64, 1), dtype=np.float32)
 ys = (rng.random((steps, 2, per_rank, 1)) < 0.4).astype(np.float32)

@@ -8,22 +8,13 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import tfxr
-
-# One intra-op thread in every process: float reductions in the same order (see test_distributed).
-ONE_THREAD = {"TFXR_CPU_THREADS": "1"}
-
-
-def _load(path):
-    with np.load(path) as z:
-        return [z[f"arr_{i}"] for i in range(len(z.files))]
-
+from tests.conftest import ONE_THREAD, load_arrays, tfxr
 
 def _check_equal(out, world):
-    k4, k1 = _load(out / f"weights-k4-w{world}-0.npz"), _load(out / f"weights-k1-w{world}-0.npz")
+    k4, k1 = load_arrays(out / f"weights-k4-w{world}-0.npz"), load_arrays(out / f"weights-k1-w{world}-0.npz")
     for a, b in zip(k4, k1):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)
-    init = _load(out / f"weights-init-w{world}-0.npz")
+    init = load_arrays(out / f"weights-init-w{world}-0.npz")
     assert max(np.abs(a - b).max() for a, b in zip(k4, init)) > 1e-3   # training moved the weights
 
 
@@ -36,7 +27,7 @@ def test_k_micro_batches_equal_one_batch_of_k_times_the_size(synthetic_tfrec, tm
         assert f"world {np_} allreduces 3" in r.stdout, r.stdout
     _check_equal(tmp_path, np_)
     if np_ == 2:   # both ranks hold the same weights
-        for a, b in zip(_load(tmp_path / "weights-k4-w2-0.npz"), _load(tmp_path / "weights-k4-w2-1.npz")):
+        for a, b in zip(load_arrays(tmp_path / "weights-k4-w2-0.npz"), load_arrays(tmp_path / "weights-k4-w2-1.npz")):
             np.testing.assert_array_equal(a, b)
 
 

@@ -4,15 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import tfxr
-
-ONE_THREAD = {"TFXR_CPU_THREADS": "1"}   # same float reduction order in every process
-
-
-def _load(path):
-    with np.load(path) as z:
-        return [z[f"arr_{i}"] for i in range(len(z.files))]
-
+from tests.conftest import ONE_THREAD, load_arrays, tfxr
 
 @pytest.mark.mpi
 def test_two_rank_gan_step_equals_one_process_on_union(tmp_path):
@@ -21,8 +13,8 @@ def test_two_rank_gan_step_equals_one_process_on_union(tmp_path):
     assert "world 2" in d.stdout
     u = tfxr("tests.mpi_scripts.gan_step_check", str(tmp_path), "union", env=ONE_THREAD)
     assert "world 1" in u.stdout
-    r0, r1 = _load(tmp_path / "gan-dist-adam-0.npz"), _load(tmp_path / "gan-dist-adam-1.npz")
-    ref = _load(tmp_path / "gan-union-adam-0.npz")
+    r0, r1 = load_arrays(tmp_path / "gan-dist-adam-0.npz"), load_arrays(tmp_path / "gan-dist-adam-1.npz")
+    ref = load_arrays(tmp_path / "gan-union-adam-0.npz")
     assert len(r0) == len(ref) > 8      # generator and discriminator weights
     for a, b, c in zip(r0, r1, ref):
         np.testing.assert_array_equal(a, b)

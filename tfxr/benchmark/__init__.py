@@ -11,6 +11,8 @@ r"""``python -m tfxr.benchmark``: honest throughput measurements (table, JSON, P
         --labels ../shared/data/nih_chestxray14_sample/Data_Entry_2017_sample.csv --image-size 224
     # input pipeline alone: TFRecord vs raw image files (same images, same options)
     python -m tfxr.benchmark input --data tfrec/nih224 --raw raw/nih224 --batch-size 32
+    # where a Horovod run's communication time goes (a timeline from tfxr.train --timeline FILE)
+    python -m tfxr.benchmark timeline runs/tb/timeline.json
 
 How a training number is measured: every variant runs in fresh processes (oneDNN is
 chosen when TensorFlow is imported), builds the model, runs ``--warmup`` steps that are

@@ -1,4 +1,4 @@
-"""``python -m tfxr.benchmark [--out DIR] [suite|train|convert|input] [options]`` (see the package doc)."""
+"""``python -m tfxr.benchmark [--out DIR] [suite|train|convert|input|timeline] [options]`` (see the package doc)."""
 from __future__ import annotations
 
 import sys
@@ -14,7 +14,8 @@ from tfxr.errors import ConfigError
 
 PROG = "python -m tfxr.benchmark"
 INTERNAL = {"_worker": run_worker, "_gemm": run_gemm_worker}   # measured processes (not in --help)
-RUN = {"suite": suites.bench_suite, "train": suites.bench_train, "input": suites.bench_input}
+RUN = {"suite": suites.bench_suite, "train": suites.bench_train, "input": suites.bench_input,
+       "timeline": suites.bench_timeline}
 
 
 def help_text() -> str:
@@ -43,6 +44,8 @@ def split_command(argv: list[str]) -> tuple[str, list[str], list[str]]:
         else:
             leading, argv = leading + [argv[0]], argv[1:]
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "suite"
+    if command == "timeline" and argv and not argv[0].startswith("-"):   # timeline FILE
+        argv = ["--file", argv[0], *argv[1:]]
     if argv and not argv[0].startswith("-"):
         raise ConfigError(f"unknown subcommand {argv[0]!r} (allowed: {', '.join(COMMANDS)})")
     return command, leading + argv, rest

@@ -204,6 +204,28 @@ def conversion_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def accumulation_rows(measurements: list[dict]) -> list[dict]:
+    """tfxr.train loops with gradient accumulation K: allreduces per epoch and images/s,
+    each beside the K = 1 loop of the same setting and ranks."""
+    loops = [m for m in measurements if m["variant"]["layout"] == "train-loop" and "images_per_s" in m]
+
+    def plain(v):
+        for m in loops:
+            w = m["variant"]
+            if same_setting(w, v) and w["workers"] == v["workers"] and w.get("accumulate_steps", 1) == 1:
+                return m
+        return None
+    rows = []
+    for m in loops:
+        v, base = m["variant"], plain(m["variant"])
+        allreduces = m.get("allreduces_per_epoch")
+        rows.append({"loop": m["label"], "accumulate_steps": v.get("accumulate_steps", 1),
+                     "allreduces_per_epoch": allreduces and allreduces["median"],
+                     "images_per_s": m["images_per_s"]["median"],
+                     "vs_k1": _ratio(m["images_per_s"]["median"], _median(base))})
+    return rows
+
+
 # --------------------------------------------------------------------------- targets
 def _find(measurements: list[dict], **want) -> dict | None:
     for m in measurements:

@@ -89,7 +89,7 @@ class SuiteOptions(_Ceiling):
 
     data: str = ""                          # TFRecords of the pipeline variants (default: phantoms)
     images: int = option(1600, minimum=16)  # phantoms to write when --data is not given
-    loop_steps: int = option(40, minimum=1)     # steps per epoch of the tfxr.train loop measurement
+    loop_steps: int = option(40, minimum=1)     # steps per epoch of the tfxr.train loops (accumulate: a multiple of 4)
     launcher: list[str] = option(lambda: ["mpirun", "gloo"], choices=LAUNCHERS)
     only: list[str] = option(list, choices=SECTIONS)    # run only these sections ([]: all)
     variants: str = option("all", choices=("all", "base"))   # base: only the first setting (a quick check)
@@ -119,4 +119,12 @@ class InputOptions(_Timed):
     image_size: int = option(0, minimum=0)
 
 
-COMMANDS = {"suite": SuiteOptions, "train": TrainOptions, "convert": ConvertOptions, "input": InputOptions}
+@dataclass
+class TimelineOptions(_Common):
+    """``timeline FILE``: a Horovod timeline (``tfxr.train --timeline FILE``) summarised per step."""
+
+    file: str = ""                          # the timeline JSON (the first argument)
+
+
+COMMANDS = {"suite": SuiteOptions, "train": TrainOptions, "convert": ConvertOptions, "input": InputOptions,
+            "timeline": TimelineOptions}

@@ -70,6 +70,12 @@ def conversion_table(rows: list[dict]) -> str:
                    r["independent_bound"], r["vs_bound"], r["images_per_s_wall"]["median"]] for r in rows])
 
 
+def accumulation_table(rows: list[dict]) -> str:
+    return table(["tfxr.train loop", "K", "allreduces/epoch", "images/s", "vs K=1"],
+                 [[r["loop"], r["accumulate_steps"], r["allreduces_per_epoch"], r["images_per_s"], r["vs_k1"]]
+                  for r in rows])
+
+
 def targets_table(targets: list[dict]) -> str:
     def show(t):
         if t["value"] is None:

@@ -204,15 +204,16 @@ def measure_gemm(timing: Timing, size: int = 2048) -> dict:
 
 def measure_training_loop(model: str, data: str, image_size: int, batch_size: int, repeats: int,
                           steps_per_epoch: int, timing: Timing, onednn: bool = True, precision: str = "fp32",
-                          workers: int = 1, train_set: tuple[str, ...] = ()) -> dict:
+                          workers: int = 1, accumulate_steps: int = 1) -> dict:
     """The real ``python -m tfxr.train`` loop (pipeline, augmentation, validation, checkpoints).
 
     One process on all cores (``workers=1``) or ``workers`` ranks of one core each, launched
     by tfxr's own mpirun line (as a user runs it on a CPU node); bf16 is ``mixed_precision``.
-    ``train_set``: extra ``--set KEY=VALUE`` for tfxr.train.  Runs ``repeats + 1`` epochs;
-    the first is the warm-up.  Two rates per epoch from history.json: the training part
-    (``images_per_s``, every rank's images) and the whole epoch including validation and
-    the checkpoint (steps x batch x ranks / ``epoch_time_s``).
+    ``accumulate_steps`` K: micro-batches per gradient allreduce (``steps_per_epoch`` a
+    multiple of K).  Runs ``repeats + 1`` epochs; the first is the warm-up.  From
+    history.json, per epoch: the training rate (``images_per_s``, every rank's images), the
+    whole epoch's rate including validation and the checkpoint (steps x batch x ranks /
+    ``epoch_time_s``) and the gradient allreduces run (``allreduces``).
     """
     out = tempfile.mkdtemp(prefix="tfxr-bench-loop-")
     layout = "all-cores" if workers == 1 else "ranks"
@@ -222,11 +223,13 @@ def measure_training_loop(model: str, data: str, image_size: int, batch_size: in
             "--epochs", str(repeats + 1), "--batch-size", str(batch_size), "--image-size", str(image_size),
             "--set", f"steps_per_epoch={steps_per_epoch}", "--set", "progress=false",
             "--set", "early_stopping_patience=0", "--set", f"mixed_precision={str(precision == 'bf16').lower()}"]
-    for assignment in train_set:
-        argv += ["--set", assignment]
+    if accumulate_steps > 1:
+        argv += ["--set", f"accumulate_steps={accumulate_steps}"]
     cmd = launch_command(workers, argv, launcher_for(workers))
-    record = {"variant": {**asdict(v), "layout": "train-loop", "loop_layout": layout},
-              "label": f"{v.label()} | python -m tfxr.train loop" + "".join(f" {s}" for s in train_set),
+    record = {"variant": {**asdict(v), "layout": "train-loop", "loop_layout": layout,
+                          "accumulate_steps": accumulate_steps},
+              "label": f"{v.label()} | python -m tfxr.train loop"
+                       + (f" accumulate_steps={accumulate_steps}" if accumulate_steps > 1 else ""),
               "command": " ".join(cmd)}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=variant_env(v), timeout=timing.timeout_s)
@@ -242,7 +245,8 @@ def measure_training_loop(model: str, data: str, image_size: int, batch_size: in
     record["images_per_s"] = summarize([e["images_per_s"] for e in epochs])
     record["whole_epoch_images_per_s"] = summarize([steps_per_epoch * batch_size * workers / e["epoch_time_s"]
                                                     for e in epochs])
-    record["epochs"] = epochs
+    if all("allreduces" in e for e in epochs):
+        record["allreduces_per_epoch"] = summarize([e["allreduces"] for e in epochs])
     return record
 
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, replace
 
 from PIL import Image
 
-from tfxr import cpu
+from tfxr import cpu, timeline
 from tfxr.benchmark import analysis, report
 from tfxr.benchmark.analysis import Variant, fastest_single, scaling_rows, summarize
 from tfxr.benchmark.runner import (Timing, failure, measure_gemm, measure_training_loop, run_conversion, run_plan,
@@ -27,7 +27,8 @@ from tfxr.io import write_bytes
 from tfxr.launch import clean_launch_env, launch_command
 
 LOOPS = (("fp32", 1), ("fp32", 2), ("bf16", 2))   # (precision, processes) of the suite's tfxr.train loops
-SECTIONS = ("tb_cnn_128", "densenet121_128", "densenet121_224", "dcgan_64", "convert")
+SECTIONS = ("tb_cnn_128", "densenet121_128", "densenet121_224", "dcgan_64", "accumulate", "convert")
+ACCUMULATE = (1, 4)   # gradient accumulation K of the suite's 2-rank tfxr.train loops
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -205,6 +206,15 @@ def bench_input(cfg) -> dict:
             "table": report.table(["input", "augment", "images/s (median)", "min-max"], rows)}
 
 
+# --------------------------------------------------------------------------- timeline
+def bench_timeline(cfg) -> dict:
+    """A Horovod timeline (``tfxr.train --timeline FILE``) summarised per step (tfxr.timeline)."""
+    if not cfg.file:
+        raise ConfigError("timeline needs the timeline file: python -m tfxr.benchmark timeline FILE")
+    summary = timeline.summarize(cfg.file)
+    return {"kind": "timeline", "summary": summary, "table": timeline.format_summary(summary)}
+
+
 # --------------------------------------------------------------------------- the suite
 def phantom_records(out: str, images: int, image_size: int) -> str:
     """TB phantoms as TFRecords (the project's own data), written once and reused."""
@@ -245,6 +255,9 @@ def bench_suite(cfg) -> dict:
     """The targets of issues 10 and 19, measured side by side in one run (see the README for times)."""
     check_workers([2])
     wanted = cfg.only or list(SECTIONS)
+    if "accumulate" in wanted and cfg.loop_steps % max(ACCUMULATE):
+        raise ConfigError(f"--loop-steps {cfg.loop_steps}: the accumulation section needs a multiple of "
+                          f"{max(ACCUMULATE)} (steps per epoch = K x allreduces)")
     data = cfg.data or phantom_records(cfg.out, cfg.images, 128)
     small = Timing(steps=cfg.steps, repeats=cfg.repeats, warmup=cfg.warmup)
     large = Timing(steps=max(2, cfg.steps // 4), repeats=cfg.repeats, warmup=max(2, cfg.warmup // 2))
@@ -264,6 +277,14 @@ def bench_suite(cfg) -> dict:
                       file=sys.stderr, flush=True)
                 sections[name].append(measure_training_loop("tb_cnn", data, 128, 32, cfg.repeats, cfg.loop_steps,
                                                             small, precision=precision, workers=workers))
+    if "accumulate" in wanted:
+        sections["accumulate"] = []
+        for k in ACCUMULATE:
+            print(f"tfxr: benchmark: the tfxr.train loop, 2 ranks, accumulate_steps={k} ...", file=sys.stderr,
+                  flush=True)
+            sections["accumulate"].append(measure_training_loop("tb_cnn", data, 128, 32, cfg.repeats,
+                                                                cfg.loop_steps, small, workers=2,
+                                                                accumulate_steps=k))
     conversions = []
     if "convert" in wanted:
         source = CONVERT_SOURCES[cfg.convert_source](cfg.out, cfg.convert_images, 128)
@@ -275,6 +296,9 @@ def bench_suite(cfg) -> dict:
         rows = scaling_rows(ms)
         if rows:
             tables.append(report.scaling_table(rows))
+        if name == "accumulate":
+            tables.append(report.accumulation_table(analysis.accumulation_rows(ms)))
+            continue
         loops = analysis.loop_rows(ms)
         if loops:
             tables.append(report.loop_table(loops))
