@@ -35,8 +35,6 @@ import warnings
 from tfxr.cpu import configure_tensorflow_threads
 # launch detection lives in tfxr.launch; these names stay importable from here
 from tfxr.launch import LaunchError, launched_under_mpi, launched_world_size, mpi_comm  # noqa: F401
-# the launcher builders, importable from here for callers not yet moved to tfxr.launch
-from tfxr.launch import clean_launch_env, command_for, launch, mpirun_command  # noqa: F401
 from tfxr.launch import main as launch_cli
 
 #: seconds a rank may lag behind the others in a collective before rank 0 names it
