@@ -119,5 +119,5 @@ def test_a_flipped_shard_in_evaluate_names_the_shard(synthetic_tfrec, tmp_path):
     raw[len(raw) // 2] ^= 0xFF
     (data / name).write_bytes(bytes(raw))
     build_model("tb_cnn", 64, num_outputs=1).save(tmp_path / "model.keras")
-    _one_error_line(_cli(tmp_path, "tfxr.evaluate", "--model", "model.keras", "--data", "data", "--split", "test",
-                         "--out", "ev"), name, "damaged")
+    _one_error_line(_cli(tmp_path, "tfxr.evaluate", "--model", "model.keras", "--trust-model-file", "--data", "data",
+                         "--split", "test", "--out", "ev"), name, "damaged")

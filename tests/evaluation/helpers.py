@@ -32,7 +32,7 @@ def train_small_classifier(data_dir, path, model: str = "tb_cnn", epochs: int = 
     tfxr run folder (a ``config.yaml`` beside it, so tfxr rebuilds it from weights only)."""
     import keras
 
-    from tfxr.data.tfrecord import read_manifest
+    from tfxr.data.records import read_manifest
     from tfxr.models import build_model
 
     keras.utils.set_random_seed(seed)

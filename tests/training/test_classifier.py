@@ -24,7 +24,7 @@ def test_history_keeps_its_format_and_epoch_time_includes_validation(synthetic_t
     state = trainer.fit()
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history == json.loads(json.dumps(state["history"]))
-    assert list(history[0]) == ["epoch", "train_loss", "lr", "images_per_s", "epoch_time_s", "val_loss",
+    assert list(history[0]) == ["epoch", "train_loss", "lr", "allreduces", "images_per_s", "epoch_time_s", "val_loss",
                                 "val_auroc", "val_mean_auroc", "val_accuracy"]
     for record in history:
         training_seconds = trainer.steps * trainer.global_batch / record["images_per_s"]

@@ -597,10 +597,6 @@ def _schema_problems(m: dict) -> list[str]:
             for flag in ("synthetic", "oversampled"):
                 if flag in shard and not isinstance(shard[flag], bool):
                     bad.append(f"{sk}.{flag}: {shard[flag]!r} is not true or false")
-        if (_is_int(info["count"]) and all(isinstance(sh, dict) and _is_int(sh["count"]) for sh in shards)
-                and sum(sh["count"] for sh in shards) != info["count"]):
-            bad.append(f"{key}.count: {info['count']} is not the sum of its shards' counts "
-                       f"({sum(sh['count'] for sh in shards)})")
     balancing = m.get("balancing")
     if balancing is not None:
         try:
