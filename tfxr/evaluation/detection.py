@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tfxr.config import option
+from tfxr.config import option, seed_option
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.localization import iou
 
@@ -279,7 +279,7 @@ class DetectionEvalConfig:
     overlays: int = option(12, minimum=0)
     batch_size: int = option(16, minimum=1)
     out: str = ""               # default: <run folder>/detect-<split>
-    seed: int = 0
+    seed: int = seed_option()
 
 
 def _cam_detections(cfg: DetectionEvalConfig, split: str, rank: int, world: int) -> list:
