@@ -32,6 +32,7 @@ import threading
 import time
 import warnings
 
+from tfxr import log
 from tfxr.cpu import configure_tensorflow_threads
 # launch detection lives in tfxr.launch; these names stay importable from here
 from tfxr.launch import LaunchError, launched_under_mpi, launched_world_size, mpi_comm  # noqa: F401
@@ -178,8 +179,8 @@ class StallWatchdog:
                        f"{self.timeout / 2:g} s)" if stalled else
                        "every rank is alive: one is not submitting its tensors (Horovod's stall "
                        "warning above names it)")
-                print(f"tfxr: error: rank {self.rank}: a training step has waited {self._limit:g} s "
-                      f"(stall_timeout): {who}; ending the job", file=sys.stderr, flush=True)
+                log.error(f"rank {self.rank}: a training step has waited {self._limit:g} s "
+                      f"(stall_timeout): {who}; ending the job")
                 self._exit(1)
                 return
 

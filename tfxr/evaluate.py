@@ -51,6 +51,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tfxr import log
 from tfxr.cli import run_main
 from tfxr.config import option, parse_config, seed_option
 from tfxr.errors import ConfigError
@@ -133,7 +134,7 @@ def evaluate_gan(cfg: GanEvalConfig) -> dict:
     if cfg.out:
         os.makedirs(cfg.out, exist_ok=True)
         write_json(os.path.join(cfg.out, "generative.json"), report)
-        print(f"tfxr: wrote {cfg.out}/generative.json", file=sys.stderr)
+        log.info(f"wrote {cfg.out}/generative.json")
     return report
 
 
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             result = evaluate_detection(cfg)
             if result:
                 print(detection_report(result))
-                print(f"tfxr: wrote {result['out']}/report.md, detection.json, overlays/", file=sys.stderr)
+                log.info(f"wrote {result['out']}/report.md, detection.json, overlays/")
             return 0
         if argv[:1] == ["gan"]:
             cfg, _ = parse_config(GanEvalConfig, argv[1:], "python -m tfxr.evaluate gan", __doc__)
@@ -161,11 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             print(format_table(result))
             cross = result.get("cross_dataset")
             if cross:
-                print(f"tfxr: across data sets: scored {len(cross['shared'])} shared label(s) "
+                log.info(f"across data sets: scored {len(cross['shared'])} shared label(s) "
                       f"({', '.join(x['vocabulary'] for x in cross['shared'])}); left out: "
-                      f"{'; '.join(cross['left_out']) or 'none'}", file=sys.stderr)
-            print(f"tfxr: wrote {result['out']}/metrics.json, report.md, roc.png, predictions.csv",
-                  file=sys.stderr)
+                      f"{'; '.join(cross['left_out']) or 'none'}")
+            log.info(f"wrote {result['out']}/metrics.json, report.md, roc.png, predictions.csv")
         return 0
 
     return run_main(body)

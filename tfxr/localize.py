@@ -23,6 +23,7 @@ import sys
 from tfxr.cli import run_main
 from tfxr.config import parse_config
 from tfxr.evaluation.localization import LocalizeConfig, localize, markdown_report
+from tfxr import log
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         result = localize(cfg)
         if result:
             print(markdown_report(result))
-            print(f"tfxr: wrote {result['out']}/report.md, localization.json, overlays/", file=sys.stderr)
+            log.info(f"wrote {result['out']}/report.md, localization.json, overlays/")
         return 0
 
     return run_main(body)

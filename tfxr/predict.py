@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tfxr import log
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
 from tfxr.config import option, parse_config
 from tfxr.data import imageio
@@ -85,9 +86,9 @@ def run_preprocessing(model_path: str, model) -> dict:
         info.update(stored=int(manifest["image_size"]), data=data,
                     dicom_window=(manifest.get("source") or {}).get("dicom_voi", "window") != "full-range")
     except (OSError, TypeError, ValueError, KeyError):
-        print(f"tfxr: warning: the run's training data directory is not found (config.yaml beside "
+        log.warning(f"the run's training data directory is not found (config.yaml beside "
               f"{model_path}); images are resized straight to the model's {size} px, the converter's "
-              f"stored size being unknown", file=sys.stderr)
+              f"stored size being unknown")
     if len(info["labels"]) != int(model.output_shape[-1]):
         raise ConfigError(f"{model_path}: {model.output_shape[-1]} outputs but the run lists "
                           f"{len(info['labels'])} labels")
@@ -160,7 +161,7 @@ def predict(cfg: PredictConfig, inputs: list[str]) -> int:
                 kept.append(f)
             except imageio.ImageError as e:
                 rejected.append((f, str(e)))
-                print(f"tfxr: rejected {f}: {e}", file=sys.stderr)
+                log.info(f"rejected {f}: {e}")
         if not batch:
             continue
         x = np.stack(batch)
@@ -183,10 +184,9 @@ def predict(cfg: PredictConfig, inputs: list[str]) -> int:
             if thresholds:
                 row += [f"{t:.6f}" for t in thresholds] + [int(v >= t) for v, t in zip(p, thresholds)]
             w.writerow(row)
-    print(f"tfxr: wrote {cfg.out}: {len(rows)} image(s), {len(rejected)} unreadable skipped; "
+    log.info(f"wrote {cfg.out}: {len(rows)} image(s), {len(rejected)} unreadable skipped; "
           + (f"thresholds from {source}" if thresholds else
-             "no validation-chosen thresholds (run `python -m tfxr.evaluate` on the run first)"),
-          file=sys.stderr)
+             "no validation-chosen thresholds (run `python -m tfxr.evaluate` on the run first)"))
     if cfg.max_rejects >= 0 and len(rejected) > cfg.max_rejects:
         return EXIT_REJECTED
     return EXIT_OK

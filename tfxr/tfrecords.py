@@ -30,6 +30,7 @@ from tfxr.data.types import OFFICIAL_SPLITS, Source
 from tfxr.launch import mpi_comm
 from tfxr.errors import ConfigError, SourceError
 from tfxr.progress import progress_bar
+from tfxr import log
 
 DEFAULT_SHARDS = 8
 EXIT_CODES = __doc__[__doc__.index("Exit status:"):]
@@ -160,9 +161,9 @@ def convert(args, argv: list[str]) -> int:
     mine = plans[rank::size]
     total = sum(len(p.items) for p in mine)
     if rank == 0:
-        print(f"tfxr: {source.name}: {len(source.items)} images, {len(source.rejects)} rejected inputs; "
+        log.info(f"{source.name}: {len(source.items)} images, {len(source.rejects)} rejected inputs; "
               f"{len(plans)} shards " + ", ".join(f"{k}={len(v)}" for k, v in assigned.items())
-              + (f"; {size} ranks" if size > 1 else "") + f"; {args.workers} workers/rank", file=sys.stderr)
+              + (f"; {size} ranks" if size > 1 else "") + f"; {args.workers} workers/rank")
     bar = progress_bar(total, "convert", enabled=(rank == 0 and not args.quiet))
     with ShardWriter(args.out, args.image_size, len(source.label_names), args.workers,
                      bar.update, fmt=args.format, encoding=args.encoding,
@@ -186,16 +187,15 @@ def convert(args, argv: list[str]) -> int:
                               "workers_per_rank": args.workers, "shards_reused": reused}
     path = write_manifest(args.out, manifest)
     for r in source.rejects:
-        print(f"tfxr: rejected {r.file}: {r.reason}", file=sys.stderr)
+        log.info(f"rejected {r.file}: {r.reason}")
     n_rej = len(manifest["rejected"])
-    print(f"tfxr: wrote {path}: " + ", ".join(f"{k} {v['count']}" for k, v in manifest["splits"].items())
+    log.info(f"wrote {path}: " + ", ".join(f"{k} {v['count']}" for k, v in manifest["splits"].items())
           + f"; {n_rej} rejected" + (f"; {reused} shards reused from an earlier run" if reused else "")
           + (f"; {stale} leftover temporary file(s) removed" if stale else "")
-          + f"; {seconds:.1f} s ({n_in / seconds:.1f} images/s)",
-          file=sys.stderr)
+          + f"; {seconds:.1f} s ({n_in / seconds:.1f} images/s)")
     if args.max_rejects >= 0 and n_rej > args.max_rejects:
-        print(f"tfxr: error: {n_rej} rejected inputs exceed --max-rejects {args.max_rejects} "
-              f"(see 'rejected' in {path})", file=sys.stderr)
+        log.error(f"{n_rej} rejected inputs exceed --max-rejects {args.max_rejects} "
+              f"(see 'rejected' in {path})")
         return EXIT_REJECTED
     return EXIT_OK
 

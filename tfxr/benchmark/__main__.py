@@ -11,6 +11,7 @@ from tfxr.benchmark.workers import run_gemm_worker, run_worker
 from tfxr.cli import run_main
 from tfxr.config import parse_config
 from tfxr.errors import ConfigError
+from tfxr import log
 
 PROG = "python -m tfxr.benchmark"
 INTERNAL = {"_worker": run_worker, "_gemm": run_gemm_worker}   # measured processes (not in --help)
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = " ".join(argv) if argv else "suite"
         print(result["table"])
         for path in write_results(cfg.out, command, result, f"{PROG} {shown}"):
-            print(f"tfxr: wrote {path}", file=sys.stderr)
+            log.info(f"wrote {path}")
         return 0
 
     return run_main(body)

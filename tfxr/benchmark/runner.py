@@ -29,6 +29,7 @@ from tfxr.benchmark.analysis import Variant, combine_independent, summarize
 from tfxr.benchmark.workers import RESULT_MARK
 from tfxr.errors import ConfigError
 from tfxr.launch import clean_launch_env, launch_command
+from tfxr import log
 
 
 @dataclass(frozen=True)
@@ -168,11 +169,11 @@ def slow_setting_timing(v: Variant, timing: Timing) -> Timing:
 def run_plan(plan: list[Variant], timing: Timing, data: str) -> list[dict]:
     results = []
     for i, v in enumerate(plan, 1):
-        print(f"tfxr: benchmark [{i}/{len(plan)}] {v.label()} ...", file=sys.stderr, flush=True)
+        log.info(f"benchmark [{i}/{len(plan)}] {v.label()} ...")
         r = run_variant(v, slow_setting_timing(v, timing), data)
         shown = (f"{r['images_per_s']['median']:.1f} images/s" if "images_per_s" in r
                  else "FAILED: " + [line for line in r["error"].splitlines() if line.strip()][-1])
-        print(f"tfxr: benchmark [{i}/{len(plan)}] {shown}", file=sys.stderr, flush=True)
+        log.info(f"benchmark [{i}/{len(plan)}] {shown}")
         results.append(r)
     return results
 

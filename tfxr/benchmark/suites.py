@@ -10,7 +10,6 @@ import itertools
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import asdict, replace
 
@@ -25,6 +24,7 @@ from tfxr.data.synthetic import phantom_meta, render_phantom
 from tfxr.errors import ConfigError
 from tfxr.io import write_bytes
 from tfxr.launch import clean_launch_env, launch_command
+from tfxr import log
 
 LOOPS = (("fp32", 1), ("fp32", 2), ("bf16", 2))   # (precision, processes) of the suite's tfxr.train loops
 SECTIONS = ("tb_cnn_128", "densenet121_128", "densenet121_224", "dcgan_64", "accumulate", "convert")
@@ -123,7 +123,7 @@ def conversion_plan(workers: list[int], nps: list[int]) -> list[tuple[str, int, 
 def measure_conversions(source_args: list[str], workers: list[int], nps: list[int], repeats: int) -> list[dict]:
     runs = []
     for layout, processes, per in conversion_plan(workers, nps):
-        print(f"tfxr: benchmark: conversion, {layout} {processes} x {per} ...", file=sys.stderr, flush=True)
+        log.info(f"benchmark: conversion, {layout} {processes} x {per} ...")
         runs.append(run_conversion(source_args, layout, processes, per, repeats))
     return analysis.conversion_rows(runs)
 
@@ -273,15 +273,13 @@ def bench_suite(cfg) -> dict:
             sections[name] += run_plan(scaling_plan(base, [2], cfg.launcher, SCALED[name]), timing, data)
         if name == "tb_cnn_128":
             for precision, workers in LOOPS:
-                print(f"tfxr: benchmark: the tfxr.train loop, {precision}, {workers} process(es) ...",
-                      file=sys.stderr, flush=True)
+                log.info(f"benchmark: the tfxr.train loop, {precision}, {workers} process(es) ...")
                 sections[name].append(measure_training_loop("tb_cnn", data, 128, 32, cfg.repeats, cfg.loop_steps,
                                                             small, precision=precision, workers=workers))
     if "accumulate" in wanted:
         sections["accumulate"] = []
         for k in ACCUMULATE:
-            print(f"tfxr: benchmark: the tfxr.train loop, 2 ranks, accumulate_steps={k} ...", file=sys.stderr,
-                  flush=True)
+            log.info(f"benchmark: the tfxr.train loop, 2 ranks, accumulate_steps={k} ...")
             sections["accumulate"].append(measure_training_loop("tb_cnn", data, 128, 32, cfg.repeats,
                                                                 cfg.loop_steps, small, workers=2,
                                                                 accumulate_steps=k))

@@ -28,6 +28,7 @@ import warnings
 
 import numpy as np
 
+from tfxr import log
 from tfxr.config import check_seed
 from tfxr.data.imageio import encode_png
 from tfxr.data.paths import inside, is_inside
@@ -295,7 +296,7 @@ def main(argv: list[str]) -> int:
                         command=["python", "-m", "tfxr.gan", "balance", *argv],
                         trust_model_file=args.trust_model_file).run()
     info = manifest["balancing"]
-    print(f"tfxr: added {info['added'][SPLIT]['count']} {args.method} '{info['class']['label']}="
+    log.info(f"added {info['added'][SPLIT]['count']} {args.method} '{info['class']['label']}="
           f"{info['class']['value']}' training images to {args.out} (minority fraction "
-          f"{info['minority_fraction']['before']:.3f} -> {info['minority_fraction']['after']:.3f})", file=sys.stderr)
+          f"{info['minority_fraction']['before']:.3f} -> {info['minority_fraction']['after']:.3f})")
     return 0

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import posixpath
 import sys
 import tarfile
 import zlib

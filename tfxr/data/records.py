@@ -33,7 +33,6 @@ import json
 import multiprocessing as mp
 import os
 import signal
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -43,6 +42,7 @@ from tfxr import io as tfxr_io
 from tfxr.data import imageio, paths
 from tfxr.data.types import ORIGINS, SPLITS, Item, Reject, Source, normalise_boxes
 from tfxr.errors import ManifestError
+from tfxr import log
 
 SCHEMA_VERSION = 1
 STATE_DIR = ".tfxr-shards"
@@ -397,7 +397,7 @@ class _Tally:
                 self.progress(1)
             if not ok:
                 self.rejects.append({"file": _ref_name(it), "reason": payload})
-                print(f"tfxr: rejected {_ref_name(it)}: {payload}", file=sys.stderr)
+                log.info(f"rejected {_ref_name(it)}: {payload}", all_ranks=True)   # each rank rejects its own shards' inputs
                 continue
             labels = np.asarray(it.labels, dtype=float)
             self.label_counts += np.nan_to_num(labels, nan=0.0)

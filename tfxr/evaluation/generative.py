@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import warnings
 
 import numpy as np
 from scipy import linalg
 
 from tfxr.errors import ConfigError
+from tfxr import log
 
 #: Below this many images the 2048-d pool3 covariance is rank-deficient (TTUR's warning).
 MIN_FID_IMAGES = 2048
@@ -339,8 +339,8 @@ def too_few(n: int, dim: int) -> bool:
 def warn_small(n: int, dim: int, what: str) -> None:
     """One warning line on stderr when a FID rests on too few images for its features."""
     if too_few(n, dim):
-        print(f"tfxr: warning: {what}: FID on {n} images of {dim}-d features: rank-deficient covariance, "
-              f"biased upwards (TTUR: >= 10,000 images for InceptionV3)", file=sys.stderr)
+        log.warning(f"{what}: FID on {n} images of {dim}-d features: rank-deficient covariance, "
+              f"biased upwards (TTUR: >= 10,000 images for InceptionV3)")
 
 
 def evaluate_generated(extractor, real: np.ndarray, generated: dict[str, np.ndarray],
