@@ -12,7 +12,7 @@
 # absolute path or a '..' component, is a link pointing outside OUT_DIR, goes through a
 # symbolic link (one the archive creates or one already in OUT_DIR), or is a device,
 # FIFO or other special file. Damaged archives are reported; the others still proceed.
-# An archive that was extracted completely leaves OUT_DIR/.extracted-<archive name> and
+# An archive that was extracted completely leaves OUT_DIR/.extracted-<archive name>-<sha256> and
 # is skipped on later runs (delete the marker to extract it again).
 #
 # Environment: PYTHON (default: the repo's .venv/bin/python if present, else python3;

@@ -15,6 +15,7 @@ import pytest
 
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from tfxr.data import extract
+from tfxr.io import sha256_file
 
 
 def make_tar(path: Path, entries: list[tuple]) -> Path:
@@ -93,8 +94,9 @@ def test_a_link_left_by_one_archive_cannot_be_written_through_by_the_next(worksp
     assert (out / "images" / "a.png").read_text() == "data of images/a.png"
     assert (out / "images" / "c.png").is_file()  # the other archives still proceed
     assert not (out / "images" / "b.png").exists()  # nothing of the refused archive
-    assert not (out / ".extracted-images_002.tar.gz").exists()
-    assert (out / ".extracted-images_001.tar.gz").is_file() and (out / ".extracted-images_003.tar.gz").is_file()
+    assert not list(out.glob(".extracted-images_002.tar.gz-*"))
+    assert len(list(out.glob(".extracted-images_001.tar.gz-*"))) == 1
+    assert len(list(out.glob(".extracted-images_003.tar.gz-*"))) == 1
     assert not (out / "up2").exists() and not (workspace / "target" / "x").exists()
 
 
@@ -124,9 +126,11 @@ def test_safe_links_are_extracted_and_a_rerun_skips(workspace, capsys):
     assert (out / "images" / "b.png").read_bytes() == b"png bytes"
     assert (out / "images" / "c.png").read_bytes() == b"png bytes" and not (out / "images" / "c.png").is_symlink()
     assert (out / "latest").is_symlink() and (out / "images" / "d.png").is_file()
-    marker = (out / ".extracted-images_001.tar.gz").read_text()
+    marker_file = out / f".extracted-images_001.tar.gz-{sha256_file(archive)[:16]}"
+    marker = marker_file.read_text()
     assert f"archive={archive}\n" in marker and "entries=6\n" in marker
-    assert oct((out / ".extracted-images_001.tar.gz").stat().st_mode & 0o777) == oct(0o644 & ~_umask())
+    assert f"sha256={sha256_file(archive)}\n" in marker
+    assert oct(marker_file.stat().st_mode & 0o777) == oct(0o644 & ~_umask())
     code = extract.main([str(workspace / "archives"), str(out)])
     assert code == EXIT_OK and "already extracted" in capsys.readouterr().out
 
@@ -150,4 +154,20 @@ def test_the_glob_option_picks_other_archives(tmp_path, capsys):
     make_tar(tmp_path / "in" / "images_001.tar.gz", [("f", "x/2.png")])
     code, _ = run_extract(capsys, "--glob", "part*.tar", tmp_path / "in", tmp_path / "out")
     assert code == EXIT_OK
-    assert every_path(tmp_path / "out") == {"x", "x/1.png", ".extracted-part1.tar"}
+    marker = f".extracted-part1.tar-{sha256_file(tmp_path / 'in' / 'part1.tar')[:16]}"
+    assert every_path(tmp_path / "out") == {"x", "x/1.png", marker}
+
+
+def test_two_archives_of_one_name_in_different_folders_are_both_extracted(workspace, capsys):
+    """The marker is keyed by the archive's checksum, not its name: the second archive called
+    images_001.tar.gz (another folder, other content) is not skipped as 'already extracted'."""
+    first = make_tar(workspace / "a" / "images_001.tar.gz", [("f", "images/one.png", b"1")])
+    second = make_tar(workspace / "b" / "images_001.tar.gz", [("f", "images/two.png", b"2")])
+    out = workspace / "target" / "out"
+    assert run_extract(capsys, first, out)[0] == EXIT_OK
+    code = extract.main([str(second), str(out)])
+    text = capsys.readouterr().out
+    assert code == EXIT_OK and "already extracted" not in text, text
+    assert (out / "images" / "one.png").read_bytes() == b"1"
+    assert (out / "images" / "two.png").read_bytes() == b"2"
+    assert len(list(out.glob(".extracted-images_001.tar.gz-*"))) == 2

@@ -16,8 +16,10 @@ left by an earlier archive of the same run) -- because the data filter checks ea
 entry against the disk as it is at that moment, which a chain of links can outrun.
 The NIH archives hold only ``images/`` and regular PNG files, so this costs nothing.
 
-An archive extracted completely leaves ``OUT_DIR/.extracted-<archive name>`` and is
-skipped on later runs (delete the marker to extract it again).  A refused or damaged
+An archive extracted completely leaves ``OUT_DIR/.extracted-<archive name>-<sha256[:16]>``
+(recording its real path and full sha256) and is skipped on later runs only when the same
+bytes come again: another archive of the same name, from another folder or re-downloaded,
+is extracted (delete the marker to extract the same archive again).  A refused or damaged
 archive is reported and the others are still processed.
 
 Exit status: 0 every archive extracted or skipped; 2 bad usage or a missing input;
@@ -36,7 +38,7 @@ from pathlib import Path
 
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, error, run_main
 from tfxr.errors import ConfigError, SourceError
-from tfxr.io import write_text
+from tfxr.io import sha256_file, write_text
 from tfxr.progress import progress_bar
 
 DEFAULT_GLOB = "images_*.tar.gz"
@@ -163,8 +165,10 @@ class ArchiveExtractor:
     out_dir: Path
     show_progress: bool = False
 
-    def marker(self, archive: Path) -> Path:
-        return self.out_dir / f"{MARKER_PREFIX}{archive.name}"
+    def marker(self, archive: Path, digest: str) -> Path:
+        """The marker of this archive's bytes: keyed by its name and checksum, so two archives
+        of one name (other folders, a new download) never pass for each other."""
+        return self.out_dir / f"{MARKER_PREFIX}{archive.name}-{digest[:16]}"
 
     def check(self, tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
         """All entries, or UnsafeEntry for the first one that is not safe (nothing written)."""
@@ -192,8 +196,13 @@ class ArchiveExtractor:
 
     def run_one(self, archive: Path, tag: str) -> bool:
         """Extract one archive; True when it is extracted (or was already), False when refused."""
-        marker = self.marker(archive)
-        if marker.is_file():
+        try:
+            digest = sha256_file(archive)
+        except OSError as e:
+            error(f"cannot read {archive}: {e.strerror or e}")
+            return False
+        marker = self.marker(archive, digest)
+        if marker.is_file() and f"sha256={digest}\n" in marker.read_text(errors="replace"):
             print(f"{tag}: already extracted ({marker}), skipping", flush=True)
             return True
         print(f"{tag}: checking every entry", flush=True)
@@ -220,7 +229,8 @@ class ArchiveExtractor:
             error(f"{verb} {archive} (damaged or incomplete?): {e}")
             return False
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        write_text(marker, f"archive={archive}\nbytes={archive.stat().st_size}\n"
+        write_text(marker, f"archive={archive}\nreal_path={os.path.realpath(archive)}\n"
+                           f"sha256={digest}\nbytes={archive.stat().st_size}\n"
                            f"entries={len(members)}\nextracted={stamp}\n")
         print(f"{tag}: done", flush=True)
         return True
