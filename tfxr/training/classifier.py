@@ -30,7 +30,6 @@ from tfxr.evaluation.metrics import auroc_per_label, nanmean
 from tfxr.io import atomic_path
 from tfxr.models import build_model, model_accepts, model_report
 from tfxr.training import run
-from tfxr.training.checkpoints import variables_by_path
 from tfxr.training.schedule import POLICY_STATE, Decision, PlateauPolicy, WarmupSchedule
 
 
@@ -190,7 +189,7 @@ class DistributedStep:
         return loss
 
 
-class Trainer:
+class Trainer(run.OneModelTask):
     """Model, optimizer, the distributed step and the run state (a :class:`tfxr.training.run.Task`)."""
 
     def __init__(self, cfg: TrainConfig, manifest: dict | None = None):
@@ -339,19 +338,6 @@ class Trainer:
         finally:
             self.step.close()
             keras.mixed_precision.set_global_policy("float32")
-
-    def checkpoint_objects(self) -> dict:
-        return {"model": variables_by_path(self.model.variables),
-                "optimizer": variables_by_path(self.optimizer.variables)}
-
-    def seed_variables(self) -> list:
-        return run.seed_states(self.model)
-
-    def broadcast_variables(self) -> list:
-        return list(self.model.variables) + list(self.optimizer.variables)
-
-    def finite_variables(self) -> list:
-        return list(self.model.weights)
 
     def resolved(self) -> dict:
         return {"workers": self.world, "base_lr": self.base_lr, "image_size": self.image_size,

@@ -35,7 +35,6 @@ from tfxr.io import atomic_path
 from tfxr.models.detector import build_detector, check_image_size, detection_loss
 from tfxr.models.report import model_report
 from tfxr.training import run
-from tfxr.training.checkpoints import variables_by_path
 from tfxr.training.schedule import Decision, WarmupSchedule
 
 
@@ -69,7 +68,7 @@ class DetectorStep:
         return loss
 
 
-class DetectorTrainer:
+class DetectorTrainer(run.OneModelTask):
     """Detector, optimizer, step and run state (a :class:`tfxr.training.run.Task`)."""
 
     def __init__(self, cfg: DetectorConfig, manifest: dict | None = None, micro_batches: int = 1):
@@ -128,19 +127,6 @@ class DetectorTrainer:
     # ---- the run (tfxr.training.run.Task)
     def fit(self) -> dict:
         return run.Run(self.cfg, self.rank, self.world).fit(self)
-
-    def checkpoint_objects(self) -> dict:
-        return {"model": variables_by_path(self.model.variables),
-                "optimizer": variables_by_path(self.optimizer.variables)}
-
-    def seed_variables(self) -> list:
-        return run.seed_states(self.model)
-
-    def broadcast_variables(self) -> list:
-        return list(self.model.variables) + list(self.optimizer.variables)
-
-    def finite_variables(self) -> list:
-        return list(self.model.weights)
 
     def resolved(self) -> dict:
         return {"workers": self.world, "base_lr": self.base_lr, "image_size": self.image_size,

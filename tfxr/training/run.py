@@ -72,7 +72,7 @@ from tfxr.config import to_dict
 from tfxr.errors import ConfigError, RunFolderError, TfxrError, TrainingDiverged
 from tfxr.io import remove_stale_temporaries
 from tfxr.progress import progress_bar
-from tfxr.training.checkpoints import CheckpointStore, read_index
+from tfxr.training.checkpoints import CheckpointStore, read_index, variables_by_path
 from tfxr.training.runlog import RunLog
 from tfxr.training.schedule import Decision, PlateauPolicy
 
@@ -178,6 +178,25 @@ def offset_seed_states(variables, rank: int) -> None:
     if rank:
         for v in variables:
             v.assign(v.numpy() + np.array([rank * RANK_SEED_STRIDE, 0]).astype(v.dtype))
+
+
+class OneModelTask:
+    """The :class:`Task` methods of a trainer with one ``self.model`` and one ``self.optimizer``
+    (the classifier, the detector): what is checkpointed, broadcast, NaN-checked and offset
+    per rank.  A trainer with more networks (the GAN) writes its own."""
+
+    def checkpoint_objects(self) -> dict:
+        return {"model": variables_by_path(self.model.variables),
+                "optimizer": variables_by_path(self.optimizer.variables)}
+
+    def seed_variables(self) -> list:
+        return seed_states(self.model)
+
+    def broadcast_variables(self) -> list:
+        return list(self.model.variables) + list(self.optimizer.variables)
+
+    def finite_variables(self) -> list:
+        return list(self.model.weights)
 
 
 # --------------------------------------------------------------------------- rank 0 decides
