@@ -37,7 +37,7 @@ import numpy as np
 
 from tfxr.config import option, seed_option
 from tfxr.errors import ConfigError, ManifestError
-from tfxr.evaluation.localization import iou
+from tfxr.evaluation.localization import iou, random_placement
 
 RSNA_THRESHOLDS = tuple(round(0.4 + 0.05 * k, 2) for k in range(8))
 FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -204,15 +204,8 @@ def random_detections(truths: list, sizes: list[tuple[float, float]], per_image:
         dets = []
         for _ in range(per_image):
             w, h = sizes[rng.integers(len(sizes))] if sizes else (0.2, 0.2)
-            if region is not None and region.any():
-                rows, cols = np.nonzero(region)
-                k = rng.integers(len(rows))
-                cx, cy = (cols[k] + rng.random()) / region.shape[1], (rows[k] + rng.random()) / region.shape[0]
-            else:
-                cx, cy = rng.random(), rng.random()
-            cx, cy = min(max(cx, w / 2), 1 - w / 2), min(max(cy, h / 2), 1 - h / 2)
-            dets.append((int(rng.integers(num_classes)), (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2),
-                         float(rng.random())))
+            box = random_placement((0.0, 0.0, w, h), region, rng)
+            dets.append((int(rng.integers(num_classes)), box, float(rng.random())))
         out.append(dets)
     return out
 
