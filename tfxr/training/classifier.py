@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 
 import keras
 import numpy as np
@@ -382,10 +381,7 @@ class Trainer(run.OneModelTask):
 
     def finish(self) -> None:
         self._save_model("final.keras")
-        best = os.path.join(self.cfg.out, "best.keras")
-        if not os.path.exists(best):      # no validation: the last epoch is the best one known
-            with atomic_path(best, suffix=".keras") as tmp:
-                shutil.copyfile(os.path.join(self.cfg.out, "final.keras"), tmp)
+        self.final_as_best("final.keras", "best.keras")
 
     @staticmethod
     def summary(record: dict) -> str:

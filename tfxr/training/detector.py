@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import shutil
 
 import keras
 import tensorflow as tf
@@ -184,10 +183,7 @@ class DetectorTrainer(run.OneModelTask):
 
     def finish(self) -> None:
         self._save_weights("final.weights.h5")
-        best = os.path.join(self.cfg.out, "best.weights.h5")
-        if not os.path.exists(best):      # no validation: the last epoch is the best one known
-            with atomic_path(best, suffix=".weights.h5") as tmp:
-                shutil.copyfile(os.path.join(self.cfg.out, "final.weights.h5"), tmp)
+        self.final_as_best("final.weights.h5", "best.weights.h5")
 
     def _save_weights(self, name: str) -> None:
         """Weights only: :func:`tfxr.models.detector.load_detector` rebuilds the model from config.yaml."""

@@ -70,7 +70,7 @@ from tfxr import distributed as dist
 from tfxr import log
 from tfxr.config import to_dict
 from tfxr.errors import ConfigError, RunFolderError, TfxrError, TrainingDiverged
-from tfxr.io import remove_stale_temporaries
+from tfxr.io import atomic_path, remove_stale_temporaries
 from tfxr.progress import progress_bar
 from tfxr.training.checkpoints import CheckpointStore, read_index, variables_by_path
 from tfxr.training.runlog import RunLog
@@ -197,6 +197,14 @@ class OneModelTask:
 
     def finite_variables(self) -> list:
         return list(self.model.weights)
+
+    def final_as_best(self, final: str, best: str) -> None:
+        """Copy ``OUT/final`` to ``OUT/best`` when no epoch saved a best one (no validation:
+        the last epoch is the best one known)."""
+        best_path = os.path.join(self.cfg.out, best)
+        if not os.path.exists(best_path):
+            with atomic_path(best_path, suffix=best[best.index("."):]) as tmp:
+                shutil.copyfile(os.path.join(self.cfg.out, final), tmp)
 
 
 # --------------------------------------------------------------------------- rank 0 decides
