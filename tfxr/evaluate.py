@@ -51,13 +51,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tfxr import distributed as dist
 from tfxr import log
 from tfxr.cli import run_main
 from tfxr.config import option, parse_config, seed_option
 from tfxr.errors import ConfigError
+from tfxr.evaluation import generative
 # Re-exported: tests, notebooks and users import these from tfxr.evaluate.
 from tfxr.evaluation.classifier import (EvalConfig, evaluate, format_table, load_model,  # noqa: F401
                                         predict_split, resolve_model_path)
+from tfxr.io import write_json
 from tfxr.models.loading import load_generator, load_run_model
 
 
@@ -81,8 +84,6 @@ class GanEvalConfig:
 
 
 def _generated_images(cfg: GanEvalConfig, real: np.ndarray) -> np.ndarray:
-    from tfxr.evaluation import generative
-
     count = cfg.num_images or len(real) // 2   # the size of the real half it is compared with
     if cfg.generated == "noise":
         return generative.noise_images(count, real.shape[1], cfg.seed + 1)
@@ -96,10 +97,6 @@ def _generated_images(cfg: GanEvalConfig, real: np.ndarray) -> np.ndarray:
 
 def evaluate_gan(cfg: GanEvalConfig) -> dict:
     """IS/FID of the generated images (and baselines) with each requested feature extractor."""
-    from tfxr import distributed as dist
-    from tfxr.evaluation import generative
-    from tfxr.io import write_json
-
     if not cfg.generated or not cfg.real:
         raise ConfigError("gan: --generated and --real are required")
     if dist.launched_world_size() > 1:   # under mpirun: rank 0 does the (small) work alone
@@ -143,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         if argv[:1] == ["detection"]:
+            # lazy: KerasCV (the detector's library) is loaded for this subcommand only
             from tfxr.evaluation.detection import DetectionEvalConfig, detection_report, evaluate_detection
 
             cfg, _ = parse_config(DetectionEvalConfig, argv[1:], "python -m tfxr.evaluate detection", __doc__)

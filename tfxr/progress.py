@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from tqdm import tqdm
+
 
 class _Silent:
     def update(self, n: int = 1) -> None:
@@ -15,7 +17,6 @@ class _Silent:
 def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "img"):
     if not enabled:
         return _Silent()
-    from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
                 mininterval=1.0, disable=None)

@@ -91,7 +91,7 @@ def test_pipeline_reads_boxes_and_keeps_negatives(synthetic_tfrec):
 
     from tfxr.data.pipeline import PAD_BOX, DataConfig, build_dataset
     from tfxr.data.records import read_manifest
-    from tfxr.evaluation.localization import read_boxed_images
+    from tfxr.evaluation.boxes import read_boxed_images
 
     manifest = read_manifest(str(synthetic_tfrec))
     cfg = DataConfig(batch_size=8, deterministic=True)

@@ -168,9 +168,10 @@ def test_plain_names_are_kept_and_changed_ones_never_collide():
 
 
 def test_localize_overlays_named_after_hostile_ids_stay_in_out(tmp_path):
-    from tfxr.evaluation.localization import BoxedImage, write_overlays
+    from tfxr.evaluation.boxes import BoxedImage
+    from tfxr.evaluation.localization import write_overlays
 
-    def cam(images, j):   # a stand-in Grad-CAM: a centred blob, p = 0.9
+    def cam(images, j):   # a stand-in class activation map: a centred blob, p = 0.9
         heat = np.zeros((1, 16, 16), np.float32)
         heat[0, 4:12, 4:12] = 1.0
         return heat, np.array([[0.9]], np.float32)

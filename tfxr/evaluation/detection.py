@@ -31,13 +31,25 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
+from tfxr import distributed as dist
 from tfxr.config import option, seed_option
+from tfxr.data.pipeline import DataConfig, build_dataset
+from tfxr.data.records import read_manifest
 from tfxr.errors import ConfigError, ManifestError
-from tfxr.evaluation.localization import iou, random_placement
+from tfxr.evaluation.boxes import boxes_from_heatmap, iou, random_placement, read_boxed_images
+from tfxr.evaluation.cam import ClassActivationMaps
+from tfxr.evaluation.classifier import open_model_and_data
+from tfxr.evaluation.localization import phantom_lung_fields
+from tfxr.io import write_json, write_text
+from tfxr.models.detector import decode, load_detector
 
 RSNA_THRESHOLDS = tuple(round(0.4 + 0.05 * k, 2) for k in range(8))
 FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -66,9 +78,6 @@ def coco_inputs(truths: list, detections: list, num_classes: int, size: int = CO
 
 def run_cocoeval(gt: dict, results: list):
     """pycocotools' COCOeval (bbox) on these inputs, evaluated, accumulated, summarised (quietly)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = gt
@@ -226,11 +235,6 @@ def detect_split(model, data_dir: str, split: str, manifest: dict, data_cfg, ran
     """``[(image_id, truth, detections)]`` of this rank's share of ``split`` (the one pipeline,
     no augmentation), detections decoded by the model's own NMS decoder.  ``predict``: a
     compiled ``images -> decoded dict`` function (default: built here)."""
-    import tensorflow as tf
-
-    from tfxr.data.pipeline import build_dataset
-    from tfxr.models.detector import decode
-
     predict = predict or tf.function(lambda x: decode(model, x), reduce_retracing=True)
     ds = build_dataset(data_dir, split, data_cfg, training=False, rank=rank, world=world, with_meta=True,
                        manifest=manifest, boxes=EVAL_MAX_BOXES)
@@ -276,14 +280,11 @@ class DetectionEvalConfig:
 
 
 def _cam_detections(cfg: DetectionEvalConfig, split: str, rank: int, world: int) -> list:
-    """``[(image_id, detections)]`` of Grad-CAM boxes (tfxr.localize's heatmaps, cut at
-    ``cam_box_threshold``) for every label of every image; score = p(label) x the mean
+    """``[(image_id, detections)]`` of CAM boxes (tfxr.localize's default HiResCAM heatmaps, cut
+    at ``cam_box_threshold``) for every label of every image; score = p(label) x the mean
     heatmap inside the box."""
-    from tfxr.evaluation.classifier import open_model_and_data
-    from tfxr.evaluation.localization import GradCAM, boxes_from_heatmap, read_boxed_images
-
     _, model, size, channels, manifest = open_model_and_data(cfg.cam_model, cfg.data)
-    cam = GradCAM(model)
+    cam = ClassActivationMaps(model)
     items = read_boxed_images(cfg.data, split, manifest, size, channels, rank, world, only_boxed=False)
     out = []
     for start in range(0, len(items), cfg.batch_size):
@@ -308,15 +309,6 @@ def _method_metrics(names, truths_val, dets_val, truths, dets) -> dict:
 
 def evaluate_detection(cfg: DetectionEvalConfig) -> dict:
     """Detector, CAM boxes and random boxes on ``cfg.split``; rank 0 writes the outputs."""
-    import os
-
-    from tfxr import distributed as dist
-    from tfxr.data.pipeline import DataConfig
-    from tfxr.data.records import read_manifest
-    from tfxr.evaluation.localization import phantom_lung_fields
-    from tfxr.io import write_json, write_text
-    from tfxr.models.detector import load_detector
-
     if not cfg.detector or not cfg.data:
         raise ConfigError("detection: --detector (a `tfxr.detect train` run) and --data are required")
     if cfg.threshold_split == cfg.split:
@@ -434,15 +426,12 @@ def detection_report(result: dict) -> str:
 
 def write_detection_overlays(cfg, manifest: dict, records: list, min_score: float, folder: str, size: int) -> list:
     """PNGs of the first ``cfg.overlays`` images with boxes: truth green, detections red with scores."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from tfxr.evaluation.localization import read_boxed_images
     from tfxr.io import atomic_path
 
     wanted = {r[0]: r for r in records if r[1]}

@@ -18,8 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfxr import cpu, log
-from tfxr import distributed as dist
+from tfxr import cpu, distributed as dist, log
 from tfxr.config import validate
 from tfxr.configs import TrainConfig
 from tfxr.data.pipeline import build_dataset, split_steps, training_label_counts
@@ -88,10 +87,6 @@ class DistributedStep:
 
     def __init__(self, model, optimizer, loss_fn, compression: str = "none", xla: bool = False,
                  accumulate_steps: int = 1, watchdog=None):
-        import tensorflow as tf
-
-        from tfxr import distributed as dist
-
         if accumulate_steps < 1:
             raise ConfigError(f"accumulate_steps: {accumulate_steps} is below the minimum 1")
         self.tf, self.dist = tf, dist

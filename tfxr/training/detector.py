@@ -21,6 +21,7 @@ import math
 import os
 
 import keras
+import keras_cv
 import tensorflow as tf
 
 from tfxr import distributed as dist
@@ -199,8 +200,6 @@ class DetectorTrainer(run.OneModelTask):
 
 
 def _keras_cv_version() -> str:
-    import keras_cv
-
     return keras_cv.__version__
 
 

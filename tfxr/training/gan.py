@@ -26,6 +26,7 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
+from scipy.spatial.distance import pdist
 
 from tfxr import distributed as dist
 from tfxr import io
@@ -90,23 +91,17 @@ def _stream_key(seed: int, rank: int, stream: int) -> int:
 def rank_noise(seed: int, rank: int, step: int, count: int, latent_dim: int):
     """Generator noise of one rank at one global step: stateless, so a resumed run redraws
     exactly what an uninterrupted run drew, and every rank draws its own."""
-    import tensorflow as tf
-
     return tf.random.stateless_normal([count, latent_dim], seed=[_stream_key(seed, rank, 3), step])
 
 
 # --------------------------------------------------------------------------- losses
 def _bce_logits(target: float, logits):
-    import tensorflow as tf
-
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
         labels=tf.fill(tf.shape(logits), tf.constant(target, logits.dtype)), logits=logits))
 
 
 def gan_losses(kind: str, real_logits, fake_logits, smoothing: float = 0.0):
     """(discriminator loss, generator loss) for 'bce' (non-saturating) or 'hinge'."""
-    import tensorflow as tf
-
     if kind == "bce":
         d_loss = _bce_logits(1.0 - smoothing, real_logits) + _bce_logits(0.0, fake_logits)
         return d_loss, _bce_logits(1.0, fake_logits)
@@ -118,8 +113,6 @@ def gan_losses(kind: str, real_logits, fake_logits, smoothing: float = 0.0):
 
 def mean_pairwise_distance(images: np.ndarray) -> float:
     """Mean Euclidean distance between all pairs of images (diversity of a batch)."""
-    from scipy.spatial.distance import pdist
-
     flat = np.asarray(images, np.float64).reshape(len(images), -1)
     return float(pdist(flat).mean()) if len(flat) > 1 else 0.0
 

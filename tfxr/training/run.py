@@ -430,10 +430,10 @@ class Run:
             bar.close()
             seconds = time.perf_counter() - start
             check_finite(task, epoch + 1, numbers)
-            record = {"epoch": epoch + 1, **numbers,
-                      "images_per_s": task.steps * task.global_batch / seconds, "epoch_time_s": seconds}
-            record.update(task.end_epoch(record))
-            record["epoch_time_s"] = time.perf_counter() - start   # with the validation
+            record = {"epoch": epoch + 1, **numbers, "images_per_s": task.steps * task.global_batch / seconds}
+            validation = task.end_epoch(record)
+            record["epoch_time_s"] = time.perf_counter() - start   # the whole epoch, validation included
+            record.update(validation)
             decision = (self.policy.update(state, record) if self.policy is not None
                         else Decision(improved=False, stop=False))
             state["history"].append(record)
