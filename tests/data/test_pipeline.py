@@ -128,7 +128,7 @@ def test_one_dataset_spans_epochs_and_epoch_k_is_the_same_when_resumed(synthetic
     assert not np.array_equal(whole[0], whole[steps])            # epochs reshuffle and re-augment
 
 
-def test_class_balance_of_the_training_stream_follows_the_synthetic_fraction():
+def test_class_balance_of_the_training_stream_follows_the_generated_fraction():
     """Generated images count toward class weights only as far as the stream holds them."""
     import numpy as np
 

@@ -210,7 +210,7 @@ class Trainer(run.OneModelTask):
             if slow:
                 log.warning(slow)
         self.model = self._build_model()
-        positives, total = training_label_counts(self.manifest, cfg.pipeline.synthetic_fraction)
+        positives, total = training_label_counts(self.manifest, cfg.pipeline.generated_fraction)
         self.pos_weight, self.neg_weight = class_weights(positives, total, cfg.class_weighting)
         self.loss_fn = weighted_bce(self.pos_weight, self.neg_weight)
         # the effective batch is accumulate_steps x batch x ranks: lr scaling and warm-up use it
@@ -298,7 +298,7 @@ class Trainer(run.OneModelTask):
         k = self.cfg.accumulate_steps
         steps = self.cfg.steps_per_epoch or split_steps(self.cfg.data, "train", self.manifest,
                                                         self.data_cfg.batch_size, self.world,
-                                                        self.data_cfg.synthetic_fraction)
+                                                        self.data_cfg.generated_fraction)
         if steps < k:
             raise ConfigError(f"accumulate_steps={k}: an epoch has only {steps} batch(es) of "
                               f"{self.data_cfg.batch_size} per rank; lower accumulate_steps or the batch size")

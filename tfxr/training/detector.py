@@ -138,7 +138,7 @@ class DetectorTrainer(run.OneModelTask):
     def begin(self) -> None:
         cfg, first = self.cfg, self.state["epoch"]
         self.steps = cfg.steps_per_epoch or split_steps(cfg.data, "train", self.manifest, self.data_cfg.batch_size,
-                                                        self.world, self.data_cfg.synthetic_fraction)
+                                                        self.world, self.data_cfg.generated_fraction)
         self._batches = (iter(build_dataset(cfg.data, "train", self.data_cfg, training=True, rank=self.rank,
                                             world=self.world, seed=cfg.seed, epoch=first, epochs=cfg.epochs - first,
                                             manifest=self.manifest, repeat_steps=self.steps, boxes=cfg.max_boxes))
