@@ -45,7 +45,6 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 needs_wget = pytest.mark.skipif(shutil.which("wget") is None, reason="wget is not installed")
-needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="mpirun is not installed")
 
 
 # Variables the scripts read: a test sets the ones it wants and nothing leaks in from
@@ -819,7 +818,6 @@ def test_write_runs_the_converter(tmp_path):
 
 
 @pytest.mark.mpi
-@needs_mpirun
 def test_write_runs_the_converter_on_two_ranks(tmp_path):
     """The real converter on two MPI ranks: each rank writes its shards, rank 0 the manifest."""
     out = tmp_path / "o"
