@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tfxr.data.augment import AugmentConfig, augment_with_boxes
-from tfxr.data.synthetic import phantom_meta, render_phantom
+from tfxr.data.phantom_drawing import phantom_meta, render_phantom
 
 SIZE = 128
 GEOMETRIC = AugmentConfig(flip=True, zoom=0.3, rotation_deg=7.0, brightness=0.0, gamma=0.0, noise_std=0.0)

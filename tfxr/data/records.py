@@ -638,7 +638,7 @@ def shard_files(data_dir: str, split: str, manifest: dict, shards: str = "all") 
         paths.inside(data_dir, s["file"], listed_in, f"shard of split '{split}'")
     flagged = [s["file"] for s in entries if s.get("synthetic")]
     if flagged and split != "train":
-        raise ManifestError(f"{_manifest_path(data_dir)} lists synthetic shards in the '{split}' split "
+        raise ManifestError(f"{_manifest_path(data_dir)} lists generated (\"synthetic\": true) shards in the '{split}' split "
                             f"({', '.join(sorted(flagged))}); generated images belong to 'train' only")
     keep = {"all": lambda s: True,
             "real": lambda s: not s.get("synthetic"),

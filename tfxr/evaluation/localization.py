@@ -37,7 +37,7 @@ import numpy as np
 
 from tfxr import distributed as dist
 from tfxr.config import option, seed_option
-from tfxr.data import synthetic
+from tfxr.data import phantom_drawing
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.boxes import (IOBB_THRESHOLDS, IOU_THRESHOLDS, BoxCoords, BoxedImage, boxes_from_heatmap,
                                    choose_box_thresholds, read_boxed_images, score_items, summarise)
@@ -68,17 +68,18 @@ def heatmaps_for(cam: ClassActivationMaps, items: list[BoxedImage], labels: list
 def phantom_lung_fields(manifest: dict, image_ids: list[str], size: int) -> dict[str, np.ndarray]:
     """Lung-field masks of phantom images (from the phantom's own anatomy), else {}.
 
-    Only for data written by ``--source synthetic``: the image id carries the phantom's
-    index and the manifest its seed, task and prevalence.
+    Only for data written by ``--source phantoms`` (manifest source name ``synthetic``, its
+    former name, or ``phantoms``): the image id carries the phantom's index and the manifest
+    its seed, task and prevalence.
     """
     source = manifest.get("source", {})
-    if source.get("name") != "synthetic":
+    if source.get("name") not in ("phantoms", "synthetic"):
         return {}
     seed, task, prevalence = int(source["seed"]), source["task"], float(source["prevalence"])
     masks = {}
     for image_id in image_ids:
         index = int(image_id.rsplit("_", 1)[-1])
-        masks[image_id] = synthetic.lung_field_mask(seed, index, size, task, prevalence)
+        masks[image_id] = phantom_drawing.lung_field_mask(seed, index, size, task, prevalence)
     return masks
 
 
@@ -181,7 +182,7 @@ class LocalizeConfig:
 
 
 def localize(cfg: LocalizeConfig) -> dict:
-    """Grad-CAM localization of ``cfg.model`` scored on ``cfg.split``; rank 0 writes the outputs."""
+    """CAM localization of ``cfg.model`` scored on ``cfg.split``; rank 0 writes the outputs."""
     if not cfg.box_threshold and cfg.threshold_split == cfg.split:
         raise ConfigError(f"--threshold-split {cfg.threshold_split}: box thresholds must be chosen on "
                           f"another split than the scored one (--split {cfg.split})")

@@ -64,5 +64,5 @@ def test_never_in_validation_or_test(balanced, split, tmp_path):
     # ... and flagged in the manifest outside train: a clear error
     m["splits"][split]["shards"][-1]["synthetic"] = True
     (copy / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(ManifestError, match=f"synthetic shards in the '{split}' split"):
+    with pytest.raises(ManifestError, match=f"lists generated .* shards in the '{split}' split"):
         _ids(copy, split, False)
