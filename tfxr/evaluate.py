@@ -60,7 +60,7 @@ from tfxr.evaluation import generative
 # Re-exported: tests, notebooks and users import these from tfxr.evaluate.
 from tfxr.evaluation.classifier import (EvalConfig, evaluate, format_table, load_model,  # noqa: F401
                                         predict_split, resolve_model_path)
-from tfxr.io import write_json
+from tfxr.files import write_json
 from tfxr.models.loading import load_generator, load_run_model
 
 

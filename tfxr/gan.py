@@ -51,7 +51,7 @@ def sample(argv: list[str]) -> int:
     p.add_argument("--trust-model-file", action="store_true",
                    help="let Keras load a --generator that is not a tfxr run's (safe_mode on; see README)")
     args = p.parse_args(argv)
-    from tfxr import io
+    from tfxr import files
     from tfxr.config import check_seed
     from tfxr.data.balance import generate_images, load_generator
     from tfxr.data.imageio import encode_png
@@ -65,8 +65,8 @@ def sample(argv: list[str]) -> int:
     os.makedirs(args.out, exist_ok=True)
     images = generate_images(generator, args.n, args.seed)
     for i, img in enumerate(images):
-        io.write_bytes(io.path_in(args.out, f"{args.prefix}-{i:05d}", ".png"), encode_png(img))
-    io.write_bytes(os.path.join(args.out, "grid.png"),
+        files.write_bytes(files.path_in(args.out, f"{args.prefix}-{i:05d}", ".png"), encode_png(img))
+    files.write_bytes(os.path.join(args.out, "grid.png"),
                    encode_png(image_grid(images[:64, ..., None].astype("float32") / 127.5 - 1.0)))
     log.info(f"wrote {args.n} images and grid.png to {args.out}")
     return 0
@@ -114,7 +114,7 @@ def compare_optimizers(argv: list[str]) -> int:
     import time
 
     from tfxr import distributed as dist
-    from tfxr import io
+    from tfxr import files
     from tfxr.config import parse_config
     from tfxr.training.gan import GanConfig, GanTrainer
 
@@ -143,9 +143,9 @@ def compare_optimizers(argv: list[str]) -> int:
                     "fid": row["fid"], "n": row["n"], "n_reference": row["n_reference"],
                     "real_vs_real_fid": result["rows"]["real (half A) [baseline]"]["fid"],
                     result["score_label"]: [row["score_mean"], row["score_sd"]]}
-        io.write_json(os.path.join(base.out, "comparison.json"), results)
+        files.write_json(os.path.join(base.out, "comparison.json"), results)
         _plot_comparison(results, os.path.join(base.out, "comparison.png"))
-        io.write_text(os.path.join(base.out, "comparison.md"), _comparison_markdown(base, results, argv))
+        files.write_text(os.path.join(base.out, "comparison.md"), _comparison_markdown(base, results, argv))
         log.info(f"wrote {base.out}/comparison.md and comparison.png")
     return 0
 
@@ -156,7 +156,7 @@ def _plot_comparison(results: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tfxr import io
+    from tfxr import files
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for name, res in results.items():
@@ -171,7 +171,7 @@ def _plot_comparison(results: dict, path: str) -> None:
     for ax in axes:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    with io.atomic_path(path, suffix=".png") as tmp:
+    with files.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90)
     plt.close(fig)
 

@@ -14,7 +14,7 @@ its test list) and scored: accuracy and average false positives (AFP) at T(IoBB)
 the pointing game, each beside a random-placement baseline.  Writes ``OUT/report.md``
 (beside the published table), ``OUT/localization.json`` and ``OUT/overlays/*.png``
 (heatmap over the radiograph, predicted boxes red, ground truth green), each overlay named
-after its image id made safe (``tfxr.io.path_in``: no ``../``, ``/`` or NUL).  The model is
+after its image id made safe (``tfxr.files.path_in``: no ``../``, ``/`` or NUL).  The model is
 rebuilt from its run's ``config.yaml`` (``--trust-model-file`` for a file of no tfxr run).
 """
 from __future__ import annotations

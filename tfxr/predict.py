@@ -39,7 +39,7 @@ from tfxr.errors import ConfigError
 from tfxr.evaluation.cam import ClassActivationMaps
 from tfxr.evaluation.classifier import resolve_model_path, run_data_dir, run_labels
 from tfxr.evaluation.localization import save_overlay
-from tfxr.io import atomic_path, path_in
+from tfxr.files import atomic_path, path_in
 from tfxr.models.loading import load_run_model
 
 

@@ -7,7 +7,7 @@ import time
 
 from tfxr import cpu
 from tfxr.benchmark.analysis import setting_text
-from tfxr.io import atomic_path, write_json, write_text
+from tfxr.files import atomic_path, write_json, write_text
 
 
 def _fmt(cell) -> str:

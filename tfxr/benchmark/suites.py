@@ -22,7 +22,7 @@ from tfxr.benchmark.runner import (Timing, failure, measure_gemm, measure_traini
                                    scaling_plan)
 from tfxr.data.phantom_drawing import phantom_meta, render_phantom
 from tfxr.errors import ConfigError
-from tfxr.io import write_bytes
+from tfxr.files import write_bytes
 from tfxr.launch import clean_launch_env, launch_command
 
 LOOPS = (("fp32", 1), ("fp32", 2), ("bf16", 2))   # (precision, processes) of the suite's tfxr.train loops

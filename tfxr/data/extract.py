@@ -38,7 +38,7 @@ from pathlib import Path
 
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, error, run_main
 from tfxr.errors import ConfigError, SourceError
-from tfxr.io import sha256_file, write_text
+from tfxr.files import sha256_file, write_text
 from tfxr.progress import progress_bar
 
 DEFAULT_GLOB = "images_*.tar.gz"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tfxr import io as tfxr_io
+from tfxr import files as tfxr_files
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
 from tfxr.data.splits import patient_overlap
 from tfxr.data.records import check_shards, read_examples, read_manifest
@@ -83,7 +83,7 @@ def sample_grid(data_dir: str, manifest: dict, path: str, per_split: int = 8) ->
             pos = [n for n, v in zip(names, ex["labels"]) if v >= 0.5]
             ax.set_title(f"{split}: " + (", ".join(pos) if pos else "no finding"), fontsize=7)
     fig.tight_layout()
-    with tfxr_io.atomic_path(path, suffix=".png") as tmp:
+    with tfxr_files.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.grid:
             print(f"wrote {sample_grid(args.data_dir, m, args.grid)}")
         if args.json:
-            tfxr_io.write_json(args.json, {
+            tfxr_files.write_json(args.json, {
                 "prevalence": {s: m["splits"][s]["prevalence"] for s in m["splits"]},
                 "counts": {s: m["splits"][s]["count"] for s in m["splits"]},
                 "origins": {s: m["splits"][s].get("origins") for s in m["splits"]},

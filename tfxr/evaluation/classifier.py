@@ -34,7 +34,7 @@ from tfxr.data.sources.vocabulary import shared_labels
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.metrics import (auprc_per_label, auroc_per_label, bootstrap_auroc_ci, defined_mean,
                                      is_defined, plot_roc, threshold_metrics, wilson_ci, youden_threshold)
-from tfxr.io import atomic_path, write_json, write_text
+from tfxr.files import atomic_path, write_json, write_text
 from tfxr.models import CHEXNET_LABELS
 from tfxr.models.loading import load_run_model, resolve_model_path  # noqa: F401 - re-exported
 

@@ -48,7 +48,7 @@ from tfxr.evaluation.boxes import boxes_from_heatmap, iou, random_placement, rea
 from tfxr.evaluation.cam import ClassActivationMaps
 from tfxr.evaluation.classifier import open_model_and_data
 from tfxr.evaluation.localization import phantom_lung_fields
-from tfxr.io import write_json, write_text
+from tfxr.files import write_json, write_text
 from tfxr.models.detector import decode, load_detector
 
 RSNA_THRESHOLDS = tuple(round(0.4 + 0.05 * k, 2) for k in range(8))
@@ -432,7 +432,7 @@ def write_detection_overlays(cfg, manifest: dict, records: list, min_score: floa
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from tfxr.io import atomic_path
+    from tfxr.files import atomic_path
 
     wanted = {r[0]: r for r in records if r[1]}
     items = [it for it in read_boxed_images(cfg.data, cfg.split, manifest, size, 1) if it.image_id in wanted]

@@ -44,7 +44,7 @@ from tfxr.evaluation.boxes import (IOBB_THRESHOLDS, IOU_THRESHOLDS, BoxCoords, B
 from tfxr.evaluation.cam import CAM_METHODS, ClassActivationMaps
 from tfxr.evaluation.classifier import open_model_and_data
 from tfxr.evaluation.published import WANG2017_TABLE4_ACC, WANG2017_TABLE4_AFP
-from tfxr.io import path_in, write_json, write_text
+from tfxr.files import path_in, write_json, write_text
 
 
 def heatmaps_for(cam: ClassActivationMaps, items: list[BoxedImage], labels: list[int], batch_size: int = 32):
@@ -146,7 +146,7 @@ def save_overlay(path: str, image: np.ndarray, heatmap: np.ndarray, predicted: l
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from tfxr.io import atomic_path
+    from tfxr.files import atomic_path
 
     size = image.shape[0]
     fig, ax = plt.subplots(figsize=(4, 4.3), dpi=100)

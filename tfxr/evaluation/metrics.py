@@ -127,7 +127,7 @@ def plot_roc(y: np.ndarray, p: np.ndarray, names: list[str], path: str, title: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tfxr.io import atomic_path
+    from tfxr.files import atomic_path
 
     aucs = auroc_per_label(y, p)
     mean, count = defined_mean(aucs)

@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"peak RSS {_mib(measured['peak_rss_bytes'])} "
                   f"(RSS {_mib(measured['rss_before_training_bytes'])} before the first step)")
         if cfg.json:
-            from tfxr.io import write_json
+            from tfxr.files import write_json
 
             write_json(cfg.json, result)
         return 0

@@ -25,7 +25,7 @@ from tfxr.data.pipeline import build_dataset, split_steps, training_label_counts
 from tfxr.data.records import check_shards, read_manifest
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.metrics import auroc_per_label, nanmean
-from tfxr.io import atomic_path
+from tfxr.files import atomic_path
 from tfxr.models import build_model, model_accepts, model_report
 from tfxr.training import run
 from tfxr.training.schedule import POLICY_STATE, Decision, PlateauPolicy, WarmupSchedule

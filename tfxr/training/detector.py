@@ -31,7 +31,7 @@ from tfxr.data.pipeline import build_dataset, split_steps
 from tfxr.data.records import check_shards, read_manifest
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.detection import coco_ap, detect_split, gather_sorted
-from tfxr.io import atomic_path
+from tfxr.files import atomic_path
 from tfxr.models.detector import build_detector, check_image_size, detection_loss
 from tfxr.models.report import model_report
 from tfxr.training import run

@@ -29,7 +29,7 @@ import tensorflow as tf
 from scipy.spatial.distance import pdist
 
 from tfxr import distributed as dist
-from tfxr import io
+from tfxr import files
 from tfxr.config import ConfigError
 from tfxr.configs import GanConfig
 from tfxr.data.imageio import encode_png
@@ -344,7 +344,7 @@ class GanTrainer:
     def after_epoch(self, record: dict, decision: Decision) -> None:
         out = self.cfg.out
         if record["epoch"] in self.sample_epochs():
-            io.write_bytes(os.path.join(out, "samples", f"epoch-{record['epoch']:04d}.png"),
+            files.write_bytes(os.path.join(out, "samples", f"epoch-{record['epoch']:04d}.png"),
                            encode_png(image_grid(self.samples())))
         if plot_due(record["epoch"], self.sample_epochs(), self.cfg.epochs):
             plot_history(self.state["history"], os.path.join(out, "losses.png"), title=f"DCGAN ({self.cfg.optimizer})")
@@ -357,9 +357,9 @@ class GanTrainer:
                 f"{record['diversity_ratio']:.2f}{flag}, {record['images_per_s']:.1f} img/s")
 
     def finish(self) -> None:
-        with io.atomic_path(os.path.join(self.cfg.out, "generator.keras"), suffix=".keras") as tmp:
+        with files.atomic_path(os.path.join(self.cfg.out, "generator.keras"), suffix=".keras") as tmp:
             self.generator.save(tmp)
-        with io.atomic_path(os.path.join(self.cfg.out, "discriminator.keras"), suffix=".keras") as tmp:
+        with files.atomic_path(os.path.join(self.cfg.out, "discriminator.keras"), suffix=".keras") as tmp:
             self.discriminator.save(tmp)
 
 
@@ -379,7 +379,7 @@ def plot_history(history: list[dict], path: str, title: str = "DCGAN") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tfxr import io
+    from tfxr import files
 
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -395,6 +395,6 @@ def plot_history(history: list[dict], path: str, title: str = "DCGAN") -> None:
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    with io.atomic_path(path, suffix=".png") as tmp:
+    with files.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90)
     plt.close(fig)

@@ -70,7 +70,7 @@ from tfxr import distributed as dist
 from tfxr import log
 from tfxr.config import renamed_paths, to_dict
 from tfxr.errors import ConfigError, RunFolderError, TfxrError, TrainingDiverged
-from tfxr.io import atomic_path, remove_stale_temporaries
+from tfxr.files import atomic_path, remove_stale_temporaries
 from tfxr.progress import progress_bar
 from tfxr.training.checkpoints import CheckpointStore, read_index, variables_by_path
 from tfxr.training.runlog import RunLog
