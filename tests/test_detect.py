@@ -37,8 +37,8 @@ def test_short_training_beats_the_random_floor(trained, phantoms):
     assert detector["froc"]["mean_sensitivity"] > floor["froc"]["mean_sensitivity"] + 0.3
     assert "| detector |" in r.stdout and "| random boxes |" in r.stdout and "0.149" in r.stdout
     low, high = detector["ci95"]["map_50"]                   # bootstrap over the test images
-    assert low <= detector["coco"]["map_50"] <= high and high < 1.0 or high == 1.0
-    assert detector["ci95"]["resamples"] == 40 and floor["ci95"]["map_50"][1] < low
+    assert 0.0 <= low < high <= 1.0 and floor["ci95"]["map_50"][1] < low   # the floor's CI lies below
+    assert detector["ci95"]["resamples"] == 40
     assert "95 % confidence intervals: percentile bootstrap" in r.stdout
     assert len(list((phantoms.parent / "eval1" / "overlays").glob("*.png"))) == 3
 
