@@ -17,6 +17,7 @@ import re
 
 import pandas as pd
 
+from tfxr.configs import UNCERTAINTY_POLICIES  # the choices of tfrecords write --uncertainty
 from tfxr.data.paths import inside
 from tfxr.data.sources.common import missing_image, parse_age, read_table
 from tfxr.data.types import Item, Reject, Source
@@ -28,7 +29,6 @@ CHEXPERT_LABELS = (
     "Edema", "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion",
     "Pleural Other", "Fracture", "Support Devices",
 )
-UNCERTAINTY_POLICIES = ("ones", "zeros", "ignore")
 CHEXPERT_COLUMNS = ("Path", "Frontal/Lateral", "AP/PA") + CHEXPERT_LABELS
 _PATIENT = re.compile(r"(?:^|/)(patient\d+)/")
 _VALUES = {"1.0": 1.0, "1": 1.0, "0.0": 0.0, "0": 0.0, "": 0.0}
