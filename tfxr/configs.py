@@ -14,7 +14,12 @@ Trainers:
 Data and model tools: :class:`WriteConfig` and :class:`VerifyConfig` (``tfxr.tfrecords
 write|verify``), :class:`StatsConfig` (``tfxr.stats``), :class:`ExtractConfig`
 (``tfxr.extract``), :class:`SampleConfig` and :class:`BalanceConfig` (``tfxr.gan
-sample|balance``), :class:`ReportConfig` (``tfxr.report``, the models' size report).
+sample|balance``), :class:`ReportConfig` (``tfxr.report``, the models' size report),
+:class:`PredictConfig` (``tfxr.predict``), :class:`LaunchConfig` (``tfxr.launch``).  The
+evaluators' configs stay beside their code for now: ``EvalConfig``
+(:mod:`tfxr.evaluation.classifier`), ``DetectionEvalConfig`` (:mod:`tfxr.evaluation.detection`),
+``LocalizeConfig`` (:mod:`tfxr.evaluation.localization`), ``GanEvalConfig`` (:mod:`tfxr.evaluate`),
+and the benchmark's in :mod:`tfxr.benchmark.options`.
 
 This module imports neither TensorFlow nor Keras (the data tools start in a second).  The
 machinery (``option()`` bounds, YAML, ``--set``) is :mod:`tfxr.config`.  Every trainer's
@@ -31,7 +36,8 @@ from typing import ClassVar
 from tfxr.config import option, seed_option
 
 __all__ = ["AugmentConfig", "BalanceConfig", "DataConfig", "DetectorConfig", "ExtractConfig", "GanConfig",
-           "ReportConfig", "SampleConfig", "StatsConfig", "TrainConfig", "VerifyConfig", "WriteConfig"]
+           "LaunchConfig", "PredictConfig", "ReportConfig", "SampleConfig", "StatsConfig", "TrainConfig",
+           "VerifyConfig", "WriteConfig"]
 
 #: the classifiers of the ``tfxr.models.MODELS`` registry (tests/models/test_models.py checks
 #: that the two agree; named here so that a config needs no Keras)
@@ -337,6 +343,41 @@ class BalanceConfig:
         "write into an existing non-empty --out (its files of the same names are replaced)"))
     trust_model_file: bool = option(False, help=(
         "let Keras load a --generator that is not a tfxr run's (safe_mode on; see README)"))
+
+
+# --------------------------------------------------------------------------- predictions
+@dataclass
+class PredictConfig:
+    """``tfxr.predict IMAGES_OR_DIRS...``: a trained classifier's probabilities for raw image files."""
+
+    images: list[str] = option(list, positional="*", help="image files (PNG, JPEG, DICOM) and folders")
+    model: str = ""            # a .keras file or a run directory (its best.keras)
+    out: str = "predictions.csv"
+    heatmaps: str = ""         # write CAM overlays here ('' = none)
+    thresholds: str = ""       # a metrics.json of tfxr.evaluate ('' = the run's eval-*/metrics.json)
+    batch_size: int = option(32, minimum=1)
+    cam: str = option("hirescam", choices=("hirescam", "gradcam"))
+    max_rejects: int = option(-1, minimum=-1)   # exit 3 when more images are unreadable (-1: no bound)
+    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
+
+
+# --------------------------------------------------------------------------- launching
+#: the launchers :func:`tfxr.launch.launch_command` builds lines for ("auto": srun inside a Slurm job
+#: when its PMIx plugin is there, else mpirun; one process outside Slurm runs plain python)
+LAUNCHERS = ("auto", "mpirun", "horovodrun", "srun", "python")
+
+
+@dataclass
+class LaunchConfig:
+    """``tfxr.launch --np N [options] -- MODULE ARGS``: the launcher line tfxr builds everywhere."""
+
+    np: int | None = option(None, minimum=1, required=True, help="number of ranks (processes)")
+    launcher: str = option("auto", choices=LAUNCHERS, help="auto: srun or mpirun inside Slurm, mpirun outside it")
+    min_np: int | None = option(None, minimum=1, help="elastic horovodrun: fewest workers")
+    max_np: int | None = option(None, minimum=1, help="elastic horovodrun: most workers")
+    host_discovery_script: str = option("", help="elastic horovodrun: prints 'host:slots' lines")
+    mpirun: str = option("mpirun", help="the mpirun command, with flags of its own")
+    print: bool = option(False, help="print the command instead of running it")
 
 
 # --------------------------------------------------------------------------- models

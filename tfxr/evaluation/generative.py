@@ -42,6 +42,7 @@ from scipy import linalg
 
 from tfxr.errors import ConfigError
 from tfxr import log
+from tfxr.models import dcgan
 
 #: Below this many images the 2048-d pool3 covariance is rank-deficient (TTUR's warning).
 MIN_FID_IMAGES = 2048
@@ -271,21 +272,17 @@ def load_png_dir(path: str, limit: int = 0) -> np.ndarray:
     return np.stack(images)[..., None]
 
 
-def sample_generator(generator, count: int, seed: int = 0, batch_size: int = 64) -> np.ndarray:
-    """``count`` images from a noise -> image generator, mapped to [0, 1] grey.
+def sample_generator(generator, count: int, seed: int = 0, batch_size: int = 256) -> np.ndarray:
+    """``count`` images from a noise -> image generator (:func:`tfxr.models.dcgan.generate`,
+    the sampler ``tfxr.gan sample`` writes with: the same seed, the same images), mapped to
+    [0, 1] grey.
 
     A generator ending in tanh (values in [-1, 1], the DCGAN convention) is rescaled;
     one ending in sigmoid is used as is.
     """
-    latent = int(generator.input_shape[-1])
-    rng = np.random.default_rng(seed)
     activation = getattr(generator.layers[-1], "activation", None)
     tanh = getattr(activation, "__name__", "") == "tanh"
-    out = []
-    for start in range(0, count, batch_size):
-        noise = rng.standard_normal((min(batch_size, count - start), latent)).astype(np.float32)
-        out.append(np.asarray(generator(noise, training=False), np.float32))
-    images = np.concatenate(out)
+    images = dcgan.generate(generator, count, seed, batch_size)
     if tanh or images.min() < 0.0:
         images = (images + 1.0) / 2.0
     return np.clip(images[..., :1], 0.0, 1.0)

@@ -28,9 +28,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfxr import distributed as dist
-from tfxr import io
+from tfxr import io, plots
 from tfxr.config import ConfigError
 from tfxr.configs import GanConfig
+from tfxr.data.balance import minority_value
 from tfxr.data.imageio import encode_png
 from tfxr.data.records import read_examples, read_manifest
 from tfxr.models import model_report
@@ -56,11 +57,7 @@ def class_value_and_label(manifest: dict, cfg: GanConfig) -> tuple[int, int]:
         raise ConfigError(f"--class-label {label!r}: not a label of {cfg.data} (has {', '.join(names)})")
     if cfg.split not in manifest["splits"]:
         raise ConfigError(f"--split {cfg.split!r}: {cfg.data} has splits {sorted(manifest['splits'])}")
-    value = cfg.class_value
-    if value < 0:
-        split = manifest["splits"][cfg.split]
-        positives = int(split["label_counts"][label])
-        value = 1 if positives <= split["count"] - positives else 0
+    value = cfg.class_value if cfg.class_value >= 0 else minority_value(manifest["splits"][cfg.split], label)
     return names.index(label), value
 
 
@@ -381,15 +378,8 @@ def plot_due(epoch: int, sample_epochs: set[int], last_epoch: int) -> bool:
 
 def plot_history(history: list[dict], path: str, title: str = "DCGAN") -> None:
     """Losses, D(real)/D(fake) and the diversity ratio per epoch, as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from tfxr import io
-
     epochs = [r["epoch"] for r in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plots.subplots(1, 3, figsize=(13, 3.6))
     axes[0].plot(epochs, [r["d_loss"] for r in history], label="discriminator")
     axes[0].plot(epochs, [r["g_loss"] for r in history], label="generator")
     axes[0].set(title="loss", xlabel="epoch")
@@ -401,7 +391,4 @@ def plot_history(history: list[dict], path: str, title: str = "DCGAN") -> None:
     for ax in axes:
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    with io.atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
+    plots.save_png(fig, path, dpi=90)
