@@ -45,70 +45,12 @@ def load_source(args: WriteConfig) -> Source:
     return source
 
 
-def _one_label_file(args) -> str | None:
-    if args.labels and len(args.labels) > 1:
-        raise ConfigError(f"--source {args.source} takes one --labels file, got {len(args.labels)}")
-    return args.labels[0] if args.labels else None
-
-
 def _read_source(args) -> Source:
-    s = args.source
-    views = sources.parse_views(args.views)
-    common = {"missing_images": args.missing_images}
-    if s == "nih":
-        _need(args, "images", "labels")
-        lists = dict(_split_list(v) for v in (args.split_list or []))
-        return sources.nih_source(args.images, _one_label_file(args), args.bbox, lists or None)
-    if s == "tb":
-        _need(args, "images")
-        return sources.tb_source(args.images, _one_label_file(args))
-    if s == "rsna":
-        _need(args, "images", "labels")
-        return sources.rsna_source(args.images, _one_label_file(args), args.class_info, views,
-                                   demographics=args.demographics, **common)
-    if s == "chexpert":
-        _need(args, "images", "labels")
-        return sources.chexpert_source(args.images, args.labels, args.uncertainty,
-                                       frontal_only=not args.all_views, views=views,
-                                       demographics=args.demographics, **common)
-    if s == "mimic-cxr-jpg":
-        _need(args, "images", "labels", "mimic_split", "mimic_metadata")
-        return sources.mimic_source(args.images, _one_label_file(args), args.mimic_split, args.mimic_metadata,
-                                    args.uncertainty, views=views or ("PA", "AP"), **common)
-    if s == "vindr":
-        _need(args, "images", "labels")
-        return sources.vindr_source(args.images, _one_label_file(args), args.fusion, args.fusion_iou,
-                                    args.min_readers, **common)
-    if s == "tbx11k":
-        _need(args, "images", "labels")
-        return sources.tbx11k_source(args.images, args.labels, **common)
-    if s == "folder":
-        _need(args, "images")
-        return sources.folder_source(args.images, negative=args.negative_class)
-    if s == "npz":
-        _need(args, "npz")
-        return sources.npz_source(args.npz)
-    if s in ("phantoms", "synthetic"):
-        from tfxr.data.synthetic import synthetic_source
-
-        return synthetic_source(num_images=args.num_images, size=args.phantom_size or args.image_size,
-                                task=args.phantom_task, prevalence=args.prevalence, seed=args.seed)
-    raise ConfigError(f"--source: unknown value {s!r}")
-
-
-def _need(args, *names):
-    missing = [f"--{n.replace('_', '-')}" for n in names if not getattr(args, n)]
-    if missing:
-        raise ConfigError(f"--source {args.source} needs {' and '.join(missing)}")
-
-
-def _split_list(text: str, option: str = "--split-list") -> tuple[str, str]:
-    if "=" not in text:
-        raise ConfigError(f"{option} takes SPLIT=VALUE, got {text!r}")
-    k, v = text.split("=", 1)
-    if k not in OFFICIAL_SPLITS:
-        raise ConfigError(f"{option}: unknown split {k!r} (allowed: {', '.join(OFFICIAL_SPLITS)})")
-    return k, v
+    """The Source of ``--source NAME``: its reader (``tfxr.data.sources.READERS``), built from the options."""
+    reader = sources.READERS.get("synthetic" if args.source == "phantoms" else args.source)  # the older name
+    if reader is None:
+        raise ConfigError(f"--source: unknown value {args.source!r}")
+    return reader.from_args(args).read()
 
 
 def check_arguments(args: WriteConfig) -> None:
@@ -140,7 +82,7 @@ def convert(args: WriteConfig, argv: list[str]) -> int:
                           f"({len(source.rejects)} rejected)")
     fractions = splitlib.parse_fractions(args.split_fractions)
     if args.remap_splits:
-        remap = dict(_split_list(x, "--remap-splits") for x in args.remap_splits.split(","))
+        remap = dict(splitlib.parse_split_assignment(x, "--remap-splits") for x in args.remap_splits.split(","))
         bad = [v for v in remap.values() if v not in OFFICIAL_SPLITS]
         if bad:
             raise ConfigError(f"--remap-splits: unknown target split(s) {bad} "
