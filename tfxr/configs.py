@@ -230,7 +230,7 @@ class WriteConfig:
     mimic_split: str = option("", help="mimic-cxr-jpg: mimic-cxr-2.0.0-split.csv(.gz)")
     mimic_metadata: str = option("", help="mimic-cxr-jpg: mimic-cxr-2.0.0-metadata.csv(.gz)")
     views: str = option("", help="keep only these view positions, e.g. PA,AP (rsna: from the DICOM header; "
-                                 "chexpert, mimic-cxr-jpg: from the label files; mimic default PA,AP)")
+                                 "nih, chexpert, mimic-cxr-jpg: from the label files; mimic default PA,AP)")
     all_views: bool = option(False, help="chexpert: keep lateral images too (default: frontal only)")
     uncertainty: str = option("ones", choices=UNCERTAINTY_POLICIES, help=(
         "chexpert, mimic-cxr-jpg: the uncertain label (-1) becomes 1, 0, or NaN = masked out of the loss "

@@ -54,6 +54,30 @@ def minority_value(split: dict, label: str) -> int:
     return 1 if positives <= int(split["count"]) - positives else 0
 
 
+def class_images(data_dir: str, split: str, label_index: int | None = None, value: float | None = None, *,
+                 image_size: int = 0, rank: int = 0, world: int = 1, manifest: dict | None = None,
+                 limit: int = 0) -> np.ndarray:
+    """The real images of a split whose label ``label_index`` equals ``value`` (every image when
+    ``label_index`` is None), uint8 (n, size, size, 1), held in memory: this rank's disjoint part
+    through the one reader (``read_examples``), generated and oversampled shards left out.
+
+    The one loader of the GAN's images: what ``gan train`` learns from and what ``evaluate gan``
+    compares generated images with.  ``limit``: stop after that many (0: all).
+    """
+    ds = read_examples(data_dir, split, fields=("image", "labels"), rank=rank, world=world,
+                       image_size=image_size, manifest=manifest, shards="real")
+    images = []
+    for ex in ds.as_numpy_iterator():
+        if label_index is None or float(ex["labels"][label_index]) == float(value):
+            images.append(ex["image"])
+            if limit and len(images) >= limit:
+                break
+    if not images:
+        size = image_size or int((manifest or read_manifest(data_dir))["image_size"])
+        return np.zeros((0, size, size, 1), np.uint8)
+    return np.stack(images)
+
+
 def minority(manifest: dict, label: str | None, value: int | None) -> tuple[str, int, int, int]:
     """(label, value, its count, split total) in the training split; value defaults to the minority."""
     names = list(manifest["label_names"])

@@ -31,9 +31,9 @@ from tfxr import distributed as dist
 from tfxr import io, plots
 from tfxr.config import ConfigError
 from tfxr.configs import GanConfig
-from tfxr.data.balance import minority_value
+from tfxr.data.balance import class_images, minority_value
 from tfxr.data.imageio import encode_png
-from tfxr.data.records import read_examples, read_manifest
+from tfxr.data.records import read_manifest
 from tfxr.models import model_report
 from tfxr.models.dcgan import build_discriminator, build_generator
 from tfxr.training import run
@@ -65,18 +65,14 @@ def load_class_images(data_dir: str, manifest: dict, split: str, label_index: in
                       image_size: int, rank: int, world: int) -> np.ndarray:
     """This rank's images of one class, float32 in [-1, 1], shape (n, size, size, 1).
 
-    Ranks read disjoint parts (the one reader, ``tfxr.data.records.read_examples``); a GAN
+    Ranks read disjoint parts (:func:`tfxr.data.balance.class_images`, the one loader); a GAN
     trains on one class of a few thousand small images at most, so they are held in
     memory, which also makes every epoch's order exactly reproducible.  Generated
     (GAN) images are never learnt from.
     """
-    ds = read_examples(data_dir, split, fields=("image", "labels"), rank=rank, world=world,
-                       image_size=image_size, manifest=manifest, shards="real")
-    images = [img for ex in ds.as_numpy_iterator() if int(round(float(ex["labels"][label_index]))) == value
-              for img in [ex["image"]]]
-    if not images:
-        return np.zeros((0, image_size, image_size, 1), np.float32)
-    return np.stack(images).astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
+    images = class_images(data_dir, split, label_index, value, image_size=image_size, rank=rank, world=world,
+                          manifest=manifest)   # the one loader (evaluate gan reads through it too)
+    return images.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
 
 
 # --------------------------------------------------------------------------- randomness
