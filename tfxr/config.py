@@ -55,13 +55,6 @@ def seed_option(default: int = 0):
     return option(default, minimum=0, maximum=SEED_MAX)
 
 
-def check_seed(value: int, name: str = "--seed") -> int:
-    """``value`` if it is a valid seed (for argparse-based commands), else ConfigError."""
-    if not 0 <= value <= SEED_MAX:
-        raise ConfigError(f"{name}: {value} is outside 0 .. {SEED_MAX} (2**31 - 1)")
-    return value
-
-
 def check_value(f: dataclasses.Field, value: Any, key: str) -> None:
     """Raise ConfigError when ``value`` breaks the field's declared choices or bounds,
     or is a float that is not finite (NaN, +-inf)."""
