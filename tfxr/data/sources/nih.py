@@ -101,7 +101,7 @@ class NIHReader(Reader):
     @classmethod
     def keywords(cls, args) -> dict:
         lists = dict(parse_split_assignment(v) for v in (args.split_list or []))
-        return {"images": args.images, "labels": one_label_file(args), "bbox": args.bbox,
+        return {"images": args.images, "labels": one_label_file(args), "bbox": args.bbox or None,
                 "split_lists": lists or None}
 
     def items(self) -> Iterator[Item]:

@@ -59,7 +59,7 @@ class RSNAReader(Reader):
 
     @classmethod
     def keywords(cls, args) -> dict:
-        return {"images": args.images, "labels": one_label_file(args), "class_info": args.class_info,
+        return {"images": args.images, "labels": one_label_file(args), "class_info": args.class_info or None,
                 "views": parse_views(args.views), "missing_images": args.missing_images,
                 "demographics": args.demographics}
 
