@@ -104,7 +104,7 @@ def test_records_are_unchanged(tmp_path, case):
     assert got["manifest"] == want["manifest"]
 
 
-if __name__ == "__main__":   # how reader_records.json was made (with the function readers)
+if __name__ == "__main__":   # how reader_records.json is made (only when an output changes on purpose)
     import sys
     import tempfile
 
