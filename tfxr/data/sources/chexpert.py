@@ -18,6 +18,7 @@ from typing import Iterator
 
 import pandas as pd
 
+from tfxr.configs import UNCERTAINTY_POLICIES  # the choices of tfrecords write --uncertainty
 from tfxr.data.paths import inside
 from tfxr.data.sources.base import Reader
 from tfxr.data.sources.common import missing_image, parse_age, parse_views, read_table
@@ -30,7 +31,6 @@ CHEXPERT_LABELS = (
     "Edema", "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion",
     "Pleural Other", "Fracture", "Support Devices",
 )
-UNCERTAINTY_POLICIES = ("ones", "zeros", "ignore")
 CHEXPERT_COLUMNS = ("Path", "Frontal/Lateral", "AP/PA") + CHEXPERT_LABELS
 _PATIENT = re.compile(r"(?:^|/)(patient\d+)/")
 _VALUES = {"1.0": 1.0, "1": 1.0, "0.0": 0.0, "0": 0.0, "": 0.0}

@@ -14,7 +14,7 @@ class PhantomReader(Reader):
     pixels drawn lazily by the converter's workers (a picklable :class:`PhantomImage`)."""
 
     name = "synthetic"
-    options = ("num_images", "synthetic_size", "image_size", "synthetic_task", "prevalence", "seed")
+    options = ("num_images", "phantom_size", "image_size", "phantom_task", "prevalence", "seed")
     patient_key = "blocks of 1-3 images drawn from one simulated patient"
     boxes = "the drawn lesions' boxes"
 
@@ -32,8 +32,8 @@ class PhantomReader(Reader):
 
     @classmethod
     def keywords(cls, args) -> dict:
-        return {"num_images": args.num_images, "size": args.synthetic_size or args.image_size,
-                "task": args.synthetic_task, "prevalence": args.prevalence, "seed": args.seed}
+        return {"num_images": args.num_images, "size": args.phantom_size or args.image_size,
+                "task": args.phantom_task, "prevalence": args.prevalence, "seed": args.seed}
 
     def items(self) -> Iterator[Item]:
         patients = set()

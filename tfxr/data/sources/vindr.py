@@ -24,6 +24,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from tfxr.configs import FUSIONS  # the choices of tfrecords write --fusion
 from tfxr.data.sources.base import Reader, one_label_file
 from tfxr.data.sources.common import by_file_name, list_images, missing_image, read_table
 from tfxr.data.types import Box, Item, Reject
@@ -36,7 +37,6 @@ VINDR_LABELS = (
     "Pleural thickening", "Pneumothorax", "Pulmonary fibrosis",
 )
 NO_FINDING = 14
-FUSIONS = ("keep", "wbf", "agreement")
 
 
 def _iou(a, b) -> float:
