@@ -179,8 +179,9 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
     return ds.with_options(opts).prefetch(AUTOTUNE)
 
 
-def training_label_counts(manifest: dict, generated_fraction: float = -1.0) -> tuple[np.ndarray, float]:
-    """Positives per label and image count of the training stream the pipeline builds.
+def training_label_counts(manifest: dict, generated_fraction: float = -1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Positives per label and, per label, the images with a known label (masked NaN labels
+    left out) of the training stream the pipeline builds.
 
     As written (-1): the training split's counts.  A balanced data set's generated images
     (``balancing.added`` in the manifest) are taken out when they are left out (0) and
@@ -205,9 +206,14 @@ def training_label_counts(manifest: dict, generated_fraction: float = -1.0) -> t
     return rate * stream_total, stream_total
 
 
-def label_counts(manifest: dict, split: str = "train") -> tuple[np.ndarray, int]:
-    """Positives per label and image count of a split (for class weights)."""
+def label_counts(manifest: dict, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Positives per label, and per label the images whose label is known, of a split (for
+    class weights): a masked label (NaN, e.g. CheXpert's uncertain label under 'ignore') is
+    neither positive nor negative."""
     if split not in manifest.get("splits", {}):
         raise ManifestError(f"the data has no '{split}' split (has {sorted(manifest.get('splits', {}))})")
     s = manifest["splits"][split]
-    return np.asarray([s["label_counts"][n] for n in manifest["label_names"]], float), int(s["count"])
+    names = manifest["label_names"]
+    masked = s.get("label_masked") or {}
+    known = [int(s["count"]) - int(masked.get(n, 0)) for n in names]
+    return np.asarray([s["label_counts"][n] for n in names], float), np.asarray(known, float)

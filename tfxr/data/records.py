@@ -426,11 +426,12 @@ def build_manifest(source: Source, results: list[ShardResult], *, image_size: in
         counts = np.sum([r.label_counts for r in rs], axis=0)
         masked = np.sum([r.label_masked or [0.0] * len(source.label_names) for r in rs], axis=0)
         total = sum(r.count for r in rs)
+        known = total - masked    # per label: images whose label is known (a masked NaN label is not a negative)
         splits[split] = {
             "count": total,
             "patients": len(set().union(*[set(r.patients) for r in rs])),
             "label_counts": {n: int(c) for n, c in zip(source.label_names, counts)},
-            "prevalence": {n: (float(c) / total if total else 0.0) for n, c in zip(source.label_names, counts)},
+            "prevalence": {n: (float(c) / k if k else 0.0) for n, c, k in zip(source.label_names, counts, known)},
             "origins": {o: sum(r.origins.get(o, 0) for r in rs) for o in ORIGINS},
             **({"label_masked": {n: int(c) for n, c in zip(source.label_names, masked)}} if masked.any() else {}),
             **({"boxes": {n: sum(r.box_counts.get(str(k), 0) for r in rs)

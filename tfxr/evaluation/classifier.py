@@ -200,13 +200,14 @@ def classifier_metrics(y: np.ndarray, p: np.ndarray, names: list[str], threshold
         at05 = threshold_metrics(y[:, j], p[:, j], 0.5)
         at_val = threshold_metrics(y[:, j], p[:, j], thresholds[j])
         positives = int((y[:, j] >= 0.5).sum())
+        labelled = int(np.isfinite(y[:, j]).sum())    # a masked (NaN) label is neither positive nor negative
         per[name] = {
-            "defined": is_defined(y[:, j]), "positives": positives,
-            "prevalence": positives / len(y) if len(y) else math.nan,
+            "defined": is_defined(y[:, j]), "positives": positives, "labelled": labelled,
+            "prevalence": positives / labelled if labelled else math.nan,
             "auroc": aucs[j], "auroc_ci95": list(cis[j]), "auprc": aps[j],
             "at_0.5": at05, "at_val_threshold": at_val,
-            "accuracy_ci95": list(wilson_ci(at05["tp"] + at05["tn"], len(y))),
-            "accuracy_at_val_threshold_ci95": list(wilson_ci(at_val["tp"] + at_val["tn"], len(y))),
+            "accuracy_ci95": list(wilson_ci(at05["tp"] + at05["tn"], labelled)),
+            "accuracy_at_val_threshold_ci95": list(wilson_ci(at_val["tp"] + at_val["tn"], labelled)),
         }
     mean_auroc, count = defined_mean(aucs)
     mean_auprc, _ = defined_mean(aps)

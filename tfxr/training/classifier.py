@@ -51,9 +51,11 @@ def weighted_bce(pos_weight, neg_weight):
     return loss
 
 
-def class_weights(positives: np.ndarray, total: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+def class_weights(positives: np.ndarray, total, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-label (w+, w-).  'balanced' gives each class half the weight: w+ = N/2P, w- = N/2(N-P),
-    the same ratio as CheXNet's w+ = |N|/(|P|+|N|), w- = |P|/(|P|+|N|) but mean-preserving."""
+    the same ratio as CheXNet's w+ = |N|/(|P|+|N|), w- = |P|/(|P|+|N|) but mean-preserving.
+    ``total`` (N) is the images whose label is known, per label (or one count for all):
+    a masked NaN label is neither a positive nor a negative, as in the loss."""
     if mode == "none":
         return np.ones_like(positives), np.ones_like(positives)
     if mode != "balanced":
