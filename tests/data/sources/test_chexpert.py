@@ -93,7 +93,7 @@ def test_conversion_with_stand_in_images_under_real_names(train_csv, tmp_path):
     negatives = 8 - expected[c] - positives[c]
     assert (w_pos[j], w_neg[j]) == pytest.approx(((8 - expected[c]) / (2 * positives[c]),
                                                   (8 - expected[c]) / (2 * negatives)))
-    stats = tfxr("tfxr.data.stats", "out", cwd=tmp_path, check=False)   # exit 3: this valid.csv shares a patient
+    stats = tfxr("tfxr.stats", "out", cwd=tmp_path, check=False)   # exit 3: this valid.csv shares a patient
     assert stats.returncode == 3 and "patient overlap: train&val 1" in stats.stdout
     stats = stats.stdout
     row = next(ln for ln in stats.splitlines() if ln.startswith(c + " ") and "masked" not in ln)
