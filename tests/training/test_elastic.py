@@ -20,9 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-
-pytestmark = [pytest.mark.mpi, pytest.mark.slow]
+from tests.conftest import REPO, tfxr
 
 EPOCHS, LR = 6, 0.002
 STEPS = 60          # steps per epoch: a few seconds an epoch, so the kill lands inside one
@@ -90,6 +88,8 @@ def _kill_tree(root: int) -> None:
             pass
 
 
+@pytest.mark.mpi
+@pytest.mark.slow
 def test_a_killed_worker_leaves_the_run_to_the_rest_and_a_returning_one_joins(synthetic_tfrec, tmp_path):
     returning = socket.gethostname()
     if returning in ("localhost", "127.0.0.1"):
@@ -148,5 +148,13 @@ def test_a_killed_worker_leaves_the_run_to_the_rest_and_a_returning_one_joins(sy
     assert f"world size changed: 2 -> 1 worker(s); epoch {first_alone} runs from the commit of epoch " \
            f"{first_alone - 1}" in text, text[-6000:]
     assert "world size changed: 1 -> 2 worker(s)" in text
-    assert (out / "final.keras").exists()
+    assert (out / "final.keras").exists() and (out / "checkpoints" / f"ckpt-{EPOCHS}.index").exists()
     print("\n".join(line for line in text.splitlines() if "world size changed" in line or "epoch " in line))
+
+
+def test_elastic_outside_horovods_elastic_driver_is_refused_before_writing(synthetic_tfrec, tmp_path):
+    r = tfxr("tfxr.train", "--data", str(synthetic_tfrec), "--out", "run", "--set", "elastic=true", "--no-progress",
+             cwd=tmp_path, check=False)
+    assert r.returncode == 2 and "elastic=true: this process was not started by Horovod's elastic driver" in r.stderr, \
+        r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
