@@ -55,7 +55,7 @@ needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="mpirun
 _SCRIPT_VARS = {
     "DRY_RUN", "NP", "DATA_DIR", "OUT_DIR", "PYTHON", "MODEL", "EPOCHS", "BATCH_SIZE",
     "EXTRA_ARGS", "LAUNCHER", "MPIRUN", "MPIRUN_FLAGS", "IMAGE_SIZE", "SHARDS", "FORMAT",
-    "ARCHIVE_GLOB", "NCCL_DEBUG", "DATA_KIND", "CONFIG", "MIN_NP", "TFXR_SLOTS_PER_NODE",
+    "ARCHIVE_GLOB", "NCCL_DEBUG", "DATA_KIND", "CONFIG", "MIN_NP", "TFXR_SLOTS_PER_NODE", "NICS",
 }
 _PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"}
 
@@ -1013,7 +1013,10 @@ def test_slurm_elastic_script_runs_horovodrun_with_the_discovery_script(tmp_path
     assert argv[0].endswith("horovodrun")
     assert argv[1:10] == ["--gloo", "-np", "8", "--min-np", "2", "--max-np", "8", "--host-discovery-script",
                           str(SLURM_DIR / "discover_hosts.sh")]
-    assert train_args(argv)[-2:] == ["--set", "elastic=true"]
+    assert train_args(argv)[-2:] == ["--set", "elastic=true"] and "--network-interfaces" not in argv
+    argv = argv_of(slurm("train_elastic.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir, NICS="ib0",
+                         SLURM_SUBMIT_DIR=REPO, **IN_SLURM))
+    assert value_after(argv, "--network-interfaces") == "ib0"
     proc = slurm("train_elastic.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir, MIN_NP="x", **IN_SLURM)
     assert proc.returncode == 1 and "MIN_NP must be a positive integer" in proc.stderr, out_of(proc)
 

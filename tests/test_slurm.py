@@ -76,14 +76,15 @@ def test_elastic_script_trains_under_slurm(slurm_cluster, tiny_data, tmp_path):
                              "job_submissions/slurm/train_elastic.sh", "--no-progress", "--set", "steps_per_epoch=2",
                              "--val-split", "", cwd=REPO,
                              env={"DATA_DIR": str(tiny_data), "CONFIG": "configs/tb_cnn.yaml", "EPOCHS": "2",
-                                  "BATCH_SIZE": "8", "OUT_DIR": str(out), "PYTHON": sys.executable})
+                                  "BATCH_SIZE": "8", "OUT_DIR": str(out), "PYTHON": sys.executable,
+                                  "NICS": "lo", "PYTHONUNBUFFERED": "1"})   # one node: name its interface
     text = log.read_text() if log.exists() else ""
     assert r.returncode == 0, f"{r.stdout}{r.stderr}\n--- job log\n{text[-4000:]}"
     assert "launcher elastic" in text
     launcher = [line for line in text.splitlines() if line.startswith("[tfxr] launcher: ")]
     assert len(launcher) == 1 and " --gloo -np 2 --min-np 1 --max-np 2 --host-discovery-script " in launcher[0] \
         and launcher[0].split("--host-discovery-script ")[1].startswith(
-            f"{REPO}/job_submissions/slurm/discover_hosts.sh "), launcher
+            f"{REPO}/job_submissions/slurm/discover_hosts.sh --network-interfaces lo "), launcher
     assert "2 worker(s) x batch 8" in text
     hist = json.loads((out / "history.json").read_text())
     assert [e["epoch"] for e in hist] == [1, 2] and [e["world"] for e in hist] == [2, 2]

@@ -191,7 +191,8 @@ def _slurm_mpirun_flags(env: dict, gpus: bool) -> list[str]:
 def launch_command(np_: int, argv: list[str], launcher: str = "auto", *, python: str | None = None,
                    cores_per_rank: int | None = None, hosts: str | None = None,
                    min_np: int | None = None, max_np: int | None = None,
-                   discovery_script: str | None = None, env: dict | None = None,
+                   discovery_script: str | None = None, network_interfaces: str | None = None,
+                   env: dict | None = None,
                    gpus: bool | None = None, mpirun: str = "mpirun") -> list[str]:
     """The command line that runs ``python -m argv...`` on ``np_`` ranks: tfxr's one builder.
 
@@ -206,7 +207,10 @@ def launch_command(np_: int, argv: list[str], launcher: str = "auto", *, python:
       ``--cpus-per-task``, which srun no longer inherits from sbatch since Slurm 22.05;
       CPU tasks bound with ``--cpu-bind=cores``).
     * ``horovodrun`` -- ``horovodrun --gloo -np N -H localhost:N`` (or ``hosts``); elastic
-      with ``min_np``/``max_np``/``discovery_script`` (``--host-discovery-script``).
+      with ``min_np``/``max_np``/``discovery_script`` (``--host-discovery-script``), and
+      ``network_interfaces`` (``--network-interfaces``, e.g. ``ib0`` or ``lo``): elastic
+      horovodrun finds the hosts' common interface only when it starts with 2 hosts or more,
+      and waits for a second host otherwise (read in horovod/runner/gloo_run.py, seen here).
     * ``python`` -- one process, no launcher.
     * ``auto`` -- srun inside a Slurm job if its PMIx plugin exists, else mpirun; outside
       Slurm, plain python for one rank and mpirun for more.
@@ -226,6 +230,8 @@ def launch_command(np_: int, argv: list[str], launcher: str = "auto", *, python:
             launcher = "horovodrun"
         else:
             launcher = "mpirun" if np_ > 1 else "python"
+    if network_interfaces and launcher != "horovodrun":
+        raise ConfigError("--network-interfaces is a horovodrun option: use --launcher horovodrun")
     if elastic and launcher != "horovodrun":
         raise ConfigError("--min-np/--max-np/--host-discovery-script need --launcher horovodrun "
                           "(Horovod's elastic driver)")
@@ -251,6 +257,8 @@ def launch_command(np_: int, argv: list[str], launcher: str = "auto", *, python:
                 raise ConfigError("elastic horovodrun needs --host-discovery-script")
             cmd += ["--min-np", str(min_np or 1), "--max-np", str(max_np or np_),
                     "--host-discovery-script", discovery_script]
+        if network_interfaces:
+            cmd += ["--network-interfaces", network_interfaces]
         else:
             cmd += ["-H", hosts or f"localhost:{np_}"]
         return cmd + program
@@ -423,6 +431,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m tfxr.launch") -> 
         parser.add_argument("--min-np", type=int, help="elastic horovodrun: fewest workers")
         parser.add_argument("--max-np", type=int, help="elastic horovodrun: most workers")
         parser.add_argument("--host-discovery-script", help="elastic horovodrun: prints 'host:slots' lines")
+        parser.add_argument("--network-interfaces", help="horovodrun: the NICs to use, e.g. ib0 (elastic on "
+                            "one host needs it: horovodrun detects common interfaces only across 2+ hosts)")
         parser.add_argument("--mpirun", default="mpirun", help="the mpirun command, with flags of its own")
         parser.add_argument("--print", action="store_true", help="print the command instead of running it")
         args = parser.parse_args(ours)
@@ -436,7 +446,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m tfxr.launch") -> 
             raise ConfigError(f"--host-discovery-script {script}: not an executable file")
         cmd = launch_command(args.np, module, args.launcher, min_np=args.min_np, max_np=args.max_np,
                              discovery_script=os.path.abspath(script) if script else None,
-                             mpirun=args.mpirun)
+                             network_interfaces=args.network_interfaces, mpirun=args.mpirun)
         if args.print:
             print(shlex.join(cmd))
             return 0

@@ -123,6 +123,9 @@ tfxr_main() {
             tfxr_posint "$min_np" || tfxr_die "MIN_NP must be a positive integer, got '$min_np'"
             launch=("${py[@]}" -m tfxr.launch --launcher horovodrun --np "$ntasks" --min-np "$min_np"
                 --max-np "$ntasks" --host-discovery-script "$TFXR_REPO_DIR/job_submissions/slurm/discover_hosts.sh")
+            # NICS (e.g. ib0): the interface Gloo uses; needed for a one-node job (horovodrun
+            # finds the nodes' common interface only when it starts with 2 nodes or more)
+            if [[ -n ${NICS:-} ]]; then launch+=(--network-interfaces "$NICS"); fi
             train+=(--set elastic=true)
         else
             launch=("${py[@]}" -m tfxr.launch --launcher "$launcher" --np "$ntasks")
