@@ -257,10 +257,10 @@ def launch_command(np_: int, argv: list[str], launcher: str = "auto", *, python:
                 raise ConfigError("elastic horovodrun needs --host-discovery-script")
             cmd += ["--min-np", str(min_np or 1), "--max-np", str(max_np or np_),
                     "--host-discovery-script", discovery_script]
-        if network_interfaces:
-            cmd += ["--network-interfaces", network_interfaces]
         else:
             cmd += ["-H", hosts or f"localhost:{np_}"]
+        if network_interfaces:
+            cmd += ["--network-interfaces", network_interfaces]
         return cmd + program
     cmd = [*shlex.split(mpirun), "-np", str(np_)]
     if slurm:
