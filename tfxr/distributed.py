@@ -54,6 +54,9 @@ DEFAULT_STALL_CHECK_S = 60
 #: seconds after which a stalled job is ended (0: wait forever)
 DEFAULT_STALL_SHUTDOWN_S = 600
 
+#: seconds an elastic worker waits in Gloo's rendezvous for the others (Horovod's default: 30)
+ELASTIC_RENDEZVOUS_S = 600
+
 _hvd = None          # the horovod.tensorflow module once init() ran with it
 _initialized = False
 
@@ -85,6 +88,10 @@ def init(pin_gpu: bool = True, stall_timeout: float | None = None, timeline: str
     if _initialized:
         return
     os.environ.update(stall_environment(stall_timeout))   # read by Horovod's background thread
+    if elastic():
+        # after a change of workers, the rendezvous waits for a joining worker that is still
+        # starting (TensorFlow, the model): Gloo's 30 s default ended the run here under load
+        os.environ.setdefault("HOROVOD_GLOO_TIMEOUT_SECONDS", str(ELASTIC_RENDEZVOUS_S))
     if timeline:
         os.environ["HOROVOD_TIMELINE"] = os.path.abspath(timeline)
         os.environ.setdefault("HOROVOD_TIMELINE_MARK_CYCLES", "1")
