@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import REPO, run
 from tfxr import launch
+from tfxr.errors import ConfigError
 
 
 # --------------------------------------------------------------------------- launch detection
@@ -116,7 +117,12 @@ def test_horovodrun_lines(tmp_path):
     elastic = launch.launch_command(2, ["tfxr.train"], python="py", min_np=1, max_np=2,
                                     discovery_script="/d.sh", env=OUT_OF_SLURM)
     assert elastic[1:10] == ["--gloo", "-np", "2", "--min-np", "1", "--max-np", "2",
-                             "--host-discovery-script", "/d.sh"]
+                             "--host-discovery-script", "/d.sh"] and elastic[10:] == ["py", "-m", "tfxr.train"]
+    nics = launch.launch_command(2, ["tfxr.train"], python="py", min_np=1, discovery_script="/d.sh",
+                                 network_interfaces="lo", env=OUT_OF_SLURM)
+    assert nics[9:] == ["/d.sh", "--network-interfaces", "lo", "py", "-m", "tfxr.train"] and "-H" not in nics
+    with pytest.raises(ConfigError, match="--network-interfaces is a horovodrun option"):
+        launch.launch_command(2, ["tfxr.train"], "mpirun", network_interfaces="lo", env=OUT_OF_SLURM)
     script = tmp_path / "hosts.sh"
     script.write_text("#!/bin/sh\necho localhost:2\n")
     r = run([sys.executable, "-m", "tfxr.launch", "--np", "2", "--min-np", "1", "--host-discovery-script",

@@ -38,8 +38,10 @@ BATCH_SCRIPTS = {
     "train_1node.sh": (1, 4),
     "train_multinode.sh": (2, 4),
     "train_cpu_node.sh": (1, 32),     # ranks = cores, no GPU
+    "train_elastic.sh": (2, 32),      # Horovod elastic on CPU nodes (LAUNCHER=elastic in Slurm)
 }
-CPU_SCRIPTS = {"train_cpu_node.sh"}
+CPU_SCRIPTS = {"train_cpu_node.sh", "train_elastic.sh"}
+ELASTIC_SCRIPTS = {"train_elastic.sh"}
 DETECTOR_SCRIPT = "train_detector.sh"   # the box detector (tfxr.detect train), 1 node x 4 GPUs
 CHEXNET_CONFIG = REPO / "configs" / "chexnet_nih.yaml"
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -53,7 +55,7 @@ needs_wget = pytest.mark.skipif(shutil.which("wget") is None, reason="wget is no
 _SCRIPT_VARS = {
     "DRY_RUN", "NP", "DATA_DIR", "OUT_DIR", "PYTHON", "MODEL", "EPOCHS", "BATCH_SIZE",
     "EXTRA_ARGS", "LAUNCHER", "MPIRUN", "MPIRUN_FLAGS", "IMAGE_SIZE", "SHARDS", "FORMAT",
-    "ARCHIVE_GLOB", "NCCL_DEBUG", "DATA_KIND", "CONFIG",
+    "ARCHIVE_GLOB", "NCCL_DEBUG", "DATA_KIND", "CONFIG", "MIN_NP", "TFXR_SLOTS_PER_NODE", "NICS",
 }
 _PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"}
 
@@ -859,7 +861,8 @@ def train_args(argv: list[str]) -> list[str]:
 
 
 def test_one_script_per_launch_shape():
-    assert sorted(p.name for p in SLURM_DIR.glob("*.sh")) == sorted([*BATCH_SCRIPTS, DETECTOR_SCRIPT, "common.sh"])
+    assert sorted(p.name for p in SLURM_DIR.glob("*.sh")) == sorted([*BATCH_SCRIPTS, DETECTOR_SCRIPT, "common.sh",
+                                                                     "discover_hosts.sh"])
     bodies = {re.sub(r"^#SBATCH.*\n|^#.*\n|tfxr_(detect_)?main \d+ \d+.*", "", (SLURM_DIR / s).read_text(),
                      flags=re.M) for s in [*BATCH_SCRIPTS, DETECTOR_SCRIPT]}
     assert len(bodies) == 1  # the same few lines that find common.sh; everything else is there
@@ -879,7 +882,8 @@ def test_slurm_script_header(script):
     assert header["output"] == "logs/%x-%j.out"
     assert {"job-name", "cpus-per-task", "time"} <= header.keys()
     assert re.search(r"^#\s+module load ", text, flags=re.M)
-    assert re.search(rf"^tfxr_main {nodes} {gpus} \"\$@\"", text, flags=re.M)
+    elastic = " --elastic" if script in ELASTIC_SCRIPTS else ""
+    assert re.search(rf"^tfxr_main {nodes} {gpus}{elastic} \"\$@\"", text, flags=re.M)
 
 
 @pytest.mark.parametrize("script", sorted(BATCH_SCRIPTS))
@@ -1023,6 +1027,37 @@ def test_slurm_launcher_can_be_forced(tmp_path, data_dir):
     argv = argv_of(slurm("train_1node.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir, LAUNCHER="srun",
                          SLURM_SUBMIT_DIR=REPO, **IN_SLURM))
     assert argv[:2] == ["srun", "--mpi=pmix"]
+
+
+def test_slurm_elastic_script_runs_horovodrun_with_the_discovery_script(tmp_path, data_dir):
+    argv = argv_of(slurm("train_elastic.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir, MIN_NP=2,
+                         SLURM_SUBMIT_DIR=REPO, **IN_SLURM))
+    assert argv[0].endswith("horovodrun")
+    assert argv[1:10] == ["--gloo", "-np", "8", "--min-np", "2", "--max-np", "8", "--host-discovery-script",
+                          str(SLURM_DIR / "discover_hosts.sh")]
+    assert train_args(argv)[-2:] == ["--set", "elastic=true"] and "--network-interfaces" not in argv
+    argv = argv_of(slurm("train_elastic.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir, NICS="ib0",
+                         SLURM_SUBMIT_DIR=REPO, **IN_SLURM))
+    assert value_after(argv, "--network-interfaces") == "ib0"
+    proc = slurm("train_elastic.sh", tmp_path, DRY_RUN=1, DATA_DIR=data_dir, MIN_NP="x", **IN_SLURM)
+    assert proc.returncode == 1 and "MIN_NP must be a positive integer" in proc.stderr, out_of(proc)
+
+
+@pytest.mark.parametrize("env, expected", [({"SLURM_NTASKS_PER_NODE": "4"}, ["n1:4", "n2:4"]),
+                                           ({"SLURM_TASKS_PER_NODE": "2(x2)"}, ["n1:2", "n2:2"]),
+                                           ({"SLURM_NTASKS_PER_NODE": "4", "TFXR_SLOTS_PER_NODE": "1"},
+                                            ["n1:1", "n2:1"]),
+                                           ({}, ["n1:1", "n2:1"])])
+def test_discover_hosts_lists_the_job_nodes_with_their_slots(tmp_path, env, expected):
+    bin_dir = tmp_path / "slurmbin"
+    bin_dir.mkdir()
+    write_exe(bin_dir / "scontrol", '#!/bin/sh\n[ "$1 $2 $3" = "show hostnames n[1-2]" ] && printf "n1\\nn2\\n"\n')
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    proc = run(["bash", SLURM_DIR / "discover_hosts.sh"], cwd=tmp_path,
+               env=clean_env(PATH=path, SLURM_JOB_NODELIST="n[1-2]", **env))
+    assert proc.returncode == 0 and proc.stdout.split() == expected, out_of(proc)
+    proc = run(["bash", SLURM_DIR / "discover_hosts.sh"], cwd=tmp_path, env=clean_env(PATH=path))
+    assert proc.returncode == 1 and "SLURM_JOB_NODELIST is not set" in proc.stderr, out_of(proc)
 
 
 @pytest.mark.parametrize("submit_dir", ["repo", "slurm_dir"])

@@ -111,6 +111,7 @@ class TrainConfig:
     accumulate_steps: int = option(1, minimum=1)     # micro-batches per allreduce (effective batch x K)
     stall_timeout: float = option(600.0, minimum=0.0)  # s until a job with a stalled rank ends; 0 = never
     timeline: str = ""                 # Horovod timeline file (rank 0 writes it; tfxr.timeline reads it)
+    elastic: bool = False              # Horovod elastic (horovodrun --min-np/--max-np): survive lost workers
     mixed_precision: bool = False      # bf16 on CPU, fp16 (+ loss scaling) on GPU
     xla: bool = False                  # jit-compile the forward/backward pass
     resume: bool = False               # continue OUT from its newest checkpoint
@@ -129,7 +130,7 @@ class TrainConfig:
         "deterministic": "pipeline.deterministic", "shuffle_buffer": "pipeline.shuffle_buffer"}
     #: what ``--resume`` may change (more epochs, patience of the stopping rule, the console)
     RESUME_SAFE: ClassVar[frozenset] = RUN_FIELDS_SAFE_TO_CHANGE | {"early_stopping_patience", "stall_timeout",
-                                                                    "timeline"}
+                                                                    "timeline", "elastic"}
 
 
 @dataclass
@@ -158,6 +159,8 @@ class GanConfig:
     collapse_threshold: float = option(0.5, minimum=0.0)   # flag when sample diversity < this x real
     steps_per_epoch: int = option(0, minimum=0)         # 0: one pass over the smallest rank's images
     compression: str = option("none", choices=("none", "fp16"))
+    accumulate_steps: int = option(1, minimum=1)     # micro-batches per allreduce (effective batch x K)
+    stall_timeout: float = option(600.0, minimum=0.0)  # s until a job with a stalled rank ends; 0 = never
     seed: int = seed_option()
     deterministic: bool = False
     resume: bool = False                             # continue OUT from its newest checkpoint
@@ -172,7 +175,7 @@ class GanConfig:
     #: what ``--resume`` may change (only rank 0's outputs: sample grids, the collapse flag,
     #: the evaluators of compare-optimizers; more epochs also stretch the instance-noise decay)
     RESUME_SAFE: ClassVar[frozenset] = RUN_FIELDS_SAFE_TO_CHANGE | {
-        "sample_epochs", "collapse_threshold", "inception_weights", "feature_model"}
+        "sample_epochs", "collapse_threshold", "inception_weights", "feature_model", "stall_timeout"}
 
 
 @dataclass
@@ -194,6 +197,9 @@ class DetectorConfig:
     weight_decay: float = option(0.0, minimum=0.0)
     clipnorm: float = option(10.0, minimum=0.0)      # global gradient-norm clip (KerasCV's YOLOv8 recipe); 0 = off
     compression: str = option("none", choices=("none", "fp16"))      # allreduce compression
+    accumulate_steps: int = option(1, minimum=1)     # micro-batches per allreduce (effective batch x K)
+    stall_timeout: float = option(600.0, minimum=0.0)  # s until a job with a stalled rank ends; 0 = never
+    elastic: bool = False              # Horovod elastic (horovodrun --min-np/--max-np): survive lost workers
     seed: int = seed_option()
     steps_per_epoch: int = option(0, minimum=0)      # 0: one pass over the smallest rank's share
     val_split: str = "val"             # mAP@0.5 on it after each epoch ('' to skip); best.keras by it
@@ -204,7 +210,7 @@ class DetectorConfig:
     pipeline: DataConfig = field(default_factory=lambda: DataConfig(batch_size=8))
 
     FLAG_ALIASES: ClassVar[dict[str, str]] = TrainConfig.FLAG_ALIASES
-    RESUME_SAFE: ClassVar[frozenset] = RUN_FIELDS_SAFE_TO_CHANGE
+    RESUME_SAFE: ClassVar[frozenset] = RUN_FIELDS_SAFE_TO_CHANGE | {"stall_timeout", "elastic"}
 
 
 # --------------------------------------------------------------------------- data tools
@@ -382,6 +388,9 @@ class LaunchConfig:
     min_np: int | None = option(None, minimum=1, help="elastic horovodrun: fewest workers")
     max_np: int | None = option(None, minimum=1, help="elastic horovodrun: most workers")
     host_discovery_script: str = option("", help="elastic horovodrun: prints 'host:slots' lines")
+    network_interfaces: str = option("", help=(
+        "horovodrun: the NICs to use, e.g. ib0 (elastic on one host needs it: horovodrun finds common "
+        "interfaces only across 2+ hosts)"))
     mpirun: str = option("mpirun", help="the mpirun command, with flags of its own")
     print: bool = option(False, help="print the command instead of running it")
 

@@ -23,9 +23,20 @@ No silent hangs, two mechanisms for two kinds of stall:
   :class:`StallWatchdog` covers this: every rank's watchdog thread touches a heartbeat file
   each second and, when one training step has run longer than the bound, prints which
   ranks' heartbeats stopped and ends its process, and the launcher ends the job.
+
+Elastic training (``horovodrun --gloo --min-np --max-np --host-discovery-script``, the
+run scaffold's ``elastic=true``): :func:`elastic_run` runs a function under Horovod's
+elastic loop (``hvd.elastic.run``'s semantics: a lost worker rolls every rank back to the
+last commit and goes on with the rest, a new host joins at the next commit) with the state
+of :func:`elastic_state`.  Horovod's ``TensorFlowKerasState`` calls ``optimizer.variables()``,
+a list in Keras 3 (measured: TypeError), and its ``TensorFlowState`` broadcasts nothing at a
+sync in eager mode; tfxr's state is Horovod's ``ObjectState`` (plain Python, deep-copied)
+plus the variables' backing ``tf.Variable``s, copied to host memory at a commit and
+broadcast from rank 0 at a sync.
 """
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import threading
@@ -42,6 +53,9 @@ from tfxr.launch import main as launch_cli
 DEFAULT_STALL_CHECK_S = 60
 #: seconds after which a stalled job is ended (0: wait forever)
 DEFAULT_STALL_SHUTDOWN_S = 600
+
+#: seconds an elastic worker waits in Gloo's rendezvous for the others (Horovod's default: 30)
+ELASTIC_RENDEZVOUS_S = 600
 
 _hvd = None          # the horovod.tensorflow module once init() ran with it
 _initialized = False
@@ -74,6 +88,10 @@ def init(pin_gpu: bool = True, stall_timeout: float | None = None, timeline: str
     if _initialized:
         return
     os.environ.update(stall_environment(stall_timeout))   # read by Horovod's background thread
+    if elastic():
+        # after a change of workers, the rendezvous waits for a joining worker that is still
+        # starting (TensorFlow, the model): Gloo's 30 s default ended the run here under load
+        os.environ.setdefault("HOROVOD_GLOO_TIMEOUT_SECONDS", str(ELASTIC_RENDEZVOUS_S))
     if timeline:
         os.environ["HOROVOD_TIMELINE"] = os.path.abspath(timeline)
         os.environ.setdefault("HOROVOD_TIMELINE_MARK_CYCLES", "1")
@@ -196,6 +214,80 @@ class StallWatchdog:
                 pass
 
 
+def elastic() -> bool:
+    """Whether Horovod's elastic driver started this process (``HOROVOD_ELASTIC=1``)."""
+    return os.environ.get("HOROVOD_ELASTIC") == "1"
+
+
+def elastic_state(variables, **objects):
+    """The state :func:`elastic_run` keeps across a change of workers.
+
+    ``variables`` (Keras or tf variables): copied to host memory at ``commit()``, written
+    back at a rollback, broadcast from rank 0 at every sync.  ``objects``: plain Python
+    values (attributes of the state), deep-copied at a commit, so a later in-place change
+    (a history list growing) never leaks into the committed copy; broadcast from rank 0 at a
+    sync.  ``commit()`` also raises Horovod's ``HostsUpdatedInterrupt`` on every rank when
+    the driver announced a host change (the elastic loop then re-forms the world).
+    """
+    _require_init()
+    from horovod.common.elastic import ObjectState  # HVD
+
+    class ElasticState(ObjectState):  # HVD
+        def __init__(self):
+            self._tracked = backing_variables(variables)
+            self._values = [v.numpy() for v in self._tracked]
+            super().__init__(bcast_object=broadcast_object, get_rank=rank, **copy.deepcopy(objects))
+
+        def save(self):
+            self._values = [v.numpy() for v in self._tracked]
+            self._saved_state = {k: copy.deepcopy(getattr(self, k)) for k in self._saved_state}
+
+        def restore(self):
+            for v, value in zip(self._tracked, self._values):
+                v.assign(value)
+            self._set_attrs()
+
+        def sync(self):
+            broadcast_variables(self._tracked)   # HVD: rank 0's values on every rank
+            super().sync()                       # rank 0's objects
+            self.save()
+
+        def _set_attrs(self):
+            for k, value in self._saved_state.items():
+                setattr(self, k, copy.deepcopy(value))
+
+    return ElasticState()
+
+
+def elastic_run(func, state):
+    """``func(state)`` under Horovod's elastic loop (``hvd.elastic.run``), returning its result.
+
+    Before each (re)start the state is synchronised from rank 0.  A collective that fails
+    because a worker died (TensorFlow's ``OpError`` from a Horovod op) rolls the state back
+    to its last commit (``HorovodInternalError``); a host change announced at a commit
+    keeps the committed state (``HostsUpdatedInterrupt``); either way Horovod is shut down
+    and initialised again with the workers that are there, and ``func`` starts over.
+    """
+    _require_init()
+    import tensorflow as tf   # lazy (see init)
+    from horovod.common.elastic import run_fn  # HVD
+    from horovod.common.exceptions import HorovodInternalError  # HVD
+
+    def guarded(state):
+        try:
+            return func(state)
+        except tf.errors.OpError as e:   # a Horovod op whose peer is gone
+            if "horovod" in str(e).lower():
+                raise HorovodInternalError(e) from e
+            raise
+
+    def reset():
+        _hvd.shutdown()  # HVD
+        _hvd.init()  # HVD: a new world, with the workers the driver has now
+
+    return run_fn(guarded, reset)(state)
+
+
 def _require_init():
     if not _initialized:
         init()
@@ -255,7 +347,7 @@ def allreduce_gradients(grads, compression: str = "none") -> list:
     computation is XLA-compiled, since Horovod's ops have no XLA kernels on CPU.
     """
     _require_init()
-    if not _hvd or _hvd.size() == 1:
+    if not _hvd or (_hvd.size() == 1 and not elastic()):   # elastic: the world may grow after tracing
         return list(grads)
     return _hvd.grouped_allreduce(list(grads), op=_hvd.Average,
                                   compression=_compression(compression))  # HVD

@@ -189,7 +189,8 @@ def _slurm_mpirun_flags(env: dict, gpus: bool) -> list[str]:
 def launch_command(np_: int, argv: list[str], launcher: str = "auto", *, python: str | None = None,
                    cores_per_rank: int | None = None, hosts: str | None = None,
                    min_np: int | None = None, max_np: int | None = None,
-                   discovery_script: str | None = None, env: dict | None = None,
+                   discovery_script: str | None = None, network_interfaces: str | None = None,
+                   env: dict | None = None,
                    gpus: bool | None = None, mpirun: str = "mpirun") -> list[str]:
     """The command line that runs ``python -m argv...`` on ``np_`` ranks: tfxr's one builder.
 
@@ -204,7 +205,10 @@ def launch_command(np_: int, argv: list[str], launcher: str = "auto", *, python:
       ``--cpus-per-task``, which srun no longer inherits from sbatch since Slurm 22.05;
       CPU tasks bound with ``--cpu-bind=cores``).
     * ``horovodrun`` -- ``horovodrun --gloo -np N -H localhost:N`` (or ``hosts``); elastic
-      with ``min_np``/``max_np``/``discovery_script`` (``--host-discovery-script``).
+      with ``min_np``/``max_np``/``discovery_script`` (``--host-discovery-script``), and
+      ``network_interfaces`` (``--network-interfaces``, e.g. ``ib0`` or ``lo``): elastic
+      horovodrun finds the hosts' common interface only when it starts with 2 hosts or more,
+      and waits for a second host otherwise (read in horovod/runner/gloo_run.py, seen here).
     * ``python`` -- one process, no launcher.
     * ``auto`` -- srun inside a Slurm job if its PMIx plugin exists, else mpirun; outside
       Slurm, plain python for one rank and mpirun for more.
@@ -224,6 +228,8 @@ def launch_command(np_: int, argv: list[str], launcher: str = "auto", *, python:
             launcher = "horovodrun"
         else:
             launcher = "mpirun" if np_ > 1 else "python"
+    if network_interfaces and launcher != "horovodrun":
+        raise ConfigError("--network-interfaces is a horovodrun option: use --launcher horovodrun")
     if elastic and launcher != "horovodrun":
         raise ConfigError("--min-np/--max-np/--host-discovery-script need --launcher horovodrun "
                           "(Horovod's elastic driver)")
@@ -251,6 +257,8 @@ def launch_command(np_: int, argv: list[str], launcher: str = "auto", *, python:
                     "--host-discovery-script", discovery_script]
         else:
             cmd += ["-H", hosts or f"localhost:{np_}"]
+        if network_interfaces:
+            cmd += ["--network-interfaces", network_interfaces]
         return cmd + program
     cmd = [*shlex.split(mpirun), "-np", str(np_)]
     if slurm:
@@ -422,7 +430,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m tfxr.launch") -> 
             raise ConfigError(f"--host-discovery-script {script}: not an executable file")
         cmd = launch_command(args.np, module, args.launcher, min_np=args.min_np, max_np=args.max_np,
                              discovery_script=os.path.abspath(script) if script else None,
-                             mpirun=args.mpirun)
+                             network_interfaces=args.network_interfaces or None, mpirun=args.mpirun)
         if args.print:
             print(shlex.join(cmd))
             return 0

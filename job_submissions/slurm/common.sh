@@ -2,7 +2,8 @@
 # Shared body of the tfxr Slurm batch scripts in this folder (README.md explains the
 # settings, the launchers and the site file once). Sourced, never run. A batch script
 # sources it and calls
-#   tfxr_main NODES GPUS_PER_NODE [TRAIN_ARG...]
+#   tfxr_main NODES GPUS_PER_NODE [--elastic] [TRAIN_ARG...]
+# (--elastic: LAUNCHER defaults to elastic, Horovod elastic through discover_hosts.sh)
 # with the nodes and GPUs (= MPI ranks) per node its #SBATCH header asks for, then
 # more tfxr.train arguments (after those in EXTRA_ARGS); tfxr_detect_main takes the same
 # and trains the box detector (python -m tfxr.detect train) instead.
@@ -42,8 +43,12 @@ tfxr_main() {
         tfxr_die "bash >= 4.4 is required (this is $BASH_VERSION)"
     fi
     (($# >= 2)) || tfxr_die "tfxr_main needs NODES GPUS_PER_NODE"
-    local nodes=$1 gpn=$2
+    local nodes=$1 gpn=$2 elastic=0
     shift 2
+    if [[ ${1:-} == --elastic ]]; then # train_elastic.sh: LAUNCHER=elastic unless set
+        elastic=1
+        shift
+    fi
 
     local site=${TFXR_SITE_ENV:-$TFXR_REPO_DIR/job_submissions/slurm/site.sh}
     if [[ -f $site ]]; then
@@ -117,15 +122,28 @@ tfxr_main() {
         where="local run, $np rank(s)"
     else
         local ntasks=${SLURM_NTASKS:-$((nodes * gpn))} launcher=${LAUNCHER:-auto}
+        if ((elastic)); then launcher=${LAUNCHER:-elastic}; fi
         case $launcher in
-            auto | srun | mpirun) ;;
-            *) tfxr_die "LAUNCHER must be auto, srun or mpirun, got '$launcher'" ;;
+            auto | srun | mpirun | elastic) ;;
+            *) tfxr_die "LAUNCHER must be auto, srun, mpirun or elastic, got '$launcher'" ;;
         esac
         # Slurm >= 22.05: srun no longer inherits --cpus-per-task from sbatch (the builder
         # passes it too; this covers steps the job itself starts).
         if [[ -n ${SLURM_CPUS_PER_TASK:-} ]]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK; fi
-        launch=("${py[@]}" -m tfxr.launch --launcher "$launcher" --np "$ntasks")
-        if [[ -n ${MPIRUN:-} ]]; then launch+=(--mpirun "$MPIRUN"); fi
+        if [[ $launcher == elastic ]]; then
+            # Horovod elastic: horovodrun --gloo with the job's nodes from the discovery script
+            local min_np=${MIN_NP:-1}
+            tfxr_posint "$min_np" || tfxr_die "MIN_NP must be a positive integer, got '$min_np'"
+            launch=("${py[@]}" -m tfxr.launch --launcher horovodrun --np "$ntasks" --min-np "$min_np"
+                --max-np "$ntasks" --host-discovery-script "$TFXR_REPO_DIR/job_submissions/slurm/discover_hosts.sh")
+            # NICS (e.g. ib0): the interface Gloo uses; needed for a one-node job (horovodrun
+            # finds the nodes' common interface only when it starts with 2 nodes or more)
+            if [[ -n ${NICS:-} ]]; then launch+=(--network-interfaces "$NICS"); fi
+            train+=(--set elastic=true)
+        else
+            launch=("${py[@]}" -m tfxr.launch --launcher "$launcher" --np "$ntasks")
+        fi
+        if [[ -n ${MPIRUN:-} && $launcher != elastic ]]; then launch+=(--mpirun "$MPIRUN"); fi
         launch+=(-- "${train[@]}")
         where="Slurm job $SLURM_JOB_ID, $ntasks task(s) on ${SLURM_JOB_NUM_NODES:-$nodes} node(s) ${SLURM_JOB_NODELIST:-}, launcher $launcher"
     fi

@@ -51,3 +51,43 @@ def test_too_few_batches_to_accumulate_stops_before_writing(synthetic_tfrec, tmp
              "--set", "accumulate_steps=4", cwd=tmp_path, check=False)
     assert r.returncode == 2 and "accumulate_steps=4: an epoch has only 3 batch(es)" in r.stderr, r.stderr[-2000:]
     assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("np_", [1, pytest.param(2, marks=pytest.mark.mpi)])
+def test_gan_k_micro_batches_equal_one_batch_of_k_times_the_size(tmp_path, np_):
+    """The GAN (no batch norm, no dropout): both networks' updates from K=4 micro-batches of 4
+    equal those of one batch of 16; 12 micro-batches allreduce 3 times."""
+    runs = {k: tfxr("tests.mpi_scripts.gan_accumulate_check", str(tmp_path), str(k), np=np_, env=ONE_THREAD)
+            for k in (4, 1)}
+    for r in runs.values():
+        assert f"world {np_} allreduces 3" in r.stdout, r.stdout
+    k4, k1 = (load_arrays(tmp_path / f"gan-k{k}-w{np_}-0.npz") for k in (4, 1))
+    for a, b in zip(k4, k1):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)
+    init = load_arrays(tmp_path / f"gan-init-w{np_}-0.npz")
+    assert len(k4) == len(k1) == len(init) > 0
+    assert max(np.abs(a - b).max() for a, b in zip(k4, init)) > 1e-3   # training moved the weights
+    if np_ == 2:
+        for a, b in zip(k4, load_arrays(tmp_path / "gan-k4-w2-1.npz")):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_gan_train_counts_allreduces_per_epoch(synthetic_tfrec, tmp_path):
+    common = ["train", "--data", str(synthetic_tfrec), "--epochs", "1", "--batch-size", "4", "--no-progress",
+              "--set", "steps_per_epoch=10", "--set", "g_filters=8", "--set", "d_filters=8"]
+    for k in (1, 4):
+        out = tmp_path / f"k{k}"
+        tfxr("tfxr.gan", *common, "--out", str(out), "--set", f"accumulate_steps={k}", cwd=tmp_path)
+        (epoch,) = json.loads((out / "history.json").read_text())
+        assert epoch["allreduces"] == {1: 10, 4: 2}[k]      # K=4: the epoch rounded down to 8 micro-batches
+
+
+def test_detector_k2_equals_one_batch_in_two_micro_batches(synthetic_tfrec, tmp_path):
+    """Batch norm sees each micro-batch alone both ways: K=2 on batches of 4 = ``micro_batches=2``
+    on batches of 8 (one update, its loss the mean of the two parts')."""
+    runs = {mode: tfxr("tests.mpi_scripts.detector_accumulate_check", str(synthetic_tfrec), str(tmp_path), mode,
+                       env=ONE_THREAD) for mode in ("k2", "micro2")}
+    assert "allreduces 3" in runs["k2"].stdout and "allreduces 3" in runs["micro2"].stdout   # 6 vs 3 calls
+    k2, micro2 = (load_arrays(tmp_path / f"det-{m}.npz") for m in ("k2", "micro2"))
+    for a, b in zip(k2, micro2):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -78,11 +78,19 @@ class CheckpointStore:
         self.directory = os.path.abspath(directory)
         if writer:
             read_index(self.directory)   # CheckpointManager would trip over a damaged index
-        self.writer = writer
+        self.writer, self.max_to_keep = False, max_to_keep
         self._state = tf.Variable("{}", dtype=tf.string, trainable=False, name="run_state")
         self.checkpoint = tf.train.Checkpoint(run_state=self._state, **objects)
-        self.manager = (tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=max_to_keep,
-                                                   checkpoint_name="ckpt") if writer else None)
+        self.manager = None
+        self.set_writer(writer)
+
+    def set_writer(self, writer: bool) -> None:
+        """Make this process the writer, or not (elastic training: rank 0 can move to another
+        process; the new writer's manager finds the checkpoints already in the directory)."""
+        if writer and self.manager is None:
+            self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=self.max_to_keep,
+                                                      checkpoint_name="ckpt")
+        self.writer = writer
 
     def save(self, step: int, state: dict) -> str | None:
         """Write a checkpoint numbered ``step`` (rank 0 only); returns its path prefix."""

@@ -79,12 +79,11 @@ class DistributedStep:
     variables' backing ``tf.Variable``s (see :mod:`tfxr.distributed`).  The loss is summed
     on the device in ``loss_sum``: the caller reads it once per epoch, never per step.
 
-    Gradient accumulation (``accumulate_steps`` K > 1, Horovod's ``backward_passes_per_step``):
-    each call is one micro-batch; its local gradients are added to accumulators, and every
-    K-th call averages them over the K micro-batches, allreduces them once and applies them.
-    The update therefore equals one step on the K micro-batches together (effective batch
-    K x batch x ranks) for a model without batch norm; batch norm statistics (and dropout
-    masks) stay per micro-batch.  ``allreduces`` counts the gradient allreduces run.
+    Gradient accumulation (``accumulate_steps`` K > 1) and the stall watchdog are the run
+    scaffold's :class:`~tfxr.training.run.GradientAccumulation`, as for the GAN and the
+    detector: each call is one micro-batch, every K-th allreduces the mean of the K
+    gradients once and applies it (effective batch K x batch x ranks; batch norm statistics
+    and dropout masks stay per micro-batch).  ``allreduces`` counts the gradient allreduces run.
     """
 
     def __init__(self, model, optimizer, loss_fn, compression: str = "none", xla: bool = False,
@@ -94,45 +93,26 @@ class DistributedStep:
         self.tf, self.dist = tf, dist
         self.model, self.optimizer, self.loss_fn, self.compression = model, optimizer, loss_fn, compression
         self.accumulate_steps = accumulate_steps
-        self.watchdog = watchdog              # a dist.StallWatchdog: a step that hangs ends the job
         self.sources = dist.backing_variables(model.trainable_variables)
+        self.accumulation = run.GradientAccumulation([self.sources], accumulate_steps, compression, watchdog)
+        self.allreduces = self.accumulation.allreduces
         self.loss_sum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
-        self.allreduces = tf.Variable(0, trainable=False, dtype=tf.int64)
-        self._micro = 0                       # micro-batches since the last update (host side)
-        self._calls = 0
-        grads = tf.function(self._local_grads, jit_compile=True, reduce_retracing=True) if xla \
-            else self._local_grads
-        self._grads = grads
-        if accumulate_steps > 1:
-            self.accumulators = [tf.Variable(tf.zeros_like(s), trainable=False) for s in self.sources]
-            self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
-            self._accumulate_apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
-        elif xla:
-            self._call = tf.function(self._step_xla, reduce_retracing=True)
-        else:
-            self._call = tf.function(self._step, reduce_retracing=True)
+        self._grads = (tf.function(self._local_grads, jit_compile=True, reduce_retracing=True) if xla
+                       else self._local_grads)
+        self._plain = tf.function(self._step_xla if xla else self._step, reduce_retracing=True)
+        self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
+        self._apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
 
     def __call__(self, x, y):
         """One step on this rank's (micro-)batch; returns the local loss as a tensor (no host sync)."""
-        self._calls += 1
-        if self.watchdog is None:
-            return self._run(x, y)
-        with self.watchdog.step(tracing=self._calls <= self.accumulate_steps):
-            return self._run(x, y)
+        return self.accumulation.run(self._plain, self._accumulate, self._apply, x, y)
+
+    def adopt_world(self, rank: int, world: int) -> None:
+        self.accumulation.adopt_world(rank, world)
 
     def close(self) -> None:
         """Stop the stall watchdog (if any) and remove its heartbeat files."""
-        if self.watchdog is not None:
-            self.watchdog.close()
-
-    def _run(self, x, y):
-        if self.accumulate_steps == 1:
-            return self._call(x, y)
-        self._micro += 1
-        if self._micro < self.accumulate_steps:
-            return self._accumulate(x, y)
-        self._micro = 0
-        return self._accumulate_apply(x, y)
+        self.accumulation.close()
 
     def _forward(self, tape, x, y):
         with tape:
@@ -145,7 +125,7 @@ class DistributedStep:
         loss, scaled = self._forward(tape, x, y)
         tape = self.dist.distributed_tape(tape, self.compression)   # HVD: ring-allreduce
         grads = tape.gradient(scaled, self.sources)
-        self.allreduces.assign_add(1)
+        self.accumulation.counted()
         self.optimizer.apply(grads, self.model.trainable_variables)
         self.loss_sum.assign_add(loss)
         return loss
@@ -158,7 +138,7 @@ class DistributedStep:
     def _step_xla(self, x, y):
         loss, grads = self._grads(x, y)
         grads = self.dist.allreduce_gradients(grads, self.compression)   # HVD: ring-allreduce
-        self.allreduces.assign_add(1)
+        self.accumulation.counted()
         self.optimizer.apply(grads, self.model.trainable_variables)
         self.loss_sum.assign_add(loss)
         return loss
@@ -166,21 +146,15 @@ class DistributedStep:
     def _step_accumulate(self, x, y):
         """A micro-batch that is not the K-th: local gradients added, no communication."""
         loss, grads = self._grads(x, y)
-        for acc, g in zip(self.accumulators, grads):
-            acc.assign_add(self.tf.cast(g, acc.dtype))
+        self.accumulation.add([grads])
         self.loss_sum.assign_add(loss)
         return loss
 
     def _step_accumulate_apply(self, x, y):
         """The K-th micro-batch: the mean of the K gradients allreduced once and applied."""
         loss, grads = self._grads(x, y)
-        mean = [(acc + self.tf.cast(g, acc.dtype)) / self.accumulate_steps
-                for acc, g in zip(self.accumulators, grads)]
-        mean = self.dist.allreduce_gradients(mean, self.compression)   # HVD: ring-allreduce
-        self.allreduces.assign_add(1)
+        (mean,) = self.accumulation.mean_allreduced([grads])   # HVD: one allreduce per K micro-batches
         self.optimizer.apply(mean, self.model.trainable_variables)
-        for acc in self.accumulators:
-            acc.assign(self.tf.zeros_like(acc))
         self.loss_sum.assign_add(loss)
         return loss
 
@@ -215,18 +189,13 @@ class Trainer(run.OneModelTask):
         positives, total = training_label_counts(self.manifest, cfg.pipeline.generated_fraction)
         self.pos_weight, self.neg_weight = class_weights(positives, total, cfg.class_weighting)
         self.loss_fn = weighted_bce(self.pos_weight, self.neg_weight)
-        # the effective batch is accumulate_steps x batch x ranks: lr scaling and warm-up use it
-        self.scale = self.world * cfg.accumulate_steps
-        self.base_lr = cfg.lr * (self.scale if cfg.lr_scaling else 1)
-        self.schedule = WarmupSchedule(self.base_lr, self.scale, cfg.warmup_epochs, cfg.min_lr)
+        self._scale_lr()
         self.policy = PlateauPolicy(cfg.monitor, cfg.plateau_factor, cfg.plateau_patience,
                                     cfg.early_stopping_patience)
         self.optimizer = self._make_optimizer()
         self.optimizer.build(self.model.trainable_variables)
-        watchdog = (dist.StallWatchdog(os.path.join(cfg.out, ".tfxr-heartbeat"), cfg.stall_timeout, self.rank,
-                                       self.world) if self.world > 1 and cfg.stall_timeout else None)
         self.step = DistributedStep(self.model, self.optimizer, self.loss_fn, cfg.compression, cfg.xla,
-                                    cfg.accumulate_steps, watchdog)
+                                    cfg.accumulate_steps, run.stall_watchdog(cfg, self.rank, self.world))
         self.state = new_run_state()
         run.offset_seed_states(self.seed_variables(), self.rank)
         self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
@@ -274,6 +243,21 @@ class Trainer(run.OneModelTask):
         if keras.mixed_precision.global_policy().name == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer
+
+    def _scale_lr(self) -> None:
+        """The effective batch is accumulate_steps x batch x ranks: lr scaling and warm-up use it."""
+        cfg = self.cfg
+        self.scale = self.world * cfg.accumulate_steps
+        self.base_lr = cfg.lr * (self.scale if cfg.lr_scaling else 1)
+        self.schedule = WarmupSchedule(self.base_lr, self.scale, cfg.warmup_epochs, cfg.min_lr)
+
+    def adopt_world(self, rank: int, world: int) -> None:
+        """Elastic training: the live rank and world (lr scale, steps, shards; see run.Task)."""
+        self.rank, self.world = rank, world
+        self._scale_lr()
+        self.global_batch = self.data_cfg.batch_size * world
+        self.steps = self.steps_per_epoch()
+        self.step.adopt_world(rank, world)
 
     def lr_at(self, step: int, steps_per_epoch: int) -> float:
         return self.schedule.lr(step, steps_per_epoch, self.state["lr_multiplier"])

@@ -8,8 +8,11 @@ in the one run scaffold (:mod:`tfxr.training.run`), like the classifier and the 
   global norm, applied by tfxr's optimizer; ``micro_batches > 1`` splits a batch and
   averages the parts' losses (batch norm sees each part alone, as each rank sees its own
   batch: the data-parallel step then equals one process on the union in micro-batches).
-* Learning rate: ``lr`` per worker, times the workers (``lr_scaling``) after Horovod's
-  warm-up (:class:`~tfxr.training.schedule.WarmupSchedule`).
+* Learning rate: ``lr`` per worker, times the workers and ``accumulate_steps`` (the
+  effective batch, ``lr_scaling``) after Horovod's warm-up
+  (:class:`~tfxr.training.schedule.WarmupSchedule`).
+* Gradient accumulation (``accumulate_steps``), the stall watchdog (``stall_timeout``) and
+  elastic training (``elastic``) as for the classifier (:mod:`tfxr.training.run`).
 * After each epoch: mAP@0.5 on ``val_split`` (pycocotools, every rank's images gathered);
   rank 0 keeps ``best.weights.h5`` (best val mAP@0.5) and writes ``final.weights.h5``
   (weights only; :func:`tfxr.models.detector.load_detector` rebuilds from ``config.yaml``).
@@ -39,33 +42,74 @@ from tfxr.training.schedule import Decision, WarmupSchedule
 
 
 class DetectorStep:
-    """One training step of the detector (a ``tf.function``); the loss summed on the device."""
+    """One training step of the detector (``tf.function``s); the loss summed on the device.
 
-    def __init__(self, model, optimizer, compression: str = "none", clipnorm: float = 0.0, micro_batches: int = 1):
+    Gradient accumulation (``accumulate_steps`` K > 1) and the stall watchdog are the run
+    scaffold's :class:`~tfxr.training.run.GradientAccumulation`, as for the classifier and
+    the GAN: every K-th call allreduces the mean of the K micro-batches' gradients once,
+    clips it and applies it.  Batch norm normalises each micro-batch alone, as it does each
+    part of ``micro_batches`` (so K = 2 on batch B equals ``micro_batches=2`` on batch 2B).
+    """
+
+    def __init__(self, model, optimizer, compression: str = "none", clipnorm: float = 0.0, micro_batches: int = 1,
+                 accumulate_steps: int = 1, watchdog=None):
         self.model, self.optimizer, self.compression = model, optimizer, compression
         self.clipnorm, self.micro_batches = clipnorm, micro_batches
         self.sources = dist.backing_variables(model.trainable_variables)
+        self.accumulation = run.GradientAccumulation([self.sources], accumulate_steps, compression, watchdog)
+        self.allreduces = self.accumulation.allreduces
         self.loss_sum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
-        self._call = tf.function(self._step, reduce_retracing=True)
+        self._plain = tf.function(self._step, reduce_retracing=True)
+        self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
+        self._apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
 
     def __call__(self, x, y):
-        return self._call(x, y)
+        return self.accumulation.run(self._plain, self._accumulate, self._apply, x, y)
 
-    def _step(self, x, y):
-        with tf.GradientTape() as tape:
+    def adopt_world(self, rank: int, world: int) -> None:
+        self.accumulation.adopt_world(rank, world)
+
+    def close(self) -> None:
+        """Stop the stall watchdog (if any) and remove its heartbeat files."""
+        self.accumulation.close()
+
+    def _loss(self, tape, x, y):
+        with tape:
             if self.micro_batches == 1:
-                loss = detection_loss(self.model, x, y)
-            else:
-                xs = tf.split(x, self.micro_batches)
-                ys = [dict(zip(y, parts)) for parts in zip(*(tf.split(v, self.micro_batches) for v in y.values()))]
-                loss = tf.add_n([detection_loss(self.model, a, b) for a, b in zip(xs, ys)]) / self.micro_batches
-        tape = dist.distributed_tape(tape, self.compression)   # HVD: ring-allreduce of the gradients
-        grads = tape.gradient(loss, self.sources)
+                return detection_loss(self.model, x, y)
+            xs = tf.split(x, self.micro_batches)
+            ys = [dict(zip(y, parts)) for parts in zip(*(tf.split(v, self.micro_batches) for v in y.values()))]
+            return tf.add_n([detection_loss(self.model, a, b) for a, b in zip(xs, ys)]) / self.micro_batches
+
+    def _update(self, grads, loss):
         if self.clipnorm:
             grads, _ = tf.clip_by_global_norm(grads, self.clipnorm)   # the same on every rank (averaged grads)
         self.optimizer.apply(grads, self.model.trainable_variables)
         self.loss_sum.assign_add(loss)
         return loss
+
+    def _step(self, x, y):
+        tape = tf.GradientTape()
+        loss = self._loss(tape, x, y)
+        tape = dist.distributed_tape(tape, self.compression)   # HVD: ring-allreduce of the gradients
+        grads = tape.gradient(loss, self.sources)
+        self.accumulation.counted()
+        return self._update(grads, loss)
+
+    def _step_accumulate(self, x, y):
+        """A micro-batch that is not the K-th: local gradients added, no communication."""
+        tape = tf.GradientTape()
+        loss = self._loss(tape, x, y)
+        self.accumulation.add([tape.gradient(loss, self.sources)])
+        self.loss_sum.assign_add(loss)
+        return loss
+
+    def _step_accumulate_apply(self, x, y):
+        """The K-th micro-batch: the mean of the K gradients allreduced once, clipped, applied."""
+        tape = tf.GradientTape()
+        loss = self._loss(tape, x, y)
+        (mean,) = self.accumulation.mean_allreduced([tape.gradient(loss, self.sources)])   # HVD
+        return self._update(mean, loss)
 
 
 class DetectorTrainer(run.OneModelTask):
@@ -77,7 +121,7 @@ class DetectorTrainer(run.OneModelTask):
             raise ConfigError("--data is required (a TFRecord directory with boxes, written by "
                               "`python -m tfxr.tfrecords write`)")
         self.cfg = cfg
-        self.rank, self.world = run.init_process()
+        self.rank, self.world = run.init_process(stall_timeout=cfg.stall_timeout)   # bounded stalls
         run.seed_process(cfg.seed, cfg.pipeline.deterministic)
         self.manifest = manifest or read_manifest(cfg.data)
         self._check_data()
@@ -88,15 +132,15 @@ class DetectorTrainer(run.OneModelTask):
         self.data_cfg = dataclasses.replace(cfg.pipeline, image_size=self.image_size)
         self.model = build_detector(self.image_size, num_classes=len(self.label_names), backbone=cfg.backbone,
                                     backbone_weights=cfg.backbone_weights, fpn_depth=cfg.fpn_depth)
-        self.base_lr = cfg.lr * (self.world if cfg.lr_scaling else 1)
-        self.schedule = WarmupSchedule(self.base_lr, self.world, cfg.warmup_epochs, cfg.min_lr)
+        self._scale_lr()
         options = {"learning_rate": self.base_lr}
         if cfg.weight_decay:
             options["weight_decay"] = cfg.weight_decay
         self.optimizer = (keras.optimizers.Adam(**options) if cfg.optimizer == "adam"
                           else keras.optimizers.SGD(momentum=0.9, nesterov=True, **options))
         self.optimizer.build(self.model.trainable_variables)
-        self.step = DetectorStep(self.model, self.optimizer, cfg.compression, cfg.clipnorm, micro_batches)
+        self.step = DetectorStep(self.model, self.optimizer, cfg.compression, cfg.clipnorm, micro_batches,
+                                 cfg.accumulate_steps, run.stall_watchdog(cfg, self.rank, self.world))
         self.state = run.new_run_state(best=None, best_epoch=None)
         run.offset_seed_states(self.seed_variables(), self.rank)
         self.global_batch = self.data_cfg.batch_size * self.world
@@ -118,6 +162,20 @@ class DetectorTrainer(run.OneModelTask):
         check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []),
                      hashes=cfg.pipeline.verify_shards)
 
+    def _scale_lr(self) -> None:
+        """lr x workers x accumulate_steps (the effective batch) with lr scaling, after the warm-up."""
+        cfg = self.cfg
+        self.scale = self.world * cfg.accumulate_steps
+        self.base_lr = cfg.lr * (self.scale if cfg.lr_scaling else 1)
+        self.schedule = WarmupSchedule(self.base_lr, self.scale, cfg.warmup_epochs, cfg.min_lr)
+
+    def adopt_world(self, rank: int, world: int) -> None:
+        """Elastic training: the live rank and world (lr scale, batch; ``begin`` redoes steps, shards)."""
+        self.rank, self.world = rank, world
+        self._scale_lr()
+        self.global_batch = self.data_cfg.batch_size * world
+        self.step.adopt_world(rank, world)
+
     def train_step(self, x, y):
         return self.step(x, y)
 
@@ -126,19 +184,27 @@ class DetectorTrainer(run.OneModelTask):
 
     # ---- the run (tfxr.training.run.Task)
     def fit(self) -> dict:
-        return run.Run(self.cfg, self.rank, self.world).fit(self)
+        try:
+            return run.Run(self.cfg, self.rank, self.world).fit(self)
+        finally:
+            self.step.close()
 
     def resolved(self) -> dict:
         return {"workers": self.world, "base_lr": self.base_lr, "image_size": self.image_size,
+                "effective_batch": self.scale * self.data_cfg.batch_size,
                 "label_names": self.label_names, "library": f"keras-cv {_keras_cv_version()} YOLOV8Detector"}
 
     def outputs(self) -> tuple[str, ...]:
         return ("best.weights.h5", "final.weights.h5")
 
     def begin(self) -> None:
-        cfg, first = self.cfg, self.state["epoch"]
-        self.steps = cfg.steps_per_epoch or split_steps(cfg.data, "train", self.manifest, self.data_cfg.batch_size,
-                                                        self.world, self.data_cfg.generated_fraction)
+        cfg, first, k = self.cfg, self.state["epoch"], self.cfg.accumulate_steps
+        steps = cfg.steps_per_epoch or split_steps(cfg.data, "train", self.manifest, self.data_cfg.batch_size,
+                                                   self.world, self.data_cfg.generated_fraction)
+        if steps < k:
+            raise ConfigError(f"accumulate_steps={k}: an epoch has only {steps} batch(es) of "
+                              f"{self.data_cfg.batch_size} per rank; lower accumulate_steps or the batch size")
+        self.steps = steps - steps % k     # an epoch (and a checkpoint) ends on an update
         self._batches = (iter(build_dataset(cfg.data, "train", self.data_cfg, training=True, rank=self.rank,
                                             world=self.world, seed=cfg.seed, epoch=first, epochs=cfg.epochs - first,
                                             manifest=self.manifest, repeat_steps=self.steps, boxes=cfg.max_boxes))
@@ -146,12 +212,15 @@ class DetectorTrainer(run.OneModelTask):
 
     def describe(self) -> str:
         report = model_report(self.model)
+        k = self.cfg.accumulate_steps
         return (f"detector yolov8/{self.cfg.backbone} {self.image_size} px: {report['params']:,} params, "
                 f"{report['flops_per_image'] / 1e9:.3f} GFLOPs/image; {self.world} worker(s) x batch "
-                f"{self.data_cfg.batch_size}, {self.steps} steps/epoch, lr {self.base_lr:g}")
+                f"{self.data_cfg.batch_size}{f' x {k} accumulated' if k > 1 else ''}, {self.steps} steps/epoch, "
+                f"lr {self.base_lr:g}")
 
     def train_epoch(self, epoch: int, progress) -> dict:
         self.step.loss_sum.assign(0.0)
+        allreduces = int(self.step.allreduces.numpy())
         for _ in range(self.steps):
             x, y = next(self._batches)
             self.optimizer.learning_rate.assign(self.lr_at(self.state["global_step"]))
@@ -159,7 +228,8 @@ class DetectorTrainer(run.OneModelTask):
             self.state["global_step"] += 1
             progress.update(1)
         loss = float(dist.allreduce_mean(self.step.loss_sum.numpy() / self.steps))
-        return {"train_loss": loss, "lr": float(self.optimizer.learning_rate.numpy())}
+        return {"train_loss": loss, "lr": float(self.optimizer.learning_rate.numpy()),
+                "allreduces": int(self.step.allreduces.numpy()) - allreduces}   # gradient allreduces run
 
     def validate(self, split: str) -> dict:
         """mAP@0.5 and mAP@[0.5:0.95] of ``split`` (every rank's images gathered)."""

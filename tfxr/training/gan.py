@@ -124,30 +124,46 @@ def image_grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the step
 class GanStep:
-    """The DCGAN's training step (one ``tf.function``), shared with ``tfxr.models.report``.
+    """The DCGAN's training step (``tf.function``s), shared with ``tfxr.models.report``.
 
     The generator turns noise into images, the discriminator scores real and fake (with
     instance noise of sd ``sigma`` drawn from ``(seed, rank, step)`` streams), and two
     tapes give both networks' gradients, each allreduced by Horovod, applied by both
     optimizers.  Returns this rank's (d_loss, g_loss, D(real), D(fake)) as tensors.
+
+    Gradient accumulation (``accumulate_steps`` K > 1) and the stall watchdog are the run
+    scaffold's :class:`~tfxr.training.run.GradientAccumulation`, as for the classifier: each
+    call is one micro-batch, both networks' gradients are accumulated, and every K-th call
+    allreduces both means in one round and updates both networks (so every micro-batch of an
+    update sees the same D and G, as one batch of K micro-batches would).  Batch norm (in the
+    generator) normalises each micro-batch alone.  ``allreduces`` counts the rounds.
     """
 
     def __init__(self, generator, discriminator, g_optimizer, d_optimizer, *, loss: str = "bce",
                  label_smoothing: float = 0.0, instance_noise: float = 0.0, seed: int = 0, rank: int = 0,
-                 compression: str = "none"):
+                 compression: str = "none", accumulate_steps: int = 1, watchdog=None):
         self.generator, self.discriminator = generator, discriminator
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         self.loss, self.label_smoothing, self.instance_noise = loss, label_smoothing, instance_noise
         self.seed, self.rank, self.compression = seed, rank, compression
         self._g_sources = dist.backing_variables(generator.trainable_variables)
         self._d_sources = dist.backing_variables(discriminator.trainable_variables)
-        self._call = tf.function(self._step, reduce_retracing=True)
+        self.accumulation = run.GradientAccumulation([self._d_sources, self._g_sources], accumulate_steps,
+                                                     compression, watchdog)
+        self.allreduces = self.accumulation.allreduces
+        self._plain = tf.function(self._step, reduce_retracing=True)
+        self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
+        self._apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
 
     def __call__(self, real, noise, sigma, step):
-        return self._call(real, noise, sigma, step)
+        return self.accumulation.run(self._plain, self._accumulate, self._apply, real, noise, sigma, step)
 
-    def _step(self, real, noise, sigma, step):
-        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+    def close(self) -> None:
+        """Stop the stall watchdog (if any) and remove its heartbeat files."""
+        self.accumulation.close()
+
+    def _forward(self, g_tape, d_tape, real, noise, sigma, step):
+        with g_tape, d_tape:
             fake = self.generator(noise, training=True)
             real_in, fake_in = real, fake
             if self.instance_noise > 0:
@@ -158,13 +174,40 @@ class GanStep:
             real_logits = self.discriminator(real_in, training=True)
             fake_logits = self.discriminator(fake_in, training=True)
             d_loss, g_loss = gan_losses(self.loss, real_logits, fake_logits, self.label_smoothing)
+        numbers = (d_loss, g_loss, tf.reduce_mean(tf.sigmoid(real_logits)), tf.reduce_mean(tf.sigmoid(fake_logits)))
+        return d_loss, g_loss, numbers
+
+    def _apply_both(self, d_grads, g_grads):
+        self.d_optimizer.apply(d_grads, self.discriminator.trainable_variables)
+        self.g_optimizer.apply(g_grads, self.generator.trainable_variables)
+
+    def _step(self, real, noise, sigma, step):
+        g_tape, d_tape = tf.GradientTape(), tf.GradientTape()
+        d_loss, g_loss, numbers = self._forward(g_tape, d_tape, real, noise, sigma, step)
         d_tape = dist.distributed_tape(d_tape, self.compression)   # HVD: allreduce D's grads
         g_tape = dist.distributed_tape(g_tape, self.compression)   # HVD: allreduce G's grads
         d_grads = d_tape.gradient(d_loss, self._d_sources)
         g_grads = g_tape.gradient(g_loss, self._g_sources)
-        self.d_optimizer.apply(d_grads, self.discriminator.trainable_variables)
-        self.g_optimizer.apply(g_grads, self.generator.trainable_variables)
-        return (d_loss, g_loss, tf.reduce_mean(tf.sigmoid(real_logits)), tf.reduce_mean(tf.sigmoid(fake_logits)))
+        self.accumulation.counted()
+        self._apply_both(d_grads, g_grads)
+        return numbers
+
+    def _local(self, real, noise, sigma, step):
+        g_tape, d_tape = tf.GradientTape(), tf.GradientTape()
+        d_loss, g_loss, numbers = self._forward(g_tape, d_tape, real, noise, sigma, step)
+        return numbers, [d_tape.gradient(d_loss, self._d_sources), g_tape.gradient(g_loss, self._g_sources)]
+
+    def _step_accumulate(self, real, noise, sigma, step):
+        """A micro-batch that is not the K-th: both gradient sets added, no communication."""
+        numbers, grads = self._local(real, noise, sigma, step)
+        self.accumulation.add(grads)
+        return numbers
+
+    def _step_accumulate_apply(self, real, noise, sigma, step):
+        """The K-th micro-batch: both means allreduced in one round, both networks updated."""
+        numbers, grads = self._local(real, noise, sigma, step)
+        self._apply_both(*self.accumulation.mean_allreduced(grads))   # HVD: one round per K micro-batches
+        return numbers
 
 
 def gan_optimizer(name: str, lr: float, beta1: float = 0.5):
@@ -181,7 +224,7 @@ class GanTrainer:
 
     def __init__(self, cfg: GanConfig, manifest: dict | None = None, images: np.ndarray | None = None):
         self.cfg, self.dist, self.tf = cfg, dist, tf
-        self.rank, self.world = run.init_process()
+        self.rank, self.world = run.init_process(stall_timeout=cfg.stall_timeout)   # bounded stalls
         run.seed_process(cfg.seed, cfg.deterministic)
         if images is None:
             if not cfg.data:
@@ -205,7 +248,11 @@ class GanTrainer:
                               f"--batch-size {cfg.batch_size}; lower the batch size or use fewer ranks")
         if min(counts) == 0:
             raise ConfigError(f"{cfg.data}: a rank has no images of the chosen class (per rank: {counts})")
-        self.steps = cfg.steps_per_epoch or min(counts) // cfg.batch_size
+        steps, k = cfg.steps_per_epoch or min(counts) // cfg.batch_size, cfg.accumulate_steps
+        if steps < k:
+            raise ConfigError(f"accumulate_steps={k}: an epoch has only {steps} batch(es) of {cfg.batch_size} "
+                              f"per rank; lower accumulate_steps or the batch size")
+        self.steps = steps - steps % k      # an epoch (and a checkpoint) ends on an update
         self.global_batch = cfg.batch_size * self.world
         self.generator = build_generator(self.image_size, cfg.latent_dim, cfg.g_filters, cfg.batch_norm)
         self.discriminator = build_discriminator(self.image_size, cfg.d_filters, cfg.d_dropout,
@@ -217,7 +264,8 @@ class GanTrainer:
         self.step = GanStep(self.generator, self.discriminator, self.g_optimizer, self.d_optimizer,
                             loss=cfg.loss, label_smoothing=cfg.label_smoothing,
                             instance_noise=cfg.instance_noise, seed=cfg.seed, rank=self.rank,
-                            compression=cfg.compression)
+                            compression=cfg.compression, accumulate_steps=cfg.accumulate_steps,
+                            watchdog=run.stall_watchdog(cfg, self.rank, self.world))
         self.state = run.new_run_state()
         run.offset_seed_states(self.seed_variables(), self.rank)
         rng = np.random.default_rng([cfg.seed, 2**20])   # the same fixed noise on every rank and run
@@ -280,7 +328,10 @@ class GanTrainer:
     # ---- the run (tfxr.training.run.Task)
     def fit(self) -> dict:
         """Train to ``cfg.epochs`` in the run scaffold; returns the final run state."""
-        return run.Run(self.cfg, self.rank, self.world).fit(self)
+        try:
+            return run.Run(self.cfg, self.rank, self.world).fit(self)
+        finally:
+            self.step.close()
 
     def checkpoint_objects(self) -> dict:
         # every Keras variable by path, dropout seed states included (tf.train.Checkpoint
@@ -315,18 +366,21 @@ class GanTrainer:
     def describe(self) -> str:
         g, d = model_report(self.generator), model_report(self.discriminator)
         return (f"DCGAN {self.image_size} px: generator {g['params']:,} params, discriminator "
-                f"{d['params']:,} params; {self.world} worker(s) x batch {self.cfg.batch_size}, "
+                f"{d['params']:,} params; {self.world} worker(s) x batch {self.cfg.batch_size}"
+                f"{f' x {self.cfg.accumulate_steps} accumulated' if self.cfg.accumulate_steps > 1 else ''}, "
                 f"{self.steps} steps/epoch, {self.cfg.optimizer}, {self.cfg.loss} loss")
 
     def train_epoch(self, epoch: int, progress) -> dict:
         rows = []
+        allreduces = int(self.step.allreduces.numpy())
         for real in self.batches(epoch):
             rows.append(self.train_step(real))
             self.state["global_step"] += 1
             progress.update(1)
         self.average_batch_norm_statistics()
-        return {key: float(self.dist.allreduce_mean(float(np.mean([r[key] for r in rows])), name=key))
-                for key in ("d_loss", "g_loss", "d_real", "d_fake")}
+        numbers = {key: float(self.dist.allreduce_mean(float(np.mean([r[key] for r in rows])), name=key))
+                   for key in ("d_loss", "g_loss", "d_real", "d_fake")}
+        return {**numbers, "allreduces": int(self.step.allreduces.numpy()) - allreduces}   # gradient rounds run
 
     def end_epoch(self, record: dict) -> dict:
         if self.rank != 0:

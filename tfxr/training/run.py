@@ -24,6 +24,9 @@ same way.  :meth:`Run.fit` does, in order:
    TensorBoard and one console line (rank 0).
 5. The trainer's final outputs (rank 0), the lock released.
 
+With ``elastic=true`` (a job of Horovod's elastic driver) the same loop runs inside
+``hvd.elastic.run``'s loop, committed after every epoch: see :meth:`Run._fit_elastic`.
+
 Seeding lives here too: :func:`init_process` (Horovod, the logger's rank),
 :func:`seed_process` (one global seed, op determinism) and :func:`offset_seed_states`
 (each rank's own dropout stream, ``RANK_SEED_STRIDE`` apart).
@@ -141,6 +144,11 @@ class Task(Protocol):
     def summary(self, record: dict) -> str:
         """Rank 0: the epoch's console line."""
 
+    # elastic training only (``elastic=true``, see Run._fit_elastic):
+    def adopt_world(self, rank: int, world: int) -> None:
+        """Every rank, at every (re)start of an elastic run, before ``begin``: take the live
+        rank and world (the learning-rate scale, ``steps``, ``global_batch``, data shards)."""
+
 
 # --------------------------------------------------------------------------- seeding
 def new_run_state(**extra) -> dict:
@@ -205,6 +213,102 @@ class OneModelTask:
         if not os.path.exists(best_path):
             with atomic_path(best_path, suffix=best[best.index("."):]) as tmp:
                 shutil.copyfile(os.path.join(self.cfg.out, final), tmp)
+
+
+# --------------------------------------------------------------------------- accumulation
+def stall_watchdog(cfg, rank: int, world: int):
+    """The :class:`~tfxr.distributed.StallWatchdog` of a run with ``cfg.stall_timeout`` (every
+    trainer's config has it): a heartbeat folder below ``OUT``; None for one process or a
+    bound of 0.  Elastic runs get one even when they start alone (workers may join)."""
+    if not cfg.stall_timeout or (world == 1 and not getattr(cfg, "elastic", False)):
+        return None
+    return dist.StallWatchdog(os.path.join(cfg.out, ".tfxr-heartbeat"), cfg.stall_timeout, rank, world)
+
+
+
+class GradientAccumulation:
+    """Gradient accumulation and the stall watchdog of every trainer's step (the classifier's,
+    the GAN's, the detector's): Horovod's ``backward_passes_per_step``, done in tfxr's steps
+    because Horovod's ``DistributedOptimizer`` does not work with Keras 3.
+
+    ``variable_sets``: the backing ``tf.Variable`` lists a step computes gradients for (one
+    per optimizer: the GAN has two).  With ``steps`` K > 1, each call is one micro-batch: its
+    local gradients are added to accumulators (:meth:`add`, no communication), and every K-th
+    call takes their mean over the K micro-batches, allreduces every set in one grouped
+    allreduce and hands it to the optimizers (:meth:`mean_allreduced`).  The update then
+    equals one step on the K micro-batches together (effective batch K x batch x ranks) for
+    a model without batch norm; batch norm statistics and dropout masks stay per micro-batch.
+    ``allreduces`` counts the gradient allreduce rounds (one per update, all sets together).
+
+    Host side, :meth:`run` picks the step function of each call (``plain`` with K = 1,
+    ``accumulate`` or ``apply``) and runs it under the :class:`~tfxr.distributed.StallWatchdog`
+    (``watchdog``, None for none), whose first K calls (tracing) get the longer bound.
+    """
+
+    def __init__(self, variable_sets: list[list], steps: int = 1, compression: str = "none", watchdog=None):
+        if steps < 1:
+            raise ConfigError(f"accumulate_steps: {steps} is below the minimum 1")
+        self.steps, self.compression, self.watchdog = steps, compression, watchdog
+        self.allreduces = tf.Variable(0, trainable=False, dtype=tf.int64)
+        self.accumulators = ([[tf.Variable(tf.zeros_like(v), trainable=False) for v in group]
+                              for group in variable_sets] if steps > 1 else [])
+        self._micro = 0                       # micro-batches since the last update
+        self._calls = 0
+
+    # ---- host side
+    def run(self, plain: Callable, accumulate: Callable, apply: Callable, *args):
+        """One (micro-)batch: ``plain(*args)`` with K = 1, else ``accumulate`` or (every K-th) ``apply``."""
+        self._calls += 1
+        if self.watchdog is None:
+            return self._pick(plain, accumulate, apply)(*args)
+        with self.watchdog.step(tracing=self._calls <= self.steps):
+            return self._pick(plain, accumulate, apply)(*args)
+
+    def _pick(self, plain, accumulate, apply):
+        if self.steps == 1:
+            return plain
+        self._micro += 1
+        if self._micro < self.steps:
+            return accumulate
+        self._micro = 0
+        return apply
+
+    def adopt_world(self, rank: int, world: int) -> None:
+        """Elastic training: the watchdog's rank and world follow the live ones."""
+        if self.watchdog is not None:
+            self.watchdog.rank, self.watchdog.world = rank, world
+
+    def close(self) -> None:
+        """Stop the stall watchdog (if any) and remove its heartbeat files."""
+        if self.watchdog is not None:
+            self.watchdog.close()
+
+    # ---- inside the steps' tf.functions
+    def counted(self) -> None:
+        """Count one allreduce round made by the step itself (``plain``: Horovod's tapes)."""
+        self.allreduces.assign_add(1)
+
+    def add(self, grad_sets: list[list]) -> None:
+        """A micro-batch that is not the K-th: its local gradients added, no communication."""
+        for accs, grads in zip(self.accumulators, grad_sets):
+            for acc, g in zip(accs, grads):
+                acc.assign_add(tf.cast(g, acc.dtype))
+
+    def mean_allreduced(self, grad_sets: list[list]) -> list[list]:
+        """The K-th micro-batch: the mean of the K gradients of every set, allreduced once
+        (one grouped allreduce); the accumulators are zeroed for the next update."""
+        means = [[(acc + tf.cast(g, acc.dtype)) / self.steps for acc, g in zip(accs, grads)]
+                 for accs, grads in zip(self.accumulators, grad_sets)]
+        flat = dist.allreduce_gradients([g for group in means for g in group], self.compression)   # HVD
+        self.allreduces.assign_add(1)
+        for accs in self.accumulators:
+            for acc in accs:
+                acc.assign(tf.zeros_like(acc))
+        out, start = [], 0
+        for group in means:
+            out.append(flat[start:start + len(group)])
+            start += len(group)
+        return out
 
 
 # --------------------------------------------------------------------------- rank 0 decides
@@ -297,6 +401,29 @@ class RunFolder:
                     os.unlink(path)
         remove_stale_temporaries(self.out)
 
+    def hold(self, holder: bool, wait: float = 30.0) -> None:
+        """Elastic training: the lock follows rank 0 to whichever process has it now.
+
+        ``holder`` False releases a lock this process holds (it is no longer rank 0);
+        True takes the lock without the existing-run check (the run is this one), waiting
+        up to ``wait`` seconds for a previous holder that is still alive to let go (a dead
+        one's lock the kernel has dropped already).  Call on every rank, releases first.
+        """
+        if not holder:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+                self._fd = None
+            return
+        deadline = time.monotonic() + wait
+        while self._fd is None:
+            try:
+                self._lock()
+            except RunFolderError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
     def release(self) -> None:
         if self._fd is None:
             return
@@ -382,13 +509,16 @@ class Run:
         cfg = self.cfg
         folder = RunFolder(cfg.out, resume=cfg.resume, overwrite=getattr(cfg, "overwrite", False),
                            outputs=task.outputs())
+        if getattr(cfg, "elastic", False):
+            return self._fit_elastic(task, folder)
         rank0_decides(self.chief, folder.acquire)
         try:
             return self._fit(task)
         finally:
             folder.release()
 
-    def _fit(self, task: Task) -> dict:
+    def _prepare(self, task: Task) -> tuple[CheckpointStore, RunLog]:
+        """The checkpoint store, the resume, ``config.yaml``: every rank together."""
         cfg, chief = self.cfg, self.chief
         directory = os.path.join(cfg.out, "checkpoints")
         rank0_decides(chief, lambda: read_index(directory))   # a damaged index: one line, every rank
@@ -398,6 +528,8 @@ class Run:
         resumed = None
         if cfg.resume:
             safe = getattr(type(cfg), "RESUME_SAFE", frozenset())
+            if getattr(cfg, "elastic", False):
+                safe = safe | {"_resolved"}    # an elastic run's world (and what follows from it) moves
             resumed, changes = rank0_decides(chief, lambda: (
                 store.resume_point(os.path.join(cfg.out, "history.json")),
                 check_resume_config(os.path.join(cfg.out, "config.yaml"), config, safe,
@@ -412,18 +544,98 @@ class Run:
         runlog.start(config)
         if resumed:
             log.info(f"resumed from {resumed} (epoch {task.state['epoch']})")
+        return store, runlog
+
+    def _fit(self, task: Task) -> dict:
+        store, runlog = self._prepare(task)
         broadcast(task)   # HVD: identical start on every rank
         task.begin()
         log.info(task.describe())
         try:
             self._epochs(task, store, runlog)
-            if chief:
+            if self.chief:
                 task.finish()
         finally:
             runlog.close()
         return task.state
 
-    def _epochs(self, task: Task, store: CheckpointStore, runlog: RunLog) -> None:
+    # ---- elastic training
+    def _fit_elastic(self, task: Task, folder: RunFolder) -> dict:
+        """The epoch loop under Horovod's elastic driver (``elastic=true``).
+
+        The state (every variable the run broadcasts, plus the run state) is committed after
+        every epoch's checkpoint.  A worker lost mid-epoch rolls every rank back to the last
+        commit, and the epoch starts over with the workers left; a host the discovery
+        script adds joins at the next commit.  At each (re)start the run adopts the live
+        world: rank and world, rank 0's role (run-folder lock, checkpoints, history.json),
+        per-rank seed streams, the task's world-dependent values (``adopt_world``: learning
+        rate scaled by the workers, steps, its data shards).  Every epoch's record carries
+        ``world``; the first after a change carries ``world_change``.
+
+        Only collectives inside the elastic loop: a worker that joins later runs the task's
+        ``__init__`` (no collectives there) and meets the others at the loop's sync; the
+        launch work (lock, resume, ``config.yaml``) is done once, by the first workers.
+        """
+        if not dist.elastic():
+            raise ConfigError("elastic=true: this process was not started by Horovod's elastic driver; launch "
+                              "with `python -m tfxr.launch --launcher horovodrun --np N --min-np M --max-np N "
+                              "--host-discovery-script SCRIPT -- ...` (docs/SCALING.md)")
+        own = {id(v) for v in task.seed_variables()}
+        variables = [v for v in task.broadcast_variables() if id(v) not in own] + list(task.seed_variables())
+        elastic = dist.elastic_state(variables, run=task.state, started=False)
+        parts: dict = {}
+
+        def body(elastic):
+            self.rank, self.world = dist.rank(), dist.size()   # HVD: the live world
+            self.chief = self.rank == 0
+            log.set_rank(self.rank)
+            if not elastic.started:          # the launch: every first worker is here
+                rank0_decides(self.chief, folder.acquire)
+                parts["store"], parts["runlog"] = self._prepare(task)
+                broadcast(task)   # HVD
+                elastic.run, elastic.started = task.state, True
+                elastic.save()
+            else:                            # a restart, or a worker that joined
+                task.state = elastic.run
+                offset_seed_states(task.seed_variables(), self.rank)   # the sync gave every rank rank 0's
+            if "store" not in parts:         # a joiner: its own (non-writing) store and log
+                parts["store"] = CheckpointStore(os.path.join(self.cfg.out, "checkpoints"), task.checkpoint_objects(),
+                                                 max_to_keep=self.cfg.keep_checkpoints, writer=False)
+                parts["runlog"] = RunLog(self.cfg.out, enabled=False, tensorboard=self.tensorboard)
+            if not self.chief:
+                folder.hold(False)
+            dist.barrier()                   # HVD: a renumbered old rank 0 let go first
+            if self.chief:
+                folder.hold(True)
+            parts["store"].set_writer(self.chief)
+            parts["runlog"].enabled = self.chief
+            history = task.state["history"]
+            if history and history[-1].get("world") not in (None, self.world):
+                parts["change"] = {"from": history[-1]["world"], "to": self.world,
+                                   "restarted_epoch": task.state["epoch"] + 1, "committed_epoch": task.state["epoch"]}
+                log.info(f"world size changed: {history[-1]['world']} -> {self.world} worker(s); epoch "
+                         f"{task.state['epoch'] + 1} runs from the commit of epoch {task.state['epoch']}")
+            task.adopt_world(self.rank, self.world)
+            task.begin()
+            log.info(task.describe())
+
+            def commit():
+                elastic.run = task.state
+                elastic.commit()             # HVD: may raise HostsUpdatedInterrupt (a host joins)
+            self._epochs(task, parts["store"], parts["runlog"], commit=commit, pending=parts)
+
+        try:
+            dist.elastic_run(body, elastic)
+            if self.chief:
+                task.finish()
+        finally:
+            if "runlog" in parts:
+                parts["runlog"].close()
+            folder.release()
+        return task.state
+
+    def _epochs(self, task: Task, store: CheckpointStore, runlog: RunLog, commit: Callable[[], None] | None = None,
+                pending: dict | None = None) -> None:
         cfg, chief, state = self.cfg, self.chief, task.state
         while state["epoch"] < cfg.epochs:
             epoch = state["epoch"]
@@ -438,6 +650,10 @@ class Run:
             validation = task.end_epoch(record)
             record["epoch_time_s"] = time.perf_counter() - start   # the whole epoch, validation included
             record.update(validation)
+            if commit is not None:       # elastic: who trained it, and a change of workers before it
+                record["world"] = self.world
+                if pending and "change" in pending:
+                    record["world_change"] = pending.pop("change")
             decision = (self.policy.update(state, record) if self.policy is not None
                         else Decision(improved=False, stop=False))
             state["history"].append(record)
@@ -447,6 +663,8 @@ class Run:
             store.save(state["epoch"], state)
             if chief:   # other ranks' records may lack rank-0-only numbers
                 runlog.epoch(state["history"], task.summary(record))
+            if commit is not None:
+                commit()
             if decision.stop:
                 log.info(f"early stopping after epoch {record['epoch']} (best epoch {state['best_epoch']})")
                 break
@@ -485,6 +703,6 @@ def check_finite(task: Task, epoch: int, numbers: dict) -> None:
                                f"{epoch - 1}")
 
 
-__all__ = ["LOCK_NAME", "RANK_SEED_STRIDE", "Run", "RunFolder", "Task", "broadcast", "check_finite",
-           "check_resume_config", "config_changes", "init_process", "new_run_state", "offset_seed_states",
+__all__ = ["LOCK_NAME", "RANK_SEED_STRIDE", "GradientAccumulation", "Run", "RunFolder", "Task", "broadcast", "check_finite",
+           "check_resume_config", "config_changes", "init_process", "stall_watchdog", "new_run_state", "offset_seed_states",
            "rank0_decides", "seed_process", "seed_states"]
