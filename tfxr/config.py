@@ -137,6 +137,8 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
                     return False
                 raise ValueError(value)
             return bool(value)
+        if typ is str and isinstance(value, bool):     # YAML's true/false for an auto|true|false option
+            return "true" if value else "false"
         if typ in (int, float, str):
             if typ is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
@@ -238,6 +240,11 @@ def build_arg_parser(cls, prog: str, description: str) -> argparse.ArgumentParse
         if typ is bool:
             p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
                            help=f"(default {default})")
+        elif choices and {"true", "false"} <= set(choices):   # auto|true|false: --cache, --cache auto, --no-cache
+            p.add_argument(flag, dest=name, nargs="?", const="true", default=None, metavar=name.upper(),
+                           help=f"({allowed}default {default!r}; bare {flag} means true)")
+            p.add_argument("--no-" + flag[2:], dest=name, action="store_const", const="false",
+                           help=f"same as {flag} false")
         else:
             p.add_argument(flag, dest=name, default=None, metavar=name.upper(),
                            help=f"({allowed}default {default!r})")
