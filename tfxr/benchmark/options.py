@@ -120,6 +120,19 @@ class InputOptions(_Timed):
 
 
 @dataclass
+class ProfileOptions(_Common):
+    """``profile``: the TF profiler on a few training steps, self time per op type."""
+
+    model: str = option("densenet121", choices=MODELS + ("densenet121",))   # densenet121 = chexnet
+    image_size: int = option(224, minimum=8)
+    batch_size: int = option(16, minimum=1)
+    precision: str = option("fp32", choices=PRECISIONS)
+    onednn: str = option("on", choices=ON_OFF)
+    steps: int = option(3, minimum=1)        # profiled steps
+    warmup: int = option(2, minimum=1)       # untimed steps first (tracing, oneDNN primitives)
+
+
+@dataclass
 class TimelineOptions(_Common):
     """``timeline FILE``: a Horovod timeline (``tfxr.train --timeline FILE``) summarised per step."""
 
@@ -127,4 +140,4 @@ class TimelineOptions(_Common):
 
 
 COMMANDS = {"suite": SuiteOptions, "train": TrainOptions, "convert": ConvertOptions, "input": InputOptions,
-            "timeline": TimelineOptions}
+            "timeline": TimelineOptions, "profile": ProfileOptions}
