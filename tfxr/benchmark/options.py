@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 from tfxr.benchmark.analysis import INPUTS, LAUNCHERS, MODELS, PRECISIONS
 from tfxr.benchmark.suites import CONVERT_SOURCES, SECTIONS
@@ -91,10 +92,12 @@ class SuiteOptions(_Ceiling):
     images: int = option(1600, minimum=16)  # phantoms to write when --data is not given
     loop_steps: int = option(40, minimum=1)     # steps per epoch of the tfxr.train loops (accumulate: a multiple of 4)
     launcher: list[str] = option(lambda: ["mpirun", "gloo"], choices=LAUNCHERS)
-    only: list[str] = option(list, choices=SECTIONS)    # run only these sections ([]: all)
+    only: list[str] = option(list, choices=SECTIONS)    # run only these sections ([]: all); also --sections
     variants: str = option("all", choices=("all", "base"))   # base: only the first setting (a quick check)
-    convert_source: str = option("png", choices=tuple(CONVERT_SOURCES))   # images the conversion reads
+    convert_source: list[str] = option(lambda: ["png", "dicom"], choices=tuple(CONVERT_SOURCES))   # images converted
     convert_images: int = option(400, minimum=8)        # images per conversion run
+
+    FLAG_ALIASES: ClassVar[dict[str, str]] = {"sections": "only"}   # --sections a,b == --only a,b
 
 
 @dataclass
