@@ -28,7 +28,7 @@ def test_short_training_beats_the_random_floor(trained, phantoms):
     history = json.loads((trained / "history.json").read_text())
     assert len(history) == 20 and history[-1]["train_loss"] < history[0]["train_loss"] / 10
     r = tfxr("tfxr.evaluate", "detection", "--detector", "run", "--data", "ph", "--out", "eval1",
-             "--overlays", "3", cwd=phantoms.parent, timeout=1800)
+             "--overlays", "3", "--bootstrap", "40", cwd=phantoms.parent, timeout=1800)
     result = json.loads((phantoms.parent / "eval1" / "detection.json").read_text())
     detector, floor = result["methods"]["detector"], result["methods"]["random boxes"]
     assert floor["coco"]["map_50"] < 0.05
@@ -36,6 +36,10 @@ def test_short_training_beats_the_random_floor(trained, phantoms):
     assert detector["rsna"]["score"] > floor["rsna"]["score"] + 0.2
     assert detector["froc"]["mean_sensitivity"] > floor["froc"]["mean_sensitivity"] + 0.3
     assert "| detector |" in r.stdout and "| random boxes |" in r.stdout and "0.149" in r.stdout
+    low, high = detector["ci95"]["map_50"]                   # bootstrap over the test images
+    assert 0.0 <= low < high <= 1.0 and floor["ci95"]["map_50"][1] < low   # the floor's CI lies below
+    assert detector["ci95"]["resamples"] == 40
+    assert "95 % confidence intervals: percentile bootstrap" in r.stdout
     assert len(list((phantoms.parent / "eval1" / "overlays").glob("*.png"))) == 3
 
 
@@ -45,7 +49,7 @@ def test_evaluation_with_cam_boxes_same_on_two_ranks(trained, phantoms):
     tfxr("tfxr.train", "--model", "tb_cnn", "--data", "ph", "--out", "cls", "--epochs", "1", "--no-progress",
          cwd=phantoms.parent, timeout=1800)
     args = ["tfxr.evaluate", "detection", "--detector", "run", "--data", "ph", "--cam-model", "cls",
-            "--overlays", "0"]
+            "--overlays", "0", "--bootstrap", "0"]
     tfxr(*args, "--out", "e1", cwd=phantoms.parent, timeout=1800)
     tfxr(*args, "--out", "e2", np=2, cwd=phantoms.parent, timeout=1800)
     one, two = (json.loads((phantoms.parent / e / "detection.json").read_text())["methods"] for e in ("e1", "e2"))

@@ -23,6 +23,8 @@ ymax)), ...]`` and detections ``[(label, box, score), ...]``, boxes normalised t
   hits boxes already found (duplicates).  Sensitivity at 0.125, 0.25, 0.5, 1, 2, 4 and 8
   false positives per image (the highest sensitivity at or below each rate) and their mean
   (the "CPM" of LUNA16).
+* :func:`bootstrap_ci` - 95 % percentile-bootstrap intervals of all of these, resampling
+  images (``tfxr.evaluate detection --bootstrap N``, the same resamples for every method).
 * :func:`random_detections` - the floor: boxes of the ground truth's sizes at random
   places (inside a region mask when given, e.g. the phantoms' lung fields), random scores.
 """
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tfxr import plots
 from tfxr.config import option, seed_option
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.localization import iou, random_placement
@@ -210,10 +213,53 @@ def random_detections(truths: list, sizes: list[tuple[float, float]], per_image:
     return out
 
 
-def all_metrics(truths: list, detections: list, label_names: list[str], min_score: float) -> dict:
-    """COCO AP, the RSNA score at ``min_score`` and FROC of one set of detections."""
-    return {"coco": coco_ap(truths, detections, label_names), "rsna": rsna_score(truths, detections, min_score),
-            "froc": froc(truths, detections)}
+def all_metrics(truths: list, detections: list, label_names: list[str], min_score: float,
+                bootstrap: int = 0, seed: int = 0) -> dict:
+    """COCO AP, the RSNA score at ``min_score`` and FROC of one set of detections; with
+    ``bootstrap`` > 0 also their 95 % intervals (:func:`bootstrap_ci`) under ``"ci95"``."""
+    out = {"coco": coco_ap(truths, detections, label_names), "rsna": rsna_score(truths, detections, min_score),
+           "froc": froc(truths, detections)}
+    if bootstrap:
+        out["ci95"] = bootstrap_ci(truths, detections, label_names, min_score, bootstrap, seed)
+    return out
+
+
+#: the metrics :func:`bootstrap_ci` gives intervals for
+CI_METRICS = ("map_50", "map_50_95", "rsna", "froc_mean") + tuple(f"sens@{r:g}" for r in FROC_RATES)
+
+
+def _point(truths: list, detections: list, label_names: list[str], min_score: float) -> dict:
+    coco, fr = coco_ap(truths, detections, label_names), froc(truths, detections)
+    return {"map_50": coco["map_50"], "map_50_95": coco["map_50_95"],
+            "rsna": rsna_score(truths, detections, min_score)["score"], "froc_mean": fr["mean_sensitivity"],
+            **{f"sens@{r:g}": fr["sensitivity"][r] for r in FROC_RATES}}
+
+
+def bootstrap_ci(truths: list, detections: list, label_names: list[str], min_score: float, n: int = 200,
+                 seed: int = 0, alpha: float = 0.05) -> dict:
+    """Percentile bootstrap intervals, resampling **images** with replacement (an image drawn
+    twice counts twice, its boxes and detections with it), of every metric in
+    :data:`CI_METRICS`: ``{metric: (low, high)}`` plus ``"resamples"``.
+
+    The score cut of the RSNA score stays ``min_score`` (chosen on another split, not
+    re-chosen per resample).  Resamples where a metric is undefined (no ground-truth box
+    drawn) are skipped for it; with 10 or fewer usable resamples its interval is NaN.
+    """
+    if len(truths) != len(detections):
+        raise ValueError(f"{len(truths)} images of ground truth but {len(detections)} of detections")
+    rng = np.random.default_rng(seed)
+    m = len(truths)
+    samples: dict[str, list[float]] = {k: [] for k in CI_METRICS}
+    for _ in range(n if m else 0):
+        idx = rng.integers(0, m, m)
+        values = _point([truths[i] for i in idx], [detections[i] for i in idx], label_names, min_score)
+        for k, v in values.items():
+            if not math.isnan(v):
+                samples[k].append(v)
+    out = {k: (float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2))) if len(v) > 10
+           else (float("nan"), float("nan")) for k, v in samples.items()}
+    out["resamples"] = n
+    return out
 
 
 # --------------------------------------------------------------------------- running a detector
@@ -248,10 +294,9 @@ def detect_split(model, data_dir: str, split: str, manifest: dict, data_cfg, ran
     return out
 
 
-def gather_sorted(mine: list, world: int, allgather) -> list:
-    """Every rank's ``(image_id, ...)`` records in image-id order (any -np, the same list)."""
-    parts = allgather(mine) if world > 1 else [mine]
-    return sorted((r for part in parts for r in part), key=lambda r: r[0])
+def by_image_id(record: tuple):
+    """The sort key of ``(image_id, ...)`` records gathered across ranks."""
+    return record[0]
 
 
 # --------------------------------------------------------------------------- the evaluation CLI
@@ -269,6 +314,7 @@ class DetectionEvalConfig:
     cam_model: str = ""         # also score the CAM boxes of this tfxr classifier (tfxr.localize's)
     cam_box_threshold: float = option(0.5, minimum=0.05, maximum=0.95)   # heatmap cut for CAM boxes
     random_boxes: int = option(3, minimum=1)   # random boxes per image of the floor
+    bootstrap: int = option(200, minimum=0)    # resamples of images for the 95 % CIs (0: none)
     overlays: int = option(12, minimum=0)
     batch_size: int = option(16, minimum=1)
     out: str = ""               # default: <run folder>/detect-<split>
@@ -301,9 +347,9 @@ def _cam_detections(cfg: DetectionEvalConfig, split: str, rank: int, world: int)
     return out
 
 
-def _method_metrics(names, truths_val, dets_val, truths, dets) -> dict:
+def _method_metrics(names, truths_val, dets_val, truths, dets, bootstrap: int = 0, seed: int = 0) -> dict:
     cut = choose_min_score(truths_val, dets_val) if any(truths_val) else 0.5
-    return {**all_metrics(truths, dets, names, cut), "min_score_chosen_on_threshold_split": cut}
+    return {**all_metrics(truths, dets, names, cut, bootstrap, seed), "min_score_chosen_on_threshold_split": cut}
 
 
 def evaluate_detection(cfg: DetectionEvalConfig) -> dict:
@@ -335,11 +381,11 @@ def evaluate_detection(cfg: DetectionEvalConfig) -> dict:
                           f"--data {cfg.data} has {names}")
     size = int(model.input_shape[1])
     data_cfg = DataConfig(batch_size=cfg.batch_size, image_size=size, deterministic=True)
-    runs = {s: gather_sorted(detect_split(model, cfg.data, s, manifest, data_cfg, rank, world), world,
-                             dist.allgather_object) for s in (cfg.threshold_split, cfg.split)}
+    runs = {s: dist.allgather_records(detect_split(model, cfg.data, s, manifest, data_cfg, rank, world),
+                                      by_image_id) for s in (cfg.threshold_split, cfg.split)}
     cams = {}
     if cfg.cam_model:
-        cams = {s: dict(gather_sorted(_cam_detections(cfg, s, rank, world), world, dist.allgather_object))
+        cams = {s: dict(dist.allgather_records(_cam_detections(cfg, s, rank, world), by_image_id))
                 for s in (cfg.threshold_split, cfg.split)}
     if rank != 0:
         return {}
@@ -355,12 +401,14 @@ def evaluate_detection(cfg: DetectionEvalConfig) -> dict:
         masks = [regions.get(r[0]) for r in records] if regions else None
         return random_detections([r[1] for r in records], sizes, cfg.random_boxes, seed, masks, len(names))
 
-    methods = {"detector": _method_metrics(names, truths_val, [r[2] for r in val], truths, [r[2] for r in test])}
+    boot = {"bootstrap": cfg.bootstrap, "seed": cfg.seed}    # the same resamples of images for every method
+    methods = {"detector": _method_metrics(names, truths_val, [r[2] for r in val], truths, [r[2] for r in test],
+                                           **boot)}
     if cams:
         methods["CAM boxes"] = _method_metrics(names, truths_val, [cams[cfg.threshold_split][r[0]] for r in val],
-                                               truths, [cams[cfg.split][i] for i in ids])
+                                               truths, [cams[cfg.split][i] for i in ids], **boot)
     methods["random boxes"] = _method_metrics(names, truths_val, floor(val, regions_val, cfg.seed + 1),
-                                              truths, floor(test, regions_test, cfg.seed))
+                                              truths, floor(test, regions_test, cfg.seed), **boot)
     out = cfg.out or os.path.join(os.path.dirname(os.path.abspath(cfg.detector.rstrip("/")))
                                   if cfg.detector.endswith(".weights.h5") else os.path.abspath(cfg.detector),
                                   f"detect-{cfg.split}")
@@ -411,6 +459,20 @@ def detection_report(result: dict) -> str:
         lines.append(f"| {name} | {_f(m['coco']['map_50'])} | {_f(m['coco']['map_50_95'])} | "
                      f"{_f(m['rsna']['score'])} ({m['min_score_chosen_on_threshold_split']:.2f}) | "
                      + " | ".join(_f(sens[r]) for r in FROC_RATES) + f" | {_f(m['froc']['mean_sensitivity'])} |")
+    cis = {name: m["ci95"] for name, m in result["methods"].items() if m.get("ci95")}
+    if cis:
+        n = next(iter(cis.values()))["resamples"]
+        lines += ["", f"95 % confidence intervals: percentile bootstrap over the {result['images']} images "
+                  f"({n} resamples, the same for every method; the RSNA score cut kept fixed).", "",
+                  "| method | mAP@0.5 | mAP@[.5:.95] | RSNA score | sens@1 FP | FROC mean |",
+                  "|---|---|---|---|---|---|"]
+
+        def interval(ci, key):
+            low, high = ci[key]
+            return "-" if math.isnan(low) else f"[{low:.3f}, {high:.3f}]"
+        for name, ci in cis.items():
+            lines.append(f"| {name} | " + " | ".join(interval(ci, k) for k in
+                                                    ("map_50", "map_50_95", "rsna", "sens@1", "froc_mean")) + " |")
     lines += ["", "## AP per class (pycocotools)", "", "| class | boxes | " +
               " | ".join(f"{m} AP@0.5 | {m} AP@[.5:.95]" for m in result["methods"]) + " |",
               "|---|---:|" + "---:|---:|" * len(result["methods"])]
@@ -427,8 +489,9 @@ def detection_report(result: dict) -> str:
               f"{result['seed001_map_50']} -- on RSNA's own split, not these images: a different data set and "
               f"split, so not comparable number for number."]
     if result["boxes"] < 100:
-        lines += ["", f"Only {result['boxes']} ground-truth boxes: these numbers carry wide uncertainty "
-                  f"(no confidence interval is computed here)."]
+        lines += ["", f"Only {result['boxes']} ground-truth boxes: these numbers carry wide uncertainty"
+                  + (" (see the bootstrap intervals above)." if cis else
+                     " (no confidence interval computed: --bootstrap 0).")]
     return "\n".join(lines) + "\n"
 
 
@@ -436,14 +499,7 @@ def write_detection_overlays(cfg, manifest: dict, records: list, min_score: floa
     """PNGs of the first ``cfg.overlays`` images with boxes: truth green, detections red with scores."""
     import os
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
     from tfxr.evaluation.localization import read_boxed_images
-    from tfxr.io import atomic_path
 
     wanted = {r[0]: r for r in records if r[1]}
     items = [it for it in read_boxed_images(cfg.data, cfg.split, manifest, size, 1) if it.image_id in wanted]
@@ -451,24 +507,17 @@ def write_detection_overlays(cfg, manifest: dict, records: list, min_score: floa
     written = []
     for it in sorted(items, key=lambda it: it.image_id)[:cfg.overlays]:
         _, truth, dets = wanted[it.image_id]
-        fig, ax = plt.subplots(figsize=(4, 4.3), dpi=100)
+        fig, ax = plots.subplots(figsize=(4, 4.3), dpi=100)
         ax.imshow(it.image[..., 0], cmap="gray", vmin=0, vmax=1)
         for _, b in truth:
-            ax.add_patch(Rectangle((b[0] * size, b[1] * size), (b[2] - b[0]) * size, (b[3] - b[1]) * size,
-                                   fill=False, edgecolor="lime", linewidth=1.5))
+            plots.box(ax, b[0] * size, b[1] * size, b[2] * size, b[3] * size, "lime", linewidth=1.5)
         for label, b, score in dets:
             if score < min_score:
                 continue
-            ax.add_patch(Rectangle((b[0] * size, b[1] * size), (b[2] - b[0]) * size, (b[3] - b[1]) * size,
-                                   fill=False, edgecolor="red", linewidth=1.2))
+            plots.box(ax, b[0] * size, b[1] * size, b[2] * size, b[3] * size, "red", linewidth=1.2)
             ax.text(b[0] * size, b[1] * size - 2, f"{manifest['label_names'][label]} {score:.2f}", color="red",
                     fontsize=6)
         ax.set_title(f"{it.image_id}: truth green, detector red (score >= {min_score:.2f})", fontsize=7)
         ax.axis("off")
-        fig.tight_layout()
-        path = os.path.join(folder, f"{it.image_id}.png")
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png")
-        plt.close(fig)
-        written.append(path)
+        written.append(plots.save_png(fig, os.path.join(folder, f"{it.image_id}.png")))
     return written
