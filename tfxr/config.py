@@ -140,6 +140,8 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
                     return False
                 raise ValueError(value)
             return bool(value)
+        if typ is str and isinstance(value, bool):     # YAML's true/false for an auto|true|false option
+            return "true" if value else "false"
         if typ in (int, float, str):
             if typ is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
@@ -282,6 +284,11 @@ def build_arg_parser(cls, prog: str, description: str, epilog: str | None = None
         elif typ is bool:
             p.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
                            help=f"{text}(default {default})")
+        elif choices and {"true", "false"} <= set(choices):   # auto|true|false: --cache, --cache auto, --no-cache
+            p.add_argument(_flag(name), dest=name, nargs="?", const="true", default=None, metavar=name.upper(),
+                           help=f"{text}({allowed}default {default!r}; bare {_flag(name)} means true)")
+            p.add_argument("--no-" + _flag(name)[2:], dest=name, action="store_const", const="false",
+                           help=f"same as {_flag(name)} false")
         else:
             p.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
                            action="append" if meta.get("repeatable") else "store",

@@ -72,7 +72,9 @@ class DataConfig:
     # tf.data's shared pool (-1).  Measured, tb_cnn 128 px loop on 2 cores: 0 gave +1 to +4 % over -1
     # (385 vs 381 and 394 vs 378 images/s, medians of 5 epochs): small, within run-to-run noise.
     threads: int = option(0, minimum=-1)
-    cache: bool = False            # keep decoded images in memory after the first epoch
+    # keep decoded images in memory after their first read: auto (when they fit, see
+    # tfxr.data.pipeline.cache_decision), true, false
+    cache: str = option("auto", choices=("auto", "true", "false"))
     verify_shards: bool = False    # check every shard's sha256 before training (not only its size)
     deterministic: bool = False
     # generated (GAN) training shards: -1 use as written, 0 leave out, 0<f<1 draw them with
@@ -82,6 +84,10 @@ class DataConfig:
 
     #: former names, still read (YAML, --set, older runs' config.yaml)
     RENAMED_KEYS: ClassVar[dict[str, str]] = {"synthetic_fraction": "generated_fraction"}
+
+    def __post_init__(self):
+        if isinstance(self.cache, bool):     # DataConfig(cache=True) in Python means "true"
+            self.cache = "true" if self.cache else "false"
 
 
 #: the fields of every trainer's config that a ``--resume`` may change

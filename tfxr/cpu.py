@@ -141,6 +141,33 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as fh:
+            text = fh.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def memory_available(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgroup") -> int | None:
+    """Bytes this process can still allocate without swapping: ``MemAvailable`` of
+    /proc/meminfo, or the cgroup v2 limit (``memory.max``) minus its use
+    (``memory.current``) when that is smaller; None when neither is readable."""
+    candidates = []
+    try:
+        with open(meminfo, encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    candidates.append(int(line.split()[1]) * 1024)    # kB
+    except (OSError, UnicodeDecodeError, ValueError, IndexError):
+        pass
+    limit, used = _read_int(os.path.join(cgroup, "memory.max")), _read_int(os.path.join(cgroup, "memory.current"))
+    if limit is not None and used is not None:      # 'max' (no limit) is not a number: skipped
+        candidates.append(max(0, limit - used))
+    return min(candidates) if candidates else None
+
+
 def process_cores(local_ranks: int = 1, environ=os.environ) -> int:
     """How many cores this process should compute on (see the module docstring).
 

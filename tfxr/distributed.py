@@ -309,6 +309,13 @@ def local_rank() -> int:
     return _hvd.local_rank() if _hvd else 0  # HVD
 
 
+def local_size() -> int:
+    """Ranks on this node (1 before :func:`init` or without Horovod)."""
+    if not _initialized:
+        return 1
+    return _hvd.local_size() if _hvd else 1  # HVD
+
+
 def is_chief() -> bool:
     return rank() == 0
 

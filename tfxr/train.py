@@ -7,7 +7,7 @@
 
 Config: dataclass defaults < ``--config run.yaml`` < flags < ``--set key=value``.  The
 input pipeline's options form the ``pipeline:`` section (``--batch-size``, ``--image-size``,
-``--channels``, ``--cache``, ``--deterministic``, ``--shuffle-buffer`` set them directly).
+``--channels``, ``--cache [auto|true|false]``, ``--deterministic``, ``--shuffle-buffer`` set them directly).
 The options are :class:`tfxr.configs.TrainConfig`'s.  Rank 0 alone writes
 ``OUT/config.yaml``, ``history.json``, TensorBoard logs, ``checkpoints/`` (resumable with
 ``--resume``), ``best.keras`` and ``final.keras``.  Every option is checked before

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -184,7 +185,7 @@ def test_suite_smoke_of_the_new_paths(tmp_path):
     is judged here)."""
     tfxr("tfxr.benchmark", "--out", str(tmp_path), "suite", "--only", "dcgan_64,convert", "--launcher", "mpirun",
          "--variants", "base", "--steps", "1", "--repeats", "3", "--warmup", "1", "--gemm-size", "0",
-         "--convert-images", "12", timeout=1800)
+         "--convert-images", "12", "--convert-source", "png", timeout=1800)
     result = _check_result(tmp_path, "suite")
     gan = result["sections"]["dcgan_64"]
     assert not [m["error"] for m in gan if "error" in m]
@@ -192,9 +193,34 @@ def test_suite_smoke_of_the_new_paths(tmp_path):
     assert all(m["variant"]["model"] == "dcgan" and m["images_per_s"]["median"] > 0 for m in gan)
     targets = {t["target"]: t["value"] for t in result["targets"]}
     assert targets["DCGAN 64 px: best -np 2 / independent bound"] > 0
-    conv = {(r["layout"], r["processes"], r["workers_per_process"]): r for r in result["conversions"]}
+    conv = {(r["layout"], r["processes"], r["workers_per_process"]): r for r in result["conversions"]["png"]}
     assert set(conv) == {("pool", 1, 1), ("pool", 1, 2), ("ranks", 2, 1), ("independent", 2, 1)}
     assert all(r["images"] == 12 and len(r["images_per_s"]["repeats"]) == 3 for r in conv.values())
     assert conv[("ranks", 2, 1)]["vs_bound"] == pytest.approx(
         conv[("ranks", 2, 1)]["images_per_s"]["median"] / conv[("independent", 2, 1)]["images_per_s"]["median"])
     assert "## convert (png source)" in (tmp_path / "suite.md").read_text()
+
+
+def test_suite_sections_option_and_the_dicom_conversion_source(tmp_path):
+    """--sections picks sections (as --only); the DICOM source: the PNG source's phantoms as 12-bit
+    CR DICOMs that tfxr's reader decodes back to the same pixels."""
+    import numpy as np
+
+    from tfxr.benchmark.options import SuiteOptions
+    from tfxr.benchmark.suites import CONVERT_SOURCES, phantom_dicoms
+    from tfxr.config import parse_config
+    from tfxr.data.imageio import read_dicom
+    from tfxr.data.synthetic import render_phantom
+
+    cfg, _ = parse_config(SuiteOptions, ["--sections", "convert,accumulate"], "t")
+    assert cfg.only == ["convert", "accumulate"] and cfg.convert_source == ["png", "dicom"]
+    folder = phantom_dicoms(str(tmp_path), 4, 48)
+    files = sorted(p for p in (tmp_path / os.path.basename(folder)).rglob("*.dcm"))
+    assert len(files) == 4 and {p.parent.name for p in files} <= {"TB", "NORMAL"}
+    for path in files:
+        index = int(path.stem.rsplit("_", 1)[1])
+        pixels, _ = read_dicom(str(path), use_window=False)
+        expected = render_phantom(0, index, 48).astype(np.float64)
+        assert pixels.shape == (48, 48)
+        np.testing.assert_allclose(pixels.astype(np.float64) / pixels.max(), expected / expected.max(), atol=0.01)
+    assert CONVERT_SOURCES["dicom"](str(tmp_path), 4, 24)[:4] == ["--source", "folder", "--images", folder]

@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import tfxr
-from tfxr.data.pipeline import DataConfig, build_dataset, steps_per_epoch
+from tfxr.data.augment import AugmentConfig, augment
+from tfxr.data.augment import augment_batch
+from tfxr.data.pipeline import (CACHE_MEMORY_FRACTION, DataConfig, build_dataset, cache_bytes, cache_decision,
+                                epoch_seed, steps_per_epoch)
 from tfxr.data.records import rank_assignment, read_manifest, shard_files
 
 
@@ -82,7 +85,7 @@ def test_raw_input_matches_tfrecord_input(tmp_path):
         assert np.abs(rec[k][0] - raw[k][0]).mean() < 0.02
 
 
-@pytest.mark.parametrize("cache", [False, True])
+@pytest.mark.parametrize("cache", ["false", "true", "auto"])
 def test_one_dataset_spans_epochs_and_epoch_k_is_the_same_when_resumed(synthetic_tfrec, cache):
     """A run iterates one dataset over all its epochs; epoch 1 of it equals epoch 1 built alone
     (what a run resumed at epoch 1 reads), with and without the in-memory cache."""
@@ -135,3 +138,58 @@ def test_input_threads_private_pool_by_default(synthetic_tfrec, monkeypatch):
     assert pool(0) == 3          # this process's cores (tfxr.cpu.process_cores)
     assert pool(5) == 5
     assert pool(-1) is None      # tf.data's shared pool
+
+
+def test_training_batches_are_augmented_whole_with_the_epoch_and_step_seed(synthetic_tfrec):
+    """Batch k of epoch e is augment_batch(the same batch unaugmented, (epoch seed, k)): the
+    augmentation runs on whole batches after batching, seeded by (seed, epoch, step)."""
+    def batches(aug, epoch):
+        cfg = DataConfig(batch_size=8, deterministic=True, augment=aug)
+        return [x for x, _ in build_dataset(str(synthetic_tfrec), "train", cfg, training=True, seed=3, epoch=epoch,
+                                            repeat_steps=3)]
+    for epoch in (0, 2):
+        plain, augmented = batches(AugmentConfig(enabled=False), epoch), batches(AugmentConfig(), epoch)
+        for k, (a, b) in enumerate(zip(plain, augmented)):
+            expected = augment_batch(a, tf.constant([epoch_seed(3, epoch), k], tf.int64), AugmentConfig())
+            np.testing.assert_allclose(b, expected, atol=1e-6)
+            assert np.abs(a.numpy() - b.numpy()).mean() > 1e-3
+
+
+def test_deterministic_batches_are_the_same_cached_or_not(synthetic_tfrec):
+    """What cache=auto decides (it depends on the memory free) never changes a deterministic run's batches."""
+    def batches(cache):
+        cfg = DataConfig(batch_size=8, deterministic=True, cache=cache)
+        return [x.numpy() for x, _ in build_dataset(str(synthetic_tfrec), "train", cfg, training=True, seed=1,
+                                                    epochs=2, repeat_steps=4)]
+    for a, b in zip(batches("true"), batches("false")):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cache_auto_caches_what_fits_a_share_of_the_available_memory(monkeypatch):
+    need = cache_bytes(1000, 224, 14)
+    assert need == 1000 * (224 * 224 + 56 + 512)
+    fits = int(need / CACHE_MEMORY_FRACTION) + 1              # just enough memory for one process
+    assert cache_decision("auto", 1000, 224, 14, available=fits)[0]
+    cached, why = cache_decision("auto", 1000, 224, 14, available=fits, local_ranks=2)   # two ranks share it
+    assert not cached and "2 rank(s)" in why and "not cached" in why
+    assert not cache_decision("auto", 1000, 224, 14, available=fits - 2)[0]
+    monkeypatch.setattr("tfxr.cpu.memory_available", lambda: None)
+    assert not cache_decision("auto", 10, 32)[0]                         # memory unknown: no cache
+    monkeypatch.setattr("tfxr.cpu.memory_available", lambda: fits)
+    assert cache_decision("auto", 1000, 224, 14)[0]                      # default: this machine's memory
+    assert cache_decision("true", 10**9, 1024, available=0) == (True, "cache=true")
+    assert cache_decision("false", 1, 8, available=10**12) == (False, "cache=false")
+    assert DataConfig().cache == "auto" and DataConfig(cache=True).cache == "true"
+
+
+def test_cache_option_spellings():
+    from tfxr.config import ConfigError, parse_config
+    from tfxr.train import TrainConfig
+
+    def cache(*argv):
+        return parse_config(TrainConfig, list(argv), "t")[0].pipeline.cache
+    assert cache() == "auto"
+    assert cache("--cache") == "true" and cache("--no-cache") == "false" and cache("--cache", "auto") == "auto"
+    assert cache("--set", "pipeline.cache=true") == "true" and cache("--set", "pipeline.cache=off") == "false"
+    with pytest.raises(ConfigError, match="pipeline.cache: unknown value 'sometimes'"):
+        cache("--cache", "sometimes")

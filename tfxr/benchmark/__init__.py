@@ -13,6 +13,8 @@ r"""``python -m tfxr.benchmark``: honest throughput measurements (table, JSON, P
     python -m tfxr.benchmark input --data tfrec/nih224 --raw raw/nih224 --batch-size 32
     # where a Horovod run's communication time goes (a timeline from tfxr.train --timeline FILE)
     python -m tfxr.benchmark timeline runs/tb/timeline.json
+    # where a training step's time goes: TF profiler, self time per op type (tfxr.benchmark.profile)
+    python -m tfxr.benchmark profile --model densenet121 --image-size 224 --batch-size 16 --steps 3
 
 How a training number is measured: every variant runs in fresh processes (oneDNN is
 chosen when TensorFlow is imported), builds the model, runs ``--warmup`` steps that are
@@ -33,7 +35,7 @@ the fp32 GEMM measured in the same run and any fp32 rate the run reached.  Every
 file records the command, the machine, the CPU and the settings.
 
 The package, along its seams: ``analysis`` (variants, summaries, ceilings, ratios,
-targets), ``workers`` (the measured processes), ``runner`` (starting them, collecting
+targets), ``workers`` (the measured processes), ``profile`` (the per-op profile), ``runner`` (starting them, collecting
 their results), ``suites`` (what each subcommand measures), ``report`` (tables, PNG,
 result files), ``options`` (each subcommand's checked config) and ``__main__`` (the CLI).
 """

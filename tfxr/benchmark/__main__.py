@@ -1,10 +1,10 @@
-"""``python -m tfxr.benchmark [--out DIR] [suite|train|convert|input|timeline] [options]`` (see the package doc)."""
+"""``python -m tfxr.benchmark [--out DIR] [suite|train|convert|input|timeline|profile] [options]`` (see the package doc)."""
 from __future__ import annotations
 
 import sys
 
 import tfxr.benchmark as package
-from tfxr.benchmark import suites
+from tfxr.benchmark import profile, suites
 from tfxr.benchmark.options import COMMANDS
 from tfxr.benchmark.report import write_results
 from tfxr.benchmark.workers import run_gemm_worker, run_worker
@@ -14,9 +14,9 @@ from tfxr.errors import ConfigError
 from tfxr import log
 
 PROG = "python -m tfxr.benchmark"
-INTERNAL = {"_worker": run_worker, "_gemm": run_gemm_worker}   # measured processes (not in --help)
+INTERNAL = {"_worker": run_worker, "_gemm": run_gemm_worker, "_profile": profile.run_profile_worker}   # measured processes (not in --help)
 RUN = {"suite": suites.bench_suite, "train": suites.bench_train, "input": suites.bench_input,
-       "timeline": suites.bench_timeline}
+       "timeline": suites.bench_timeline, "profile": profile.bench_profile}
 
 
 def help_text() -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 from tfxr.benchmark.analysis import INPUTS, LAUNCHERS, MODELS, PRECISIONS
 from tfxr.benchmark.suites import CONVERT_SOURCES, SECTIONS
@@ -91,10 +92,12 @@ class SuiteOptions(_Ceiling):
     images: int = option(1600, minimum=16)  # phantoms to write when --data is not given
     loop_steps: int = option(40, minimum=1)     # steps per epoch of the tfxr.train loops (accumulate: a multiple of 4)
     launcher: list[str] = option(lambda: ["mpirun", "gloo"], choices=LAUNCHERS)
-    only: list[str] = option(list, choices=SECTIONS)    # run only these sections ([]: all)
+    only: list[str] = option(list, choices=SECTIONS)    # run only these sections ([]: all); also --sections
     variants: str = option("all", choices=("all", "base"))   # base: only the first setting (a quick check)
-    convert_source: str = option("png", choices=tuple(CONVERT_SOURCES))   # images the conversion reads
+    convert_source: list[str] = option(lambda: ["png", "dicom"], choices=tuple(CONVERT_SOURCES))   # images converted
     convert_images: int = option(400, minimum=8)        # images per conversion run
+
+    FLAG_ALIASES: ClassVar[dict[str, str]] = {"sections": "only"}   # --sections a,b == --only a,b
 
 
 @dataclass
@@ -120,6 +123,19 @@ class InputOptions(_Timed):
 
 
 @dataclass
+class ProfileOptions(_Common):
+    """``profile``: the TF profiler on a few training steps, self time per op type."""
+
+    model: str = option("densenet121", choices=MODELS + ("densenet121",))   # densenet121 = chexnet
+    image_size: int = option(224, minimum=8)
+    batch_size: int = option(16, minimum=1)
+    precision: str = option("fp32", choices=PRECISIONS)
+    onednn: str = option("on", choices=ON_OFF)
+    steps: int = option(3, minimum=1)        # profiled steps
+    warmup: int = option(2, minimum=1)       # untimed steps first (tracing, oneDNN primitives)
+
+
+@dataclass
 class TimelineOptions(_Common):
     """``timeline FILE``: a Horovod timeline (``tfxr.train --timeline FILE``) summarised per step."""
 
@@ -127,4 +143,4 @@ class TimelineOptions(_Common):
 
 
 COMMANDS = {"suite": SuiteOptions, "train": TrainOptions, "convert": ConvertOptions, "input": InputOptions,
-            "timeline": TimelineOptions}
+            "timeline": TimelineOptions, "profile": ProfileOptions}

@@ -13,7 +13,11 @@ import subprocess
 import time
 from dataclasses import asdict, replace
 
+import numpy as np
+import pydicom
 from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from tfxr import cpu, log, timeline
 from tfxr.benchmark import analysis, report
@@ -160,10 +164,49 @@ def phantom_pngs(out: str, images: int, size: int) -> str:
     return directory
 
 
+#: the SOP class of the benchmark's DICOMs: Computed Radiography Image Storage
+CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
+
+
+def phantom_dicoms(out: str, images: int, size: int) -> str:
+    """TB phantoms as 12-bit CR DICOMs (uncompressed, pydicom, no patient data) in a
+    class-per-folder layout: the DICOM source of the conversion benchmark, the same
+    images as :func:`phantom_pngs`, written once and reused."""
+    directory = os.path.join(out, f"data-phantom-dicom-{size}px-{images}")
+    if os.path.isdir(directory):
+        return directory
+    partial = f"{directory}.partial-{os.getpid()}"
+    try:
+        for index in range(images):
+            labels, _, patient = phantom_meta(0, index)
+            pixels = render_phantom(0, index, size).astype(np.uint16) * 16        # 8 -> 12 bits
+            ds = Dataset()
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds.file_meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
+            ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["tfxr-benchmark", str(index)])
+            ds.SOPClassUID, ds.SOPInstanceUID = CR_IMAGE_STORAGE, ds.file_meta.MediaStorageSOPInstanceUID
+            ds.Modality, ds.ViewPosition = "CR", "PA"
+            ds.Rows, ds.Columns = pixels.shape
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+            ds.PixelData = pixels.astype("<u2").tobytes()
+            folder = os.path.join(partial, "TB" if labels[0] else "NORMAL")
+            os.makedirs(folder, exist_ok=True)
+            ds.save_as(os.path.join(folder, f"{patient}_{index:05d}.dcm"), enforce_file_format=True)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    os.replace(partial, directory)
+    return directory
+
+
 #: the conversion benchmark's sources: name -> (out, images, size) -> converter arguments
 CONVERT_SOURCES = {
     "png": lambda out, images, size: ["--source", "folder", "--images", phantom_pngs(out, images, 2 * size),
                                       "--image-size", str(size)],
+    "dicom": lambda out, images, size: ["--source", "folder", "--images", phantom_dicoms(out, images, 2 * size),
+                                        "--image-size", str(size)],
 }
 
 
@@ -282,10 +325,11 @@ def bench_suite(cfg) -> dict:
             sections["accumulate"].append(measure_training_loop("tb_cnn", data, 128, 32, cfg.repeats,
                                                                 cfg.loop_steps, small, workers=2,
                                                                 accumulate_steps=k))
-    conversions = []
+    conversions: dict[str, list[dict]] = {}
     if "convert" in wanted:
-        source = CONVERT_SOURCES[cfg.convert_source](cfg.out, cfg.convert_images, 128)
-        conversions = measure_conversions(source, [1, 2], [2], max(3, cfg.repeats // 2 + 1))
+        for name in cfg.convert_source:
+            source = CONVERT_SOURCES[name](cfg.out, cfg.convert_images, 128)
+            conversions[name] = measure_conversions(source, [1, 2], [2], max(3, cfg.repeats // 2 + 1))
     ceiling = judge_flops([m for ms in sections.values() for m in ms], cfg, gemm)
     tables = []
     for name, ms in sections.items():
@@ -299,8 +343,8 @@ def bench_suite(cfg) -> dict:
         loops = analysis.loop_rows(ms)
         if loops:
             tables.append(report.loop_table(loops))
-    if conversions:
-        tables.append(f"## convert ({cfg.convert_source} source)\n\n" + report.conversion_table(conversions))
+    for name, rows in conversions.items():
+        tables.append(f"## convert ({name} source)\n\n" + report.conversion_table(rows))
     if gemm and "gflops" in gemm:
         tables.append(gemm_table(gemm, ceiling))
     tables.append(report.ceiling_line(ceiling))

@@ -58,7 +58,7 @@ def _all_done(directory: str, count: int) -> bool:
     return all(os.path.exists(os.path.join(directory, f"done.{i}")) for i in range(count))
 
 
-def _classifier_step(cfg: WorkerConfig, dist, keras, np, tf):
+def classifier_step(cfg: WorkerConfig, dist, keras, np, tf):
     """The very step tfxr.train runs (model-only: no validation), and the forward FLOPs."""
     # deliberately late, as run_worker's TensorFlow import: these import TensorFlow
     from tfxr.data.augment import AugmentConfig
@@ -128,7 +128,7 @@ def run_worker(argv: list[str]) -> int:
     if cfg.model == "dcgan":
         step, flops_per_image = _gan_step(cfg, dist, np)
     else:
-        step, flops_per_image = _classifier_step(cfg, dist, keras, np, tf)
+        step, flops_per_image = classifier_step(cfg, dist, keras, np, tf)
     loss = None
     for _ in range(cfg.warmup):
         loss = step()

@@ -4,14 +4,24 @@ TFRecord shards (or a raw-image index written with ``--format raw``) are split a
 Horovod ranks so each rank reads a disjoint part: whole shards when there are at least
 as many shards as ranks, otherwise every world-th record of the shards read in one fixed
 order (so every rank counts the same records the same way; shuffling comes after).
-Then parallel interleave, parse, decode, resize, (cache), shuffle, augment, batch and
-prefetch, AUTOTUNE throughout.  ``deterministic=True`` fixes every order and random
-draw for tests.
+Then parallel interleave, parse, decode, resize, (cache), shuffle, batch, augment the
+batch in the graph (:func:`tfxr.data.augment.augment_batch`; the detector's box-aware
+augmentation stays per image, before batching) and prefetch, AUTOTUNE throughout.
+``deterministic=True`` fixes every order and random draw for tests.
 
 A training dataset is built once per run and spans its epochs: each epoch's file order,
-shuffle and augmentation are seeded by (``seed``, epoch) alone, so epoch k is the same
-whether the run started at epoch 0 or resumed at k, and ``cache=True`` keeps decoded
-images in memory across epochs.
+shuffle and augmentation are seeded by (``seed``, epoch) alone (a batch's augmentation
+by (epoch seed, step)), so epoch k is the same whether the run started at epoch 0 or
+resumed at k.
+
+The cache (``cache``: ``auto``, the default, ``true`` or ``false``) keeps the decoded
+uint8 images in memory after their first read, for every later epoch and validation.
+``auto`` caches when the estimate of :func:`cache_bytes` (this rank's records x image
+size^2 x 1 byte -- grey, cached before any channel repetition -- plus
+:data:`CACHE_RECORD_OVERHEAD` bytes per record for labels, ids and tensors) is at most
+:data:`CACHE_MEMORY_FRACTION` of the memory available (``MemAvailable`` of
+/proc/meminfo, or the cgroup's limit minus its use when that is smaller) divided by the
+ranks on this node (each holds its own share); see :func:`cache_decision`.
 """
 from __future__ import annotations
 
@@ -19,9 +29,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfxr import cpu
+from tfxr import distributed as dist
 from tfxr.config import ConfigError
 from tfxr.configs import AugmentConfig, DataConfig  # noqa: F401 - importable from here too
-from tfxr.data.augment import augment, augment_with_boxes
+from tfxr.data.augment import augment_batch, augment_with_boxes
 from tfxr.data.records import (ManifestError, rank_assignment, rank_share, read_examples, read_manifest,
                                 shard_files)
 
@@ -31,6 +42,39 @@ AUTOTUNE = tf.data.AUTOTUNE
 #: YOLOv8 masks out any box with a coordinate <= -1; its documented all -1 padding (zero
 #: width and height) makes its loss NaN under tf.function (see tfxr/models/detector.py).
 PAD_BOX = (-3.0, -3.0, -2.0, -2.0)
+
+
+# --------------------------------------------------------------------------- the cache
+#: the share of the available memory one cached dataset may take (train and validation
+#: each; divided among the ranks of the node)
+CACHE_MEMORY_FRACTION = 0.25
+#: bytes per cached record besides its pixels: labels, image and patient ids, tensor headers
+CACHE_RECORD_OVERHEAD = 512
+
+
+def cache_bytes(records: int, image_size: int, num_labels: int = 1) -> int:
+    """The memory a cache of ``records`` decoded grey uint8 images of ``image_size``^2 takes
+    (an estimate: pixels, float32 labels and :data:`CACHE_RECORD_OVERHEAD`)."""
+    return records * (image_size * image_size + 4 * num_labels + CACHE_RECORD_OVERHEAD)
+
+
+def cache_decision(setting: str, records: int, image_size: int, num_labels: int = 1, *,
+                   local_ranks: int = 1, available: int | None = None) -> tuple[bool, str]:
+    """Whether to cache a dataset, and why.  ``true``/``false``: as said.  ``auto``: when
+    :func:`cache_bytes` is at most :data:`CACHE_MEMORY_FRACTION` x ``available`` (default
+    :func:`tfxr.cpu.memory_available`) / ``local_ranks``; an unknown memory size means no cache."""
+    if setting in ("true", "false"):
+        return setting == "true", f"cache={setting}"
+    need = cache_bytes(records, image_size, num_labels)
+    available = cpu.memory_available() if available is None else available
+    if available is None:
+        return False, "cache=auto: the available memory is unknown; not cached"
+    budget = int(CACHE_MEMORY_FRACTION * available / max(1, local_ranks))
+    verdict = "cached" if need <= budget else "not cached"
+    return need <= budget, (f"cache=auto: {records} images of {image_size} px need ~{need / 2**20:.0f} MiB, "
+                            f"the budget is {budget / 2**20:.0f} MiB ({CACHE_MEMORY_FRACTION:g} x "
+                            f"{available / 2**20:.0f} MiB available / {max(1, local_ranks)} rank(s) on this "
+                            f"node): {verdict}")
 
 
 # --------------------------------------------------------------------------- steps
@@ -86,10 +130,13 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
 
     training: ``epochs`` consecutive epochs starting at ``epoch``, each exactly
     ``repeat_steps`` batches (default: the equal per-rank step count; this rank's
-    records repeat as needed), shuffled and augmented with :func:`epoch_seed`, last
-    partial batch dropped.  Iterate it once for the whole run.
+    records repeat as needed), shuffled with :func:`epoch_seed`, batched, then each
+    batch augmented in the graph with the seed (epoch seed, step) (the detector: each
+    image before batching, with (epoch seed, index)), last partial batch dropped.
+    Iterate it once for the whole run.
     evaluation: every record of this rank once, in order, no augmentation; iterating
-    it again (each validation) reuses the in-memory cache when ``cache=True``.
+    it again (each validation) reuses the in-memory cache when it caches
+    (:func:`cache_decision`).
     Images are float32 in [0, 1], shape (size, size, channels).
     """
     cfg = cfg or DataConfig()
@@ -97,7 +144,8 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
     size = cfg.image_size or int(manifest["image_size"])
     deterministic = cfg.deterministic or not training
     parallel = {"num_parallel_calls": AUTOTUNE, "deterministic": deterministic}
-    fields = ("image", "labels", "image_id", "patient_id") + (("boxes",) if boxes else ())
+    # ids only when asked for: they would ride through cache and batches for nothing
+    fields = ("image", "labels") + (("image_id", "patient_id") if with_meta else ()) + (("boxes",) if boxes else ())
     # generated images: as written (training only), left out, or mixed in at a fraction;
     # evaluation splits never see one (shard flag and record flag both checked)
     if cfg.generated_fraction != -1 and cfg.generated_fraction < 0:
@@ -107,10 +155,13 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
     generated = (shard_files(data_dir, split, manifest, "generated")
                  if manifest.get("format", "tfrecord") != "raw" else [])
     mixed = training and cfg.generated_fraction > 0 and bool(generated)
-    if mixed and cfg.cache:
+    if mixed and cfg.cache == "true":
         raise ConfigError("cache=true cannot be combined with 0 < generated_fraction < 1 "
                           "(the mixed stream is endless); turn one of them off")
     n_mine = rank_share(data_dir, split, manifest, rank, world, selection)
+    # the mixed stream is endless: never cached (auto)
+    cache = not mixed and cache_decision(cfg.cache, n_mine, size, len(manifest["label_names"]),
+                                         local_ranks=dist.local_size())[0]
 
     def records(file_seed):
         def read(which):
@@ -126,48 +177,69 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
         return ds
 
     channels, aug = cfg.channels, cfg.augment
+    per_image_augment = training and bool(boxes)     # the detector's boxes move with each image
 
-    def finish(ep_seed):
+    def prepare(ep_seed):
+        """One record -> its image (uint8, or float32 when augmented here with its boxes)
+        and its targets / fields, before batching."""
         def fn(i, ex):
             ex = dict(ex)
-            img = tf.cast(ex["image"], tf.float32) / 255.0
             if boxes:
                 found = ex.pop("boxes")
                 box_labels = found["label"]
                 coords = tf.stack([found[c] for c in ("xmin", "ymin", "xmax", "ymax")], axis=1)
-                if training:
-                    img, box_labels, coords = augment_with_boxes(img, box_labels, coords, tf.stack([ep_seed, i]), aug)
-                targets = pad_boxes(box_labels, coords, boxes)
-            elif training:
-                img = augment(img, tf.stack([ep_seed, i]), aug)
+                if per_image_augment:
+                    img = tf.cast(ex["image"], tf.float32) / 255.0
+                    ex["image"], box_labels, coords = augment_with_boxes(img, box_labels, coords,
+                                                                         tf.stack([ep_seed, i]), aug)
+                ex.update(pad_boxes(box_labels, coords, boxes))
+            return ex
+        return fn
+
+    def finish(ep_seed):
+        """One batch -> float32 images in [0, 1], augmented (training, no boxes), channels."""
+        def fn(step, batch):
+            img = batch["image"]
+            if img.dtype == tf.uint8:
+                img = tf.cast(img, tf.float32) / 255.0
+            if training and not per_image_augment:
+                img = augment_batch(img, tf.stack([ep_seed, step]), aug)
             if channels == 3:
                 img = tf.repeat(img, 3, axis=-1)
             if with_meta:
-                return {**ex, "image": img, **(targets if boxes else {})}
-            return img, (targets if boxes else ex["labels"])
+                return {**batch, "image": img}
+            targets = {"boxes": batch["boxes"], "classes": batch["classes"]} if boxes else batch["labels"]
+            return img, targets
         return fn
 
     if not training:
         ds = records(None)
-        if cfg.cache:
+        if cache:
             ds = ds.cache()
-        ds = ds.enumerate().map(finish(tf.constant(0, tf.int64)), **parallel).batch(cfg.batch_size)
+        if boxes:
+            ds = ds.enumerate().map(prepare(tf.constant(0, tf.int64)), **parallel)
+        ds = ds.batch(cfg.batch_size)
+        ds = ds.enumerate().map(finish(tf.constant(0, tf.int64)), **parallel)
     else:
         if n_mine == 0:
             raise ManifestError(f"{data_dir}: rank {rank} of {world} has no '{split}' records")
         steps = repeat_steps or split_steps(data_dir, split, manifest, cfg.batch_size, world,
                                             cfg.generated_fraction)
-        # cached: one fixed record order, filled once; uncached: shard order reshuffled per epoch
-        cached = records(None).cache() if cfg.cache else None
+        # cached: one fixed record order, filled once; uncached: shard order reshuffled per epoch,
+        # except in deterministic mode, which reads the cache's fixed order: its batches are the
+        # same whether ``auto`` cached or not (the decision depends on the memory free)
+        cached = records(None).cache() if cache else None
 
         def one_epoch(ep_seed):
             # the shuffles below take their seed from (seed, epoch) alone, not from TensorFlow's
             # global seed (which also breaks tensor seeds when it is 0): clear it in this graph
             tf.compat.v1.get_default_graph().seed = None
-            ds = cached if cached is not None else records(ep_seed)
+            ds = cached if cached is not None else records(None if cfg.deterministic else ep_seed)
             ds = ds.shuffle(min(cfg.shuffle_buffer, max(1, n_mine)), seed=ep_seed + 1).repeat()
-            ds = ds.enumerate().map(finish(ep_seed), **parallel)
-            return ds.batch(cfg.batch_size, drop_remainder=True).take(steps)
+            if boxes:
+                ds = ds.enumerate().map(prepare(ep_seed), **parallel)
+            ds = ds.batch(cfg.batch_size, drop_remainder=True).take(steps)
+            return ds.enumerate().map(finish(ep_seed), **parallel)
 
         seeds = [epoch_seed(seed, e) for e in range(epoch, epoch + max(1, epochs))]
         ds = tf.data.Dataset.from_tensor_slices(np.asarray(seeds, np.int64)).flat_map(one_epoch)

@@ -37,6 +37,7 @@ import numpy as np
 from tfxr.data.types import CHEXNET_LABELS  # noqa: F401 - the one label list, re-exported by tfxr.models
 
 from ._common import check_head, check_input_shape
+from .layers import fuse_batch_norms
 
 
 #: ImageNet statistics (RGB) that the DenseNet ImageNet weights were trained with
@@ -138,6 +139,9 @@ def build_chexnet(
     )
     if imagenet_file is not None:
         _load_imagenet_backbone(backbone, imagenet_file)
+    # Keras 3's BatchNormalization never reaches TensorFlow's fused kernel: the same layers,
+    # computed by FusedBatchNormV3 (tfxr.models.layers.FusedBatchNormalization)
+    backbone = fuse_batch_norms(backbone)
     x = backbone(x)
     if dropout > 0:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
