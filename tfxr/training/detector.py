@@ -31,7 +31,7 @@ from tfxr.data.records import check_shards, read_manifest
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.detection import coco_ap, detect_split, gather_sorted
 from tfxr.io import atomic_path
-from tfxr.models.detector import build_detector, check_image_size, detection_loss
+from tfxr.models.detector import build_detector, build_loss, check_image_size, detection_loss
 from tfxr.models.report import model_report
 from tfxr.training import run
 from tfxr.training.schedule import Decision, WarmupSchedule
@@ -45,6 +45,7 @@ class DetectorStep:
         self.clipnorm, self.micro_batches = clipnorm, micro_batches
         self.sources = dist.backing_variables(model.trainable_variables)
         self.loss_sum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+        build_loss(model)
         self._call = tf.function(self._step, reduce_retracing=True)
 
     def __call__(self, x, y):
