@@ -138,3 +138,30 @@ def test_compare_optimizers_reports_both_with_the_evaluators_domain_fid(syntheti
     report = (out / "comparison.md").read_text()
     assert report.count("FID_tfxr[") == 2 and "real-vs-real" in report
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_gan_sample_and_evaluate_gan_draw_the_same_images_for_a_seed(tmp_path):
+    """One sampler: the PNGs `gan sample --seed S` writes are the images `evaluate gan --seed S`
+    scores (up to the PNG's 8 bits), and another seed draws other images."""
+    from PIL import Image
+
+    from tests.conftest import save_generator_run
+    from tfxr.evaluate import GanEvalConfig, _generated_images
+    from tfxr.models.dcgan import build_generator
+
+    keras_seed = tf.keras.utils.set_random_seed
+    keras_seed(1)
+    gen = save_generator_run(build_generator(28, latent_dim=8, base_filters=8), tmp_path / "run", 28,
+                             latent_dim=8, g_filters=8)
+    real = np.zeros((40, 28, 28, 1), np.float32)
+
+    def scored(seed):
+        return _generated_images(GanEvalConfig(generated=str(gen), num_images=6, seed=seed), real)[..., 0]
+
+    for seed in (0, 7):
+        run([sys.executable, "-m", "tfxr.gan", "sample", "--generator", "run/generator.keras", "--n", "6",
+             "--seed", str(seed), "--out", f"s{seed}"], cwd=tmp_path)
+        written = np.stack([np.asarray(Image.open(tmp_path / f"s{seed}" / f"sample-{i:05d}.png"), np.float32)
+                            for i in range(6)]) / 255.0
+        assert np.abs(written - scored(seed)).max() <= 0.5 / 255 + 1e-4
+    assert np.abs(scored(0) - scored(7)).max() > 0.05

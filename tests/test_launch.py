@@ -49,7 +49,7 @@ def test_cli_prints_the_builders_command(module):
     bad = run([sys.executable, "-m", module, "--np", "2", "--print"], check=False)
     assert bad.returncode == 2 and "after `--`" in bad.stderr
     zero = run([sys.executable, "-m", module, "--np", "0", "--", "tfxr.train"], check=False)
-    assert zero.returncode == 2 and "--np: 0 is below the minimum 1" in zero.stderr
+    assert zero.returncode == 2 and "np: 0 is below the minimum 1" in zero.stderr
     odd = run([sys.executable, "-m", module, "--np", "2", "--launcher", "ssh", "--", "tfxr.train"], check=False)
     assert odd.returncode == 2 and "launcher: unknown value 'ssh'" in odd.stderr and "Traceback" not in odd.stderr
 

@@ -47,9 +47,9 @@ def test_refused_options_are_one_line_errors_before_anything_is_written(tmp_path
     cases = [
         (["--format", "raw", "--shards", "4"], "--shards does not apply to --format raw"),
         (["--split-fractions", "0.7,0.1,x"], "--split-fractions must be three non-negative numbers"),
-        (["--shards", "0"], "--shards must be >= 1"),
+        (["--shards", "0"], "shards: 0 is below the minimum 1"),
         (["--remap-splits", "train=holdout"], "unknown target split(s) ['holdout'] (allowed: train, val, test"),
-        (["--format", "parquet"], "invalid choice: 'parquet' (choose from 'tfrecord', 'raw')"),
+        (["--format", "parquet"], "format: unknown value 'parquet' (allowed: tfrecord, raw)"),
     ]
     for n, (extra, message) in enumerate(cases):
         out = tmp_path / f"out{n}"

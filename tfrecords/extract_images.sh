@@ -6,7 +6,7 @@
 #   tfrecords/extract_images.sh ARCHIVE.tar.gz [ARCHIVE.tar.gz | ARCHIVE_DIR]... OUT_DIR
 #
 # A directory argument stands for its ${ARCHIVE_GLOB:-images_*.tar.gz} files, sorted.
-# This is `python -m tfxr.data.extract` (see its --help): every archive is checked
+# This is `python -m tfxr.extract` (see its --help): every archive is checked
 # completely before anything is written, then extracted with Python's tarfile data
 # filter. An archive is refused, naming the archive and the entry, when an entry has an
 # absolute path or a '..' component, is a link pointing outside OUT_DIR, goes through a
@@ -38,4 +38,4 @@ fi
 read -r -a PY <<<"$PYTHON"
 # Let `python -m tfxr...` find the package even when it is not pip-installed.
 export PYTHONPATH="$REPO_DIR${PYTHONPATH:+:$PYTHONPATH}"
-exec "${PY[@]}" -m tfxr.data.extract "$@"
+exec "${PY[@]}" -m tfxr.extract "$@"

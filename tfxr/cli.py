@@ -18,7 +18,7 @@ import sys
 from typing import Callable
 
 from tfxr import log
-from tfxr.errors import RejectedResult, TfxrError
+from tfxr.errors import ConfigError, RejectedResult, TfxrError
 
 EXIT_OK = 0
 EXIT_CRASH = 1
@@ -83,3 +83,30 @@ def run_main(body: Callable[[], int | None]) -> int:
         runtime = sys.modules.get("tfxr.distributed")
         if runtime is not None:
             runtime.shutdown()
+
+
+def run_command(argv: list[str] | None, commands: dict[str, Callable[[list[str]], int | None]], prog: str,
+                doc: str, default: str | None = None) -> int:
+    """The one subcommand dispatcher: ``prog COMMAND [options]`` runs ``commands[COMMAND](options)``
+    in :func:`run_main`.
+
+    ``-h``/``--help`` first prints ``doc`` (exit 0).  A missing or unknown command is one
+    error line naming the commands (exit 2), unless there is a ``default`` command: it then
+    takes the whole command line (``python -m tfxr.evaluate --model ...`` is ``evaluate
+    classifier --model ...``, and its ``--help`` is the default command's).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    names = ", ".join(commands)
+    if default is None and argv[:1] in (["-h"], ["--help"]):
+        print(doc)
+        return EXIT_OK
+
+    def body():
+        if argv and argv[0] in commands:
+            return commands[argv[0]](argv[1:])
+        if default is not None:
+            return commands[default](argv)
+        if not argv or argv[0].startswith("-"):
+            raise ConfigError(f"give a command first: {names} ({prog} --help tells more)")
+        raise ConfigError(f"unknown command {argv[0]!r} (allowed: {names})")
+    return run_main(body)

@@ -31,9 +31,19 @@ SEED_MAX = 2**31 - 1
 
 
 def option(default: Any, *, choices: tuple | None = None, minimum: float | None = None,
-           maximum: float | None = None):
-    """A dataclass field whose value is checked: one of ``choices``, or within bounds."""
-    meta = {"choices": tuple(choices) if choices else None, "minimum": minimum, "maximum": maximum}
+           maximum: float | None = None, required: bool = False, repeatable: bool = False,
+           positional: str | None = None, help: str = ""):  # noqa: A002 - argparse's word
+    """A dataclass field whose value is checked: one of ``choices``, or within bounds.
+
+    How the command line shows it (:func:`build_arg_parser`): ``required`` - a run without a
+    value (from a flag, ``--config`` or ``--set``) is refused naming the flag; ``repeatable``
+    - a list whose flag may be given several times, one value each (``--labels a.csv
+    --labels b.csv``; not split at commas, so a path may hold one); ``positional`` - an
+    argument without a flag, with argparse's ``nargs`` (``"?"``, ``"*"``, ``"+"`` or ``""``
+    for exactly one); ``help`` - the line ``--help`` prints.
+    """
+    meta = {"choices": tuple(choices) if choices else None, "minimum": minimum, "maximum": maximum,
+            "required": required, "repeatable": repeatable, "positional": positional, "help": help}
     if isinstance(default, (list, dict)) or callable(default):
         return dataclasses.field(default_factory=default if callable(default) else lambda: default,
                                  metadata=meta)
@@ -223,24 +233,44 @@ def apply_override(data: dict, cls, assignment: str) -> None:
             node = child
 
 
-def build_arg_parser(cls, prog: str, description: str) -> argparse.ArgumentParser:
-    """Parser with --config, --set, --print-config and a flag per scalar top-level field."""
-    p = argparse.ArgumentParser(prog=prog, description=description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage mistake (an unknown flag, a flag without its value, a missing
+    argument) raised as a ConfigError: one ``tfxr: error:`` line and exit 2 (``tfxr.cli``),
+    like every other bad value, instead of argparse's usage block."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see {self.prog} --help)")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_arg_parser(cls, prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
+    """Parser with --config, --set, --print-config and a flag per scalar top-level field
+    (positional arguments for the fields declared ``option(positional=...)``)."""
+    p = ArgumentParser(prog=prog, description=description, epilog=epilog,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML file with config values")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config value, dotted keys for nested ones (repeatable)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     for name, (field, typ, default) in _flag_fields(cls).items():
-        flag = "--" + name.replace("_", "-")
-        choices = field.metadata.get("choices")
+        meta = field.metadata
+        choices = meta.get("choices")
         allowed = f"{'|'.join(map(str, choices))}; " if choices else ""
-        if typ is bool:
-            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                           help=f"(default {default})")
+        text = f"{meta['help']} " if meta.get("help") else ""
+        if meta.get("positional") is not None:
+            nargs = meta["positional"] or None
+            p.add_argument(name, nargs=nargs, default=None, metavar=name.upper(), help=text.strip() or None)
+        elif typ is bool:
+            p.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
+                           help=f"{text}(default {default})")
         else:
-            p.add_argument(flag, dest=name, default=None, metavar=name.upper(),
-                           help=f"({allowed}default {default!r})")
+            p.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
+                           action="append" if meta.get("repeatable") else "store",
+                           help=f"{text}({allowed}{'repeatable; ' if meta.get('repeatable') else ''}"
+                                f"default {default!r})")
     return p
 
 
@@ -273,10 +303,27 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
     node[last] = value
 
 
-def parse_config(cls, argv: list[str] | None, prog: str, description: str = ""):
-    """Resolve a config from defaults, YAML, flags and --set; returns (config, args)."""
-    p = build_arg_parser(cls, prog, description)
-    args = p.parse_args(argv)
+def check_required(cfg, prefix: str = "") -> None:
+    """ConfigError naming the first field declared ``option(required=True)`` left empty."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check_required(value, prefix + f.name + ".")
+        elif f.metadata.get("required") and value in (None, "", [], ()):
+            if f.metadata.get("positional") is not None:
+                raise ConfigError(f"{f.name.upper()} is required")
+            raise ConfigError(f"{_flag(prefix + f.name) if not prefix else prefix + f.name} is required")
+
+
+def parse_config(cls, argv: list[str] | None, prog: str, description: str = "", epilog: str | None = None):
+    """Resolve a config from defaults, YAML, flags and --set; returns (config, args).
+
+    Every mistake is a ConfigError (one line, exit 2 under :func:`tfxr.cli.run_main`):
+    an unknown flag, a value out of bounds, a required value missing."""
+    p = build_arg_parser(cls, prog, description, epilog)
+    positional = any(f.metadata.get("positional") is not None for f, _, _ in _flag_fields(cls).values())
+    # positional arguments may come between the flags (``verify --quiet DIR``, ``predict IMG --out X``)
+    args = p.parse_intermixed_args(argv) if positional else p.parse_args(argv)
     data: dict = {}
     if args.config:
         loaded = load_yaml_file(args.config) or {}
@@ -284,9 +331,9 @@ def parse_config(cls, argv: list[str] | None, prog: str, description: str = ""):
             raise ConfigError(f"{args.config}: expected a mapping at the top level")
         data.update(loaded)
     aliases = flag_aliases(cls)
-    for name in _flag_fields(cls):
+    for name, (field, _, _) in _flag_fields(cls).items():
         v = getattr(args, name, None)
-        if v is not None:
+        if v is not None and not (field.metadata.get("positional") is not None and v == []):
             _set_dotted(data, aliases.get(name, name), v)
     for s in args.set:
         apply_override(data, cls, s)
@@ -294,5 +341,6 @@ def parse_config(cls, argv: list[str] | None, prog: str, description: str = ""):
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         raise SystemExit(0)
+    check_required(cfg)
     return cfg, args
 

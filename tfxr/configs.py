@@ -1,18 +1,32 @@
-"""Every trainer's config, in one place: what ``python -m tfxr.train`` and
-``python -m tfxr.gan train`` accept (``--help`` lists the same fields, with their bounds).
+"""The commands' configs, in one place: what each ``python -m tfxr.X`` accepts (its
+``--help`` lists the same fields, with their bounds).
+
+Trainers:
 
 * :class:`TrainConfig` - the classifier (``tfxr.train``, :class:`tfxr.training.classifier.Trainer`);
-  its input pipeline is the nested :class:`~tfxr.data.pipeline.DataConfig` (``pipeline:``),
-  whose augmentations are :class:`~tfxr.data.augment.AugmentConfig` (``pipeline.augment:``).
+  its input pipeline is the nested :class:`DataConfig` (``pipeline:``, read by
+  :mod:`tfxr.data.pipeline`), whose augmentations are :class:`AugmentConfig`
+  (``pipeline.augment:``, :mod:`tfxr.data.augment`).
 * :class:`GanConfig` - the DCGAN (``tfxr.gan train``, :class:`tfxr.training.gan.GanTrainer`).
 * :class:`DetectorConfig` - the box detector (``tfxr.detect train``,
   :class:`tfxr.training.detector.DetectorTrainer`).
 
-The machinery (``option()`` bounds, YAML, ``--set``) is :mod:`tfxr.config`.  Every
-trainer's config has the run fields the run scaffold (:mod:`tfxr.training.run`) reads:
-``out``, ``epochs``, ``seed``, ``resume``, ``overwrite``, ``keep_checkpoints``,
-``progress``, and ``RESUME_SAFE``: the fields a ``--resume`` may change (anything else
-that differs from the run's ``config.yaml`` is refused).
+Data and model tools: :class:`WriteConfig` and :class:`VerifyConfig` (``tfxr.tfrecords
+write|verify``), :class:`StatsConfig` (``tfxr.stats``), :class:`ExtractConfig`
+(``tfxr.extract``), :class:`SampleConfig` and :class:`BalanceConfig` (``tfxr.gan
+sample|balance``), :class:`ReportConfig` (``tfxr.report``, the models' size report),
+:class:`PredictConfig` (``tfxr.predict``), :class:`LaunchConfig` (``tfxr.launch``).  The
+evaluators' configs stay beside their code for now: ``EvalConfig``
+(:mod:`tfxr.evaluation.classifier`), ``DetectionEvalConfig`` (:mod:`tfxr.evaluation.detection`),
+``LocalizeConfig`` (:mod:`tfxr.evaluation.localization`), ``GanEvalConfig`` (:mod:`tfxr.evaluate`),
+and the benchmark's in :mod:`tfxr.benchmark.options`.
+
+This module imports neither TensorFlow nor Keras (the data tools start in a second).  The
+machinery (``option()`` bounds, YAML, ``--set``) is :mod:`tfxr.config`.  Every trainer's
+config has the run fields the run scaffold (:mod:`tfxr.training.run`) reads: ``out``,
+``epochs``, ``seed``, ``resume``, ``overwrite``, ``keep_checkpoints``, ``progress``, and
+``RESUME_SAFE``: the fields a ``--resume`` may change (anything else that differs from
+the run's ``config.yaml`` is refused).
 """
 from __future__ import annotations
 
@@ -20,11 +34,51 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from tfxr.config import option, seed_option
-from tfxr.data.augment import AugmentConfig
-from tfxr.data.pipeline import DataConfig
-from tfxr.models import MODELS
 
-__all__ = ["AugmentConfig", "DataConfig", "DetectorConfig", "GanConfig", "TrainConfig"]
+__all__ = ["AugmentConfig", "BalanceConfig", "DataConfig", "DetectorConfig", "ExtractConfig", "GanConfig",
+           "LaunchConfig", "PredictConfig", "ReportConfig", "SampleConfig", "StatsConfig", "TrainConfig",
+           "VerifyConfig", "WriteConfig"]
+
+#: the classifiers of the ``tfxr.models.MODELS`` registry (tests/models/test_models.py checks
+#: that the two agree; named here so that a config needs no Keras)
+MODEL_NAMES = ("tb_cnn", "pneumonia_cnn", "chexnet")
+#: what ``tfxr.report --model`` accepts: the classifiers, the GAN pair and the detector
+REPORT_MODELS = (*MODEL_NAMES, "dcgan", "detector")
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation (:func:`tfxr.data.augment.augment`), stateless and seeded."""
+
+    enabled: bool = True
+    flip: bool = True             # horizontal flip (as CheXNet did)
+    rotation_deg: float = option(7.0, minimum=0.0, maximum=180.0)   # uniform in +-deg
+    zoom: float = option(0.1, minimum=0.0, maximum=0.9)   # scale uniform in [1-zoom, 1+zoom]
+    brightness: float = option(0.1, minimum=0.0, maximum=1.0)   # additive, uniform in +-brightness
+    gamma: float = option(0.2, minimum=0.0, maximum=2.0)   # exponent exp(uniform(+-gamma))
+    noise_std: float = option(0.02, minimum=0.0, maximum=1.0)   # Gaussian noise sd (images in [0, 1])
+
+
+@dataclass
+class DataConfig:
+    """The input pipeline (:func:`tfxr.data.pipeline.build_dataset`)."""
+
+    batch_size: int = option(32, minimum=1)            # per worker
+    image_size: int = option(0, minimum=0)             # 0: the size stored in the manifest
+    channels: int = option(1, choices=(1, 3))          # 1 (grey) or 3 (grey repeated)
+    shuffle_buffer: int = option(2048, minimum=1)
+    cycle_length: int = option(4, minimum=1)           # shards read in parallel
+    # input threads: a private tf.data pool of this process's cores (0), of N threads (N), or
+    # tf.data's shared pool (-1).  Measured, tb_cnn 128 px loop on 2 cores: 0 gave +1 to +4 % over -1
+    # (385 vs 381 and 394 vs 378 images/s, medians of 5 epochs): small, within run-to-run noise.
+    threads: int = option(0, minimum=-1)
+    cache: bool = False            # keep decoded images in memory after the first epoch
+    verify_shards: bool = False    # check every shard's sha256 before training (not only its size)
+    deterministic: bool = False
+    # generated (GAN) training shards: -1 use as written, 0 leave out, 0<f<1 draw them with
+    # probability f.  Never used in validation/test (see records.shard_files).
+    synthetic_fraction: float = option(-1.0, minimum=-1.0, maximum=0.99)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 #: the fields of every trainer's config that a ``--resume`` may change
 RUN_FIELDS_SAFE_TO_CHANGE = frozenset({"out", "epochs", "resume", "overwrite", "progress", "keep_checkpoints"})
@@ -32,7 +86,7 @@ RUN_FIELDS_SAFE_TO_CHANGE = frozenset({"out", "epochs", "resume", "overwrite", "
 
 @dataclass
 class TrainConfig:
-    model: str = option("tb_cnn", choices=tuple(MODELS))
+    model: str = option("tb_cnn", choices=MODEL_NAMES)
     data: str = ""                     # TFRecord (or raw index) directory with manifest.json
     out: str = "runs/train"
     epochs: int = option(10, minimum=1)
@@ -147,3 +201,193 @@ class DetectorConfig:
 
     FLAG_ALIASES: ClassVar[dict[str, str]] = TrainConfig.FLAG_ALIASES
     RESUME_SAFE: ClassVar[frozenset] = RUN_FIELDS_SAFE_TO_CHANGE
+
+
+# --------------------------------------------------------------------------- data tools
+#: ``tfrecords write --source``: the readers of :mod:`tfxr.data.sources`
+SOURCES = ("nih", "tb", "folder", "npz", "phantoms", "synthetic", "rsna", "chexpert", "mimic-cxr-jpg", "vindr",
+           "tbx11k")   # 'synthetic': the older name of 'phantoms'
+
+#: CheXpert/MIMIC's uncertain label (-1) becomes 1, 0, or NaN (masked); ``tfxr.data.sources.chexpert``
+UNCERTAINTY_POLICIES = ("ones", "zeros", "ignore")
+#: VinDr's readers' boxes: kept, weighted-box fused, or fused where enough readers agree
+FUSIONS = ("keep", "wbf", "agreement")
+#: ``tfrecords write`` without ``--shards``: shards per split (capped by its image count)
+DEFAULT_SHARDS = 8
+
+
+@dataclass
+class WriteConfig:
+    """``tfrecords write``: a data set's raw images and label files -> sharded TFRecords + manifest."""
+
+    source: str | None = option(None, choices=SOURCES, required=True, help="the data set's reader")
+    images: str = option("", help="image folder (PNG, JPEG or DICOM .dcm files)")
+    labels: list[str] = option(list, repeatable=True, help=(
+        "label file: NIH Data_Entry_2017*.csv(.gz), TB labels.csv, RSNA stage_2_train_labels.csv, "
+        "CheXpert train.csv/valid.csv, MIMIC mimic-cxr-2.0.0-chexpert.csv, VinDr train.csv, "
+        "TBX11K TBX11K_{train,val}.json"))
+    class_info: str = option("", help="rsna: stage_2_detailed_class_info.csv (adds the label 'Not Normal')")
+    mimic_split: str = option("", help="mimic-cxr-jpg: mimic-cxr-2.0.0-split.csv(.gz)")
+    mimic_metadata: str = option("", help="mimic-cxr-jpg: mimic-cxr-2.0.0-metadata.csv(.gz)")
+    views: str = option("", help="keep only these view positions, e.g. PA,AP (rsna: from the DICOM header; "
+                                 "nih, chexpert, mimic-cxr-jpg: from the label files; mimic default PA,AP)")
+    all_views: bool = option(False, help="chexpert: keep lateral images too (default: frontal only)")
+    uncertainty: str = option("ones", choices=UNCERTAINTY_POLICIES, help=(
+        "chexpert, mimic-cxr-jpg: the uncertain label (-1) becomes 1, 0, or NaN = masked out of the loss "
+        "and AUROC"))
+    fusion: str = option("keep", choices=FUSIONS, help=(
+        "vindr: keep every reader's boxes, weighted-box fusion, or fused boxes at least --min-readers "
+        "readers agree on"))
+    fusion_iou: float = option(0.4, minimum=0.0, maximum=1.0, help="vindr: IoU above which readings fuse")
+    min_readers: int = option(2, minimum=1, help="vindr --fusion agreement: readers needed")
+    missing_images: str = option("reject", choices=("reject", "skip"), help=(
+        "label rows without an image (rsna, chexpert, mimic-cxr-jpg, vindr, tbx11k): rejected, or skipped "
+        "and counted in the manifest (an image folder holding part of a set)"))
+    demographics: bool = option(False, help="rsna, chexpert: store patient age and sex in the records")
+    dicom_ignore_window: bool = option(False, help=(
+        "DICOM: ignore VOI LUT and Window Center/Width, map the full stored range instead"))
+    bbox: str = option("", help="NIH BBox_List_2017.csv(.gz)")
+    split_list: list[str] = option(list, repeatable=True, help=(
+        "SPLIT=FILE, an official split list (NIH train_val_list.txt as trainval=, test_list.txt as test=, "
+        "or CheXNet-style train=/val=/test= lists)"))
+    npz: str = option("", help="MedMNIST .npz file")
+    negative_class: str = option("NORMAL", help="folder source: the class that is 'no finding'")
+    num_images: int = option(600, minimum=1, help="phantoms: number of images")
+    phantom_task: str = option("tb", choices=("tb", "multilabel"), help="phantoms: which labels")
+    phantom_size: int = option(0, minimum=0, help="phantoms: render size (0: --image-size)")
+    prevalence: float = option(0.35, minimum=0.0, maximum=1.0, help="phantoms: positive rate per label")
+    out: str = option("", required=True, help="output directory")
+    image_size: int = option(224, minimum=8)
+    shards: int | None = option(None, minimum=1, help=(
+        f"shards per split, capped by its image count (unset: {DEFAULT_SHARDS}; not with --format raw)"))
+    workers: int = option(1, minimum=1, help="decode/encode processes per rank")
+    seed: int = seed_option()
+    split_fractions: str = option("0.7,0.1,0.2", help="train,val,test fractions of images")
+    ignore_official_splits: bool = option(False, help=(
+        "re-split patient-wise even where the data set has official splits"))
+    stratify: bool = option(True, help=(
+        "balance label signatures across splits (--no-stratify: do not; patient-wise either way)"))
+    remap_splits: str = option("", help=(
+        "OLD=NEW,... rename official splits first, e.g. 'train=trainval,val=test' keeps the official val set "
+        "untouched as test and carves a patient-wise val out of train"))
+    max_rejects: int = option(100, minimum=-1, help="exit 3 when more inputs than this are rejected (-1: no bound)")
+    format: str = option("tfrecord", choices=("tfrecord", "raw"), help=(
+        "'raw' writes CSV indexes of the image files instead of shards"))
+    encoding: str = option("png", choices=("png", "raw"), help=(
+        "how records hold the pixels: 'png' (compressed) or 'raw' (uint8 at --image-size, no PNG decode "
+        "when read; larger shards)"))
+    quiet: bool = option(False, help="no progress bar")
+
+    #: the phantoms' options' older names (scripts, BENCHMARKS.md commands)
+    FLAG_ALIASES: ClassVar[dict[str, str]] = {"synthetic_task": "phantom_task", "synthetic_size": "phantom_size"}
+
+
+@dataclass
+class VerifyConfig:
+    """``tfrecords verify DIR``: every shard against the manifest's size and sha256 (exit 3 if not)."""
+
+    data_dir: str = option("", positional="?", required=True, help="a directory tfrecords write wrote")
+
+
+@dataclass
+class StatsConfig:
+    """``tfxr.stats DIR``: per-split prevalence, origins and patient overlap (read from the shards)."""
+
+    data_dir: str = option("", positional="?", required=True, help="a directory tfrecords write wrote")
+    json: str = option("", help="also write the numbers to this JSON file")
+    grid: str = option("", help="also write a grid of sample images (labels, boxes) to this PNG "
+                                "(TFRecord directories only)")
+
+
+@dataclass
+class ExtractConfig:
+    """``tfxr.extract ARCHIVE_OR_DIR... OUT_DIR``: data set archives unpacked safely into OUT_DIR."""
+
+    inputs: list[str] = option(list, positional="+", help="archives, or folders of them")
+    out_dir: str = option("", positional="", help="where the entries go (created if missing)")
+    glob: str = option("", help="archives taken from a folder argument ('': $ARCHIVE_GLOB or images_*.tar.gz)")
+
+
+# --------------------------------------------------------------------------- generators
+@dataclass
+class SampleConfig:
+    """``tfxr.gan sample``: N generated images as PNG files and one grid."""
+
+    generator: str = option("", required=True, help="generator.keras written by `tfxr.gan train`")
+    n: int = option(64, minimum=1, help="number of images")
+    out: str = option("", required=True, help="output directory")
+    seed: int = seed_option()     # the noise: tfxr.evaluation.generative.sample_generator
+    prefix: str = option("sample", help="file name prefix")
+    trust_model_file: bool = option(False, help=(
+        "let Keras load a --generator that is not a tfxr run's (safe_mode on; see README)"))
+
+
+@dataclass
+class BalanceConfig:
+    """``tfxr.gan balance``: a TFRecord directory's training split topped up with minority images."""
+
+    data: str = option("", required=True, help="real TFRecord directory (never modified)")
+    out: str = option("", required=True, help="new directory to write")
+    method: str = option("gan", choices=("gan", "oversample"), help=(
+        "gan (generated images) | oversample (real duplicates)"))
+    generator: str = option("", help="generator.keras from `python -m tfxr.gan train` (method gan)")
+    class_label: str = option("", help="label to balance ('': the only label)")
+    class_value: int = option(-1, choices=(-1, 0, 1), help="0|1; -1: the minority value")
+    target_ratio: float | None = option(None, minimum=0.0, maximum=1.0, help=(
+        "minority fraction of the training split to reach, in (0, 1) (unset and no --num: 0.5)"))
+    num: int | None = option(None, minimum=0, help="exact number of images to add (not with --target-ratio)")
+    shards: int = option(2, minimum=1, help="shard files for the added images")
+    seed: int = seed_option()     # the noise (as tfxr.gan sample) / the oversampling draw
+    link: bool = option(False, help="symlink the real shards instead of copying them")
+    overwrite: bool = option(False, help=(
+        "write into an existing non-empty --out (its files of the same names are replaced)"))
+    trust_model_file: bool = option(False, help=(
+        "let Keras load a --generator that is not a tfxr run's (safe_mode on; see README)"))
+
+
+# --------------------------------------------------------------------------- predictions
+@dataclass
+class PredictConfig:
+    """``tfxr.predict IMAGES_OR_DIRS...``: a trained classifier's probabilities for raw image files."""
+
+    images: list[str] = option(list, positional="*", help="image files (PNG, JPEG, DICOM) and folders")
+    model: str = ""            # a .keras file or a run directory (its best.keras)
+    out: str = "predictions.csv"
+    heatmaps: str = ""         # write CAM overlays here ('' = none)
+    thresholds: str = ""       # a metrics.json of tfxr.evaluate ('' = the run's eval-*/metrics.json)
+    batch_size: int = option(32, minimum=1)
+    cam: str = option("hirescam", choices=("hirescam", "gradcam"))
+    max_rejects: int = option(-1, minimum=-1)   # exit 3 when more images are unreadable (-1: no bound)
+    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
+
+
+# --------------------------------------------------------------------------- launching
+#: the launchers :func:`tfxr.launch.launch_command` builds lines for ("auto": srun inside a Slurm job
+#: when its PMIx plugin is there, else mpirun; one process outside Slurm runs plain python)
+LAUNCHERS = ("auto", "mpirun", "horovodrun", "srun", "python")
+
+
+@dataclass
+class LaunchConfig:
+    """``tfxr.launch --np N [options] -- MODULE ARGS``: the launcher line tfxr builds everywhere."""
+
+    np: int | None = option(None, minimum=1, required=True, help="number of ranks (processes)")
+    launcher: str = option("auto", choices=LAUNCHERS, help="auto: srun or mpirun inside Slurm, mpirun outside it")
+    min_np: int | None = option(None, minimum=1, help="elastic horovodrun: fewest workers")
+    max_np: int | None = option(None, minimum=1, help="elastic horovodrun: most workers")
+    host_discovery_script: str = option("", help="elastic horovodrun: prints 'host:slots' lines")
+    mpirun: str = option("mpirun", help="the mpirun command, with flags of its own")
+    print: bool = option(False, help="print the command instead of running it")
+
+
+# --------------------------------------------------------------------------- models
+@dataclass
+class ReportConfig:
+    """``tfxr.report``: parameters, FLOPs, gradient bytes, activation memory (and measured peak)."""
+
+    model: str = option("tb_cnn", choices=REPORT_MODELS)
+    image_size: int = option(128, minimum=8)
+    batch_size: int = option(32, minimum=1)
+    measure: bool = False      # also measure the peak RSS of a training process (slow)
+    steps: int = option(2, minimum=1)  # training steps of the measurement
+    json: str = ""             # also write every number to this JSON file

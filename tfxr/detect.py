@@ -15,25 +15,26 @@ from __future__ import annotations
 
 import sys
 
-from tfxr.cli import run_main
+from tfxr.cli import run_command
 from tfxr.config import parse_config
 from tfxr.configs import DetectorConfig
-from tfxr.errors import ConfigError
+
+PROG = "python -m tfxr.detect"
+
+
+def train(argv: list[str]) -> int:
+    cfg, _ = parse_config(DetectorConfig, argv, f"{PROG} train", __doc__)
+    from tfxr.training.detector import DetectorTrainer   # lazy: TensorFlow and KerasCV after the options
+
+    DetectorTrainer(cfg).fit()
+    return 0
+
+
+COMMANDS = {"train": train}
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-
-    def body() -> int:
-        if argv[:1] != ["train"]:
-            raise ConfigError("usage: python -m tfxr.detect train --data DIR --out OUT [options] "
-                              "(python -m tfxr.detect train --help lists them)")
-        cfg, _ = parse_config(DetectorConfig, argv[1:], "python -m tfxr.detect train", __doc__)
-        from tfxr.training.detector import DetectorTrainer   # TensorFlow and KerasCV after the options
-
-        DetectorTrainer(cfg).fit()
-        return 0
-    return run_main(body)
+    return run_command(argv, COMMANDS, PROG, __doc__)
 
 
 if __name__ == "__main__":

@@ -284,6 +284,17 @@ def allgather_object(obj) -> list:
     return _hvd.allgather_object(obj)  # HVD
 
 
+def allgather_records(mine: list, key=None) -> list:
+    """Every rank's records (a list each: predictions, detections, scored boxes) as one list,
+    the same on every rank: sorted by ``key`` (e.g. the image id), so the result does not
+    depend on how many ranks read the data, or in rank order when ``key`` is None.  The one
+    way tfxr gathers results across ranks; a single process (Horovod not started) gets
+    ``mine`` back."""
+    parts = allgather_object(mine) if _initialized and _hvd and _hvd.size() > 1 else [mine]
+    records = [r for part in parts for r in part]
+    return records if key is None else sorted(records, key=key)
+
+
 def broadcast_object(obj, root: int = 0):
     _require_init()
     if not _hvd or _hvd.size() == 1:

@@ -52,13 +52,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from tfxr import log
-from tfxr.cli import run_main
+from tfxr.cli import run_command
 from tfxr.config import option, parse_config, seed_option
 from tfxr.errors import ConfigError
 # Re-exported: tests, notebooks and users import these from tfxr.evaluate.
 from tfxr.evaluation.classifier import (EvalConfig, evaluate, format_table, load_model,  # noqa: F401
                                         predict_split, resolve_model_path)
+from tfxr.evaluation.detection import DetectionEvalConfig, detection_report, evaluate_detection
 from tfxr.models.loading import load_generator, load_run_model
+
+PROG = "python -m tfxr.evaluate"
 
 
 @dataclass
@@ -138,37 +141,41 @@ def evaluate_gan(cfg: GanEvalConfig) -> dict:
     return report
 
 
+def detection(argv: list[str]) -> int:
+    cfg, _ = parse_config(DetectionEvalConfig, argv, f"{PROG} detection", __doc__)
+    result = evaluate_detection(cfg)
+    if result:
+        print(detection_report(result))
+        log.info(f"wrote {result['out']}/report.md, detection.json, overlays/")
+    return 0
+
+
+def gan(argv: list[str]) -> int:
+    cfg, _ = parse_config(GanEvalConfig, argv, f"{PROG} gan", __doc__)
+    evaluate_gan(cfg)
+    return 0
+
+
+def classifier(argv: list[str]) -> int:
+    cfg, _ = parse_config(EvalConfig, argv, PROG, __doc__)
+    result = evaluate(cfg)
+    if result:
+        print(format_table(result))
+        cross = result.get("cross_dataset")
+        if cross:
+            log.info(f"across data sets: scored {len(cross['shared'])} shared label(s) "
+                     f"({', '.join(x['vocabulary'] for x in cross['shared'])}); left out: "
+                     f"{'; '.join(cross['left_out']) or 'none'}")
+        log.info(f"wrote {result['out']}/metrics.json, report.md, roc.png, predictions.csv")
+    return 0
+
+
+#: ``python -m tfxr.evaluate [classifier|detection|gan] OPTIONS`` (classifier when none is named)
+COMMANDS = {"classifier": classifier, "detection": detection, "gan": gan}
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-
-    def body() -> int:
-        if argv[:1] == ["detection"]:
-            from tfxr.evaluation.detection import DetectionEvalConfig, detection_report, evaluate_detection
-
-            cfg, _ = parse_config(DetectionEvalConfig, argv[1:], "python -m tfxr.evaluate detection", __doc__)
-            result = evaluate_detection(cfg)
-            if result:
-                print(detection_report(result))
-                log.info(f"wrote {result['out']}/report.md, detection.json, overlays/")
-            return 0
-        if argv[:1] == ["gan"]:
-            cfg, _ = parse_config(GanEvalConfig, argv[1:], "python -m tfxr.evaluate gan", __doc__)
-            evaluate_gan(cfg)
-            return 0
-        args = argv[1:] if argv[:1] == ["classifier"] else argv
-        cfg, _ = parse_config(EvalConfig, args, "python -m tfxr.evaluate", __doc__)
-        result = evaluate(cfg)
-        if result:
-            print(format_table(result))
-            cross = result.get("cross_dataset")
-            if cross:
-                log.info(f"across data sets: scored {len(cross['shared'])} shared label(s) "
-                      f"({', '.join(x['vocabulary'] for x in cross['shared'])}); left out: "
-                      f"{'; '.join(cross['left_out']) or 'none'}")
-            log.info(f"wrote {result['out']}/metrics.json, report.md, roc.png, predictions.csv")
-        return 0
-
-    return run_main(body)
+    return run_command(argv, COMMANDS, PROG, __doc__, default="classifier")
 
 
 if __name__ == "__main__":

@@ -20,70 +20,73 @@ given (see :mod:`tfxr.models.loading`).
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import os
 import sys
+import time
 
 import numpy as np
+from scipy.stats import wasserstein_distance
 
-from tfxr import log
+from tfxr import distributed as dist
+from tfxr import io, log, plots
+from tfxr.cli import run_command
+from tfxr.config import parse_config
+from tfxr.configs import BalanceConfig, GanConfig, SampleConfig
+from tfxr.data import balance as balancing
+from tfxr.data.balance import SPLIT, Balancer, generate_images
+from tfxr.data.imageio import encode_png
+from tfxr.errors import ConfigError
+from tfxr.evaluation import generative
+from tfxr.models import dcgan
+from tfxr.models.loading import load_generator, load_run_model
+from tfxr.training.gan import GanTrainer, image_grid
 
-COMMANDS = ("train", "sample", "balance", "compare-optimizers")
+PROG = "python -m tfxr.gan"
 
 
 def train(argv: list[str]) -> int:
-    from tfxr.config import parse_config
-    from tfxr.training.gan import GanConfig, GanTrainer
-
-    cfg, _ = parse_config(GanConfig, argv, "python -m tfxr.gan train", __doc__)
+    cfg, _ = parse_config(GanConfig, argv, f"{PROG} train", __doc__)
     GanTrainer(cfg).fit()
     return 0
 
 
 def sample(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m tfxr.gan sample",
-                                description="Write N generated images as PNG files and one grid.")
-    p.add_argument("--generator", required=True, help="generator.keras written by `tfxr.gan train`")
-    p.add_argument("--n", type=int, default=64, help="number of images")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--prefix", default="sample", help="file name prefix")
-    p.add_argument("--trust-model-file", action="store_true",
-                   help="let Keras load a --generator that is not a tfxr run's (safe_mode on; see README)")
-    args = p.parse_args(argv)
-    from tfxr import io
-    from tfxr.config import check_seed
-    from tfxr.data.balance import generate_images, load_generator
-    from tfxr.data.imageio import encode_png
-    from tfxr.errors import ConfigError
-    from tfxr.training.gan import image_grid
-
-    if args.n < 1:
-        raise ConfigError(f"--n must be at least 1, got {args.n}")
-    check_seed(args.seed)
-    generator = load_generator(args.generator, args.trust_model_file)
-    os.makedirs(args.out, exist_ok=True)
-    images = generate_images(generator, args.n, args.seed)
+    """Write N generated images (the one sampler, seeded by --seed) as PNG files and one grid."""
+    cfg, _ = parse_config(SampleConfig, argv, f"{PROG} sample", SampleConfig.__doc__)
+    generator = load_generator(cfg.generator, cfg.trust_model_file)
+    os.makedirs(cfg.out, exist_ok=True)
+    images = generate_images(generator, cfg.n, cfg.seed)
     for i, img in enumerate(images):
-        io.write_bytes(io.path_in(args.out, f"{args.prefix}-{i:05d}", ".png"), encode_png(img))
-    io.write_bytes(os.path.join(args.out, "grid.png"),
+        io.write_bytes(io.path_in(cfg.out, f"{cfg.prefix}-{i:05d}", ".png"), encode_png(img))
+    io.write_bytes(os.path.join(cfg.out, "grid.png"),
                    encode_png(image_grid(images[:64, ..., None].astype("float32") / 127.5 - 1.0)))
-    log.info(f"wrote {args.n} images and grid.png to {args.out}")
+    log.info(f"wrote {cfg.n} images and grid.png to {cfg.out}")
     return 0
 
 
 def balance(argv: list[str]) -> int:
-    from tfxr.data.balance import main as balance_main
-
-    return balance_main(argv)
+    """A new TFRecord directory: the real shards plus minority-class training shards."""
+    cfg, _ = parse_config(BalanceConfig, argv, f"{PROG} balance", balancing.__doc__)
+    if cfg.target_ratio is not None and cfg.num is not None:
+        raise ConfigError("--target-ratio and --num: give one of them (a fraction to reach, or a count to add)")
+    ratio = 0.5 if cfg.target_ratio is None and cfg.num is None else cfg.target_ratio
+    manifest = Balancer(cfg.data, cfg.out, method=cfg.method, generator=cfg.generator or None,
+                        label=cfg.class_label or None, value=cfg.class_value, target_ratio=ratio, num=cfg.num,
+                        shards=cfg.shards, seed=cfg.seed, link=cfg.link, overwrite=cfg.overwrite,
+                        command=["python", "-m", "tfxr.gan", "balance", *argv],
+                        trust_model_file=cfg.trust_model_file).run()
+    info = manifest["balancing"]
+    log.info(f"added {info['added'][SPLIT]['count']} {cfg.method} '{info['class']['label']}="
+             f"{info['class']['value']}' training images to {cfg.out} (minority fraction "
+             f"{info['minority_fraction']['before']:.3f} -> {info['minority_fraction']['after']:.3f})")
+    return 0
 
 
 def image_statistics_gap(real: np.ndarray, fake: np.ndarray) -> dict:
     """Simple, self-contained distances between generated and real images in [-1, 1]:
     the mean absolute gap of the mean images, and the 1-D Wasserstein distance of the
     pixel intensity distributions.  Not FID: they ignore structure, but need no network."""
-    from scipy.stats import wasserstein_distance
-
     return {"mean_image_gap": float(np.abs(fake.mean(axis=0) - real.mean(axis=0)).mean()),
             "pixel_wasserstein": float(wasserstein_distance(real.ravel()[::7], fake.ravel()[::7]))}
 
@@ -92,9 +95,6 @@ def evaluator_scores(cfg, real: np.ndarray, fakes: dict[str, np.ndarray]) -> lis
     """FID and IS of each optimizer's samples (images in [-1, 1]) with tfxr's evaluator:
     InceptionV3 when ``--inception-weights`` is given, the domain variant with a trained
     tfxr classifier when ``--feature-model`` is; each beside the real-vs-real baseline."""
-    from tfxr.evaluation import generative
-    from tfxr.models.loading import load_run_model
-
     extractors = []
     if cfg.feature_model:
         model = load_run_model(cfg.feature_model, "classifier", what="--feature-model")
@@ -110,15 +110,7 @@ def evaluator_scores(cfg, real: np.ndarray, fakes: dict[str, np.ndarray]) -> lis
 
 def compare_optimizers(argv: list[str]) -> int:
     """Adam and RMSProp on the same data, budget and seed; a Markdown + PNG side-by-side."""
-    import dataclasses
-    import time
-
-    from tfxr import distributed as dist
-    from tfxr import io
-    from tfxr.config import parse_config
-    from tfxr.training.gan import GanConfig, GanTrainer
-
-    base, _ = parse_config(GanConfig, argv, "python -m tfxr.gan compare-optimizers",
+    base, _ = parse_config(GanConfig, argv, f"{PROG} compare-optimizers",
                            "Train the same DCGAN with Adam and with RMSProp and compare them.")
     results, fakes = {}, {}
     for optimizer in ("adam", "rmsprop"):
@@ -128,8 +120,7 @@ def compare_optimizers(argv: list[str]) -> int:
         state = trainer.fit()
         seconds = time.perf_counter() - start
         if dist.rank() == 0:
-            fake = trainer.samples(np.random.default_rng([cfg.seed, 99]).standard_normal(
-                (256, cfg.latent_dim)).astype(np.float32))
+            fake = dcgan.generate(trainer.generator, 256, cfg.seed)   # the one sampler, as gan sample
             real = trainer.images[:256]
             results[optimizer] = {"history": state["history"], "wall_time_s": seconds, "out": cfg.out,
                                   **image_statistics_gap(real, fake)}
@@ -151,14 +142,7 @@ def compare_optimizers(argv: list[str]) -> int:
 
 
 def _plot_comparison(results: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from tfxr import io
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plots.subplots(1, 3, figsize=(13, 3.6))
     for name, res in results.items():
         epochs = [r["epoch"] for r in res["history"]]
         axes[0].plot(epochs, [r["d_loss"] for r in res["history"]], label=f"{name} D")
@@ -170,10 +154,7 @@ def _plot_comparison(results: dict, path: str) -> None:
     axes[2].set(title="sample diversity / real diversity", xlabel="epoch")
     for ax in axes:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    with io.atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
+    plots.save_png(fig, path, dpi=90)
 
 
 def _comparison_markdown(cfg, results: dict, argv: list[str]) -> str:
@@ -210,22 +191,11 @@ def _comparison_markdown(cfg, results: dict, argv: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+COMMANDS = {"train": train, "sample": sample, "balance": balance, "compare-optimizers": compare_optimizers}
+
+
 def main(argv: list[str] | None = None) -> int:
-    from tfxr.cli import run_main
-    from tfxr.errors import ConfigError
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
-    command, rest = argv[0], argv[1:]
-    bodies = {"train": train, "sample": sample, "balance": balance, "compare-optimizers": compare_optimizers}
-
-    def body():
-        if command not in bodies:
-            raise ConfigError(f"unknown command {command!r} (allowed: {', '.join(COMMANDS)})")
-        return bodies[command](rest)
-    return run_main(body)
+    return run_command(argv, COMMANDS, PROG, __doc__)
 
 
 if __name__ == "__main__":

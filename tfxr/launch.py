@@ -16,7 +16,6 @@ This module never imports Horovod (that is :mod:`tfxr.distributed`, the runtime)
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import queue
@@ -31,6 +30,8 @@ import time
 from typing import Callable
 
 from tfxr.cli import run_main
+from tfxr.config import parse_config
+from tfxr.configs import LAUNCHERS, LaunchConfig
 from tfxr.errors import ConfigError
 
 
@@ -38,9 +39,6 @@ class LaunchError(ConfigError):
     """A multi-process launch that cannot work (no Horovod, or Horovod not seeing the ranks)."""
 
 
-#: the launchers :func:`launch_command` builds lines for ("auto": srun inside a Slurm job
-#: when its PMIx plugin is there, else mpirun; one process outside Slurm runs plain python)
-LAUNCHERS = ("auto", "mpirun", "horovodrun", "srun", "python")
 
 _LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "HOROVOD_SIZE", "MV2_COMM_WORLD_SIZE")
 
@@ -414,24 +412,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m tfxr.launch") -> 
 
     def body() -> int:
         ours, module = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
-        parser = argparse.ArgumentParser(prog=prog, description=main.__doc__ + (
+        args, _ = parse_config(LaunchConfig, ours, prog, main.__doc__ + (
             "\n\nRuns `python -m MODULE ARGS` on N ranks with the launcher line tfxr builds everywhere "
-            "(printed on stderr first, so a job log shows it)."))
-        parser.add_argument("--np", type=int, required=True, help="number of ranks (processes)")
-        parser.add_argument("--launcher", default="auto", help=f"one of {', '.join(LAUNCHERS)} (default auto: "
-                            f"srun or mpirun inside Slurm, mpirun outside)")
-        parser.add_argument("--min-np", type=int, help="elastic horovodrun: fewest workers")
-        parser.add_argument("--max-np", type=int, help="elastic horovodrun: most workers")
-        parser.add_argument("--host-discovery-script", help="elastic horovodrun: prints 'host:slots' lines")
-        parser.add_argument("--mpirun", default="mpirun", help="the mpirun command, with flags of its own")
-        parser.add_argument("--print", action="store_true", help="print the command instead of running it")
-        args = parser.parse_args(ours)
+            "(printed on stderr first, so a job log shows it).  The options are tfxr.configs.LaunchConfig's."))
         if not module:
             raise ConfigError("give the module to run after `--`, e.g. -- tfxr.train --data DIR")
-        for name in ("min_np", "max_np"):
-            if getattr(args, name) is not None and getattr(args, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')}: {getattr(args, name)} is below the minimum 1")
-        script = args.host_discovery_script
+        script = args.host_discovery_script or None
         if script is not None and not os.access(script, os.X_OK):
             raise ConfigError(f"--host-discovery-script {script}: not an executable file")
         cmd = launch_command(args.np, module, args.launcher, min_np=args.min_np, max_np=args.max_np,

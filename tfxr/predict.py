@@ -24,32 +24,19 @@ import glob
 import json
 import os
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 
 from tfxr import log
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
-from tfxr.config import option, parse_config
+from tfxr.config import parse_config
+from tfxr.configs import PredictConfig
 from tfxr.data import imageio
 from tfxr.data.sources.common import IMAGE_EXTENSIONS
 from tfxr.errors import ConfigError
 from tfxr.evaluation.classifier import resolve_model_path, run_data_dir, run_labels
 from tfxr.io import path_in
 from tfxr.models.loading import load_run_model
-
-
-@dataclass
-class PredictConfig:
-    model: str = ""            # a .keras file or a run directory (its best.keras)
-    out: str = "predictions.csv"
-    heatmaps: str = ""         # write CAM overlays here ('' = none)
-    thresholds: str = ""       # a metrics.json of tfxr.evaluate ('' = the run's eval-*/metrics.json)
-    batch_size: int = option(32, minimum=1)
-    cam: str = option("hirescam", choices=("hirescam", "gradcam"))
-    max_rejects: int = option(-1, minimum=-1)   # exit 3 when more images are unreadable (-1: no bound)
-    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
-    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
 
 
 def find_images(inputs: list[str]) -> list[str]:
@@ -130,16 +117,16 @@ def preprocess(path: str, info: dict) -> np.ndarray:
     return img.numpy()
 
 
-def predict(cfg: PredictConfig, inputs: list[str]) -> int:
+def predict(cfg: PredictConfig) -> int:
     import tensorflow as tf
 
     from tfxr.io import atomic_path
 
     if not cfg.model:
         raise ConfigError("--model is required")
-    if not inputs:
+    if not cfg.images:
         raise ConfigError("name at least one image file or folder")
-    files = find_images(inputs)
+    files = find_images(cfg.images)
     path = resolve_model_path(cfg.model)
     model = load_run_model(path, "classifier", cfg.trust_model_file, "--model")   # weights only (tfxr.models.loading)
     info = run_preprocessing(path, model)
@@ -205,21 +192,7 @@ def _overlays(cam, x: np.ndarray, files: list[str], names: list[str], out: str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-
-    def body() -> int:
-        from tfxr.config import build_arg_parser
-
-        parser = build_arg_parser(PredictConfig, "python -m tfxr.predict", __doc__)
-        parser.add_argument("images", nargs="*", help="image files (PNG, JPEG, DICOM) and folders")
-        inputs = parser.parse_intermixed_args(argv).images
-        options = list(argv)
-        for item in inputs:      # what is left are the options, for the one config parser
-            options.remove(item)
-        cfg, _ = parse_config(PredictConfig, options, "python -m tfxr.predict", __doc__)
-        return predict(cfg, inputs)
-
-    return run_main(body)
+    return run_main(lambda: predict(parse_config(PredictConfig, argv, "python -m tfxr.predict", __doc__)[0]))
 
 
 if __name__ == "__main__":

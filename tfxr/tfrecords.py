@@ -8,6 +8,8 @@ r"""``python -m tfxr.tfrecords``: raw images + label files -> sharded TFRecords 
 
 A killed or interrupted conversion leaves only finished shards: re-run the same
 command and it reuses them, removes the leftover temporaries and writes the rest.
+The options are :class:`tfxr.configs.WriteConfig`'s and :class:`~tfxr.configs.VerifyConfig`'s
+(``write --help``; ``--config FILE.yaml`` and ``--set key=value`` as for every command).
 
 Exit status: 0 success; 1 an unexpected failure (traceback); 2 unusable arguments or
 data sets (one line naming the option or file); 3 the result is not acceptable: more
@@ -16,13 +18,14 @@ inputs than --max-rejects were rejected (shards and manifest are still written),
 """
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 import time
 
-from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
+from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_command
+from tfxr.config import parse_config
+from tfxr.configs import DEFAULT_SHARDS, VerifyConfig, WriteConfig
 from tfxr.data import sources, splits as splitlib
 from tfxr.data.records import (ShardWriter, build_manifest, plan_shards, read_manifest,
                                remove_stale_temporaries, shard_problems, write_manifest)
@@ -32,99 +35,32 @@ from tfxr.errors import ConfigError, SourceError
 from tfxr.progress import progress_bar
 from tfxr import log
 
-DEFAULT_SHARDS = 8
+PROG = "python -m tfxr.tfrecords"
 EXIT_CODES = __doc__[__doc__.index("Exit status:"):]
 
 
-def load_source(args) -> Source:
+def load_source(args: WriteConfig) -> Source:
     source = _read_source(args)
     source.info["dicom_voi"] = "full-range" if args.dicom_ignore_window else "window"
     return source
 
 
-def _one_label_file(args) -> str | None:
-    if args.labels and len(args.labels) > 1:
-        raise ConfigError(f"--source {args.source} takes one --labels file, got {len(args.labels)}")
-    return args.labels[0] if args.labels else None
-
-
 def _read_source(args) -> Source:
-    s = args.source
-    views = sources.parse_views(args.views)
-    common = {"missing_images": args.missing_images}
-    if s == "nih":
-        _need(args, "images", "labels")
-        lists = dict(_split_list(v) for v in (args.split_list or []))
-        return sources.nih_source(args.images, _one_label_file(args), args.bbox, lists or None)
-    if s == "tb":
-        _need(args, "images")
-        return sources.tb_source(args.images, _one_label_file(args))
-    if s == "rsna":
-        _need(args, "images", "labels")
-        return sources.rsna_source(args.images, _one_label_file(args), args.class_info, views,
-                                   demographics=args.demographics, **common)
-    if s == "chexpert":
-        _need(args, "images", "labels")
-        return sources.chexpert_source(args.images, args.labels, args.uncertainty,
-                                       frontal_only=not args.all_views, views=views,
-                                       demographics=args.demographics, **common)
-    if s == "mimic-cxr-jpg":
-        _need(args, "images", "labels", "mimic_split", "mimic_metadata")
-        return sources.mimic_source(args.images, _one_label_file(args), args.mimic_split, args.mimic_metadata,
-                                    args.uncertainty, views=views or ("PA", "AP"), **common)
-    if s == "vindr":
-        _need(args, "images", "labels")
-        return sources.vindr_source(args.images, _one_label_file(args), args.fusion, args.fusion_iou,
-                                    args.min_readers, **common)
-    if s == "tbx11k":
-        _need(args, "images", "labels")
-        return sources.tbx11k_source(args.images, args.labels, **common)
-    if s == "folder":
-        _need(args, "images")
-        return sources.folder_source(args.images, negative=args.negative_class)
-    if s == "npz":
-        _need(args, "npz")
-        return sources.npz_source(args.npz)
-    if s == "synthetic":
-        from tfxr.data.synthetic import synthetic_source
-
-        return synthetic_source(num_images=args.num_images, size=args.synthetic_size or args.image_size,
-                                task=args.synthetic_task, prevalence=args.prevalence, seed=args.seed)
-    raise ConfigError(f"--source: unknown value {s!r}")
+    """The Source of ``--source NAME``: its reader (``tfxr.data.sources.READERS``), built from the options."""
+    reader = sources.READERS.get("synthetic" if args.source == "phantoms" else args.source)  # the older name
+    if reader is None:
+        raise ConfigError(f"--source: unknown value {args.source!r}")
+    return reader.from_args(args).read()
 
 
-def _need(args, *names):
-    missing = [f"--{n.replace('_', '-')}" for n in names if not getattr(args, n)]
-    if missing:
-        raise ConfigError(f"--source {args.source} needs {' and '.join(missing)}")
-
-
-def _split_list(text: str, option: str = "--split-list") -> tuple[str, str]:
-    if "=" not in text:
-        raise ConfigError(f"{option} takes SPLIT=VALUE, got {text!r}")
-    k, v = text.split("=", 1)
-    if k not in OFFICIAL_SPLITS:
-        raise ConfigError(f"{option}: unknown split {k!r} (allowed: {', '.join(OFFICIAL_SPLITS)})")
-    return k, v
-
-
-def check_arguments(args) -> None:
-    """Reject option values and combinations that cannot work, before any file is written."""
-    if args.image_size < 8:
-        raise ConfigError(f"--image-size must be >= 8, got {args.image_size}")
-    if args.workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+def check_arguments(args: WriteConfig) -> None:
+    """Reject option combinations that cannot work, before any file is written (each value's
+    own bounds are :class:`~tfxr.configs.WriteConfig`'s, checked as it is parsed)."""
     if args.shards is not None and args.format == "raw":
         raise ConfigError("--shards does not apply to --format raw (one CSV index per split); drop it")
     if args.encoding != "png" and args.format == "raw":
         raise ConfigError("--encoding applies to TFRecord shards; a raw-image index (--format raw) "
                           "lists the image files: drop one of them")
-    if args.shards is not None and args.shards < 1:
-        raise ConfigError(f"--shards must be >= 1, got {args.shards}")
-    if args.num_images < 1:
-        raise ConfigError(f"--num-images must be >= 1, got {args.num_images}")
-    if not 0.0 <= args.prevalence <= 1.0:
-        raise ConfigError(f"--prevalence must be within 0..1, got {args.prevalence}")
 
 
 def _stop_on_sigterm() -> None:
@@ -136,7 +72,7 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def convert(args, argv: list[str]) -> int:
+def convert(args: WriteConfig, argv: list[str]) -> int:
     comm = mpi_comm()
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
     t0 = time.perf_counter()
@@ -146,7 +82,7 @@ def convert(args, argv: list[str]) -> int:
                           f"({len(source.rejects)} rejected)")
     fractions = splitlib.parse_fractions(args.split_fractions)
     if args.remap_splits:
-        remap = dict(_split_list(x, "--remap-splits") for x in args.remap_splits.split(","))
+        remap = dict(splitlib.parse_split_assignment(x, "--remap-splits") for x in args.remap_splits.split(","))
         bad = [v for v in remap.values() if v not in OFFICIAL_SPLITS]
         if bad:
             raise ConfigError(f"--remap-splits: unknown target split(s) {bad} "
@@ -155,7 +91,7 @@ def convert(args, argv: list[str]) -> int:
             it.split = remap.get(it.split, it.split)
     assigned = splitlib.assign_splits(source.items, fractions, args.seed,
                                       use_official=not args.ignore_official_splits,
-                                      stratify=not args.no_stratify)
+                                      stratify=args.stratify)
     plans = plan_shards(assigned, args.shards or DEFAULT_SHARDS, args.seed, fmt=args.format)
     os.makedirs(args.out, exist_ok=True)
     mine = plans[rank::size]
@@ -209,91 +145,27 @@ def verify(data_dir: str) -> int:
     return EXIT_REJECTED if problems else EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tfxr.tfrecords", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("write", help="convert a data set into sharded TFRecords (or a raw-image index)",
-                       epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    w.add_argument("--source", required=True, choices=["nih", "tb", "folder", "npz", "synthetic", "rsna",
-                                                       "chexpert", "mimic-cxr-jpg", "vindr", "tbx11k"])
-    w.add_argument("--images", help="image folder (PNG, JPEG or DICOM .dcm files)")
-    w.add_argument("--labels", action="append",
-                   help="label file: NIH Data_Entry_2017*.csv(.gz), TB labels.csv, RSNA stage_2_train_labels.csv, "
-                        "CheXpert train.csv/valid.csv (repeatable), MIMIC mimic-cxr-2.0.0-chexpert.csv, "
-                        "VinDr train.csv, TBX11K TBX11K_{train,val}.json (repeatable)")
-    w.add_argument("--class-info", help="rsna: stage_2_detailed_class_info.csv (adds the label 'Not Normal')")
-    w.add_argument("--mimic-split", help="mimic-cxr-jpg: mimic-cxr-2.0.0-split.csv(.gz)")
-    w.add_argument("--mimic-metadata", help="mimic-cxr-jpg: mimic-cxr-2.0.0-metadata.csv(.gz)")
-    w.add_argument("--views", metavar="PA,AP", help="keep only these view positions (rsna: from the DICOM "
-                   "header; chexpert, mimic-cxr-jpg: from the label files; mimic default PA,AP)")
-    w.add_argument("--all-views", action="store_true", help="chexpert: keep lateral images too (default: frontal only)")
-    w.add_argument("--uncertainty", default="ones", choices=list(sources.UNCERTAINTY_POLICIES),
-                   help="chexpert, mimic-cxr-jpg: the uncertain label (-1) becomes 1, 0, or NaN = masked out of "
-                        "the loss and AUROC (default ones)")
-    w.add_argument("--fusion", default="keep", choices=list(sources.FUSIONS),
-                   help="vindr: keep every reader's boxes, weighted-box fusion, or fused boxes at least "
-                        "--min-readers readers agree on")
-    w.add_argument("--fusion-iou", type=float, default=0.4, help="vindr: IoU above which readings fuse")
-    w.add_argument("--min-readers", type=int, default=2, help="vindr --fusion agreement: readers needed")
-    w.add_argument("--missing-images", default="reject", choices=["reject", "skip"],
-                   help="label rows without an image (rsna, chexpert, mimic-cxr-jpg, vindr, tbx11k): rejected, "
-                        "or skipped and counted in the manifest (an image folder holding part of a set)")
-    w.add_argument("--demographics", action="store_true",
-                   help="rsna, chexpert: store patient age and sex in the records (not stored unless asked)")
-    w.add_argument("--dicom-ignore-window", action="store_true",
-                   help="DICOM: ignore VOI LUT and Window Center/Width, map the full stored range instead")
-    w.add_argument("--bbox", help="NIH BBox_List_2017.csv(.gz)")
-    w.add_argument("--split-list", action="append", metavar="SPLIT=FILE",
-                   help="official split list (NIH train_val_list.txt as trainval=, test_list.txt as test=, "
-                        "or CheXNet-style train=/val=/test= lists); repeatable")
-    w.add_argument("--npz", help="MedMNIST .npz file")
-    w.add_argument("--negative-class", default="NORMAL", help="folder source: the class that is 'no finding'")
-    w.add_argument("--num-images", type=int, default=600, help="synthetic: number of images")
-    w.add_argument("--synthetic-task", default="tb", choices=["tb", "multilabel"],
-                   help="synthetic: which phantom labels (choices: %(choices)s)")
-    w.add_argument("--synthetic-size", type=int, default=0, help="synthetic: render size (default: --image-size)")
-    w.add_argument("--prevalence", type=float, default=0.35, help="synthetic: positive rate per label")
-    w.add_argument("--out", required=True, help="output directory")
-    w.add_argument("--image-size", type=int, default=224)
-    w.add_argument("--shards", type=int, default=None,
-                   help=f"shards per split, capped by its image count (default {DEFAULT_SHARDS}; "
-                        f"not with --format raw)")
-    w.add_argument("--workers", type=int, default=1, help="decode/encode processes per rank")
-    w.add_argument("--seed", type=int, default=0)
-    w.add_argument("--split-fractions", default="0.7,0.1,0.2", help="train,val,test fractions of images")
-    w.add_argument("--ignore-official-splits", action="store_true",
-                   help="re-split patient-wise even where the data set has official splits")
-    w.add_argument("--no-stratify", action="store_true",
-                   help="do not balance label signatures across splits (patient-wise either way)")
-    w.add_argument("--remap-splits", metavar="OLD=NEW,...",
-                   help="rename official splits first, e.g. 'train=trainval,val=test' keeps the official "
-                        "val set untouched as test and carves a patient-wise val out of train")
-    w.add_argument("--max-rejects", type=int, default=100,
-                   help="exit 3 when more inputs than this are rejected (-1: no bound)")
-    w.add_argument("--format", default="tfrecord", choices=["tfrecord", "raw"],
-                   help="'raw' writes CSV indexes of the image files instead of shards")
-    w.add_argument("--encoding", default="png", choices=["png", "raw"],
-                   help="how records hold the pixels: 'png' (compressed) or 'raw' (uint8 at --image-size, "
-                        "no PNG decode when read; larger shards)")
-    w.add_argument("--quiet", action="store_true")
-    v = sub.add_parser("verify", help="check every shard against the manifest's sha256 (exit 3 if not)")
-    v.add_argument("data_dir")
-    return p
+def write(argv: list[str]) -> int:
+    """``tfrecords write OPTIONS``: check every option, then convert."""
+    cfg, _ = parse_config(WriteConfig, argv, f"{PROG} write",
+                          "Convert a data set into sharded TFRecords (or a raw-image index).", EXIT_CODES)
+    check_arguments(cfg)
+    _stop_on_sigterm()
+    return convert(cfg, ["write", *argv])
+
+
+def verify_command(argv: list[str]) -> int:
+    """``tfrecords verify DIR``."""
+    cfg, _ = parse_config(VerifyConfig, argv, f"{PROG} verify",
+                          "Check every shard against the manifest's sha256 (exit 3 if not).", EXIT_CODES)
+    return verify(cfg.data_dir)
+
+
+COMMANDS = {"write": write, "verify": verify_command}
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-
-    def body() -> int:
-        if args.cmd == "verify":
-            return verify(args.data_dir)
-        check_arguments(args)
-        _stop_on_sigterm()
-        return convert(args, argv)
-
-    return run_main(body)
+    return run_command(argv, COMMANDS, PROG, __doc__)
 
 
 if __name__ == "__main__":

@@ -243,10 +243,10 @@ def test_unusable_arguments_give_clear_errors(tmp_path):
 
 def test_interrupted_run_leaves_no_half_shard_and_rerun_finishes(tmp_path, monkeypatch):
     from tfxr.data import records
-    from tfxr.data.synthetic import synthetic_source
+    from tfxr.data.sources import PhantomReader
     from tfxr.data.splits import assign_splits
 
-    src = synthetic_source(40, 32, seed=3)
+    src = PhantomReader(40, 32, seed=3).read()
     plans = plan_shards(assign_splits(src.items, seed=0), 2, seed=0)
     out = tmp_path / "rec"
     out.mkdir()
@@ -349,9 +349,9 @@ def test_raw_and_png_encodings_give_identical_pixels_through_the_pipeline(tmp_pa
     the one reader reads both, and both give the same images, labels and ids."""
     from tfxr.data.pipeline import DataConfig, build_dataset
     from tfxr.data.splits import assign_splits
-    from tfxr.data.synthetic import synthetic_source
+    from tfxr.data.sources import PhantomReader
 
-    src = synthetic_source(30, 32, seed=5)
+    src = PhantomReader(30, 32, seed=5).read()
     splits = assign_splits(src.items, seed=0)
     batches = {}
     for encoding in ("png", "raw"):

@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import shared
-from tfxr.data.sources import (CHEXNET_LABELS, SourceError, folder_source, nih_source, npz_source,
-                               patient_from_name, read_nih_box_table, read_nih_labels, tb_source)
+from tfxr.data.sources import (CHEXNET_LABELS, FolderReader, MedMNISTReader, NIHReader, SourceError, TBReader,
+                               patient_from_name, read_nih_box_table, read_nih_labels)
 from tfxr.data.splits import assign_splits, patient_overlap
 from tfxr.data.types import Box, Item, Reject, Source
 
@@ -56,7 +56,7 @@ def _reasons(src: Source) -> list[str]:
 # =========================================================================== NIH sample
 @pytest.fixture(scope="module")
 def nih_sample() -> Source:
-    return nih_source(str(shared(*NIH_SAMPLE_IMAGES)), str(shared(*NIH_SAMPLE_CSV)))
+    return NIHReader(str(shared(*NIH_SAMPLE_IMAGES)), str(shared(*NIH_SAMPLE_CSV))).read()
 
 
 def test_nih_sample_counts_and_label_order(nih_sample):
@@ -103,7 +103,7 @@ def test_nih_sample_patient_ids(nih_sample):
 
 def test_nih_sample_boxes_from_the_real_box_file():
     box_path = shared(*NIH_BOXES)
-    src = nih_source(str(shared(*NIH_SAMPLE_IMAGES)), str(shared(*NIH_SAMPLE_CSV)), bbox=str(box_path))
+    src = NIHReader(str(shared(*NIH_SAMPLE_IMAGES)), str(shared(*NIH_SAMPLE_CSV)), bbox=str(box_path)).read()
     assert len(src.items) == 621 and src.rejects == []
     items = _by_id(src)
     with gzip.open(box_path, "rt", newline="") as fh:
@@ -138,7 +138,7 @@ def test_nih_chexnet_style_split_lists(tmp_path):
         p = tmp_path / f"{split}_list.txt"
         p.write_text(f"{name} {' '.join(vals)}\n\n")
         lists[split] = str(p)
-    src = nih_source(str(images), str(labels), split_lists=lists)
+    src = NIHReader(str(images), str(labels), split_lists=lists).read()
     assert sorted(it.image_id for it in src.items) == sorted(picks.values())
     assert {it.image_id: it.split for it in src.items} == {v: k for k, v in picks.items()}
     for it in src.items:
@@ -152,10 +152,10 @@ def test_nih_real_chexnet_lists_on_the_sample():
     """All 621 sample images are in the CheXNet test list; its labels differ from the CSV on 2."""
     meta = "nih_chestxray14_metadata"
     lists = {s: str(shared(meta, f"chexnet_{s}_list.txt")) for s in ("train", "val", "test")}
-    src = nih_source(str(shared(*NIH_SAMPLE_IMAGES)), str(shared(*NIH_SAMPLE_CSV)), split_lists=lists)
+    src = NIHReader(str(shared(*NIH_SAMPLE_IMAGES)), str(shared(*NIH_SAMPLE_CSV)), split_lists=lists).read()
     assert len(src.items) == 621 and src.rejects == []
     assert Counter(it.split for it in src.items) == {"test": 621}
-    csv_items = _by_id(nih_source(str(shared(*NIH_SAMPLE_IMAGES)), str(shared(*NIH_SAMPLE_CSV))))
+    csv_items = _by_id(NIHReader(str(shared(*NIH_SAMPLE_IMAGES)), str(shared(*NIH_SAMPLE_CSV))).read())
     differ = sorted(it.image_id for it in src.items if it.labels != csv_items[it.image_id].labels)
     # the list drops Pneumonia (index 6) for two images that NIH's CSV and box file call Pneumonia
     assert differ == ["00022084_000.png", "00022178_000.png"]
@@ -169,9 +169,9 @@ def test_nih_trainval_and_test_lists_with_assign_splits(tmp_path, nih_sample):
     test_names, tv_names = names[:100], names[100:400]
     (tmp_path / "test_list.txt").write_text("\n".join(test_names) + "\n")
     (tmp_path / "train_val_list.txt").write_text("\n".join(tv_names) + "\n")
-    src = nih_source(str(shared(*NIH_SAMPLE_IMAGES)), str(shared(*NIH_SAMPLE_CSV)),
+    src = NIHReader(str(shared(*NIH_SAMPLE_IMAGES)), str(shared(*NIH_SAMPLE_CSV)),
                      split_lists={"trainval": str(tmp_path / "train_val_list.txt"),
-                                  "test": str(tmp_path / "test_list.txt")})
+                                  "test": str(tmp_path / "test_list.txt")}).read()
     assert len(src.items) == 400 and src.rejects == []
     assert Counter(it.split for it in src.items) == {"trainval": 300, "test": 100}
     # no CheXNet columns in these lists: the CSV labels are kept
@@ -222,7 +222,7 @@ def test_nih_bad_rows_are_rejected_with_reasons(tmp_path, nih_tmp):
         ["00000129_000.png", "Mass", "1", "129"],         # duplicate row
         # 00001369_000.png: image without a label row
     ])
-    src = nih_source(str(nih_tmp), labels)
+    src = NIHReader(str(nih_tmp), labels).read()
     items = _by_id(src)
     assert sorted(items) == ["00000075_000.png", "00000129_000.png"]
     assert items["00000075_000.png"].patient_id == "75"  # leading zeros stripped
@@ -247,7 +247,7 @@ def test_nih_row_with_more_fields_than_the_header_is_rejected_alone(tmp_path, ni
         ["00000129_000.png", "No Finding", "0", "129"],
         ["00001369_000.png", "Mass", "0", "1369"],
     ])
-    src = nih_source(str(nih_tmp), labels)
+    src = NIHReader(str(nih_tmp), labels).read()
     assert sorted(_by_id(src)) == ["00000075_000.png", "00000129_000.png", "00001369_000.png"]
     long_rows = [r for r in src.rejects if r.file.endswith("labels.csv:3")]
     assert len(long_rows) == 1 and "6 fields" in long_rows[0].reason and "header has 4" in long_rows[0].reason
@@ -255,24 +255,24 @@ def test_nih_row_with_more_fields_than_the_header_is_rejected_alone(tmp_path, ni
     dup = _nih_csv(tmp_path / "dup.csv", [["00000075_000.png", "Mass", "0", "75", "x"],
                                          ["00000129_000.png", "Mass", "0", "129"],
                                          ["00000129_000.png", "Mass", "1", "129"]])
-    assert [r.file for r in nih_source(str(nih_tmp), dup).rejects if "duplicate" in r.reason] == [f"{dup}:4"]
+    assert [r.file for r in NIHReader(str(nih_tmp), dup).read().rejects if "duplicate" in r.reason] == [f"{dup}:4"]
 
 
 def test_nih_csv_missing_columns_is_a_source_error(tmp_path, nih_tmp):
     bad = tmp_path / "not_nih.csv"
     bad.write_text("image,label\n00000075_000.png,Cardiomegaly\n")
     with pytest.raises(SourceError, match=re.escape(str(bad))):
-        nih_source(str(nih_tmp), str(bad))
+        NIHReader(str(nih_tmp), str(bad)).read()
     with pytest.raises(SourceError, match="no such file"):
-        nih_source(str(nih_tmp), str(tmp_path / "absent.csv"))
+        NIHReader(str(nih_tmp), str(tmp_path / "absent.csv")).read()
     with pytest.raises(SourceError, match="no such image folder"):
-        nih_source(str(tmp_path / "no_images"), str(bad))
+        NIHReader(str(tmp_path / "no_images"), str(bad)).read()
 
 
 # =========================================================================== NIH full label file
 def test_nih_full_label_file_patient_wise_splits():
     path = shared(*NIH_FULL_CSV)
-    src = nih_source("images", str(path), require_images=False)
+    src = NIHReader("images", str(path), require_images=False).read()
     assert len(src.items) == 112_120 and src.rejects == []
     assert len({it.patient_id for it in src.items}) == 30_805
     assert src.items[0].image_id == "00000001_000.png" and src.items[0].patient_id == "1"
@@ -305,7 +305,7 @@ def test_nih_full_label_file_patient_wise_splits():
 # =========================================================================== TB
 def test_tb_real_set():
     labels = shared("tb_cxr", "labels.csv")
-    src = tb_source(str(shared("tb_cxr", "images")), str(labels))
+    src = TBReader(str(shared("tb_cxr", "images")), str(labels)).read()
     assert src.name == "tb" and src.label_names == ["Tuberculosis"]
     assert len(src.items) == 114 and src.rejects == []
     assert sum(it.labels[0] for it in src.items) == 52
@@ -325,7 +325,7 @@ def test_tb_name_based_labels(tmp_path):
     _png(d / "CHNCXR_0002_1.png")
     _png(d / "sub" / "CHNCXR_0003_1.PNG")
     _png(d / "foo.png")
-    src = tb_source(str(d))
+    src = TBReader(str(d)).read()
     items = _by_id(src)
     assert sorted(items) == ["CHNCXR_0002_1.png", "CHNCXR_0003_1.PNG", "MCUCXR_0001_0.png"]
     assert items["MCUCXR_0001_0.png"].labels == (0.0,)
@@ -346,7 +346,7 @@ def test_tb_labels_csv_bad_rows(tmp_path):
                       "b.png,2,x,\n"          # unknown label value
                       "gone.png,0,x,\n"       # no such image
                       "c.png,0,x,P7\n")       # patient column used; d.png has no row
-    src = tb_source(str(d), str(labels))
+    src = TBReader(str(d), str(labels)).read()
     items = _by_id(src)
     assert sorted(items) == ["a.png", "c.png"]
     assert items["a.png"].labels == (1.0,) and items["a.png"].patient_id == "a"
@@ -363,7 +363,7 @@ def test_tb_labels_csv_duplicate_row_is_rejected(tmp_path):
     _png(d / "a.png")
     labels = tmp_path / "labels.csv"
     labels.write_text("image,tb\na.png,1\na.png,0\n")
-    src = tb_source(str(d), str(labels))
+    src = TBReader(str(d), str(labels)).read()
     assert [(it.image_id, it.labels) for it in src.items] == [("a.png", (1.0,))]
     assert len(src.rejects) == 1 and "duplicate" in src.rejects[0].reason
 
@@ -374,13 +374,13 @@ def test_tb_labels_csv_wrong_columns(tmp_path):
     bad = tmp_path / "labels.csv"
     bad.write_text("file,label\na.png,1\n")
     with pytest.raises(SourceError, match=re.escape(str(bad))):
-        tb_source(str(d), str(bad))
+        TBReader(str(d), str(bad)).read()
 
 
 # =========================================================================== class folders
 @pytest.fixture(scope="module")
 def kermany() -> Source:
-    return folder_source(str(shared("pneumonia_kermany_224")))
+    return FolderReader(str(shared("pneumonia_kermany_224"))).read()
 
 
 def test_kermany_counts_and_official_splits(kermany):
@@ -450,7 +450,7 @@ def test_folder_without_split_dirs(tmp_path):
     _png(d / "COVID" / "c1.png")
     _png(d / "stray.png")  # outside any class folder
     (d / "NORMAL" / "notes.txt").write_text("not an image")
-    src = folder_source(str(d))
+    src = FolderReader(str(d)).read()
     assert src.label_names == ["COVID", "PNEUMONIA"]
     items = _by_id(src)
     assert sorted(items) == ["COVID/c1.png", "NORMAL/IM-0001-0001.png", "PNEUMONIA/person5_virus_9.png"]
@@ -469,7 +469,7 @@ def test_folder_split_layout_rejects_stray_images(tmp_path):
     _png(d / "test" / "PNEUMONIA" / "c.png")
     _png(d / "train" / "loose.png")
     _png(d / "top.png")
-    src = folder_source(str(d))
+    src = FolderReader(str(d)).read()
     assert src.label_names == ["PNEUMONIA"]
     assert {it.image_id: it.split for it in src.items} == {
         "train/NORMAL/a.png": "train", "train/PNEUMONIA/b.png": "train", "test/PNEUMONIA/c.png": "test"}
@@ -479,16 +479,16 @@ def test_folder_split_layout_rejects_stray_images(tmp_path):
 
 def test_folder_errors(tmp_path):
     with pytest.raises(SourceError, match="no such image folder"):
-        folder_source(str(tmp_path / "absent"))
+        FolderReader(str(tmp_path / "absent")).read()
     _png(tmp_path / "flat" / "x.png")
     with pytest.raises(SourceError, match="no class folders"):
-        folder_source(str(tmp_path / "flat"))
+        FolderReader(str(tmp_path / "flat")).read()
 
 
 # =========================================================================== MedMNIST npz
 def test_pneumoniamnist_real():
     path = shared("pneumoniamnist", "pneumoniamnist_28_trainval.npz")
-    src = npz_source(str(path))
+    src = MedMNISTReader(str(path)).read()
     assert src.name == "pneumoniamnist" and src.label_names == ["pneumonia"]
     assert src.rejects == []
     by_split = Counter(it.split for it in src.items)
@@ -513,15 +513,15 @@ def test_chestmnist_like_npz(tmp_path):
     np.savez(p, train_images=rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), train_labels=labs,
              test_images=rng.integers(0, 256, (2, 28, 28), dtype=np.uint8),
              test_labels=np.zeros((2, 14), np.uint8))
-    src = npz_source(str(p))
+    src = MedMNISTReader(str(p)).read()
     assert src.name == "chestmnist" and src.label_names == CHEXNET_ORDER
     assert Counter(it.split for it in src.items) == {"train": 5, "test": 2}
     assert [it.labels for it in src.items[:5]] == [tuple(float(v) for v in r) for r in labs]
     # an explicit dataset name overrides the file name
     q = tmp_path / "mine.npz"
     np.savez(q, val_images=np.zeros((1, 28, 28), np.uint8), val_labels=np.ones((1, 14), np.uint8))
-    assert npz_source(str(q)).label_names == [f"label_{i}" for i in range(14)]
-    assert npz_source(str(q), dataset="chestmnist").label_names == CHEXNET_ORDER
+    assert MedMNISTReader(str(q)).read().label_names == [f"label_{i}" for i in range(14)]
+    assert MedMNISTReader(str(q), dataset="chestmnist").read().label_names == CHEXNET_ORDER
 
 
 def test_npz_with_object_arrays_or_nan_labels_is_refused_before_writing(tmp_path):
@@ -531,11 +531,11 @@ def test_npz_with_object_arrays_or_nan_labels_is_refused_before_writing(tmp_path
     objects = tmp_path / "pneumoniamnist_obj.npz"
     np.savez(objects, train_images=img, train_labels=np.array([[0], [1], [None]], dtype=object))
     with pytest.raises(SourceError, match=re.escape(str(objects)) + ".*train_labels.*object"):
-        npz_source(str(objects))
+        MedMNISTReader(str(objects)).read()
     nan = tmp_path / "pneumoniamnist_nan.npz"
     np.savez(nan, train_images=img, train_labels=np.array([[0.0], [np.nan], [1.0]]))
     with pytest.raises(SourceError, match=re.escape(str(nan)) + r".*train_labels\[1\].*nan"):
-        npz_source(str(nan))
+        MedMNISTReader(str(nan)).read()
     r = tfxr("tfxr.tfrecords", "write", "--source", "npz", "--npz", str(nan), "--out", str(tmp_path / "out"),
              "--image-size", "28", "--quiet", check=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr and not (tmp_path / "out").exists()
@@ -546,34 +546,34 @@ def test_npz_bad_files(tmp_path):
     wrong = tmp_path / "pneumoniamnist_wrong.npz"
     np.savez(wrong, train_images=img, train_labels=np.zeros((3, 14), np.uint8))
     with pytest.raises(SourceError, match=re.escape(str(wrong)) + ".*14 columns"):
-        npz_source(str(wrong))
+        MedMNISTReader(str(wrong)).read()
     chest = tmp_path / "chestmnist_wrong.npz"
     np.savez(chest, train_images=img, train_labels=np.zeros((3, 1), np.uint8))
     with pytest.raises(SourceError, match=re.escape(str(chest))):
-        npz_source(str(chest))
+        MedMNISTReader(str(chest)).read()
     no_images = tmp_path / "pneumoniamnist_noimg.npz"
     np.savez(no_images, x=img, y=np.zeros(3))
     with pytest.raises(SourceError, match=re.escape(str(no_images)) + ".*_images"):
-        npz_source(str(no_images))
+        MedMNISTReader(str(no_images)).read()
     no_labels = tmp_path / "pneumoniamnist_nolabels.npz"
     np.savez(no_labels, train_images=img)
     with pytest.raises(SourceError, match=re.escape(str(no_labels)) + ".*train_labels"):
-        npz_source(str(no_labels))
+        MedMNISTReader(str(no_labels)).read()
     short = tmp_path / "pneumoniamnist_short.npz"
     np.savez(short, train_images=img, train_labels=np.zeros((2, 1), np.uint8))
     with pytest.raises(SourceError, match=re.escape(str(short))):
-        npz_source(str(short))
+        MedMNISTReader(str(short)).read()
     npy = tmp_path / "pneumoniamnist_array.npz"
     with open(npy, "wb") as fh:
         np.save(fh, img)  # a plain .npy under an .npz name
     with pytest.raises(SourceError, match=re.escape(str(npy))):
-        npz_source(str(npy))
+        MedMNISTReader(str(npy)).read()
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip at all")
     with pytest.raises(SourceError, match=re.escape(str(garbage))):
-        npz_source(str(garbage))
+        MedMNISTReader(str(garbage)).read()
     with pytest.raises(SourceError, match="no such file"):
-        npz_source(str(tmp_path / "absent.npz"))
+        MedMNISTReader(str(tmp_path / "absent.npz")).read()
 
 
 # =========================================================================== pandas readers, real files
@@ -608,7 +608,7 @@ def _nih_rows(path, text: str, bom: bool = False) -> str:
 def test_nih_label_file_with_byte_order_mark_is_accepted(tmp_path, nih_tmp):
     labels = _nih_rows(tmp_path / "bom.csv", "Image Index,Finding Labels,Follow-up #,Patient ID\n"
                        "00000075_000.png,Cardiomegaly,0,75\n00000100_000.png,No Finding,0,100\n", bom=True)
-    src = nih_source(str(nih_tmp), labels)
+    src = NIHReader(str(nih_tmp), labels).read()
     assert sorted(_by_id(src)) == ["00000075_000.png", "00000100_000.png"]
     assert _by_id(src)["00000075_000.png"].labels[CHEXNET_ORDER.index("Cardiomegaly")] == 1.0
 
@@ -617,7 +617,7 @@ def test_tb_label_file_with_byte_order_mark_is_accepted(tmp_path):
     d = tmp_path / "tb"
     _png(d / "a.png")
     labels = _nih_rows(tmp_path / "labels.csv", "image,tb\na.png,1\n", bom=True)
-    src = tb_source(str(d), labels)
+    src = TBReader(str(d), labels).read()
     assert [(it.image_id, it.labels) for it in src.items] == [("a.png", (1.0,))] and src.rejects == []
 
 
@@ -628,7 +628,7 @@ def test_nih_short_and_damaged_rows_are_rejected_with_file_and_line(tmp_path, ni
                        "\n"                                      # line 4: blank, ignored
                        "00000129_000.png,Mass,0,P129\n"          # line 5: patient id not a number
                        "00001369_000.png,,0,1369\n")             # line 6: empty findings
-    src = nih_source(str(nih_tmp), labels)
+    src = NIHReader(str(nih_tmp), labels).read()
     assert sorted(_by_id(src)) == ["00000075_000.png"]
     by_file = {r.file: r.reason for r in src.rejects}
     assert "malformed row" in by_file[f"{labels}:3"] and "'Finding Labels'" in by_file[f"{labels}:3"]
@@ -643,27 +643,27 @@ def test_nih_file_with_bad_encoding_or_empty_is_a_clear_error(tmp_path, nih_tmp)
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("Image Index,Finding Labels,Patient ID\n00000075_000.png,Mass,75 \u00e9\n".encode("latin-1"))
     with pytest.raises(SourceError, match=re.escape(str(latin1)) + ": not UTF-8"):
-        nih_source(str(nih_tmp), str(latin1))
+        NIHReader(str(nih_tmp), str(latin1)).read()
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     with pytest.raises(SourceError, match="empty file"):
-        nih_source(str(nih_tmp), str(empty))
+        NIHReader(str(nih_tmp), str(empty)).read()
     good = _nih_rows(tmp_path / "good.csv", "Image Index,Finding Labels,Patient ID\n00000075_000.png,Mass,75\n")
     latin1_list = tmp_path / "list.txt"
     latin1_list.write_bytes("00000075_000.png \u00e9\n".encode("latin-1"))
     with pytest.raises(SourceError, match=re.escape(str(latin1_list)) + ": not UTF-8"):
-        nih_source(str(nih_tmp), good, split_lists={"train": str(latin1_list)})
+        NIHReader(str(nih_tmp), good, split_lists={"train": str(latin1_list)}).read()
     bad_numbers = tmp_path / "numbers.txt"
     bad_numbers.write_text("00000075_000.png" + " x" * 14 + "\n")
     with pytest.raises(SourceError, match=re.escape(str(bad_numbers)) + ":1: labels must be 14 numbers"):
-        nih_source(str(nih_tmp), good, split_lists={"train": str(bad_numbers)})
+        NIHReader(str(nih_tmp), good, split_lists={"train": str(bad_numbers)}).read()
 
 
 def test_nih_box_file_malformed_row_is_rejected(tmp_path, nih_tmp):
     labels = _nih_rows(tmp_path / "l.csv", "Image Index,Finding Labels,Patient ID\n00000075_000.png,Mass,75\n")
     boxes = _nih_rows(tmp_path / "b.csv", "Image Index,Finding Label,Bbox [x,y,w,h],,,\n"
                       "00000075_000.png,Mass,10,20,30,40\n00000075_000.png,Mass,10,twenty\n")
-    src = nih_source(str(nih_tmp), labels, bbox=boxes)
+    src = NIHReader(str(nih_tmp), labels, bbox=boxes).read()
     assert _by_id(src)["00000075_000.png"].boxes == (Box(CHEXNET_ORDER.index("Mass"), 10 / 1024, 20 / 1024,
                                                          40 / 1024, 60 / 1024),)
     assert [r for r in src.rejects if r.file == f"{boxes}:3"][0].reason.startswith("malformed bounding-box row")
@@ -683,7 +683,7 @@ def test_file_name_not_utf8_is_rejected_by_escaped_name(tmp_path):
     _png(d / "NORMAL" / "a.png")
     _png(d / "PNEUMONIA" / "b.png")
     _png_bytes_name(d / "PNEUMONIA", BAD_NAME)
-    src = folder_source(str(d))
+    src = FolderReader(str(d)).read()
     assert sorted(_by_id(src)) == ["NORMAL/a.png", "PNEUMONIA/b.png"]
     (reject,) = src.rejects
     assert reject.file == str(d / "PNEUMONIA" / "bad\\xff\\xfename.png") and "not valid UTF-8" in reject.reason
@@ -691,7 +691,7 @@ def test_file_name_not_utf8_is_rejected_by_escaped_name(tmp_path):
     tb = tmp_path / "tb"
     _png(tb / "x_1.png")
     _png_bytes_name(tb, BAD_NAME)
-    src = tb_source(str(tb))
+    src = TBReader(str(tb)).read()
     assert [it.image_id for it in src.items] == ["x_1.png"] and "not valid UTF-8" in src.rejects[0].reason
 
 
@@ -700,7 +700,7 @@ def test_equal_names_in_subfolders_of_a_class_are_two_images(tmp_path):
     _png(d / "PNEUMONIA" / "site_a" / "img1.png", value=10)
     _png(d / "PNEUMONIA" / "site_b" / "img1.png", value=200)
     _png(d / "NORMAL" / "img1.png")
-    src = folder_source(str(d))
+    src = FolderReader(str(d)).read()
     items = _by_id(src)
     assert sorted(items) == ["NORMAL/img1.png", "PNEUMONIA/site_a/img1.png", "PNEUMONIA/site_b/img1.png"]
     assert items["PNEUMONIA/site_b/img1.png"].image == str(d / "PNEUMONIA" / "site_b" / "img1.png")
@@ -713,7 +713,7 @@ def test_equal_names_in_subfolders_are_ambiguous_for_label_files(tmp_path):
     _png(d / "b" / "x.png")
     _png(d / "y.png")
     labels = _nih_rows(tmp_path / "labels.csv", "image,tb\nx.png,1\ny.png,0\n")
-    src = tb_source(str(d), labels)
+    src = TBReader(str(d), labels).read()
     assert [it.image_id for it in src.items] == ["y.png"]
     ambiguous = sorted((r.file, r.reason) for r in src.rejects if "ambiguous" in r.reason)
     assert [f for f, _ in ambiguous] == [str(d / "a" / "x.png"), str(d / "b" / "x.png")]

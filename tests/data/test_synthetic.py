@@ -13,8 +13,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from tfxr.data.synthetic import (TASKS, PhantomImage, phantom_meta, render_phantom,
-                                 synthetic_source)
+from tfxr.data.sources import PhantomReader
+from tfxr.data.synthetic import TASKS, PhantomImage, phantom_meta, render_phantom
 from tfxr.data.types import Box, Item, Source
 
 
@@ -139,11 +139,11 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError):
         phantom_meta(0, -3)
     with pytest.raises(ValueError):
-        synthetic_source(10, prevalence=1.5)
+        PhantomReader(10, prevalence=1.5)
 
 
 def test_source_items_match_meta():
-    src = synthetic_source(num_images=30, size=48, task="multilabel", prevalence=0.4, seed=7)
+    src = PhantomReader(num_images=30, size=48, task="multilabel", prevalence=0.4, seed=7).read()
     assert isinstance(src, Source)
     assert src.name == "synthetic" and src.label_names == TASKS["multilabel"]
     assert src.rejects == []
@@ -199,7 +199,7 @@ def test_boxes_valid_and_only_for_positive_labels(task):
 
 
 def test_patients_have_one_to_three_images_and_share_labels():
-    src = synthetic_source(num_images=900, size=32, seed=5)
+    src = PhantomReader(num_images=900, size=32, seed=5).read()
     ids = [it.image_id for it in src.items]
     assert len(set(ids)) == len(ids)
     by_patient = defaultdict(list)

@@ -569,3 +569,12 @@ def test_count_flops_needs_a_fixed_input_size():
     model = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs))
     with pytest.raises(ValueError, match="fixed input shape"):
         count_flops(model)
+
+
+def test_the_configs_name_the_registrys_models():
+    """tfxr.configs names the classifiers without importing Keras: the same names as MODELS."""
+    from tfxr.configs import MODEL_NAMES, REPORT_MODELS
+    from tfxr.models import MODELS
+
+    assert MODEL_NAMES == tuple(MODELS)
+    assert set(MODEL_NAMES) < set(REPORT_MODELS)

@@ -146,7 +146,7 @@ def test_raw_index_paths_outside_the_folders_are_refused(tmp_path):
 
 def test_label_file_image_paths_outside_the_image_folder_are_refused(tmp_path):
     """A CheXpert-style label row naming ../../outside.jpg (which exists) is refused, naming the row."""
-    from tfxr.data.sources.chexpert import CHEXPERT_COLUMNS, chexpert_source
+    from tfxr.data.sources.chexpert import CHEXPERT_COLUMNS, CheXpertReader
 
     images = tmp_path / "images"
     (images / "CheXpert-v1.0-small" / "train" / "patient00001" / "study1").mkdir(parents=True)
@@ -156,4 +156,4 @@ def test_label_file_image_paths_outside_the_image_folder_are_refused(tmp_path):
     labels.write_text(",".join(CHEXPERT_COLUMNS) + "\n"
                       + ",".join([hostile, "Frontal", "PA"] + ["1.0"] * (len(CHEXPERT_COLUMNS) - 3)) + "\n")
     with pytest.raises(ManifestError, match=re.escape(f"{labels}:2") + ".*resolves outside"):
-        chexpert_source(str(images), [str(labels)])
+        CheXpertReader(str(images), [str(labels)]).read()

@@ -5,9 +5,9 @@ import os
 import platform
 import time
 
-from tfxr import cpu
+from tfxr import cpu, plots
 from tfxr.benchmark.analysis import setting_text
-from tfxr.io import atomic_path, write_json, write_text
+from tfxr.io import write_json, write_text
 
 
 def _fmt(cell) -> str:
@@ -148,15 +148,9 @@ def scaling_series(measurements: list[dict]) -> list[dict]:
 def plot_scaling(measurements: list[dict], path: str, title: str) -> None:
     """images/s against worker count (:func:`scaling_series`), one colour per setting, a
     legend naming the setting and the layout of every line."""
-    # matplotlib is imported here, deliberately lazily: only the result writer needs it
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     lines = scaling_series(measurements)
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plots.subplots(figsize=(7.5, 4.8), dpi=110)
+    colours = plots.pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
     styles = {"bound": dict(fmt="s--", capsize=3), "ranks": dict(fmt="o-", capsize=3),
               "one-core x N": dict(fmt=":", lw=0.9), "all-cores": dict(fmt="-", lw=0.8, alpha=0.6)}
     ranks_seen: dict[int, int] = {}
@@ -176,10 +170,7 @@ def plot_scaling(measurements: list[dict], path: str, title: str) -> None:
     ax.set_xticks(workers)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, loc="best")
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    plots.save_png(fig, path)
 
 
 def machine_facts() -> dict:

@@ -6,22 +6,10 @@ the same augmentation: deterministic runs and exact resume depend on that.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import tensorflow as tf
 
-from tfxr.config import option
-
-
-@dataclass
-class AugmentConfig:
-    enabled: bool = True
-    flip: bool = True             # horizontal flip (as CheXNet did)
-    rotation_deg: float = option(7.0, minimum=0.0, maximum=180.0)   # uniform in +-deg
-    zoom: float = option(0.1, minimum=0.0, maximum=0.9)   # scale uniform in [1-zoom, 1+zoom]
-    brightness: float = option(0.1, minimum=0.0, maximum=1.0)   # additive, uniform in +-brightness
-    gamma: float = option(0.2, minimum=0.0, maximum=2.0)   # exponent exp(uniform(+-gamma))
-    noise_std: float = option(0.02, minimum=0.0, maximum=1.0)   # Gaussian noise sd (images in [0, 1])
+from tfxr.configs import AugmentConfig  # noqa: F401 - the config lives with the others; importable here too
 
 
 def _affine(image: tf.Tensor, angle: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:

@@ -1,7 +1,7 @@
 """Balance a TFRecord directory's training split with extra minority-class shards.
 
 ``python -m tfxr.gan balance --data REAL --generator G.keras --out NEW --target-ratio 0.5``
-writes a NEW directory: the real shards copied byte for byte (or symlinked with
+(the command line: :mod:`tfxr.gan`; its options :class:`tfxr.configs.BalanceConfig`) writes a NEW directory: the real shards copied byte for byte (or symlinked with
 ``--link``), plus training shards of generated minority images (``image/origin=generated``,
 ``image/synthetic=1``), each listed in the manifest with ``"synthetic": true``.  The
 manifest keeps the real schema (so ``python -m tfxr.train`` reads it unchanged), with
@@ -18,50 +18,64 @@ class at least a fraction ``r`` of the training split (0.5 = as many as the majo
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import os
 import shutil
 import sys
-import warnings
 
 import numpy as np
 
-from tfxr import log
-from tfxr.config import check_seed
 from tfxr.data.imageio import encode_png
 from tfxr.data.paths import inside, is_inside
 from tfxr.data.records import (check_shards, make_example, manifest_encoding, read_examples, read_manifest,
                                shard_name, write_manifest, write_shard)
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.io import TMP_PREFIX, atomic_path, sha256_file
+from tfxr.models import dcgan
+from tfxr.models.loading import load_generator
 
 SPLIT = "train"
 
 
-def load_generator(path: str, trust: bool = False):
-    """A generator saved by ``tfxr.gan train``, rebuilt from its run config (weights only;
-    see :mod:`tfxr.models.loading`), or a clear error for anything else."""
-    from tfxr.models.loading import load_generator as load
-
-    if not os.path.isfile(path):
-        raise ConfigError(f"--generator {path}: no such file (train one with `python -m tfxr.gan train`)")
-    return load(path, trust)
+def generate_images(generator, count: int, seed: int) -> np.ndarray:
+    """``count`` uint8 images (count, size, size) of the one sampler (:func:`tfxr.models.dcgan.generate`)."""
+    images = dcgan.generate(generator, count, seed)[..., 0]
+    if not len(images):
+        return np.zeros((0, 1, 1), np.uint8)
+    return np.clip((images + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
 
 
-def generate_images(generator, count: int, seed: int, batch: int = 256) -> np.ndarray:
-    """``count`` uint8 images (count, size, size) from noise seeded by ``seed``."""
-    latent = int(generator.inputs[0].shape[-1])
-    rng = np.random.default_rng([seed, 0x6A4])
-    out = []
-    for start in range(0, count, batch):
-        noise = rng.standard_normal((min(batch, count - start), latent)).astype(np.float32)
-        with warnings.catch_warnings():   # a loaded model names its input; a tensor is fine
-            warnings.filterwarnings("ignore", message="The structure of `inputs`")
-            images = np.asarray(generator(noise, training=False))[..., 0]
-        out.append(np.clip((images + 1.0) * 127.5, 0, 255).round().astype(np.uint8))
-    return np.concatenate(out) if out else np.zeros((0, 1, 1), np.uint8)
+def minority_value(split: dict, label: str) -> int:
+    """The label value (0 or 1) fewer images of ``split`` (a manifest split entry) have; 1 on a tie.
+
+    The one minority rule: what ``gan train`` trains on and ``gan balance`` tops up by default."""
+    positives = int(split["label_counts"][label])
+    return 1 if positives <= int(split["count"]) - positives else 0
+
+
+def class_images(data_dir: str, split: str, label_index: int | None = None, value: float | None = None, *,
+                 image_size: int = 0, rank: int = 0, world: int = 1, manifest: dict | None = None,
+                 limit: int = 0) -> np.ndarray:
+    """The real images of a split whose label ``label_index`` equals ``value`` (every image when
+    ``label_index`` is None), uint8 (n, size, size, 1), held in memory: this rank's disjoint part
+    through the one reader (``read_examples``), generated and oversampled shards left out.
+
+    The one loader of the GAN's images: what ``gan train`` learns from and what ``evaluate gan``
+    compares generated images with.  ``limit``: stop after that many (0: all).
+    """
+    ds = read_examples(data_dir, split, fields=("image", "labels"), rank=rank, world=world,
+                       image_size=image_size, manifest=manifest, shards="real")
+    images = []
+    for ex in ds.as_numpy_iterator():
+        if label_index is None or float(ex["labels"][label_index]) == float(value):
+            images.append(ex["image"])
+            if limit and len(images) >= limit:
+                break
+    if not images:
+        size = image_size or int((manifest or read_manifest(data_dir))["image_size"])
+        return np.zeros((0, size, size, 1), np.uint8)
+    return np.stack(images)
 
 
 def minority(manifest: dict, label: str | None, value: int | None) -> tuple[str, int, int, int]:
@@ -78,7 +92,7 @@ def minority(manifest: dict, label: str | None, value: int | None) -> tuple[str,
     split = manifest["splits"][SPLIT]
     positives, total = int(split["label_counts"][label]), int(split["count"])
     if value is None or value < 0:
-        value = 1 if positives <= total - positives else 0
+        value = minority_value(split, label)
     return label, value, positives if value == 1 else total - positives, total
 
 
@@ -162,7 +176,7 @@ class Balancer:
         """The serialized examples to add, made (and the generator checked) before any write."""
         size, encoding = int(self.manifest["image_size"]), manifest_encoding(self.manifest)
         if self.method == "gan":
-            generator = load_generator(self.generator_path, self.trust_model_file)
+            generator = load_generator(self.generator_path, self.trust_model_file)   # tfxr.models.loading
             check_generator(generator, self.generator_path, size)
             images = generate_images(generator, self.num, self.seed)
             return [make_example(encode_png(img) if encoding == "png" else np.ascontiguousarray(img).tobytes(),
@@ -264,39 +278,3 @@ class Balancer:
             "command": " ".join(self.command),
         }
         return manifest
-
-
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m tfxr.gan balance", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="real TFRecord directory (never modified)")
-    p.add_argument("--out", required=True, help="new directory to write")
-    p.add_argument("--method", default="gan", help="gan (generated images) | oversample (real duplicates)")
-    p.add_argument("--generator", help="generator.keras from `python -m tfxr.gan train` (method gan)")
-    p.add_argument("--class-label", help="label to balance (default: the only label)")
-    p.add_argument("--class-value", type=int, default=-1, choices=(-1, 0, 1),
-                   help="0|1; default (-1): the minority value")
-    target = p.add_mutually_exclusive_group()
-    target.add_argument("--target-ratio", type=float, default=None,
-                        help="minority fraction of the training split to reach (default 0.5)")
-    target.add_argument("--num", type=int, default=None, help="exact number of images to add")
-    p.add_argument("--shards", type=int, default=2, help="shard files for the added images")
-    p.add_argument("--seed", type=int, default=0, help="noise / sampling seed")
-    p.add_argument("--link", action="store_true", help="symlink the real shards instead of copying them")
-    p.add_argument("--overwrite", action="store_true",
-                   help="write into an existing non-empty --out (its files of the same names are replaced)")
-    p.add_argument("--trust-model-file", action="store_true",
-                   help="let Keras load a --generator that is not a tfxr run's (safe_mode on; see README)")
-    args = p.parse_args(argv)
-    check_seed(args.seed)
-    ratio = 0.5 if args.target_ratio is None and args.num is None else args.target_ratio
-    manifest = Balancer(args.data, args.out, method=args.method, generator=args.generator, label=args.class_label,
-                        value=args.class_value, target_ratio=ratio, num=args.num, shards=args.shards,
-                        seed=args.seed, link=args.link, overwrite=args.overwrite,
-                        command=["python", "-m", "tfxr.gan", "balance", *argv],
-                        trust_model_file=args.trust_model_file).run()
-    info = manifest["balancing"]
-    log.info(f"added {info['added'][SPLIT]['count']} {args.method} '{info['class']['label']}="
-          f"{info['class']['value']}' training images to {args.out} (minority fraction "
-          f"{info['minority_fraction']['before']:.3f} -> {info['minority_fraction']['after']:.3f})")
-    return 0

@@ -1,10 +1,8 @@
 """Unpack dataset archives (NIH ChestX-ray14's ``images_*.tar.gz``) safely into one folder.
 
-    python -m tfxr.data.extract ARCHIVE_DIR OUT_DIR
-    python -m tfxr.data.extract ARCHIVE.tar.gz [ARCHIVE.tar.gz | ARCHIVE_DIR]... OUT_DIR
-
-(``tfrecords/extract_images.sh`` is the same command.)  A directory argument stands for
-its ``--glob`` files (default ``images_*.tar.gz``), sorted.
+The command is ``python -m tfxr.extract ARCHIVE_OR_DIR... OUT_DIR`` (:mod:`tfxr.extract`;
+``python -m tfxr.data.extract`` and ``tfrecords/extract_images.sh`` are other names of it).
+A directory argument stands for its glob's files (default ``images_*.tar.gz``), sorted.
 
 Downloaded archives are untrusted input: an entry must never land outside OUT_DIR.
 Every archive is checked completely before anything is written, then extracted with
@@ -21,13 +19,9 @@ An archive extracted completely leaves ``OUT_DIR/.extracted-<archive name>-<sha2
 bytes come again: another archive of the same name, from another folder or re-downloaded,
 is extracted (delete the marker to extract the same archive again).  A refused or damaged
 archive is reported and the others are still processed.
-
-Exit status: 0 every archive extracted or skipped; 2 bad usage or a missing input;
-3 at least one archive was refused or could not be read (see ``tfxr.cli``).
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import sys
@@ -36,7 +30,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tfxr.cli import EXIT_OK, EXIT_REJECTED, error, run_main
+from tfxr import log
 from tfxr.errors import ConfigError, SourceError
 from tfxr.io import sha256_file, write_text
 from tfxr.progress import progress_bar
@@ -152,7 +146,7 @@ def check_entry(member: tarfile.TarInfo, guard: LinkGuard) -> None:
         raise UnsafeEntry(f"{name}: {e}") from None
 
 
-def _require_data_filter() -> None:
+def require_data_filter() -> None:
     if not hasattr(tarfile, "data_filter"):
         raise ConfigError(f"Python {sys.version.split()[0]} has no tarfile data filter; "
                           "use Python >= 3.11.4 (or 3.10.12 / 3.9.17) to extract archives safely")
@@ -199,7 +193,7 @@ class ArchiveExtractor:
         try:
             digest = sha256_file(archive)
         except OSError as e:
-            error(f"cannot read {archive}: {e.strerror or e}")
+            log.error(f"cannot read {archive}: {e.strerror or e}")
             return False
         marker = self.marker(archive, digest)
         if marker.is_file() and f"sha256={digest}\n" in marker.read_text(errors="replace"):
@@ -211,22 +205,22 @@ class ArchiveExtractor:
                 try:
                     members = self.check(tar)
                 except UnsafeEntry as e:
-                    error(f"refusing to extract {archive}: {e}")
+                    log.error(f"refusing to extract {archive}: {e}")
                     return False
                 except _READ_ERRORS as e:
-                    error(f"cannot list {archive} (damaged or incomplete?): {e}")
+                    log.error(f"cannot list {archive} (damaged or incomplete?): {e}")
                     return False
                 print(f"{tag}: {len(members)} entries are safe; extracting into {self.out_dir}", flush=True)
                 self.extract(tar, members, tag)
         except UnsafeEntry as e:
-            error(f"refusing to extract the rest of {archive}: {e}")
+            log.error(f"refusing to extract the rest of {archive}: {e}")
             return False
         except tarfile.FilterError as e:
-            error(f"refusing to extract the rest of {archive}: {e}")
+            log.error(f"refusing to extract the rest of {archive}: {e}")
             return False
         except _READ_ERRORS as e:
             verb = "cannot list" if isinstance(e, tarfile.ReadError) else "extracting failed for"
-            error(f"{verb} {archive} (damaged or incomplete?): {e}")
+            log.error(f"{verb} {archive} (damaged or incomplete?): {e}")
             return False
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         write_text(marker, f"archive={archive}\nreal_path={os.path.realpath(archive)}\n"
@@ -245,32 +239,11 @@ class ArchiveExtractor:
         return failed
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tfxr.data.extract", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", nargs="+", metavar="ARCHIVE_OR_DIR", help="archives, or folders of them")
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="where the entries go (created if missing)")
-    parser.add_argument("--glob", default=os.environ.get("ARCHIVE_GLOB") or DEFAULT_GLOB,
-                        help="archives taken from a folder argument (default: $ARCHIVE_GLOB or %(default)s)")
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    def body() -> int:
-        args = build_parser().parse_args(argv)
-        _require_data_filter()
-        archives = find_archives(args.inputs, args.glob)
-        out_dir = Path(args.out_dir).absolute()
-        failed = ArchiveExtractor(out_dir, show_progress=sys.stderr.isatty()).run(archives)
-        if failed:
-            error(f"{len(failed)} of {len(archives)} archive(s) not extracted: "
-                  + " ".join(str(a) for a in failed))
-            return EXIT_REJECTED
-        print(f"All {len(archives)} archive(s) are extracted in {out_dir}")
-        return EXIT_OK
+    """``python -m tfxr.data.extract``, the older name of ``python -m tfxr.extract``: :func:`tfxr.extract.main`."""
+    from tfxr.extract import main as command   # lazy: the library does not import its command line
 
-    return run_main(body)
+    return command(argv)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,13 @@ images in memory across epochs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import tensorflow as tf
 
 from tfxr import cpu
-from tfxr.config import ConfigError, option
-from tfxr.data.augment import AugmentConfig, augment, augment_with_boxes
+from tfxr.config import ConfigError
+from tfxr.configs import AugmentConfig, DataConfig  # noqa: F401 - importable from here too
+from tfxr.data.augment import augment, augment_with_boxes
 from tfxr.data.records import (ManifestError, rank_assignment, rank_share, read_examples, read_manifest,
                                 shard_files)
 
@@ -32,26 +31,6 @@ AUTOTUNE = tf.data.AUTOTUNE
 #: YOLOv8 masks out any box with a coordinate <= -1; its documented all -1 padding (zero
 #: width and height) makes its loss NaN under tf.function (see tfxr/models/detector.py).
 PAD_BOX = (-3.0, -3.0, -2.0, -2.0)
-
-
-@dataclass
-class DataConfig:
-    batch_size: int = option(32, minimum=1)            # per worker
-    image_size: int = option(0, minimum=0)             # 0: the size stored in the manifest
-    channels: int = option(1, choices=(1, 3))          # 1 (grey) or 3 (grey repeated)
-    shuffle_buffer: int = option(2048, minimum=1)
-    cycle_length: int = option(4, minimum=1)           # shards read in parallel
-    # input threads: a private tf.data pool of this process's cores (0), of N threads (N), or
-    # tf.data's shared pool (-1).  Measured, tb_cnn 128 px loop on 2 cores: 0 gave +1 to +4 % over -1
-    # (385 vs 381 and 394 vs 378 images/s, medians of 5 epochs): small, within run-to-run noise.
-    threads: int = option(0, minimum=-1)
-    cache: bool = False            # keep decoded images in memory after the first epoch
-    verify_shards: bool = False    # check every shard's sha256 before training (not only its size)
-    deterministic: bool = False
-    # generated (GAN) training shards: -1 use as written, 0 leave out, 0<f<1 draw them with
-    # probability f.  Never used in validation/test (see records.shard_files).
-    synthetic_fraction: float = option(-1.0, minimum=-1.0, maximum=0.99)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 # --------------------------------------------------------------------------- steps

@@ -5,7 +5,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from tfxr.data.types import SPLITS, Item
+from tfxr.data.types import OFFICIAL_SPLITS, SPLITS, Item
 from tfxr.errors import ConfigError, SourceError
 
 DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
@@ -21,6 +21,16 @@ def parse_fractions(text: str, option: str = "--split-fractions") -> tuple[float
     if len(parts) != 3 or any(not p >= 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
         raise ConfigError(problem)
     return parts[0], parts[1], parts[2]
+
+
+def parse_split_assignment(text: str, option: str = "--split-list") -> tuple[str, str]:
+    """'SPLIT=VALUE' -> (SPLIT, VALUE), SPLIT one of the official splits (train, val, test, trainval)."""
+    if "=" not in text:
+        raise ConfigError(f"{option} takes SPLIT=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    if k not in OFFICIAL_SPLITS:
+        raise ConfigError(f"{option}: unknown split {k!r} (allowed: {', '.join(OFFICIAL_SPLITS)})")
+    return k, v
 
 
 def _assign(patients: dict[str, int], names: tuple[str, ...], fractions: tuple[float, ...],

@@ -41,7 +41,7 @@ import numpy as np
 
 from tfxr.errors import ConfigError
 
-from .types import Box, Item, Source
+from .types import Box
 
 __all__ = [
     "TASKS",
@@ -51,7 +51,6 @@ __all__ = [
     "LesionKind",
     "render_phantom",
     "PhantomImage",
-    "synthetic_source",
 ]
 
 TASKS: dict[str, list[str]] = {
@@ -961,39 +960,3 @@ class PhantomImage:
 
     def __call__(self) -> np.ndarray:
         return render_phantom(self.seed, self.index, self.size, self.task, self.prevalence)
-
-
-def synthetic_source(
-    num_images: int = 600, size: int = 128, task: str = "tb", prevalence: float = 0.35, seed: int = 0
-) -> Source:
-    """A :class:`Source` of ``num_images`` phantoms (pixels drawn lazily by workers)."""
-    _check_task(task)
-    _check_args(seed, 0, prevalence)
-    if int(num_images) != num_images or num_images < 0:
-        raise ConfigError(f"num_images must be a non-negative integer, got {num_images!r}")
-    if int(size) != size or size < 8:
-        raise ConfigError(f"size must be an integer >= 8, got {size!r}")
-    items = []
-    for index in range(int(num_images)):
-        labels, boxes, patient_id = phantom_meta(seed, index, task, prevalence)
-        items.append(
-            Item(
-                image_id=f"synthetic_{index:06d}",
-                patient_id=patient_id,
-                labels=labels,
-                image=PhantomImage(seed, index, int(size), task, float(prevalence)),
-                boxes=boxes,
-                split=None,
-                origin="phantom",
-            )
-        )
-    info = {
-        "generator": "tfxr.data.synthetic (procedural PA chest phantom)",
-        "num_images": int(num_images),
-        "num_patients": len({it.patient_id for it in items}),
-        "size": int(size),
-        "task": task,
-        "prevalence": float(prevalence),
-        "seed": int(seed),
-    }
-    return Source(name="synthetic", label_names=list(TASKS[task]), items=items, info=info)

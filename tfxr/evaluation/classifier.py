@@ -184,14 +184,11 @@ def predict_split(predict_fn, data_dir: str, split: str, data_cfg, manifest: dic
         labels.append(batch["labels"].numpy() if label_columns is None
                       else batch["labels"].numpy()[:, label_columns])
         ids.extend(x.decode() for x in batch["image_id"].numpy())
-    mine = (np.concatenate(preds) if preds else np.zeros((0, num_labels), np.float32),
-            np.concatenate(labels) if labels else np.zeros((0, num_labels), np.float32), ids)
-    parts = dist.allgather_object(mine) if world > 1 else [mine]
-    p = np.concatenate([part[0] for part in parts])
-    y = np.concatenate([part[1] for part in parts])
-    all_ids = [i for part in parts for i in part[2]]
-    order = np.argsort(np.asarray(all_ids, dtype=object), kind="stable")
-    return p[order], y[order], [all_ids[k] for k in order]
+    mine = list(zip(ids, (row for part in preds for row in part), (row for part in labels for row in part)))
+    records = dist.allgather_records(mine, key=lambda r: r[0])   # image-id order: any -np, the same arrays
+    if not records:
+        return np.zeros((0, num_labels), np.float32), np.zeros((0, num_labels), np.float32), []
+    return (np.stack([r[1] for r in records]), np.stack([r[2] for r in records]), [r[0] for r in records])
 
 
 def chexnet_order(names: list[str]) -> list[str]:

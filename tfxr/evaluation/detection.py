@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tfxr import plots
 from tfxr.config import option, seed_option
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.localization import iou, random_placement
@@ -248,10 +249,9 @@ def detect_split(model, data_dir: str, split: str, manifest: dict, data_cfg, ran
     return out
 
 
-def gather_sorted(mine: list, world: int, allgather) -> list:
-    """Every rank's ``(image_id, ...)`` records in image-id order (any -np, the same list)."""
-    parts = allgather(mine) if world > 1 else [mine]
-    return sorted((r for part in parts for r in part), key=lambda r: r[0])
+def by_image_id(record: tuple):
+    """The sort key of ``(image_id, ...)`` records gathered across ranks."""
+    return record[0]
 
 
 # --------------------------------------------------------------------------- the evaluation CLI
@@ -335,11 +335,11 @@ def evaluate_detection(cfg: DetectionEvalConfig) -> dict:
                           f"--data {cfg.data} has {names}")
     size = int(model.input_shape[1])
     data_cfg = DataConfig(batch_size=cfg.batch_size, image_size=size, deterministic=True)
-    runs = {s: gather_sorted(detect_split(model, cfg.data, s, manifest, data_cfg, rank, world), world,
-                             dist.allgather_object) for s in (cfg.threshold_split, cfg.split)}
+    runs = {s: dist.allgather_records(detect_split(model, cfg.data, s, manifest, data_cfg, rank, world),
+                                      by_image_id) for s in (cfg.threshold_split, cfg.split)}
     cams = {}
     if cfg.cam_model:
-        cams = {s: dict(gather_sorted(_cam_detections(cfg, s, rank, world), world, dist.allgather_object))
+        cams = {s: dict(dist.allgather_records(_cam_detections(cfg, s, rank, world), by_image_id))
                 for s in (cfg.threshold_split, cfg.split)}
     if rank != 0:
         return {}
@@ -436,14 +436,7 @@ def write_detection_overlays(cfg, manifest: dict, records: list, min_score: floa
     """PNGs of the first ``cfg.overlays`` images with boxes: truth green, detections red with scores."""
     import os
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
     from tfxr.evaluation.localization import read_boxed_images
-    from tfxr.io import atomic_path
 
     wanted = {r[0]: r for r in records if r[1]}
     items = [it for it in read_boxed_images(cfg.data, cfg.split, manifest, size, 1) if it.image_id in wanted]
@@ -451,24 +444,17 @@ def write_detection_overlays(cfg, manifest: dict, records: list, min_score: floa
     written = []
     for it in sorted(items, key=lambda it: it.image_id)[:cfg.overlays]:
         _, truth, dets = wanted[it.image_id]
-        fig, ax = plt.subplots(figsize=(4, 4.3), dpi=100)
+        fig, ax = plots.subplots(figsize=(4, 4.3), dpi=100)
         ax.imshow(it.image[..., 0], cmap="gray", vmin=0, vmax=1)
         for _, b in truth:
-            ax.add_patch(Rectangle((b[0] * size, b[1] * size), (b[2] - b[0]) * size, (b[3] - b[1]) * size,
-                                   fill=False, edgecolor="lime", linewidth=1.5))
+            plots.box(ax, b[0] * size, b[1] * size, b[2] * size, b[3] * size, "lime", linewidth=1.5)
         for label, b, score in dets:
             if score < min_score:
                 continue
-            ax.add_patch(Rectangle((b[0] * size, b[1] * size), (b[2] - b[0]) * size, (b[3] - b[1]) * size,
-                                   fill=False, edgecolor="red", linewidth=1.2))
+            plots.box(ax, b[0] * size, b[1] * size, b[2] * size, b[3] * size, "red", linewidth=1.2)
             ax.text(b[0] * size, b[1] * size - 2, f"{manifest['label_names'][label]} {score:.2f}", color="red",
                     fontsize=6)
         ax.set_title(f"{it.image_id}: truth green, detector red (score >= {min_score:.2f})", fontsize=7)
         ax.axis("off")
-        fig.tight_layout()
-        path = os.path.join(folder, f"{it.image_id}.png")
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png")
-        plt.close(fig)
-        written.append(path)
+        written.append(plots.save_png(fig, os.path.join(folder, f"{it.image_id}.png")))
     return written

@@ -42,6 +42,9 @@ from scipy import linalg
 
 from tfxr.errors import ConfigError
 from tfxr import log
+from tfxr.data.balance import class_images
+from tfxr.data.records import read_manifest
+from tfxr.models import dcgan
 
 #: Below this many images the 2048-d pool3 covariance is rank-deficient (TTUR's warning).
 MIN_FID_IMAGES = 2048
@@ -271,21 +274,17 @@ def load_png_dir(path: str, limit: int = 0) -> np.ndarray:
     return np.stack(images)[..., None]
 
 
-def sample_generator(generator, count: int, seed: int = 0, batch_size: int = 64) -> np.ndarray:
-    """``count`` images from a noise -> image generator, mapped to [0, 1] grey.
+def sample_generator(generator, count: int, seed: int = 0, batch_size: int = 256) -> np.ndarray:
+    """``count`` images from a noise -> image generator (:func:`tfxr.models.dcgan.generate`,
+    the sampler ``tfxr.gan sample`` writes with: the same seed, the same images), mapped to
+    [0, 1] grey.
 
     A generator ending in tanh (values in [-1, 1], the DCGAN convention) is rescaled;
     one ending in sigmoid is used as is.
     """
-    latent = int(generator.input_shape[-1])
-    rng = np.random.default_rng(seed)
     activation = getattr(generator.layers[-1], "activation", None)
     tanh = getattr(activation, "__name__", "") == "tanh"
-    out = []
-    for start in range(0, count, batch_size):
-        noise = rng.standard_normal((min(batch_size, count - start), latent)).astype(np.float32)
-        out.append(np.asarray(generator(noise, training=False), np.float32))
-    images = np.concatenate(out)
+    images = dcgan.generate(generator, count, seed, batch_size)
     if tanh or images.min() < 0.0:
         images = (images + 1.0) / 2.0
     return np.clip(images[..., :1], 0.0, 1.0)
@@ -299,9 +298,6 @@ def noise_images(count: int, size: int, seed: int = 0) -> np.ndarray:
 def real_images(data_dir: str, split: str, label: str = "", class_value: float | None = None,
                 limit: int = 0) -> tuple[np.ndarray, str]:
     """Real images of a split (optionally those whose ``label`` equals ``class_value``)."""
-    from tfxr.data.pipeline import DataConfig, build_dataset
-    from tfxr.data.records import read_manifest
-
     manifest = read_manifest(data_dir)
     names = list(manifest["label_names"])
     column = None
@@ -310,18 +306,9 @@ def real_images(data_dir: str, split: str, label: str = "", class_value: float |
         if label not in names:
             raise ConfigError(f"--label {label}: not a label of {data_dir} (has {', '.join(names)})")
         column = names.index(label)
-    images = []
-    for batch in build_dataset(data_dir, split, DataConfig(batch_size=256, deterministic=True),
-                               training=False, manifest=manifest, with_meta=True):
-        x, y = batch["image"].numpy(), batch["labels"].numpy()
-        if column is not None:
-            x = x[np.isclose(y[:, column], class_value)]
-        images.append(x)
-        if limit and sum(len(i) for i in images) >= limit:
-            break
-    result = np.concatenate(images) if images else np.zeros((0, 1, 1, 1), np.float32)
-    if limit:
-        result = result[:limit]
+    # the GAN's one loader (real shards only), as the pipeline scales images: uint8 / 255
+    result = class_images(data_dir, split, column, class_value, manifest=manifest, limit=limit)
+    result = result.astype(np.float32) / np.float32(255.0)
     what = f"{split}" + (f", {label}={class_value:g}" if column is not None else "")
     if len(result) < 20:
         raise ConfigError(f"--real {data_dir} ({what}): only {len(result)} images; need at least 20 "

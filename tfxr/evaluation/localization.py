@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from tfxr import plots
 from tfxr.config import option, seed_option
 from tfxr.data.records import read_examples
 from tfxr.errors import ConfigError, ManifestError
@@ -421,28 +422,16 @@ def markdown_report(result: dict) -> str:
 def save_overlay(path: str, image: np.ndarray, heatmap: np.ndarray, predicted: list[Box],
                  truths: list[Box], title: str) -> None:
     """The radiograph with the heatmap (jet, 40 %), predicted boxes (red) and truth (green), PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    from tfxr.io import atomic_path
-
     size = image.shape[0]
-    fig, ax = plt.subplots(figsize=(4, 4.3), dpi=100)
+    fig, ax = plots.subplots(figsize=(4, 4.3), dpi=100)
     ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
     ax.imshow(heatmap, cmap="jet", alpha=0.4, vmin=0, vmax=1)
     for boxes, colour in ((truths, "lime"), (predicted, "red")):
         for b in boxes:
-            ax.add_patch(Rectangle((b[0] * size - 0.5, b[1] * size - 0.5), (b[2] - b[0]) * size,
-                                   (b[3] - b[1]) * size, fill=False, edgecolor=colour, linewidth=1.5))
+            plots.box(ax, b[0] * size - 0.5, b[1] * size - 0.5, b[2] * size - 0.5, b[3] * size - 0.5, colour)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    plots.save_png(fig, path)
 
 
 # --------------------------------------------------------------------------- the whole run
@@ -488,10 +477,10 @@ def localize(cfg: LocalizeConfig) -> dict:
     heat, _ = heatmaps_for(cam, items, labels, cfg.batch_size)
     regions = phantom_lung_fields(manifest, [it.image_id for it in items], size)
     records = score_items(items, heat, thresholds, regions, seed=cfg.seed + rank)
-    parts = dist.allgather_object((records, len(items))) if world > 1 else [(records, len(items))]
+    records = dist.allgather_records(records, key=lambda r: (r["image_id"], r["label"]))
+    images = sum(dist.allgather_records([len(items)]))
     if rank != 0:
         return {}
-    records = sorted((r for part, _ in parts for r in part), key=lambda r: (r["image_id"], r["label"]))
     if not records:
         raise ManifestError(f"{cfg.data}: no ground-truth boxes in the '{cfg.split}' split")
     out = cfg.out or os.path.join(os.path.dirname(os.path.abspath(path)), f"localize-{cfg.split}")
@@ -499,7 +488,7 @@ def localize(cfg: LocalizeConfig) -> dict:
     result = {"model": os.path.abspath(path), "data": os.path.abspath(cfg.data), "split": cfg.split,
               "threshold_split": "" if cfg.box_threshold else cfg.threshold_split,
               "box_threshold": cfg.box_threshold or None, "layer": cam.layer, "cam": cam.method,
-              "images": sum(n for _, n in parts), "boxes": len(records),
+              "images": images, "boxes": len(records),
               "thresholds": {names[j]: t for j, t in thresholds.items()},
               "random_region": "centres inside the phantom's lung fields" if regions
               else "centres anywhere in the image (no lung-field masks for this data)",
@@ -523,12 +512,10 @@ def chosen_box_thresholds(cfg: LocalizeConfig, cam: GradCAM, manifest: dict, siz
     rank, world = dist.rank(), dist.size()
     val = read_boxed_images(cfg.data, cfg.threshold_split, manifest, size, channels, rank, world)
     val_heat, _ = heatmaps_for(cam, val, labels, cfg.batch_size)
-    gathered = dist.allgather_object((val, val_heat)) if world > 1 else [(val, val_heat)]
-    all_val, all_heat = [], {}
-    for part_items, part_heat in gathered:
-        offset = len(all_val)
-        all_val.extend(part_items)
-        all_heat.update({(i + offset, j): h for (i, j), h in part_heat.items()})
+    mine = [(item, {j: val_heat[(i, j)] for j in labels if (i, j) in val_heat}) for i, item in enumerate(val)]
+    gathered = dist.allgather_records(mine)   # rank order, as the thresholds were chosen before
+    all_val = [item for item, _ in gathered]
+    all_heat = {(i, j): h for i, (_, heat) in enumerate(gathered) for j, h in heat.items()}
     if not all_val:
         raise ManifestError(f"{cfg.data}: no ground-truth boxes in the '{cfg.threshold_split}' split to "
                             f"choose box thresholds on (or fix one in advance with --box-threshold, e.g. 0.5)")

@@ -14,6 +14,8 @@ import math
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from tfxr import plots
+
 
 def known(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One label column and its predictions without the images whose label is unknown (NaN)."""
@@ -126,16 +128,9 @@ def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
 
 def plot_roc(y: np.ndarray, p: np.ndarray, names: list[str], path: str, title: str = "") -> str:
     """ROC curves of every defined label with its AUROC, written as PNG (atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from tfxr.io import atomic_path
-
     aucs = auroc_per_label(y, p)
     mean, count = defined_mean(aucs)
-    fig, ax = plt.subplots(figsize=(6.4, 6.4) if len(names) <= 4 else (8, 8), dpi=110)
+    fig, ax = plots.subplots(figsize=(6.4, 6.4) if len(names) <= 4 else (8, 8), dpi=110)
     for j, name in enumerate(names):
         if math.isnan(aucs[j]):
             continue
@@ -148,8 +143,4 @@ def plot_roc(y: np.ndarray, p: np.ndarray, names: list[str], path: str, title: s
            title=title or f"ROC, mean AUROC {mean:.3f} over {count} label(s)")
     ax.legend(loc="lower right", fontsize=8 if len(names) > 4 else 10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return plots.save_png(fig, path)

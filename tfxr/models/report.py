@@ -29,12 +29,12 @@ Memory accounting (the numbers of docs/SCALING.md), per model:
   steps (the classifier's ``DistributedStep``, the GAN's ``GanStep``) on random data at
   the given batch size, beside its RSS just before the first step.
 
-Command: ``python -m tfxr.models.report --model chexnet --image-size 224 --batch-size 16
-[--measure]`` (``--model dcgan`` reports the generator and discriminator of a GAN step).
+Command: ``python -m tfxr.report --model chexnet --image-size 224 --batch-size 16
+[--measure]`` (:mod:`tfxr.report`; ``python -m tfxr.models.report`` is its older name;
+``--model dcgan`` reports the generator and discriminator of a GAN step).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import subprocess
@@ -42,11 +42,10 @@ import sys
 
 import keras
 
-from tfxr.config import ConfigError, option, parse_config
+from tfxr.configs import REPORT_MODELS   # what `--model` accepts
+from tfxr.errors import ConfigError
 
 FLOAT_BYTES = {"fp32": 4, "fp16": 2}
-#: what `--model` accepts: the classifier registry plus the GAN pair
-REPORT_MODELS = ("tb_cnn", "pneumonia_cnn", "chexnet", "dcgan", "detector")
 
 _TRANSPOSE = tuple(
     getattr(keras.layers, n) for n in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
@@ -304,7 +303,7 @@ def measure_peak_memory(name: str, image_size: int, batch_size: int, steps: int 
     return json.loads(line.split(" ", 1)[1])
 
 
-def _mib(n: int) -> str:
+def mib(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
@@ -316,52 +315,19 @@ def format_memory(name: str, nets: dict[str, keras.Model], batch_size: int) -> l
         lines.append(
             f"{label}: input {tuple(model.input_shape[1:])}, {r['params']:,} params "
             f"({r['trainable_params']:,} trainable), {_si(count_flops(model))}FLOPs/image\n"
-            f"  gradients per step (allreduce): {_mib(r['gradient_bytes_fp32'])} fp32, "
-            f"{_mib(r['gradient_bytes_fp16'])} fp16\n"
-            f"  weights {_mib(r['weight_bytes'])}, Adam state {_mib(r['adam_state_bytes'])}\n"
-            f"  activations (forward layer outputs, fp32): {_mib(r['activation_bytes_per_image'])}/image, "
-            f"{_mib(r['activation_bytes_per_batch'])} per batch of {batch_size}")
+            f"  gradients per step (allreduce): {mib(r['gradient_bytes_fp32'])} fp32, "
+            f"{mib(r['gradient_bytes_fp16'])} fp16\n"
+            f"  weights {mib(r['weight_bytes'])}, Adam state {mib(r['adam_state_bytes'])}\n"
+            f"  activations (forward layer outputs, fp32): {mib(r['activation_bytes_per_image'])}/image, "
+            f"{mib(r['activation_bytes_per_batch'])} per batch of {batch_size}")
     return lines
 
 
-@dataclasses.dataclass
-class ReportConfig:
-    model: str = option("tb_cnn", choices=REPORT_MODELS)
-    image_size: int = option(128, minimum=8)
-    batch_size: int = option(32, minimum=1)
-    measure: bool = False      # also measure the peak RSS of a training process (slow)
-    steps: int = option(2, minimum=1)  # training steps of the measurement
-    json: str = ""             # also write every number to this JSON file
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Parameters, FLOPs, gradient bytes and activation memory of a model (and, with
-    --measure, the peak memory of one training rank).  Example:
+    """``python -m tfxr.models.report``, the older name of ``python -m tfxr.report``: :func:`tfxr.report.main`."""
+    from tfxr.report import main as command   # lazy: the library does not import its command line
 
-      python -m tfxr.models.report --model chexnet --image-size 224 --batch-size 16 --measure
-    """
-    from tfxr.cli import run_main
-
-    def body() -> int:
-        cfg, _ = parse_config(ReportConfig, argv, "python -m tfxr.models.report", main.__doc__)
-        nets = build_for_report(cfg.model, cfg.image_size)
-        print("\n".join(format_memory(cfg.model, nets, cfg.batch_size)))
-        result = {"model": cfg.model, "image_size": cfg.image_size, "batch_size": cfg.batch_size,
-                  "networks": {part: {**memory_report(m, cfg.batch_size), "flops_per_image": count_flops(m)}
-                               for part, m in nets.items()}}
-        if cfg.measure:
-            measured = measure_peak_memory(cfg.model, cfg.image_size, cfg.batch_size, cfg.steps)
-            result["measured"] = measured
-            print(f"  measured, one process, {cfg.steps} Adam steps at batch {cfg.batch_size}: "
-                  f"peak RSS {_mib(measured['peak_rss_bytes'])} "
-                  f"(RSS {_mib(measured['rss_before_training_bytes'])} before the first step)")
-        if cfg.json:
-            from tfxr.io import write_json
-
-            write_json(cfg.json, result)
-        return 0
-
-    return run_main(body)
+    return command(argv)
 
 
 if __name__ == "__main__":

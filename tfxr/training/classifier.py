@@ -316,10 +316,10 @@ class Trainer(run.OneModelTask):
             probs.append(np.asarray(self._predict(x), np.float32))
             labels.append(y.numpy())
         width = len(self.label_names)
-        mine = (np.concatenate(probs) if probs else np.zeros((0, width), np.float32),
-                np.concatenate(labels) if labels else np.zeros((0, width), np.float32))
-        parts = self.dist.allgather_object(mine) if self.world > 1 else [mine]
-        probs, labels = np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts])
+        mine = list(zip((row for part in probs for row in part), (row for part in labels for row in part)))
+        records = self.dist.allgather_records(mine)
+        probs = np.stack([p for p, _ in records]) if records else np.zeros((0, width), np.float32)
+        labels = np.stack([y for _, y in records]) if records else np.zeros((0, width), np.float32)
         aucs = auroc_per_label(labels, probs)
         return {"val_loss": float(self.loss_fn(labels, probs)),
                 "val_auroc": dict(zip(self.label_names, aucs)), "val_mean_auroc": nanmean(aucs),

@@ -29,7 +29,7 @@ from tfxr.configs import DetectorConfig
 from tfxr.data.pipeline import build_dataset, split_steps
 from tfxr.data.records import check_shards, read_manifest
 from tfxr.errors import ConfigError, ManifestError
-from tfxr.evaluation.detection import coco_ap, detect_split, gather_sorted
+from tfxr.evaluation.detection import by_image_id, coco_ap, detect_split
 from tfxr.io import atomic_path
 from tfxr.models.detector import build_detector, build_loss, check_image_size, detection_loss
 from tfxr.models.report import model_report
@@ -165,7 +165,7 @@ class DetectorTrainer(run.OneModelTask):
         """mAP@0.5 and mAP@[0.5:0.95] of ``split`` (every rank's images gathered)."""
         mine = detect_split(self.model, self.cfg.data, split, self.manifest, self.data_cfg, self.rank, self.world,
                             predict=self._predict)
-        records = gather_sorted(mine, self.world, dist.allgather_object)
+        records = dist.allgather_records(mine, by_image_id)
         ap = coco_ap([r[1] for r in records], [r[2] for r in records], self.label_names)
         return {"val_map_50": ap["map_50"], "val_map_50_95": ap["map_50_95"]}
 

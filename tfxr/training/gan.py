@@ -28,11 +28,12 @@ import numpy as np
 import tensorflow as tf
 
 from tfxr import distributed as dist
-from tfxr import io
+from tfxr import io, plots
 from tfxr.config import ConfigError
 from tfxr.configs import GanConfig
+from tfxr.data.balance import class_images, minority_value
 from tfxr.data.imageio import encode_png
-from tfxr.data.records import read_examples, read_manifest
+from tfxr.data.records import read_manifest
 from tfxr.models import model_report
 from tfxr.models.dcgan import build_discriminator, build_generator
 from tfxr.training import run
@@ -56,11 +57,7 @@ def class_value_and_label(manifest: dict, cfg: GanConfig) -> tuple[int, int]:
         raise ConfigError(f"--class-label {label!r}: not a label of {cfg.data} (has {', '.join(names)})")
     if cfg.split not in manifest["splits"]:
         raise ConfigError(f"--split {cfg.split!r}: {cfg.data} has splits {sorted(manifest['splits'])}")
-    value = cfg.class_value
-    if value < 0:
-        split = manifest["splits"][cfg.split]
-        positives = int(split["label_counts"][label])
-        value = 1 if positives <= split["count"] - positives else 0
+    value = cfg.class_value if cfg.class_value >= 0 else minority_value(manifest["splits"][cfg.split], label)
     return names.index(label), value
 
 
@@ -68,18 +65,14 @@ def load_class_images(data_dir: str, manifest: dict, split: str, label_index: in
                       image_size: int, rank: int, world: int) -> np.ndarray:
     """This rank's images of one class, float32 in [-1, 1], shape (n, size, size, 1).
 
-    Ranks read disjoint parts (the one reader, ``tfxr.data.records.read_examples``); a GAN
+    Ranks read disjoint parts (:func:`tfxr.data.balance.class_images`, the one loader); a GAN
     trains on one class of a few thousand small images at most, so they are held in
     memory, which also makes every epoch's order exactly reproducible.  Generated
     (GAN) images are never learnt from.
     """
-    ds = read_examples(data_dir, split, fields=("image", "labels"), rank=rank, world=world,
-                       image_size=image_size, manifest=manifest, shards="real")
-    images = [img for ex in ds.as_numpy_iterator() if int(round(float(ex["labels"][label_index]))) == value
-              for img in [ex["image"]]]
-    if not images:
-        return np.zeros((0, image_size, image_size, 1), np.float32)
-    return np.stack(images).astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
+    images = class_images(data_dir, split, label_index, value, image_size=image_size, rank=rank, world=world,
+                          manifest=manifest)   # the one loader (evaluate gan reads through it too)
+    return images.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
 
 
 # --------------------------------------------------------------------------- randomness
@@ -381,15 +374,8 @@ def plot_due(epoch: int, sample_epochs: set[int], last_epoch: int) -> bool:
 
 def plot_history(history: list[dict], path: str, title: str = "DCGAN") -> None:
     """Losses, D(real)/D(fake) and the diversity ratio per epoch, as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from tfxr import io
-
     epochs = [r["epoch"] for r in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plots.subplots(1, 3, figsize=(13, 3.6))
     axes[0].plot(epochs, [r["d_loss"] for r in history], label="discriminator")
     axes[0].plot(epochs, [r["g_loss"] for r in history], label="generator")
     axes[0].set(title="loss", xlabel="epoch")
@@ -401,7 +387,4 @@ def plot_history(history: list[dict], path: str, title: str = "DCGAN") -> None:
     for ax in axes:
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    with io.atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
+    plots.save_png(fig, path, dpi=90)

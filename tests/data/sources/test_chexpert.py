@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import shared, tfxr
-from tfxr.data.sources import CHEXPERT_LABELS, chexpert_source
+from tfxr.data.sources import CHEXPERT_LABELS, CheXpertReader
 
 #: uncertain (-1) labels per observation in train.csv, measured (CHEXPERT_LABELS order)
 UNCERTAIN = [0, 12403, 8087, 5598, 1488, 12984, 27742, 18770, 33739, 3145, 11628, 2653, 642, 1079]
@@ -29,7 +29,7 @@ def test_uncertainty_policies_on_the_full_file(train_csv, policy):
     uncertain = [(raw[c] == -1).sum() for c in CHEXPERT_LABELS]
     positive = [(raw[c] == 1).sum() for c in CHEXPERT_LABELS]
     assert uncertain == UNCERTAIN and positive == POSITIVE          # pandas agrees with the literals
-    src = chexpert_source(None, [str(train_csv)], policy, frontal_only=False, require_images=False)
+    src = CheXpertReader(None, [str(train_csv)], policy, frontal_only=False, require_images=False).read()
     assert src.rejects == [] and len(src.items) == 223414
     y = np.array([it.labels for it in src.items])
     masked, ones = np.isnan(y).sum(axis=0), np.nansum(y, axis=0)
@@ -45,9 +45,9 @@ def test_uncertainty_policies_on_the_full_file(train_csv, policy):
 
 def test_frontal_only_by_default_and_views(train_csv):
     raw = pd.read_csv(train_csv)
-    src = chexpert_source(None, [str(train_csv)], require_images=False)
+    src = CheXpertReader(None, [str(train_csv)], require_images=False).read()
     assert len(src.items) == (raw["Frontal/Lateral"] == "Frontal").sum() == 191027
-    pa = chexpert_source(None, [str(train_csv)], views=("PA",), require_images=False)
+    pa = CheXpertReader(None, [str(train_csv)], views=("PA",), require_images=False).read()
     assert len(pa.items) == ((raw["Frontal/Lateral"] == "Frontal") & (raw["AP/PA"] == "PA")).sum()
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from tfxr.data.sources import CHEXPERT_LABELS, mimic_source
+from tfxr.data.sources import CHEXPERT_LABELS, MIMICReader
 from tfxr.data.sources.mimic import mimic_image_path
 
 # the published column orders
@@ -51,13 +51,13 @@ def _layout(tmp_path):
 def test_mimic_labels_splits_views_and_policy(tmp_path):
     _layout(tmp_path)
     args = (str(tmp_path), str(tmp_path / "chexpert.csv"), str(tmp_path / "split.csv"), str(tmp_path / "metadata.csv"))
-    src = mimic_source(*args, policy="ignore")
+    src = MIMICReader(*args, policy="ignore").read()
     assert src.rejects == [] and src.label_names == list(CHEXPERT_LABELS)
     assert len(src.items) == 4 and {it.view for it in src.items} == {"PA"}      # frontal by default
     assert [it.split for it in src.items] == ["train", "train", "val", "test"]
     assert [it.patient_id for it in src.items] == ["10000032", "10000032", "10000764", "10000898"]
     first = dict(zip(CHEXPERT_LABELS, src.items[0].labels))
     assert math.isnan(first["Atelectasis"]) and first["Edema"] == 1.0 and first["Pneumonia"] == 0.0
-    ones = mimic_source(*args, policy="ones", views=None)
+    ones = MIMICReader(*args, policy="ones", views=None).read()
     assert len(ones.items) == 8
     assert dict(zip(CHEXPERT_LABELS, ones.items[4].labels))["Pneumonia"] == 1.0

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import shared
-from tfxr.data.sources import read_rsna_labels, rsna_source
+from tfxr.data.sources import read_rsna_labels, RSNAReader
 from tfxr.data.types import normalise_boxes
 
 
@@ -14,7 +14,7 @@ def test_full_label_file_counts():
     labels = shared("rsna_pneumonia", "stage_2_train_labels.csv")
     raw = pd.read_csv(labels)
     assert len(raw) == 30227 and len(read_rsna_labels(str(labels))) == 30227
-    src = rsna_source(None, str(labels), require_images=False)
+    src = RSNAReader(None, str(labels), require_images=False).read()
     assert src.rejects == []
     assert len(src.items) == 26684 == raw["patientId"].nunique()
     assert len({it.patient_id for it in src.items}) == 26684
@@ -35,15 +35,15 @@ def test_sample_views_from_the_dicom_headers():
     headers = pd.read_csv(shared("rsna_pneumonia", "stage_2_train_images_dicom_headers.csv.gz"))
     ids = {p.stem for p in images.glob("*.dcm")}
     expected = headers[headers.PatientID.isin(ids)].ViewPosition.value_counts().to_dict()
-    everything = rsna_source(str(images), str(labels), missing_images="skip")
+    everything = RSNAReader(str(images), str(labels), missing_images="skip").read()
     assert len(everything.items) == 222 and everything.rejects == []
     assert sum(len(it.boxes) for it in everything.items) == 37
     assert sum(1 for it in everything.items if it.boxes) == 29
-    pa = rsna_source(str(images), str(labels), views=("PA",), missing_images="skip")
+    pa = RSNAReader(str(images), str(labels), views=("PA",), missing_images="skip").read()
     assert len(pa.items) == expected["PA"] and {it.view for it in pa.items} == {"PA"}
     assert pa.info["images_outside_views"] == expected.get("AP", 0)
     assert all(it.age is None and it.sex is None for it in pa.items)        # not unless asked
-    demo = rsna_source(str(images), str(labels), missing_images="skip", demographics=True)
+    demo = RSNAReader(str(images), str(labels), missing_images="skip", demographics=True).read()
     ages = headers.set_index("PatientID").loc[[it.patient_id for it in demo.items], "PatientAge"].to_numpy(float)
     np.testing.assert_array_equal([it.age for it in demo.items], ages)
 
@@ -54,7 +54,7 @@ def test_class_info_and_contradictions(tmp_path):
                       "c,,,,,0\nd,,,,,1\ne,,,,,0\ne,1,1,1,1,1\n")
     info = tmp_path / "class.csv"
     info.write_text("patientId,class\na,Lung Opacity\nb,No Lung Opacity / Not Normal\nc,Lung Opacity\n")
-    src = rsna_source(None, str(labels), class_info=str(info), require_images=False)
+    src = RSNAReader(None, str(labels), class_info=str(info), require_images=False).read()
     assert src.label_names == ["Pneumonia", "Not Normal"]
     got = {it.patient_id: it.labels for it in src.items}
     assert got == {"a": (1.0, 0.0), "b": (0.0, 1.0)}

@@ -6,14 +6,14 @@ import json
 import pytest
 
 from tests.conftest import shared, tfxr
-from tfxr.data.sources import tbx11k_source
+from tfxr.data.sources import TBX11KReader
 
 
 def test_coco_json_labels_boxes_and_conversion(tmp_path):
     root = shared("tbx11k_sample")
     js = root / "annotations" / "json" / "TBX11K_train.json"
     coco = json.loads(js.read_text())
-    src = tbx11k_source(str(root / "imgs"), [str(js)])
+    src = TBX11KReader(str(root / "imgs"), [str(js)]).read()
     assert src.rejects == [] and len(src.items) == len(coco["images"]) == 3
     assert sum(len(it.boxes) for it in src.items) == len(coco["annotations"]) == 3
     by_name = {it.image_id: it for it in src.items}

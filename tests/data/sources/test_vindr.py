@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import shared, tfxr
 from tests.data.test_dicom import make_cr
-from tfxr.data.sources import VINDR_LABELS, fuse_boxes, read_vindr_table, vindr_source
+from tfxr.data.sources import VINDR_LABELS, fuse_boxes, read_vindr_table, VinDrReader
 
 BOXES = {"keep": 36096, "wbf": 22713, "agreement": 8824}   # measured on the real file
 
@@ -24,7 +24,7 @@ def train_csv():
 def test_full_file_under_each_fusion(train_csv, fusion):
     raw = pd.read_csv(train_csv)
     assert len(raw) == 67914 and len(read_vindr_table(str(train_csv))) == 67914
-    src = vindr_source(None, str(train_csv), fusion=fusion, require_images=False)
+    src = VinDrReader(None, str(train_csv), fusion=fusion, require_images=False).read()
     assert src.rejects == [] and len(src.items) == 15000 == raw.image_id.nunique()
     assert sum(len(it.boxes) for it in src.items) == BOXES[fusion]
     if fusion == "keep":

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
+from tfxr.data.sources.base import Reader, one_label_file
 from tfxr.data.sources.common import by_file_name, list_images, read_lines, read_table
-from tfxr.data.types import CHEXNET_LABELS, Box, Item, Reject, Source
+from tfxr.data.splits import parse_split_assignment
+from tfxr.data.types import CHEXNET_LABELS, Box, Item, Reject
 from tfxr.errors import SourceError
 
 NIH_BOX_SPACE = 1024.0  # NIH boxes are given in the 1024-px coordinates of the release
@@ -70,8 +73,7 @@ def _nih_row_problem(row) -> str | None:
     return None
 
 
-def nih_source(images: str, labels: str, bbox: str | None = None,
-               split_lists: dict[str, str] | None = None, require_images: bool = True) -> Source:
+class NIHReader(Reader):
     """NIH ChestX-ray14: ``Data_Entry_2017*.csv`` (+.gz) and an image folder.
 
     ``split_lists`` maps split -> list file: NIH's ``train_val_list.txt`` (as 'trainval')
@@ -81,61 +83,80 @@ def nih_source(images: str, labels: str, bbox: str | None = None,
     planning and prevalence tables on the full label file.  Malformed label rows (short,
     empty cells, a non-numeric patient id) are rejected with file and line.
     """
-    label_names = list(CHEXNET_LABELS)
-    rejects: list[Reject] = []
-    files = by_file_name(list_images(images, rejects), rejects) if require_images else None
-    split_of: dict[str, str] = {}
-    list_labels: dict[str, tuple[float, ...]] = {}
-    for split, lf in (split_lists or {}).items():
-        for n, ln in enumerate(read_lines(lf), start=1):
-            parts = ln.split()
-            if not parts:
+
+    name = "nih"
+    options = ("images", "labels", "bbox", "split_list")
+    required = ("images", "labels")
+    patient_key = "`Patient ID`"
+    official_split = "`train_val_list`/`test_list` or CheXNet lists (`--split-list`)"
+    boxes = "`BBox_List_2017` (1024 px, `--bbox`)"
+
+    def __init__(self, images: str, labels: str, bbox: str | None = None,
+                 split_lists: dict[str, str] | None = None, require_images: bool = True) -> None:
+        super().__init__()
+        self.images, self.labels, self.bbox = images, labels, bbox
+        self.split_lists, self.require_images = dict(split_lists or {}), require_images
+        self.label_names = list(CHEXNET_LABELS)
+
+    @classmethod
+    def keywords(cls, args) -> dict:
+        lists = dict(parse_split_assignment(v) for v in (args.split_list or []))
+        return {"images": args.images, "labels": one_label_file(args), "bbox": args.bbox,
+                "split_lists": lists or None}
+
+    def items(self) -> Iterator[Item]:
+        images, labels, label_names, rejects = self.images, self.labels, self.label_names, self.rejects
+        files = by_file_name(list_images(images, rejects), rejects) if self.require_images else None
+        split_of: dict[str, str] = {}
+        list_labels: dict[str, tuple[float, ...]] = {}
+        for split, lf in self.split_lists.items():
+            for n, ln in enumerate(read_lines(lf), start=1):
+                parts = ln.split()
+                if not parts:
+                    continue
+                split_of[parts[0]] = split
+                if len(parts) == 1 + len(label_names):
+                    try:
+                        list_labels[parts[0]] = tuple(float(v) for v in parts[1:])
+                    except ValueError:
+                        raise SourceError(f"{lf}:{n}: labels must be 14 numbers after the file name") from None
+        boxes = read_nih_boxes(self.bbox, label_names, rejects) if self.bbox else {}
+        table = read_nih_labels(labels, rejects)
+        rows = pd.DataFrame({"image": table["Image Index"].str.strip(),
+                             "findings": table["Finding Labels"].str.strip(),
+                             "patient": table["Patient ID"].str.strip()}, index=table.index)
+        seen: set[str] = set()
+        for line, row in zip(rows.index, rows.itertuples(index=False)):
+            where = f"{labels}:{line}"
+            problem = _nih_row_problem(row)
+            if problem:
+                rejects.append(Reject(where, problem))
                 continue
-            split_of[parts[0]] = split
-            if len(parts) == 1 + len(label_names):
-                try:
-                    list_labels[parts[0]] = tuple(float(v) for v in parts[1:])
-                except ValueError:
-                    raise SourceError(f"{lf}:{n}: labels must be 14 numbers after the file name") from None
-    boxes = read_nih_boxes(bbox, label_names, rejects) if bbox else {}
-    table = read_nih_labels(labels, rejects)
-    rows = pd.DataFrame({"image": table["Image Index"].str.strip(),
-                         "findings": table["Finding Labels"].str.strip(),
-                         "patient": table["Patient ID"].str.strip()}, index=table.index)
-    items: list[Item] = []
-    seen: set[str] = set()
-    for line, row in zip(rows.index, rows.itertuples(index=False)):
-        where = f"{labels}:{line}"
-        problem = _nih_row_problem(row)
-        if problem:
-            rejects.append(Reject(where, problem))
-            continue
-        name = row.image
-        if name in seen:
-            rejects.append(Reject(where, f"duplicate label row for {name}"))
-            continue
-        seen.add(name)
-        if split_lists and name not in split_of:
-            continue  # not part of the requested split lists
-        if files is not None and name not in files:
-            rejects.append(Reject(name, f"label row ({where}) without an image"))
-            continue
-        path = files[name] if files is not None else os.path.join(images, name)
-        if name in list_labels:
-            lab = list_labels[name]
-        else:
-            findings = [f.strip() for f in row.findings.split("|") if f.strip()]
-            unknown = [f for f in findings if f != "No Finding" and f not in label_names]
-            if unknown:
-                rejects.append(Reject(path, f"unknown label name(s) {unknown} ({where})"))
+            name = row.image
+            if name in seen:
+                rejects.append(Reject(where, f"duplicate label row for {name}"))
                 continue
-            lab = tuple(1.0 if c in findings else 0.0 for c in label_names)
-        items.append(Item(image_id=name, patient_id=row.patient.lstrip("0") or "0",
-                          labels=lab, image=path, boxes=tuple(boxes.get(name, ())),
-                          split=split_of.get(name)))
-    for name in sorted(set(files or ()) - seen):
-        rejects.append(Reject(files[name], "image without a label row"))
-    info = {"images": os.path.abspath(images), "labels": os.path.abspath(labels),
-            "bbox": bbox and os.path.abspath(bbox),
-            "split_lists": {k: os.path.abspath(v) for k, v in (split_lists or {}).items()}}
-    return Source("nih", label_names, items, rejects, info)
+            seen.add(name)
+            if self.split_lists and name not in split_of:
+                continue  # not part of the requested split lists
+            if files is not None and name not in files:
+                rejects.append(Reject(name, f"label row ({where}) without an image"))
+                continue
+            path = files[name] if files is not None else os.path.join(images, name)
+            if name in list_labels:
+                lab = list_labels[name]
+            else:
+                findings = [f.strip() for f in row.findings.split("|") if f.strip()]
+                unknown = [f for f in findings if f != "No Finding" and f not in label_names]
+                if unknown:
+                    rejects.append(Reject(path, f"unknown label name(s) {unknown} ({where})"))
+                    continue
+                lab = tuple(1.0 if c in findings else 0.0 for c in label_names)
+            yield Item(image_id=name, patient_id=row.patient.lstrip("0") or "0",
+                       labels=lab, image=path, boxes=tuple(boxes.get(name, ())),
+                       split=split_of.get(name))
+        for name in sorted(set(files or ()) - seen):
+            rejects.append(Reject(files[name], "image without a label row"))
+        self.info = {"images": os.path.abspath(images), "labels": os.path.abspath(labels),
+                     "bbox": self.bbox and os.path.abspath(self.bbox),
+                     "split_lists": {k: os.path.abspath(v) for k, v in self.split_lists.items()}}

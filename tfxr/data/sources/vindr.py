@@ -19,12 +19,15 @@ the official test split; others are ``trainval`` (divided into train and val).
 from __future__ import annotations
 
 import os
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
+from tfxr.configs import FUSIONS  # the choices of tfrecords write --fusion
+from tfxr.data.sources.base import Reader, one_label_file
 from tfxr.data.sources.common import by_file_name, list_images, missing_image, read_table
-from tfxr.data.types import Box, Item, Reject, Source
+from tfxr.data.types import Box, Item, Reject
 from tfxr.errors import SourceError
 
 VINDR_COLUMNS = ("image_id", "class_name", "class_id", "rad_id", "x_min", "y_min", "x_max", "y_max")
@@ -34,7 +37,6 @@ VINDR_LABELS = (
     "Pleural thickening", "Pneumothorax", "Pulmonary fibrosis",
 )
 NO_FINDING = 14
-FUSIONS = ("keep", "wbf", "agreement")
 
 
 def _iou(a, b) -> float:
@@ -84,61 +86,84 @@ def read_vindr_table(path: str) -> pd.DataFrame:
     return out
 
 
-def vindr_source(images: str | None, labels: str, fusion: str = "keep", iou: float = 0.4,
-                 min_readers: int = 2, require_images: bool = True, missing_images: str = "reject") -> Source:
-    if fusion not in FUSIONS:
-        raise SourceError(f"VinDr box fusion {fusion!r} is not one of {', '.join(FUSIONS)}")
-    rejects: list[Reject] = []
-    files = by_file_name(list_images(images, rejects), rejects) if require_images else {}
-    table = read_vindr_table(labels)
-    readings: dict[str, dict[int, list]] = {}   # image -> class -> [(reader, box)]
-    readers_of: dict[str, dict[int, set]] = {}  # image -> class -> readers who named it
-    order: list[str] = []
-    for line, r in zip(table.index, table.itertuples(index=False)):
-        where = f"{labels}:{line}"
-        if not r.image_id or not r.class_id.isdigit() or int(r.class_id) > NO_FINDING or not r.rad_id:
-            rejects.append(Reject(where, "malformed row: needs image_id, class_id 0..14 and rad_id"))
-            continue
-        cid = int(r.class_id)
-        expected = "No finding" if cid == NO_FINDING else VINDR_LABELS[cid]
-        if r.class_name != expected:
-            rejects.append(Reject(where, f"class_name {r.class_name!r} does not match class_id {cid} ({expected!r})"))
-            continue
-        if r.image_id not in readings:
-            readings[r.image_id], readers_of[r.image_id] = {}, {}
-            order.append(r.image_id)
-        if cid == NO_FINDING:
-            continue
-        box = (r.x_min, r.y_min, r.x_max, r.y_max)
-        if any(np.isnan(v) for v in box) or box[2] <= box[0] or box[3] <= box[1]:
-            rejects.append(Reject(where, "finding row without a box (x_min < x_max, y_min < y_max)"))
-            continue
-        readings[r.image_id].setdefault(cid, []).append((r.rad_id, tuple(float(v) for v in box)))
-        readers_of[r.image_id].setdefault(cid, set()).add(r.rad_id)
-    split = "test" if "test" in os.path.basename(labels).lower() else "trainval"
-    items: list[Item] = []
-    skipped = [0]
-    for image_id in order:
-        name = next((n for n in (f"{image_id}.dicom", f"{image_id}.dcm", f"{image_id}.png") if n in files), None)
-        if require_images and name is None:
-            missing_image(missing_images, f"{image_id}.dicom", labels, rejects, skipped)
-            continue
-        path = files[name] if require_images else os.path.join(images or "", f"{image_id}.dicom")
-        need = min_readers if fusion == "agreement" else 1
-        lab = tuple(float(len(readers_of[image_id].get(c, ())) >= need) for c in range(len(VINDR_LABELS)))
-        boxes: list[Box] = []
-        for cid in sorted(readings[image_id]):
-            group = readings[image_id][cid]
-            if fusion == "keep":
-                boxes += [Box(cid, *b) for _, b in group]
+class VinDrReader(Reader):
+    """VinDr-CXR: ``train.csv`` (or PhysioNet's ``annotations_*.csv``) and the DICOMs
+    (``<image_id>.dicom``; ``.dcm`` or ``.png`` copies are found too)."""
+
+    name = "vindr"
+    options = ("images", "labels", "fusion", "fusion_iou", "min_readers", "missing_images")
+    required = ("images", "labels")
+    patient_key = "none published (image = patient)"
+    official_split = "`*test*` file = test, else trainval"
+    boxes = "3 readers: `--fusion keep|wbf|agreement` (`--fusion-iou`, `--min-readers`), DICOM pixels"
+
+    def __init__(self, images: str | None, labels: str, fusion: str = "keep", iou: float = 0.4,
+                 min_readers: int = 2, require_images: bool = True, missing_images: str = "reject") -> None:
+        super().__init__()
+        if fusion not in FUSIONS:
+            raise SourceError(f"VinDr box fusion {fusion!r} is not one of {', '.join(FUSIONS)}")
+        self.images, self.labels, self.fusion, self.iou, self.min_readers = images, labels, fusion, iou, min_readers
+        self.require_images, self.missing_images = require_images, missing_images
+        self.label_names = list(VINDR_LABELS)
+
+    @classmethod
+    def keywords(cls, args) -> dict:
+        return {"images": args.images, "labels": one_label_file(args), "fusion": args.fusion,
+                "iou": args.fusion_iou, "min_readers": args.min_readers, "missing_images": args.missing_images}
+
+    def items(self) -> Iterator[Item]:
+        images, labels, fusion, iou, min_readers = self.images, self.labels, self.fusion, self.iou, self.min_readers
+        require_images, rejects = self.require_images, self.rejects
+        files = by_file_name(list_images(images, rejects), rejects) if require_images else {}
+        table = read_vindr_table(labels)
+        readings: dict[str, dict[int, list]] = {}   # image -> class -> [(reader, box)]
+        readers_of: dict[str, dict[int, set]] = {}  # image -> class -> readers who named it
+        order: list[str] = []
+        for line, r in zip(table.index, table.itertuples(index=False)):
+            where = f"{labels}:{line}"
+            if not r.image_id or not r.class_id.isdigit() or int(r.class_id) > NO_FINDING or not r.rad_id:
+                rejects.append(Reject(where, "malformed row: needs image_id, class_id 0..14 and rad_id"))
                 continue
-            for fused, readers in fuse_boxes(group, iou):
-                if fusion == "wbf" or len(readers) >= min_readers:
-                    boxes.append(Box(cid, *fused))
-        items.append(Item(image_id, image_id, lab, path, boxes=tuple(boxes), split=split, box_space=(0, 0)))
-    if require_images:
-        for n in sorted(set(files) - {f"{i}{ext}" for i in readings for ext in (".dicom", ".dcm", ".png")}):
-            rejects.append(Reject(files[n], "image without a label row"))
-    info = {"images": images and os.path.abspath(images), "labels": os.path.abspath(labels), "fusion": fusion,
-            "iou": iou, "min_readers": min_readers, "label_rows_without_image_skipped": skipped[0]}
-    return Source("vindr", list(VINDR_LABELS), items, rejects, info)
+            cid = int(r.class_id)
+            expected = "No finding" if cid == NO_FINDING else VINDR_LABELS[cid]
+            if r.class_name != expected:
+                rejects.append(Reject(where, f"class_name {r.class_name!r} does not match class_id {cid} "
+                                             f"({expected!r})"))
+                continue
+            if r.image_id not in readings:
+                readings[r.image_id], readers_of[r.image_id] = {}, {}
+                order.append(r.image_id)
+            if cid == NO_FINDING:
+                continue
+            box = (r.x_min, r.y_min, r.x_max, r.y_max)
+            if any(np.isnan(v) for v in box) or box[2] <= box[0] or box[3] <= box[1]:
+                rejects.append(Reject(where, "finding row without a box (x_min < x_max, y_min < y_max)"))
+                continue
+            readings[r.image_id].setdefault(cid, []).append((r.rad_id, tuple(float(v) for v in box)))
+            readers_of[r.image_id].setdefault(cid, set()).add(r.rad_id)
+        split = "test" if "test" in os.path.basename(labels).lower() else "trainval"
+        skipped = [0]
+        for image_id in order:
+            name = next((n for n in (f"{image_id}.dicom", f"{image_id}.dcm", f"{image_id}.png") if n in files), None)
+            if require_images and name is None:
+                missing_image(self.missing_images, f"{image_id}.dicom", labels, rejects, skipped)
+                continue
+            path = files[name] if require_images else os.path.join(images or "", f"{image_id}.dicom")
+            need = min_readers if fusion == "agreement" else 1
+            lab = tuple(float(len(readers_of[image_id].get(c, ())) >= need) for c in range(len(VINDR_LABELS)))
+            boxes: list[Box] = []
+            for cid in sorted(readings[image_id]):
+                group = readings[image_id][cid]
+                if fusion == "keep":
+                    boxes += [Box(cid, *b) for _, b in group]
+                    continue
+                for fused, readers in fuse_boxes(group, iou):
+                    if fusion == "wbf" or len(readers) >= min_readers:
+                        boxes.append(Box(cid, *fused))
+            yield Item(image_id, image_id, lab, path, boxes=tuple(boxes), split=split, box_space=(0, 0))
+        if require_images:
+            for n in sorted(set(files) - {f"{i}{ext}" for i in readings for ext in (".dicom", ".dcm", ".png")}):
+                rejects.append(Reject(files[n], "image without a label row"))
+        self.info = {"images": images and os.path.abspath(images), "labels": os.path.abspath(labels),
+                     "fusion": fusion, "iou": iou, "min_readers": min_readers,
+                     "label_rows_without_image_skipped": skipped[0]}
