@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The detector (KerasCV YOLOv8, tfxr/models/detector.py) against the CAM boxes of a classifier
 # and random boxes: on the phantoms (boxes known) and on the RSNA sample (222 images, 29 with
-# 37 boxes: tiny, wide uncertainty).  Not yet run for docs/RESULTS.md (timings on a shared
-# machine would be wrong); run it on an idle node:  bash benchmarks/detector_phantoms.sh OUT
+# 37 boxes: tiny, wide uncertainty), plus the training speed at np=1 and np=2.  The quality
+# tables of docs/RESULTS.md (with bootstrap CIs, smaller sizes) come from
+# benchmarks/detection_results.sh; this larger run and its images/s need an idle node:
+#   bash benchmarks/detector_phantoms.sh OUT
 set -euo pipefail
 OUT=${1:-bench_detector}
 PY=${PYTHON:-python}

@@ -17,9 +17,10 @@ SHARED = Path(os.environ.get("TFXR_SHARED_DATA", REPO.parent / "shared" / "data"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-#: one intra-op thread in every process: float reductions run in the same order, so a 2-rank
-#: result can be compared with one process to 1e-4 (Adam amplifies reordering noise)
-ONE_THREAD = {"TFXR_CPU_THREADS": "1"}
+#: one intra-op thread in every process (TensorFlow's and OpenMP's): float reductions run in the
+#: same order, so a 2-rank result can be compared with one process to 1e-4 (Adam amplifies
+#: reordering noise)
+ONE_THREAD = {"TFXR_CPU_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
 def load_arrays(path) -> list[np.ndarray]:

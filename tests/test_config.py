@@ -111,3 +111,20 @@ def test_train_config_nests_the_pipeline_and_keeps_its_flags(tmp_path):
     y.write_text("batch_size: 16\n")
     with pytest.raises(ConfigError, match="batch_size is now pipeline.batch_size"):
         parse_config(TrainConfig, ["--config", str(y)], "t")
+
+
+def test_a_renamed_key_is_still_read_under_its_former_name(tmp_path):
+    """pipeline.synthetic_fraction is now pipeline.generated_fraction (GAN-generated records):
+    YAML and --set still take the former name; giving both is one clear error."""
+    from tfxr.config import renamed_paths
+    from tfxr.train import TrainConfig
+
+    y = tmp_path / "old.yaml"
+    y.write_text("pipeline:\n  synthetic_fraction: 0.25\n")
+    assert parse_config(TrainConfig, ["--config", str(y)], "t")[0].pipeline.generated_fraction == 0.25
+    cfg, _ = parse_config(TrainConfig, ["--set", "pipeline.synthetic_fraction=0"], "t")
+    assert cfg.pipeline.generated_fraction == 0.0
+    y.write_text("pipeline:\n  synthetic_fraction: 0.25\n  generated_fraction: 0.5\n")
+    with pytest.raises(ConfigError, match="the same setting given twice"):
+        parse_config(TrainConfig, ["--config", str(y)], "t")
+    assert renamed_paths(TrainConfig)["pipeline.synthetic_fraction"] == "pipeline.generated_fraction"

@@ -32,7 +32,7 @@ def evaluated(trained, phantoms):
     tfxr("tfxr.train", "--model", "tb_cnn", "--data", "ph", "--out", "cls", "--epochs", "1", "--no-progress",
          cwd=phantoms.parent, timeout=1800)
     return tfxr("tfxr.evaluate", "detection", "--detector", "run", "--data", "ph", "--cam-model", "cls",
-                "--out", "e1", "--overlays", "3", cwd=phantoms.parent, timeout=1800)
+                "--out", "e1", "--overlays", "3", "--bootstrap", "40", cwd=phantoms.parent, timeout=1800)
 
 
 @pytest.mark.slow
@@ -47,6 +47,10 @@ def test_short_training_beats_the_random_floor(trained, phantoms, evaluated):
     assert detector["froc"]["mean_sensitivity"] > floor["froc"]["mean_sensitivity"] + 0.3
     out = evaluated.stdout
     assert "| detector |" in out and "| CAM boxes |" in out and "| random boxes |" in out and "0.149" in out
+    low, high = detector["ci95"]["map_50"]                   # bootstrap over the test images
+    assert 0.0 <= low < high <= 1.0 and floor["ci95"]["map_50"][1] < low   # the floor's CI lies below
+    assert detector["ci95"]["resamples"] == 40
+    assert "95 % confidence intervals: percentile bootstrap" in out
     assert len(list((phantoms.parent / "e1" / "overlays").glob("*.png"))) == 3
 
 
@@ -54,7 +58,7 @@ def test_short_training_beats_the_random_floor(trained, phantoms, evaluated):
 @pytest.mark.slow
 def test_evaluation_with_cam_boxes_same_on_two_ranks(phantoms, evaluated):
     tfxr("tfxr.evaluate", "detection", "--detector", "run", "--data", "ph", "--cam-model", "cls",
-         "--overlays", "0", "--out", "e2", np=2, cwd=phantoms.parent, timeout=1800)
+         "--overlays", "0", "--bootstrap", "0", "--out", "e2", np=2, cwd=phantoms.parent, timeout=1800)
     one, two = (json.loads((phantoms.parent / e / "detection.json").read_text())["methods"] for e in ("e1", "e2"))
     assert set(one) == {"detector", "CAM boxes", "random boxes"}
     for method in one:

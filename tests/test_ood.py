@@ -129,26 +129,32 @@ def _fake_jupyter_lab(bin_dir: Path, record: Path) -> None:
     (bin_dir / "jupyter").chmod(0o755)
 
 
-def test_session_starts_jupyterlab_with_the_tfxr_kernel(tmp_path):
-    home = _checkout(tmp_path)
-    form = {**SAMPLE_FORM, "tfxr_home": str(home), "working_dir": str(tmp_path)}
-    session = tmp_path / "session"  # OOD's staged copy of template/ for this session
+def run_session(tmp_path: Path, form: dict, then: str = ""):
+    """Render before.sh and script.sh from ``form`` into ``tmp_path/session`` (OOD's staged
+    copy of template/), then run them as OOD's job script does (define host and its helpers,
+    source before.sh, fork script.sh; ``then``: more shell after it) against a stand-in
+    jupyter-lab.  (completed process, the call jupyter-lab recorded, session folder, env)."""
+    session = tmp_path / "session"
     session.mkdir()
     for name in ("before.sh", "script.sh"):
         (session / name).write_text(rendered(APP / "template" / f"{name}.erb", form, tmp_path))
         subprocess.run(["bash", "-n", str(session / name)], check=True)
     record = tmp_path / "jupyter-lab-call.json"
     _fake_jupyter_lab(tmp_path / "bin", record)
-    # What OOD's job script does: define host and its helpers, source before.sh, fork script.sh.
     job = ('host=node042; find_port() { echo 8123; }; create_passwd() { echo s3cr3tpassw0rd16; }; '
-           'source ./before.sh && bash ./script.sh && echo "conn: $host $port $password $tfxr_np"')
+           'source ./before.sh && bash ./script.sh' + (f" && {then}" if then else ""))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "TFXR_"))}
     env["PATH"] = f"{tmp_path / 'bin'}:{env['PATH']}"
     r = subprocess.run(["bash", "-c", job], cwd=session, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "conn: node042 8123 s3cr3tpassw0rd16 4" in r.stdout
+    return r, json.loads(record.read_text()), session, env
 
-    call = json.loads(record.read_text())
+
+def test_session_starts_jupyterlab_with_the_tfxr_kernel(tmp_path):
+    home = _checkout(tmp_path)
+    form = {**SAMPLE_FORM, "tfxr_home": str(home), "working_dir": str(tmp_path)}
+    r, call, session, env = run_session(tmp_path, form, 'echo "conn: $host $port $password $tfxr_np"')
+    assert "conn: node042 8123 s3cr3tpassw0rd16 4" in r.stdout
     config = session / "jupyter_server_config.py"
     assert call["argv"] == [f"--config={config}", "--ServerApp.shutdown_no_activity_timeout=3600"]
     assert call["cwd"] == str(tmp_path)

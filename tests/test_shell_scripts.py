@@ -40,12 +40,12 @@ BATCH_SCRIPTS = {
     "train_cpu_node.sh": (1, 32),     # ranks = cores, no GPU
 }
 CPU_SCRIPTS = {"train_cpu_node.sh"}
+DETECTOR_SCRIPT = "train_detector.sh"   # the box detector (tfxr.detect train), 1 node x 4 GPUs
 CHEXNET_CONFIG = REPO / "configs" / "chexnet_nih.yaml"
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 needs_wget = pytest.mark.skipif(shutil.which("wget") is None, reason="wget is not installed")
-needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="mpirun is not installed")
 
 
 # Variables the scripts read: a test sets the ones it wants and nothing leaks in from
@@ -819,7 +819,6 @@ def test_write_runs_the_converter(tmp_path):
 
 
 @pytest.mark.mpi
-@needs_mpirun
 def test_write_runs_the_converter_on_two_ranks(tmp_path):
     """The real converter on two MPI ranks: each rank writes its shards, rank 0 the manifest."""
     out = tmp_path / "o"
@@ -860,9 +859,9 @@ def train_args(argv: list[str]) -> list[str]:
 
 
 def test_one_script_per_launch_shape():
-    assert sorted(p.name for p in SLURM_DIR.glob("*.sh")) == sorted([*BATCH_SCRIPTS, "common.sh"])
-    bodies = {re.sub(r"^#SBATCH.*\n|^#.*\n|tfxr_main \d+ \d+.*", "", (SLURM_DIR / s).read_text(), flags=re.M)
-              for s in BATCH_SCRIPTS}
+    assert sorted(p.name for p in SLURM_DIR.glob("*.sh")) == sorted([*BATCH_SCRIPTS, DETECTOR_SCRIPT, "common.sh"])
+    bodies = {re.sub(r"^#SBATCH.*\n|^#.*\n|tfxr_(detect_)?main \d+ \d+.*", "", (SLURM_DIR / s).read_text(),
+                     flags=re.M) for s in [*BATCH_SCRIPTS, DETECTOR_SCRIPT]}
     assert len(bodies) == 1  # the same few lines that find common.sh; everything else is there
 
 
@@ -895,6 +894,29 @@ def test_slurm_dry_run_outside_slurm_trains_chexnet_from_its_config(script, tmp_
     # model, weights, epochs and batch size come from the config alone
     assert not {"--model", "--epochs", "--batch-size", "--weights"} & set(args)
     assert proc.stderr == ""
+
+
+def test_slurm_detector_script_trains_the_detector(tmp_path, data_dir):
+    text = (SLURM_DIR / DETECTOR_SCRIPT).read_text()
+    header = dict(re.findall(r"^#SBATCH --([a-z-]+)=(\S+)", text, flags=re.M))
+    assert (header["nodes"], header["ntasks-per-node"], header["gres"]) == ("1", "4", "gpu:4")
+    assert re.search(r'^tfxr_detect_main 1 4 "\$@"', text, flags=re.M)
+    argv = argv_of(slurm([DETECTOR_SCRIPT, "--image-size", "512"], tmp_path, DRY_RUN=1, DATA_DIR=data_dir,
+                         EPOCHS=3, BATCH_SIZE=4, EXTRA_ARGS="--backbone s"))
+    assert argv[:3] == ["mpirun", "-np", "4"]
+    at = argv.index("tfxr.detect")
+    assert argv[at - 2:at] == [sys.executable, "-m"] and argv[at + 1] == "train"
+    args = argv[at + 2:]
+    assert "--config" not in args and value_after(args, "--data") == str(data_dir)
+    assert value_after(args, "--out").startswith(f"{REPO}/runs/tfxr-")
+    assert args[-8:] == ["--epochs", "3", "--batch-size", "4", "--backbone", "s", "--image-size", "512"]
+    # a config file is passed on when given; MODEL (a classifier setting) is refused
+    cfg = tmp_path / "det.yaml"
+    cfg.write_text("epochs: 2\n")
+    args = argv_of(slurm(DETECTOR_SCRIPT, tmp_path, DRY_RUN=1, DATA_DIR=data_dir, CONFIG=cfg))
+    assert value_after(args, "--config") == str(cfg)
+    proc = slurm(DETECTOR_SCRIPT, tmp_path, DRY_RUN=1, DATA_DIR=data_dir, MODEL="tb_cnn")
+    assert proc.returncode == 1 and "MODEL=tb_cnn: train_detector.sh trains the box detector" in proc.stderr
 
 
 @pytest.mark.parametrize("script", sorted(BATCH_SCRIPTS))

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import tfxr
 from tfxr.config import parse_config
-from tfxr.train import TrainConfig, class_weights, weighted_bce
+from tfxr.train import TrainConfig
 
 
 def checkpoint_tensors(run_dir, number: int) -> dict:
@@ -33,18 +33,6 @@ def assert_same_training(run_a, run_b, number: int) -> None:
     hb = json.loads((run_b / "history.json").read_text())
     assert [h["train_loss"] for h in ha] == [h["train_loss"] for h in hb]
     assert [h["lr"] for h in ha] == [h["lr"] for h in hb]
-
-
-def test_weighted_bce_matches_hand_computation():
-    y = np.array([[1, 0], [0, 0], [1, 1]], np.float32)
-    p = np.array([[0.9, 0.2], [0.3, 0.1], [0.6, 0.7]], np.float32)
-    wp, wn = class_weights(np.array([2.0, 1.0]), 3, "balanced")
-    np.testing.assert_allclose(wp, [3 / 4, 3 / 2])
-    np.testing.assert_allclose(wn, [3 / 2, 3 / 4])
-    expect = -(wp * y * np.log(p) + wn * (1 - y) * np.log(1 - p)).mean()
-    assert float(weighted_bce(wp, wn)(y, p)) == pytest.approx(expect, rel=1e-5)
-    wp1, wn1 = class_weights(np.array([2.0]), 3, "none")
-    assert wp1.tolist() == [1.0] and wn1.tolist() == [1.0]
 
 
 def _train(data, out, *extra, np_=1, **kw):

@@ -55,13 +55,6 @@ def seed_option(default: int = 0):
     return option(default, minimum=0, maximum=SEED_MAX)
 
 
-def check_seed(value: int, name: str = "--seed") -> int:
-    """``value`` if it is a valid seed (for argparse-based commands), else ConfigError."""
-    if not 0 <= value <= SEED_MAX:
-        raise ConfigError(f"{name}: {value} is outside 0 .. {SEED_MAX} (2**31 - 1)")
-    return value
-
-
 def check_value(f: dataclasses.Field, value: Any, key: str) -> None:
     """Raise ConfigError when ``value`` breaks the field's declared choices or bounds,
     or is a float that is not finite (NaN, +-inf)."""
@@ -170,9 +163,31 @@ def flag_aliases(cls) -> dict[str, str]:
     return dict(getattr(cls, "FLAG_ALIASES", {}))
 
 
+def renamed_keys(cls) -> dict[str, str]:
+    """Former field names of ``cls`` (``RENAMED_KEYS`` class attribute: old -> new), still read
+    from YAML, ``--set`` and the ``config.yaml`` of older runs."""
+    return dict(getattr(cls, "RENAMED_KEYS", {}))
+
+
+def renamed_paths(cls, prefix: str = "") -> dict[str, str]:
+    """Every former dotted key of ``cls`` and its nested configs -> today's key."""
+    out = {prefix + old: prefix + new for old, new in renamed_keys(cls).items()}
+    for name, typ in _field_types(cls).items():
+        if dataclasses.is_dataclass(typ):
+            out.update(renamed_paths(typ, f"{prefix}{name}."))
+    return out
+
+
 def from_dict(cls, data: dict, prefix: str = ""):
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    renamed = renamed_keys(cls)
+    if any(k in renamed for k in data):
+        for old, new in renamed.items():
+            if old in data and new in data:
+                raise ConfigError(f"{prefix}{old} and {prefix}{new}: the same setting given twice "
+                                  f"({old} is the former name of {new})")
+        data = {renamed.get(k, k): v for k, v in data.items()}
     types = _field_types(cls)
     unknown = set(data) - set(types)
     if unknown:
@@ -218,6 +233,7 @@ def apply_override(data: dict, cls, assignment: str) -> None:
     node, typ_cls = data, cls
     for i, p in enumerate(parts):
         types = _field_types(typ_cls)
+        p = parts[i] = renamed_keys(typ_cls).get(p, p)
         if p not in types:
             raise ConfigError(f"--set {key}: unknown key {'.'.join(parts[:i + 1])!r}; "
                               f"known: {sorted(types)}")

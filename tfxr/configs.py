@@ -77,8 +77,12 @@ class DataConfig:
     deterministic: bool = False
     # generated (GAN) training shards: -1 use as written, 0 leave out, 0<f<1 draw them with
     # probability f.  Never used in validation/test (see records.shard_files).
-    synthetic_fraction: float = option(-1.0, minimum=-1.0, maximum=0.99)
+    generated_fraction: float = option(-1.0, minimum=-1.0, maximum=0.99)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    #: former names, still read (YAML, --set, older runs' config.yaml)
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"synthetic_fraction": "generated_fraction"}
+
 
 #: the fields of every trainer's config that a ``--resume`` may change
 RUN_FIELDS_SAFE_TO_CHANGE = frozenset({"out", "epochs", "resume", "overwrite", "progress", "keep_checkpoints"})
@@ -218,18 +222,20 @@ DEFAULT_SHARDS = 8
 
 @dataclass
 class WriteConfig:
-    """``tfrecords write``: a data set's raw images and label files -> sharded TFRecords + manifest."""
+    """``tfrecords write``: a data set's raw images and label files -> sharded TFRecords + manifest.
+
+    An option not given is None (not ''), as the readers record it in the manifest's ``source``."""
 
     source: str | None = option(None, choices=SOURCES, required=True, help="the data set's reader")
-    images: str = option("", help="image folder (PNG, JPEG or DICOM .dcm files)")
-    labels: list[str] = option(list, repeatable=True, help=(
+    images: str | None = option(None, help="image folder (PNG, JPEG or DICOM .dcm files)")
+    labels: list[str] | None = option(None, repeatable=True, help=(
         "label file: NIH Data_Entry_2017*.csv(.gz), TB labels.csv, RSNA stage_2_train_labels.csv, "
         "CheXpert train.csv/valid.csv, MIMIC mimic-cxr-2.0.0-chexpert.csv, VinDr train.csv, "
         "TBX11K TBX11K_{train,val}.json"))
-    class_info: str = option("", help="rsna: stage_2_detailed_class_info.csv (adds the label 'Not Normal')")
-    mimic_split: str = option("", help="mimic-cxr-jpg: mimic-cxr-2.0.0-split.csv(.gz)")
-    mimic_metadata: str = option("", help="mimic-cxr-jpg: mimic-cxr-2.0.0-metadata.csv(.gz)")
-    views: str = option("", help="keep only these view positions, e.g. PA,AP (rsna: from the DICOM header; "
+    class_info: str | None = option(None, help="rsna: stage_2_detailed_class_info.csv (adds the label 'Not Normal')")
+    mimic_split: str | None = option(None, help="mimic-cxr-jpg: mimic-cxr-2.0.0-split.csv(.gz)")
+    mimic_metadata: str | None = option(None, help="mimic-cxr-jpg: mimic-cxr-2.0.0-metadata.csv(.gz)")
+    views: str | None = option(None, help="keep only these view positions, e.g. PA,AP (rsna: from the DICOM header; "
                                  "nih, chexpert, mimic-cxr-jpg: from the label files; mimic default PA,AP)")
     all_views: bool = option(False, help="chexpert: keep lateral images too (default: frontal only)")
     uncertainty: str = option("ones", choices=UNCERTAINTY_POLICIES, help=(
@@ -246,11 +252,11 @@ class WriteConfig:
     demographics: bool = option(False, help="rsna, chexpert: store patient age and sex in the records")
     dicom_ignore_window: bool = option(False, help=(
         "DICOM: ignore VOI LUT and Window Center/Width, map the full stored range instead"))
-    bbox: str = option("", help="NIH BBox_List_2017.csv(.gz)")
-    split_list: list[str] = option(list, repeatable=True, help=(
+    bbox: str | None = option(None, help="NIH BBox_List_2017.csv(.gz)")
+    split_list: list[str] | None = option(None, repeatable=True, help=(
         "SPLIT=FILE, an official split list (NIH train_val_list.txt as trainval=, test_list.txt as test=, "
         "or CheXNet-style train=/val=/test= lists)"))
-    npz: str = option("", help="MedMNIST .npz file")
+    npz: str | None = option(None, help="MedMNIST .npz file")
     negative_class: str = option("NORMAL", help="folder source: the class that is 'no finding'")
     num_images: int = option(600, minimum=1, help="phantoms: number of images")
     phantom_task: str = option("tb", choices=("tb", "multilabel"), help="phantoms: which labels")
@@ -267,7 +273,7 @@ class WriteConfig:
         "re-split patient-wise even where the data set has official splits"))
     stratify: bool = option(True, help=(
         "balance label signatures across splits (--no-stratify: do not; patient-wise either way)"))
-    remap_splits: str = option("", help=(
+    remap_splits: str | None = option(None, help=(
         "OLD=NEW,... rename official splits first, e.g. 'train=trainval,val=test' keeps the official val set "
         "untouched as test and carves a patient-wise val out of train"))
     max_rejects: int = option(100, minimum=-1, help="exit 3 when more inputs than this are rejected (-1: no bound)")

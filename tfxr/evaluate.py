@@ -51,14 +51,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tfxr import distributed as dist
 from tfxr import log
 from tfxr.cli import run_command
 from tfxr.config import option, parse_config, seed_option
 from tfxr.errors import ConfigError
+from tfxr.evaluation import generative
 # Re-exported: tests, notebooks and users import these from tfxr.evaluate.
 from tfxr.evaluation.classifier import (EvalConfig, evaluate, format_table, load_model,  # noqa: F401
                                         predict_split, resolve_model_path)
 from tfxr.evaluation.detection import DetectionEvalConfig, detection_report, evaluate_detection
+from tfxr.files import write_json
 from tfxr.models.loading import load_generator, load_run_model
 
 PROG = "python -m tfxr.evaluate"
@@ -84,8 +87,6 @@ class GanEvalConfig:
 
 
 def _generated_images(cfg: GanEvalConfig, real: np.ndarray) -> np.ndarray:
-    from tfxr.evaluation import generative
-
     count = cfg.num_images or len(real) // 2   # the size of the real half it is compared with
     if cfg.generated == "noise":
         return generative.noise_images(count, real.shape[1], cfg.seed + 1)
@@ -99,10 +100,6 @@ def _generated_images(cfg: GanEvalConfig, real: np.ndarray) -> np.ndarray:
 
 def evaluate_gan(cfg: GanEvalConfig) -> dict:
     """IS/FID of the generated images (and baselines) with each requested feature extractor."""
-    from tfxr import distributed as dist
-    from tfxr.evaluation import generative
-    from tfxr.io import write_json
-
     if not cfg.generated or not cfg.real:
         raise ConfigError("gan: --generated and --real are required")
     if dist.launched_world_size() > 1:   # under mpirun: rank 0 does the (small) work alone

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 from tfxr import distributed as dist
-from tfxr import io, log, plots
+from tfxr import files, log, plots
 from tfxr.cli import run_command
 from tfxr.config import parse_config
 from tfxr.configs import BalanceConfig, GanConfig, SampleConfig
@@ -58,8 +58,8 @@ def sample(argv: list[str]) -> int:
     os.makedirs(cfg.out, exist_ok=True)
     images = generate_images(generator, cfg.n, cfg.seed)
     for i, img in enumerate(images):
-        io.write_bytes(io.path_in(cfg.out, f"{cfg.prefix}-{i:05d}", ".png"), encode_png(img))
-    io.write_bytes(os.path.join(cfg.out, "grid.png"),
+        files.write_bytes(files.path_in(cfg.out, f"{cfg.prefix}-{i:05d}", ".png"), encode_png(img))
+    files.write_bytes(os.path.join(cfg.out, "grid.png"),
                    encode_png(image_grid(images[:64, ..., None].astype("float32") / 127.5 - 1.0)))
     log.info(f"wrote {cfg.n} images and grid.png to {cfg.out}")
     return 0
@@ -134,9 +134,9 @@ def compare_optimizers(argv: list[str]) -> int:
                     "fid": row["fid"], "n": row["n"], "n_reference": row["n_reference"],
                     "real_vs_real_fid": result["rows"]["real (half A) [baseline]"]["fid"],
                     result["score_label"]: [row["score_mean"], row["score_sd"]]}
-        io.write_json(os.path.join(base.out, "comparison.json"), results)
+        files.write_json(os.path.join(base.out, "comparison.json"), results)
         _plot_comparison(results, os.path.join(base.out, "comparison.png"))
-        io.write_text(os.path.join(base.out, "comparison.md"), _comparison_markdown(base, results, argv))
+        files.write_text(os.path.join(base.out, "comparison.md"), _comparison_markdown(base, results, argv))
         log.info(f"wrote {base.out}/comparison.md and comparison.png")
     return 0
 

@@ -1,10 +1,11 @@
-"""``python -m tfxr.localize``: Grad-CAM localization scored against ground-truth boxes.
+"""``python -m tfxr.localize``: class-activation-map localization scored against ground-truth boxes.
 
     python -m tfxr.localize --model runs/phantoms --data tfrec/phantoms --split test --out loc
     mpirun -np 2 python -m tfxr.localize --model runs/chexnet --data tfrec/nih224 --split test
 
 For every ground-truth box of the scored split (NIH's BBox_List_2017 boxes, scaled to
-the stored size, or the phantoms' lesion boxes) the Grad-CAM heatmap of its finding is
+the stored size, or the phantoms' lesion boxes) the heatmap of its finding (HiResCAM, or
+Grad-CAM with ``--cam gradcam``) is
 turned into boxes (cut at a fraction of its maximum chosen per finding on
 ``--threshold-split``, never on the scored split; or fixed in advance with
 ``--box-threshold 0.5`` when no other split has boxes, as for NIH, whose boxes are all in
@@ -13,7 +14,7 @@ its test list) and scored: accuracy and average false positives (AFP) at T(IoBB)
 the pointing game, each beside a random-placement baseline.  Writes ``OUT/report.md``
 (beside the published table), ``OUT/localization.json`` and ``OUT/overlays/*.png``
 (heatmap over the radiograph, predicted boxes red, ground truth green), each overlay named
-after its image id made safe (``tfxr.io.path_in``: no ``../``, ``/`` or NUL).  The model is
+after its image id made safe (``tfxr.files.path_in``: no ``../``, ``/`` or NUL).  The model is
 rebuilt from its run's ``config.yaml`` (``--trust-model-file`` for a file of no tfxr run).
 """
 from __future__ import annotations

@@ -5,14 +5,14 @@ GAN losses, sample grids, benchmark scaling) is made by :func:`subplots` and wri
 Matplotlib runs on its ``Agg`` backend (files only, no display: a cluster node, a test, a
 rank of a job) and is imported on first use, deliberately lazily: most commands draw
 nothing, and it costs a noticeable part of a second to import.  A PNG is written
-atomically (:func:`tfxr.io.atomic_path`): a reader never sees half a picture, an
+atomically (:func:`tfxr.files.atomic_path`): a reader never sees half a picture, an
 interrupted write leaves the previous one.
 """
 from __future__ import annotations
 
 import os
 
-from tfxr.io import atomic_path
+from tfxr.files import atomic_path
 
 
 def pyplot():

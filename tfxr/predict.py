@@ -26,16 +26,20 @@ import os
 import sys
 
 import numpy as np
+import tensorflow as tf
 
 from tfxr import log
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
 from tfxr.config import parse_config
 from tfxr.configs import PredictConfig
 from tfxr.data import imageio
+from tfxr.data.records import resize_u8
 from tfxr.data.sources.common import IMAGE_EXTENSIONS
 from tfxr.errors import ConfigError
+from tfxr.evaluation.cam import ClassActivationMaps
 from tfxr.evaluation.classifier import resolve_model_path, run_data_dir, run_labels
-from tfxr.io import path_in
+from tfxr.evaluation.localization import save_overlay
+from tfxr.files import atomic_path, path_in
 from tfxr.models.loading import load_run_model
 
 
@@ -101,11 +105,8 @@ def run_thresholds(model_path: str, labels: list[str], explicit: str) -> tuple[l
 
 
 def preprocess(path: str, info: dict) -> np.ndarray:
-    """One file as the model's input (S, S, C) float32 in 0..1, as the pipeline feeds it."""
-    import tensorflow as tf
-
-    from tfxr.data.records import resize_u8   # the reader's own resize, so the numbers match
-
+    """One file as the model's input (S, S, C) float32 in 0..1, as the pipeline feeds it
+    (the reader's own :func:`~tfxr.data.records.resize_u8`, so the numbers match)."""
     grey = imageio.load_image(path, dicom_window=info["dicom_window"])
     stored = imageio.resize(grey, info["stored"])            # the converter's resize
     img = tf.convert_to_tensor(stored[..., None])
@@ -118,10 +119,6 @@ def preprocess(path: str, info: dict) -> np.ndarray:
 
 
 def predict(cfg: PredictConfig) -> int:
-    import tensorflow as tf
-
-    from tfxr.io import atomic_path
-
     if not cfg.model:
         raise ConfigError("--model is required")
     if not cfg.images:
@@ -135,9 +132,7 @@ def predict(cfg: PredictConfig) -> int:
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     cam = None
     if cfg.heatmaps:
-        from tfxr.evaluation.localization import GradCAM
-
-        cam = GradCAM(model, method=cfg.cam)
+        cam = ClassActivationMaps(model, method=cfg.cam)
         os.makedirs(cfg.heatmaps, exist_ok=True)
     rows, rejected = [], []
     for start in range(0, len(files), cfg.batch_size):
@@ -180,8 +175,6 @@ def predict(cfg: PredictConfig) -> int:
 
 
 def _overlays(cam, x: np.ndarray, files: list[str], names: list[str], out: str, start: int) -> None:
-    from tfxr.evaluation.localization import save_overlay
-
     for j, name in enumerate(names):
         heat, probs = cam(x, j)
         for k, f in enumerate(files):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from tqdm import tqdm
+
 
 class _Silent:
     def update(self, n: int = 1) -> None:
@@ -13,9 +15,9 @@ class _Silent:
 
 
 def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "img"):
+    """A tqdm bar on the current stderr when ``enabled`` and stderr is a terminal; otherwise
+    an object with the same ``update``/``close`` that writes nothing."""
     if not enabled:
         return _Silent()
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
                 mininterval=1.0, disable=None)

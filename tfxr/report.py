@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from tfxr import io
+from tfxr import files
 from tfxr.cli import run_main
 from tfxr.config import parse_config
 from tfxr.configs import ReportConfig
@@ -35,7 +35,7 @@ def report(cfg: ReportConfig) -> dict:
               f"peak RSS {mib(measured['peak_rss_bytes'])} "
               f"(RSS {mib(measured['rss_before_training_bytes'])} before the first step)")
     if cfg.json:
-        io.write_json(cfg.json, result)
+        files.write_json(cfg.json, result)
     return result
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from tfxr import io
+from tfxr import files
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
 from tfxr.config import parse_config
 from tfxr.configs import StatsConfig
@@ -39,7 +39,7 @@ def stats(cfg: StatsConfig) -> int:
     if cfg.grid:
         print(f"wrote {sample_grid(cfg.data_dir, m, cfg.grid)}")
     if cfg.json:
-        io.write_json(cfg.json, {
+        files.write_json(cfg.json, {
             "prevalence": {s: m["splits"][s]["prevalence"] for s in m["splits"]},
             "counts": {s: m["splits"][s]["count"] for s in m["splits"]},
             "origins": {s: m["splits"][s].get("origins") for s in m["splits"]},

@@ -4,7 +4,8 @@
 # sources it and calls
 #   tfxr_main NODES GPUS_PER_NODE [TRAIN_ARG...]
 # with the nodes and GPUs (= MPI ranks) per node its #SBATCH header asks for, then
-# more tfxr.train arguments (after those in EXTRA_ARGS).
+# more tfxr.train arguments (after those in EXTRA_ARGS); tfxr_detect_main takes the same
+# and trains the box detector (python -m tfxr.detect train) instead.
 
 TFXR_REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
@@ -12,6 +13,9 @@ tfxr_die() {
     echo "tfxr job: error: $*" >&2
     exit 1
 }
+
+# tfxr_detect_main NODES GPUS_PER_NODE [DETECT_ARG...]: tfxr_main for the box detector.
+tfxr_detect_main() { TFXR_TASK=detect tfxr_main "$@"; }
 
 tfxr_posint() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 
@@ -64,15 +68,19 @@ tfxr_main() {
     [[ -n $found ]] || tfxr_die "DATA_DIR=$data has no manifest.json (expected the $what)"
     [[ $found == "$kind" ]] || tfxr_die "DATA_DIR=$data holds '$found' data but DATA_KIND=$kind; set DATA_KIND=$found"
 
-    local config
-    config=$(tfxr_resolve_file "${CONFIG:-configs/chexnet_nih.yaml}") ||
-        tfxr_die "CONFIG=${CONFIG:-configs/chexnet_nih.yaml}: no such file (here or in $TFXR_REPO_DIR)"
+    local task=${TFXR_TASK:-train} config=""
+    if [[ $task == train || -n ${CONFIG:-} ]]; then   # the detector needs no config file
+        config=$(tfxr_resolve_file "${CONFIG:-configs/chexnet_nih.yaml}") ||
+            tfxr_die "CONFIG=${CONFIG:-configs/chexnet_nih.yaml}: no such file (here or in $TFXR_REPO_DIR)"
+    fi
     local out=${OUT_DIR:-$TFXR_REPO_DIR/runs/${SLURM_JOB_NAME:-tfxr}-${SLURM_JOB_ID:-local-$(date +%Y%m%d-%H%M%S)}}
     [[ $out == /* ]] || out=$PWD/$out
 
     # The config is the one source of truth; MODEL, EPOCHS, BATCH_SIZE override it when set.
     local -a py extra train launch overrides=()
-    if [[ -n ${MODEL:-} ]]; then
+    if [[ -n ${MODEL:-} && $task == detect ]]; then
+        tfxr_die "MODEL=$MODEL: ${0##*/} trains the box detector; choose its backbone with EXTRA_ARGS='--backbone s'"
+    elif [[ -n ${MODEL:-} ]]; then
         overrides+=(--model "$MODEL")
         # the CheXNet config asks for ImageNet weights, which only chexnet takes
         [[ $MODEL == chexnet ]] || overrides+=(--weights none)
@@ -87,7 +95,12 @@ tfxr_main() {
     fi
     read -r -a py <<<"${PYTHON:-python}"
     read -r -a extra <<<"${EXTRA_ARGS:-}"
-    train=(tfxr.train --config "$config" --data "$data" --out "$out" "${overrides[@]}" "${extra[@]}" "$@")
+    if [[ $task == detect ]]; then
+        train=(tfxr.detect train ${config:+--config "$config"} --data "$data" --out "$out")
+    else
+        train=(tfxr.train --config "$config" --data "$data" --out "$out")
+    fi
+    train+=("${overrides[@]}" "${extra[@]}" "$@")
 
     # Ranks find the package from the checkout even when it is not pip-installed.
     export PYTHONPATH="$TFXR_REPO_DIR${PYTHONPATH:+:$PYTHONPATH}"

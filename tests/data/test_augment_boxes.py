@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tfxr.data.augment import AugmentConfig, augment_with_boxes
-from tfxr.data.synthetic import phantom_meta, render_phantom
+from tfxr.data.phantom_drawing import phantom_meta, render_phantom
 
 SIZE = 128
 GEOMETRIC = AugmentConfig(flip=True, zoom=0.3, rotation_deg=7.0, brightness=0.0, gamma=0.0, noise_std=0.0)
@@ -91,7 +91,7 @@ def test_pipeline_reads_boxes_and_keeps_negatives(synthetic_tfrec):
 
     from tfxr.data.pipeline import PAD_BOX, DataConfig, build_dataset
     from tfxr.data.records import read_manifest
-    from tfxr.evaluation.localization import read_boxed_images
+    from tfxr.evaluation.boxes import read_boxed_images
 
     manifest = read_manifest(str(synthetic_tfrec))
     cfg = DataConfig(batch_size=8, deterministic=True)

@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian
 
-from tests.conftest import shared, tfxr
+from tests.conftest import shard_hashes, shared, tfxr
 from tfxr.data import imageio
 from tfxr.data.imageio import ImageError, load_image_meta, read_dicom
 
@@ -187,10 +187,6 @@ def _dicom_class_folders(tmp_path: Path) -> Path:
     return root
 
 
-def _shards(d: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(d.glob("*.tfrecord"))}
-
-
 def test_folder_of_dicoms_converts_identically_with_1_and_2_workers(tmp_path):
     root = _dicom_class_folders(tmp_path)
     outs = {}
@@ -200,7 +196,7 @@ def test_folder_of_dicoms_converts_identically_with_1_and_2_workers(tmp_path):
                  "--image-size", "32", "--shards", "2", "--workers", str(workers), "--quiet", cwd=tmp_path)
         assert "truncated.dcm" in r.stderr and "truncated DICOM pixel data" in r.stderr
         outs[workers] = out
-    a, b = _shards(outs[1]), _shards(outs[2])
+    a, b = shard_hashes(outs[1]), shard_hashes(outs[2])
     assert a and a == b
     m = json.loads((outs[1] / "manifest.json").read_text())
     assert sum(s["count"] for s in m["splits"].values()) == 25           # 24 RSNA + the made CR

@@ -15,7 +15,7 @@ import pytest
 
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from tfxr.data import extract
-from tfxr.io import sha256_file
+from tfxr.files import sha256_file
 
 
 def make_tar(path: Path, entries: list[tuple]) -> Path:

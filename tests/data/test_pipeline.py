@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tests.conftest import tfxr
-from tfxr.data.augment import AugmentConfig, augment
 from tfxr.data.pipeline import DataConfig, build_dataset, steps_per_epoch
 from tfxr.data.records import rank_assignment, read_manifest, shard_files
 
@@ -62,30 +60,6 @@ def test_resize_and_channels_options(synthetic_tfrec):
     np.testing.assert_array_equal(x[..., 0], x[..., 2])
 
 
-def _img():
-    rng = np.random.default_rng(1)
-    base = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32, 1)
-    return tf.constant(np.clip(base + rng.normal(0, 0.05, base.shape), 0, 1).astype(np.float32))
-
-
-OFF = dict(flip=False, rotation_deg=0, zoom=0, brightness=0, gamma=0, noise_std=0)
-
-
-def test_augment_switches():
-    img, seed = _img(), tf.constant([3, 4], tf.int64)
-    np.testing.assert_array_equal(augment(img, seed, AugmentConfig(enabled=False)), img)
-    np.testing.assert_allclose(augment(img, seed, AugmentConfig(**OFF)), img, atol=1e-6)
-    flips = {bool(np.array_equal(augment(img, tf.constant([s, 0], tf.int64), AugmentConfig(**{**OFF, "flip": True})),
-                                 img[:, ::-1])) for s in range(20)}
-    assert flips == {True, False}                                  # flipped about half the time
-    for name, val in [("brightness", 0.2), ("gamma", 0.3), ("noise_std", 0.05), ("rotation_deg", 10.0),
-                      ("zoom", 0.2)]:
-        out = augment(img, seed, AugmentConfig(**{**OFF, name: val})).numpy()
-        assert out.shape == (32, 32, 1) and out.min() >= 0 and out.max() <= 1
-        assert np.abs(out - img.numpy()).mean() > 1e-3, name        # each switch really changes pixels
-    np.testing.assert_array_equal(augment(img, seed, AugmentConfig()), augment(img, seed, AugmentConfig()))
-
-
 def test_raw_input_matches_tfrecord_input(tmp_path):
     args = ["--source", "synthetic", "--num-images", "40", "--synthetic-size", "96", "--image-size", "48", "--quiet"]
     tfxr("tfxr.tfrecords", "write", *args, "--shards", "2", "--out", str(tmp_path / "rec"))
@@ -128,7 +102,7 @@ def test_one_dataset_spans_epochs_and_epoch_k_is_the_same_when_resumed(synthetic
     assert not np.array_equal(whole[0], whole[steps])            # epochs reshuffle and re-augment
 
 
-def test_class_balance_of_the_training_stream_follows_the_synthetic_fraction():
+def test_class_balance_of_the_training_stream_follows_the_generated_fraction():
     """Generated images count toward class weights only as far as the stream holds them."""
     import numpy as np
 

@@ -14,6 +14,7 @@ import re
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -267,6 +268,19 @@ def test_nih_csv_missing_columns_is_a_source_error(tmp_path, nih_tmp):
         NIHReader(str(nih_tmp), str(tmp_path / "absent.csv")).read()
     with pytest.raises(SourceError, match="no such image folder"):
         NIHReader(str(tmp_path / "no_images"), str(bad)).read()
+
+
+def test_nih_views_from_the_view_position_column():
+    """NIH's `View Position` (PA/AP) is each item's view, and `views` keeps only those (full file)."""
+    path = shared(*NIH_FULL_CSV)
+    table = pd.read_csv(path, usecols=["Image Index", "View Position"])
+    counts = table["View Position"].value_counts().to_dict()
+    everything = NIHReader("images", str(path), require_images=False).read()
+    assert {it.view for it in everything.items} == set(counts) == {"PA", "AP"}
+    assert sum(it.view == "PA" for it in everything.items) == counts["PA"]
+    pa = NIHReader("images", str(path), require_images=False, views=("PA",)).read()
+    assert len(pa.items) == counts["PA"] and {it.view for it in pa.items} == {"PA"}
+    assert pa.info["images_outside_views"] == counts["AP"] and pa.info["views"] == ["PA"]
 
 
 # =========================================================================== NIH full label file

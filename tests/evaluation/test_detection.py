@@ -8,7 +8,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from tfxr.evaluation.detection import coco_ap, froc, random_detections, rsna_score
+from tfxr.evaluation.detection import bootstrap_ci, coco_ap, detection_report, froc, random_detections, rsna_score
 
 SIZE = 200   # pixels of the hand-built COCO files (the wrapper uses its own nominal size)
 
@@ -129,3 +129,42 @@ def test_random_boxes_are_a_low_floor():
     assert coco_ap(truths, floor, ["x"])["map_50"] < 0.1
     perfect = [[(0, box, 1.0) for _, box in t] for t in truths]
     assert coco_ap(truths, perfect, ["x"])["map_50"] == pytest.approx(1.0)
+
+
+def test_bootstrap_ci_resamples_images():
+    # 40 images with one box each; the first 20 found exactly, the other 20 with no detection:
+    # per resample the RSNA score and the sensitivity are the fraction of found images drawn,
+    # Binomial(40, 0.5) / 40, whose 95 % interval is about 0.5 +- 1.96 * sqrt(0.25 / 40) = +-0.155
+    truths = [[(0, (0.1, 0.1, 0.4, 0.5))] for _ in range(40)]
+    dets = [[(0, (0.1, 0.1, 0.4, 0.5), 0.9)] if i < 20 else [] for i in range(40)]
+    ci = bootstrap_ci(truths, dets, ["x"], min_score=0.5, n=150, seed=3)   # pycocotools per resample: kept few
+    assert ci["resamples"] == 150
+    for key in ("rsna", "sens@8", "froc_mean"):
+        low, high = ci[key]
+        assert low == pytest.approx(0.5 - 0.155, abs=0.06) and high == pytest.approx(0.5 + 0.155, abs=0.06), key
+    # AP@0.5 of "half found, every detection right" is 0.5 by pycocotools: the interval holds it
+    assert coco_ap(truths, dets, ["x"])["map_50"] == pytest.approx(0.5, abs=0.01)
+    assert ci["map_50"][0] < 0.5 < ci["map_50"][1]
+    assert bootstrap_ci(truths[:10], dets[:10], ["x"], 0.5, n=12, seed=3) == \
+        bootstrap_ci(truths[:10], dets[:10], ["x"], 0.5, n=12, seed=3)
+    # perfect detections: a degenerate interval at 1; no boxes at all: undefined
+    perfect = [[(0, b, 1.0) for _, b in t] for t in truths]
+    assert bootstrap_ci(truths[:10], perfect[:10], ["x"], 0.5, n=12)["map_50"] == (1.0, 1.0)
+    empty = bootstrap_ci([[] for _ in range(5)], [[] for _ in range(5)], ["x"], 0.5, n=30)
+    assert all(math.isnan(v) for v in empty["map_50"] + empty["sens@1"])
+
+
+def test_detection_report_prints_the_intervals():
+    truths = [[(0, (0.1, 0.1, 0.4, 0.5))] for _ in range(12)]
+    dets = [[(0, (0.1, 0.1, 0.4, 0.5), 0.9)] if i < 6 else [] for i in range(12)]
+    from tfxr.evaluation.detection import all_metrics
+    m = {**all_metrics(truths, dets, ["x"], 0.5, bootstrap=30, seed=0), "min_score_chosen_on_threshold_split": 0.5}
+    result = {"split": "test", "data": "d", "images": 12, "images_with_boxes": 12, "boxes": 12, "detector": "r",
+              "threshold_split": "val", "random_region": "anywhere", "methods": {"detector": m},
+              "label_names": ["x"], "cam_model": None, "seed001_map_50": 0.149}
+    text = detection_report(result)
+    low, high = m["ci95"]["rsna"]
+    assert "percentile bootstrap over the 12 images (30 resamples" in text
+    assert f"| detector | [{m['ci95']['map_50'][0]:.3f}, {m['ci95']['map_50'][1]:.3f}] | " in text
+    assert f"[{low:.3f}, {high:.3f}]" in text and low < 0.5 < high
+    assert "see the bootstrap intervals above" in text

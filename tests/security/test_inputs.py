@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, run
-from tfxr import io
+from tfxr import files
 from tfxr.cli import run_main
 from tfxr.config import SEED_MAX, parse_config
 from tfxr.errors import ConfigError
@@ -123,8 +123,8 @@ def test_a_full_or_read_only_folder_names_the_path_and_keeps_the_old_file(tmp_pa
         def write(self, data):
             raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(io, "open", lambda *a, **k: Refusing(real_open(*a, **k)), raising=False)
-    assert run_main(lambda: io.write_json(target, {"new": 1})) == 2
+    monkeypatch.setattr(files, "open", lambda *a, **k: Refusing(real_open(*a, **k)), raising=False)
+    assert run_main(lambda: files.write_json(target, {"new": 1})) == 2
     err = capsys.readouterr().err
     assert err == f"tfxr: error: {target}: {os.strerror(code)} ({errno.errorcode[code]})\n"
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["history.json"]
@@ -136,7 +136,7 @@ def test_a_read_only_folder_is_eacces(tmp_path, capsys):
     folder.mkdir()
     folder.chmod(0o500)
     try:
-        assert run_main(lambda: io.write_text(folder / "a.txt", "x")) == 2
+        assert run_main(lambda: files.write_text(folder / "a.txt", "x")) == 2
         assert f"{folder / 'a.txt'}: Permission denied (EACCES)" in capsys.readouterr().err
     finally:
         folder.chmod(0o700)
@@ -152,7 +152,7 @@ def test_other_os_errors_stay_tracebacks():
 @pytest.mark.parametrize("hostile", ["../../escape", "/etc/passwd", "a/b", "nul\0byte", "..", ".", "", "x" * 5000,
                                      "id\nwith newline", "\u00e9\u00e8", "..\\..\\win"])
 def test_names_from_data_stay_inside_the_folder(hostile, tmp_path):
-    path = io.path_in(tmp_path, hostile, ".png")
+    path = files.path_in(tmp_path, hostile, ".png")
     name = os.path.basename(path)
     assert os.path.dirname(path) == str(tmp_path) and not name.startswith(".")
     assert "/" not in name and "\0" not in name and len(name.encode()) <= 255
@@ -162,15 +162,16 @@ def test_names_from_data_stay_inside_the_folder(hostile, tmp_path):
 
 
 def test_plain_names_are_kept_and_changed_ones_never_collide():
-    assert io.safe_name("00000001_000_Nodule", ".png") == "00000001_000_Nodule.png"
-    assert io.safe_name("a/b") != io.safe_name("a_b") and io.safe_name("a/b") != io.safe_name("a:b")
-    assert io.safe_name("x" * 5000) != io.safe_name("x" * 4999)
+    assert files.safe_name("00000001_000_Nodule", ".png") == "00000001_000_Nodule.png"
+    assert files.safe_name("a/b") != files.safe_name("a_b") and files.safe_name("a/b") != files.safe_name("a:b")
+    assert files.safe_name("x" * 5000) != files.safe_name("x" * 4999)
 
 
 def test_localize_overlays_named_after_hostile_ids_stay_in_out(tmp_path):
-    from tfxr.evaluation.localization import BoxedImage, write_overlays
+    from tfxr.evaluation.boxes import BoxedImage
+    from tfxr.evaluation.localization import write_overlays
 
-    def cam(images, j):   # a stand-in Grad-CAM: a centred blob, p = 0.9
+    def cam(images, j):   # a stand-in class activation map: a centred blob, p = 0.9
         heat = np.zeros((1, 16, 16), np.float32)
         heat[0, 4:12, 4:12] = 1.0
         return heat, np.array([[0.9]], np.float32)

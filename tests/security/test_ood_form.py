@@ -2,12 +2,10 @@
 Jupyter config (each would create a marker file if the shell or Python ran it)."""
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 
-from tests.test_ood import APP, SAMPLE_FORM, VENV, _fake_jupyter_lab, rendered
+from tests.test_ood import APP, SAMPLE_FORM, VENV, rendered, run_session
 
 #: a folder name carrying every shell and Python metacharacter the fields may hold
 HOSTILE = "x $(touch MARK_subst) `touch MARK_tick` 'q\" ; touch MARK_semi\n touch MARK_nl ' + __import__('os').system('touch MARK_py') + '"
@@ -28,20 +26,7 @@ def test_hostile_form_values_run_nothing(tmp_path):
     work.mkdir()
     form = {**SAMPLE_FORM, "tfxr_home": str(home) + "/", "working_dir": str(work),
             "extra_jupyter_args": "--ServerApp.x=1 '$(touch MARK_arg)' ; touch MARK_argsemi"}
-    session = tmp_path / "session"
-    session.mkdir()
-    for name in ("before.sh", "script.sh"):
-        (session / name).write_text(rendered(APP / "template" / f"{name}.erb", form, tmp_path))
-        subprocess.run(["bash", "-n", str(session / name)], check=True)
-    record = tmp_path / "jupyter-lab-call.json"
-    _fake_jupyter_lab(tmp_path / "bin", record)
-    job = ('host=node042; find_port() { echo 8123; }; create_passwd() { echo s3cr3tpassw0rd16; }; '
-           'source ./before.sh && bash ./script.sh')
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "TFXR_"))}
-    env["PATH"] = f"{tmp_path / 'bin'}:{env['PATH']}"
-    r = subprocess.run(["bash", "-c", job], cwd=session, env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
-    call = json.loads(record.read_text())
+    _, call, session, env = run_session(tmp_path, form)
     assert call["cwd"] == str(work)                                  # the folder, verbatim
     assert call["env"]["TFXR_HOME"] == str(home)
     assert call["argv"][1:] == ["--ServerApp.x=1", "$(touch MARK_arg)", ";", "touch", "MARK_argsemi"]

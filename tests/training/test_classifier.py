@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from tfxr.configs import TrainConfig
 from tfxr.data.pipeline import DataConfig
 from tfxr.errors import TrainingDiverged
-from tfxr.training.classifier import Trainer
+from tfxr.training.classifier import Trainer, class_weights, weighted_bce
 
 
 def _cfg(data, out, **kw):
@@ -46,3 +47,15 @@ def test_a_huge_learning_rate_stops_with_exit_3_and_no_model(synthetic_tfrec, tm
     assert not (out / "best.keras").exists() and not (out / "final.keras").exists()
     assert not (out / "history.json").exists() and not list((out / "checkpoints").glob("*.index"))
     assert (out / "config.yaml").exists()                       # what was asked for, kept for diagnosis
+
+
+def test_weighted_bce_matches_hand_computation():
+    y = np.array([[1, 0], [0, 0], [1, 1]], np.float32)
+    p = np.array([[0.9, 0.2], [0.3, 0.1], [0.6, 0.7]], np.float32)
+    wp, wn = class_weights(np.array([2.0, 1.0]), 3, "balanced")
+    np.testing.assert_allclose(wp, [3 / 4, 3 / 2])
+    np.testing.assert_allclose(wn, [3 / 2, 3 / 4])
+    expect = -(wp * y * np.log(p) + wn * (1 - y) * np.log(1 - p)).mean()
+    assert float(weighted_bce(wp, wn)(y, p)) == pytest.approx(expect, rel=1e-5)
+    wp1, wn1 = class_weights(np.array([2.0]), 3, "none")
+    assert wp1.tolist() == [1.0] and wn1.tolist() == [1.0]

@@ -5,14 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import tfxr
-
-ONE_THREAD = {"TFXR_CPU_THREADS": "1", "OMP_NUM_THREADS": "1"}
-
-
-def _load(path):
-    with np.load(path) as f:
-        return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
+from tests.conftest import ONE_THREAD, load_arrays, tfxr
 
 
 @pytest.mark.mpi
@@ -24,7 +17,7 @@ def test_two_ranks_equal_single_process_on_union(synthetic_tfrec, tmp_path):
     u = tfxr("tests.mpi_scripts.detector_step_check", str(synthetic_tfrec), str(tmp_path), "union",
              env=ONE_THREAD, timeout=1800)
     assert "world 1" in u.stdout
-    r0, r1, ref = (_load(tmp_path / f"det-{m}.npz") for m in ("dist-0", "dist-1", "union-0"))
+    r0, r1, ref = (load_arrays(tmp_path / f"det-{m}.npz") for m in ("dist-0", "dist-1", "union-0"))
     for a, b in zip(r0, r1):
         np.testing.assert_array_equal(a, b)                       # identical on both ranks
     for a, c in zip(r0, ref):

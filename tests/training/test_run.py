@@ -279,3 +279,15 @@ def test_two_ranks_refuse_an_existing_run_with_one_line(synthetic_tfrec, tmp_pat
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert r.stderr.count("tfxr: error: --out run already holds a run (history.json)") == 1
     assert sorted(os.listdir(tmp_path / "run")) == ["history.json"]
+
+
+def test_resume_reads_an_older_run_config_with_a_renamed_key():
+    """A run written before pipeline.synthetic_fraction became generated_fraction resumes: the
+    former key compares equal to today's, a changed value is still listed."""
+    old = {"epochs": 2, "pipeline": {"synthetic_fraction": -1.0}, "_resolved": {"workers": 1}}
+    new = {"epochs": 3, "pipeline": {"generated_fraction": -1.0}, "_resolved": {"workers": 1}}
+    renamed = {"pipeline.synthetic_fraction": "pipeline.generated_fraction"}
+    assert run.config_changes(old, new, renamed) == {"epochs": (2, 3)}
+    assert set(run.config_changes(old, new)) == {"epochs", "pipeline.synthetic_fraction", "pipeline.generated_fraction"}
+    changed = {**new, "pipeline": {"generated_fraction": 0.0}}
+    assert run.config_changes(old, changed, renamed)["pipeline.generated_fraction"] == (-1.0, 0.0)

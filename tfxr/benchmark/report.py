@@ -7,7 +7,7 @@ import time
 
 from tfxr import cpu, plots
 from tfxr.benchmark.analysis import setting_text
-from tfxr.io import write_json, write_text
+from tfxr.files import write_json, write_text
 
 
 def _fmt(cell) -> str:

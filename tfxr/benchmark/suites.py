@@ -15,16 +15,15 @@ from dataclasses import asdict, replace
 
 from PIL import Image
 
-from tfxr import cpu, timeline
+from tfxr import cpu, log, timeline
 from tfxr.benchmark import analysis, report
 from tfxr.benchmark.analysis import Variant, fastest_single, scaling_rows, summarize
 from tfxr.benchmark.runner import (Timing, failure, measure_gemm, measure_training_loop, run_conversion, run_plan,
                                    scaling_plan)
-from tfxr.data.synthetic import phantom_meta, render_phantom
+from tfxr.data.phantom_drawing import phantom_meta, render_phantom
 from tfxr.errors import ConfigError
-from tfxr.io import write_bytes
+from tfxr.files import write_bytes
 from tfxr.launch import clean_launch_env, launch_command
-from tfxr import log
 
 LOOPS = (("fp32", 1), ("fp32", 2), ("bf16", 2))   # (precision, processes) of the suite's tfxr.train loops
 SECTIONS = ("tb_cnn_128", "densenet121_128", "densenet121_224", "dcgan_64", "accumulate", "convert")

@@ -60,6 +60,7 @@ def _all_done(directory: str, count: int) -> bool:
 
 def _classifier_step(cfg: WorkerConfig, dist, keras, np, tf):
     """The very step tfxr.train runs (model-only: no validation), and the forward FLOPs."""
+    # deliberately late, as run_worker's TensorFlow import: these import TensorFlow
     from tfxr.data.augment import AugmentConfig
     from tfxr.data.pipeline import DataConfig, build_dataset
     from tfxr.models import build_model, model_report
@@ -89,6 +90,7 @@ def _gan_step(cfg: WorkerConfig, dist, np):
     Forward FLOPs per real image: the generator's one image plus the discriminator on
     the real and the fake image.
     """
+    # deliberately late, as run_worker's TensorFlow import: these import TensorFlow
     from tfxr.models.report import count_flops
     from tfxr.training.gan import GanConfig, GanTrainer
 

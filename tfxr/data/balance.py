@@ -31,7 +31,7 @@ from tfxr.data.paths import inside, is_inside
 from tfxr.data.records import (check_shards, make_example, manifest_encoding, read_examples, read_manifest,
                                shard_name, write_manifest, write_shard)
 from tfxr.errors import ConfigError, ManifestError
-from tfxr.io import TMP_PREFIX, atomic_path, sha256_file
+from tfxr.files import TMP_PREFIX, atomic_path, sha256_file
 from tfxr.models import dcgan
 from tfxr.models.loading import load_generator
 

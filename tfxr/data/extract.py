@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tfxr import log
 from tfxr.errors import ConfigError, SourceError
-from tfxr.io import sha256_file, write_text
+from tfxr.files import sha256_file, write_text
 from tfxr.progress import progress_bar
 
 DEFAULT_GLOB = "images_*.tar.gz"

@@ -41,17 +41,17 @@ def steps_per_epoch(files: list[tuple[str, int]], batch_size: int, world: int) -
 
 
 def split_steps(data_dir: str, split: str, manifest: dict, batch_size: int, world: int,
-                synthetic_fraction: float = -1.0) -> int:
+                generated_fraction: float = -1.0) -> int:
     """Training steps per epoch for a split, TFRecord or raw index alike.
 
-    With generated shards left out (``synthetic_fraction=0``) an epoch is one pass over
+    With generated shards left out (``generated_fraction=0``) an epoch is one pass over
     the real records; mixed in at a fraction f, the real records are 1-f of the stream,
     so an epoch is the real pass divided by 1-f.
     """
-    if synthetic_fraction == -1:
+    if generated_fraction == -1:
         return steps_per_epoch(shard_files(data_dir, split, manifest), batch_size, world)
     real = shard_files(data_dir, split, manifest, "real")
-    return max(1, int(steps_per_epoch(real, batch_size, world) / (1 - max(0.0, synthetic_fraction))))
+    return max(1, int(steps_per_epoch(real, batch_size, world) / (1 - max(0.0, generated_fraction))))
 
 
 def pad_boxes(labels: tf.Tensor, boxes: tf.Tensor, max_boxes: int) -> dict:
@@ -100,15 +100,15 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
     fields = ("image", "labels", "image_id", "patient_id") + (("boxes",) if boxes else ())
     # generated images: as written (training only), left out, or mixed in at a fraction;
     # evaluation splits never see one (shard flag and record flag both checked)
-    if cfg.synthetic_fraction != -1 and cfg.synthetic_fraction < 0:
-        raise ConfigError(f"synthetic_fraction: {cfg.synthetic_fraction} is not -1 (as written), "
+    if cfg.generated_fraction != -1 and cfg.generated_fraction < 0:
+        raise ConfigError(f"generated_fraction: {cfg.generated_fraction} is not -1 (as written), "
                           f"0 (leave out) or a fraction in (0, 1)")
-    selection = "all" if training and cfg.synthetic_fraction == -1 else "real"
+    selection = "all" if training and cfg.generated_fraction == -1 else "real"
     generated = (shard_files(data_dir, split, manifest, "generated")
                  if manifest.get("format", "tfrecord") != "raw" else [])
-    mixed = training and cfg.synthetic_fraction > 0 and bool(generated)
+    mixed = training and cfg.generated_fraction > 0 and bool(generated)
     if mixed and cfg.cache:
-        raise ConfigError("cache=true cannot be combined with 0 < synthetic_fraction < 1 "
+        raise ConfigError("cache=true cannot be combined with 0 < generated_fraction < 1 "
                           "(the mixed stream is endless); turn one of them off")
     n_mine = rank_share(data_dir, split, manifest, rank, world, selection)
 
@@ -122,7 +122,7 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
             mix_seed = 0 if file_seed is None else file_seed
             ds = tf.data.Dataset.sample_from_datasets(
                 [ds.repeat(), read("generated").shuffle(1024, seed=mix_seed).repeat()],
-                weights=[1 - cfg.synthetic_fraction, cfg.synthetic_fraction], seed=mix_seed)
+                weights=[1 - cfg.generated_fraction, cfg.generated_fraction], seed=mix_seed)
         return ds
 
     channels, aug = cfg.channels, cfg.augment
@@ -156,7 +156,7 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
         if n_mine == 0:
             raise ManifestError(f"{data_dir}: rank {rank} of {world} has no '{split}' records")
         steps = repeat_steps or split_steps(data_dir, split, manifest, cfg.batch_size, world,
-                                            cfg.synthetic_fraction)
+                                            cfg.generated_fraction)
         # cached: one fixed record order, filled once; uncached: shard order reshuffled per epoch
         cached = records(None).cache() if cfg.cache else None
 
@@ -179,8 +179,9 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
     return ds.with_options(opts).prefetch(AUTOTUNE)
 
 
-def training_label_counts(manifest: dict, synthetic_fraction: float = -1.0) -> tuple[np.ndarray, float]:
-    """Positives per label and image count of the training stream the pipeline builds.
+def training_label_counts(manifest: dict, generated_fraction: float = -1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Positives per label and, per label, the images with a known label (masked NaN labels
+    left out) of the training stream the pipeline builds.
 
     As written (-1): the training split's counts.  A balanced data set's generated images
     (``balancing.added`` in the manifest) are taken out when they are left out (0) and
@@ -191,23 +192,28 @@ def training_label_counts(manifest: dict, synthetic_fraction: float = -1.0) -> t
     balancing = manifest.get("balancing") or {}
     added = (balancing.get("added") or {}).get("train") or {}
     generated = int(added.get("synthetic", 0))
-    if synthetic_fraction == -1 or not generated:
+    if generated_fraction == -1 or not generated:
         return positives, total
     generated_positives = np.zeros_like(positives)
     generated_positives[list(manifest["label_names"]).index(balancing["class"]["label"])] = (
         generated * int(added["label_value"]))
     real_positives, real_total = positives - generated_positives, total - generated
-    if synthetic_fraction == 0:
+    if generated_fraction == 0:
         return real_positives, real_total
-    rate = ((1 - synthetic_fraction) * real_positives / real_total
-            + synthetic_fraction * generated_positives / generated)
-    stream_total = real_total / (1 - synthetic_fraction)
+    rate = ((1 - generated_fraction) * real_positives / real_total
+            + generated_fraction * generated_positives / generated)
+    stream_total = real_total / (1 - generated_fraction)
     return rate * stream_total, stream_total
 
 
-def label_counts(manifest: dict, split: str = "train") -> tuple[np.ndarray, int]:
-    """Positives per label and image count of a split (for class weights)."""
+def label_counts(manifest: dict, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Positives per label, and per label the images whose label is known, of a split (for
+    class weights): a masked label (NaN, e.g. CheXpert's uncertain label under 'ignore') is
+    neither positive nor negative."""
     if split not in manifest.get("splits", {}):
         raise ManifestError(f"the data has no '{split}' split (has {sorted(manifest.get('splits', {}))})")
     s = manifest["splits"][split]
-    return np.asarray([s["label_counts"][n] for n in manifest["label_names"]], float), int(s["count"])
+    names = manifest["label_names"]
+    masked = s.get("label_masked") or {}
+    known = [int(s["count"]) - int(masked.get(n, 0)) for n in names]
+    return np.asarray([s["label_counts"][n] for n in names], float), np.asarray(known, float)

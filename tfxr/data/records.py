@@ -8,7 +8,7 @@ Layout written to ``OUT``::
 
 Shard contents depend only on the inputs, the seed and the options, never on the
 number of MPI ranks or pool workers, so every way of running produces the same bytes.
-Each shard is written to a temporary name and renamed when complete (``tfxr.io``), so
+Each shard is written to a temporary name and renamed when complete (``tfxr.files``), so
 an interrupted run leaves only finished shards (reused by the next run) and hidden
 ``.tmp-*`` files (removed by the next run).  The manifest records each shard's size and
 sha256: :func:`check_shards` is the cheap check before training (existence and size),
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tfxr import io as tfxr_io
+from tfxr import files as tfxr_files
 from tfxr.data import imageio, paths
 from tfxr.data.types import ORIGINS, SPLITS, Item, Reject, Source, normalise_boxes
 from tfxr.errors import ManifestError
@@ -259,18 +259,18 @@ def write_shard(path: str, records) -> tuple[int, int, str]:
     """Write serialized examples to one TFRecord shard; (records, bytes, sha256) of the file.
 
     The one way a shard file is written (``tfrecords write`` and ``gan balance``): under a
-    temporary name renamed into place when complete (``tfxr.io.atomic_path``), so a reader
+    temporary name renamed into place when complete (``tfxr.files.atomic_path``), so a reader
     never sees a half shard and an interrupted write leaves the previous file untouched.
     """
     import tensorflow as tf
 
     count = 0
-    with tfxr_io.atomic_path(path) as tmp:
+    with tfxr_files.atomic_path(path) as tmp:
         with tf.io.TFRecordWriter(tmp) as writer:
             for record in records:
                 writer.write(record)
                 count += 1
-    return count, os.path.getsize(path), tfxr_io.sha256_file(path)
+    return count, os.path.getsize(path), tfxr_files.sha256_file(path)
 
 
 class ShardWriter:
@@ -318,7 +318,7 @@ class ShardWriter:
         if os.path.exists(final) and os.path.exists(state_path):
             st = _read_state(state_path)
             # a state from before origins were counted is not reused: its counts would be missing
-            if st.get("plan_hash") == phash and "origins" in st and st.get("sha256") == tfxr_io.sha256_file(final):
+            if st.get("plan_hash") == phash and "origins" in st and st.get("sha256") == tfxr_files.sha256_file(final):
                 if self.progress:
                     self.progress(len(plan.items))
                 res = ShardResult(**{k: v for k, v in st.items() if k not in ("plan_hash", "reused")})
@@ -330,9 +330,9 @@ class ShardWriter:
         results = self._map(_prepare, [(it.image, self.size, mode, self.dicom_window) for it in plan.items])
         good = tally.accepted(plan.items, results)
         if self.fmt == "raw":
-            with tfxr_io.atomic_path(final) as tmp:
+            with tfxr_files.atomic_path(final) as tmp:
                 self._write_raw(tmp, good)
-            sha, size = tfxr_io.sha256_file(final), os.path.getsize(final)
+            sha, size = tfxr_files.sha256_file(final), os.path.getsize(final)
         else:
             _, size, sha = write_shard(final, (
                 make_example(pixels, self.size, it.labels, it.image_id, it.patient_id,
@@ -345,7 +345,7 @@ class ShardWriter:
                           label_masked=tally.masked.tolist(), box_counts=dict(sorted(tally.boxes.items())),
                           images_with_boxes=tally.images_with_boxes)
         os.makedirs(os.path.dirname(state_path), exist_ok=True)
-        tfxr_io.write_json(state_path, {**res.__dict__, "plan_hash": phash})
+        tfxr_files.write_json(state_path, {**res.__dict__, "plan_hash": phash})
         return res
 
     def _write_raw(self, tmp, good) -> None:
@@ -361,7 +361,7 @@ class ShardWriter:
                 else:
                     safe = it.image_id.replace("/", "__")
                     path = os.path.join(img_dir, safe if safe.endswith(".png") else safe + ".png")
-                    tfxr_io.write_bytes(path, png)
+                    tfxr_files.write_bytes(path, png)
                     path = os.path.abspath(path)
                 rows.writerow([path, it.image_id, it.patient_id, it.origin,
                                " ".join(repr(float(x)) for x in it.labels)])
@@ -426,11 +426,12 @@ def build_manifest(source: Source, results: list[ShardResult], *, image_size: in
         counts = np.sum([r.label_counts for r in rs], axis=0)
         masked = np.sum([r.label_masked or [0.0] * len(source.label_names) for r in rs], axis=0)
         total = sum(r.count for r in rs)
+        known = total - masked    # per label: images whose label is known (a masked NaN label is not a negative)
         splits[split] = {
             "count": total,
             "patients": len(set().union(*[set(r.patients) for r in rs])),
             "label_counts": {n: int(c) for n, c in zip(source.label_names, counts)},
-            "prevalence": {n: (float(c) / total if total else 0.0) for n, c in zip(source.label_names, counts)},
+            "prevalence": {n: (float(c) / k if k else 0.0) for n, c, k in zip(source.label_names, counts, known)},
             "origins": {o: sum(r.origins.get(o, 0) for r in rs) for o in ORIGINS},
             **({"label_masked": {n: int(c) for n, c in zip(source.label_names, masked)}} if masked.any() else {}),
             **({"boxes": {n: sum(r.box_counts.get(str(k), 0) for r in rs)
@@ -463,7 +464,7 @@ def build_manifest(source: Source, results: list[ShardResult], *, image_size: in
 
 def write_manifest(out: str, manifest: dict) -> str:
     path = os.path.join(out, "manifest.json")
-    tfxr_io.write_json(path, manifest)
+    tfxr_files.write_json(path, manifest)
     return path
 
 
@@ -476,7 +477,7 @@ def remove_stale_temporaries(out: str) -> int:
     removed = 0
     for directory in (out, os.path.join(out, STATE_DIR), os.path.join(out, "images")):
         if os.path.isdir(directory):
-            removed += tfxr_io.remove_stale_temporaries(directory)
+            removed += tfxr_files.remove_stale_temporaries(directory)
     return removed
 
 
@@ -638,7 +639,7 @@ def shard_files(data_dir: str, split: str, manifest: dict, shards: str = "all") 
         paths.inside(data_dir, s["file"], listed_in, f"shard of split '{split}'")
     flagged = [s["file"] for s in entries if s.get("synthetic")]
     if flagged and split != "train":
-        raise ManifestError(f"{_manifest_path(data_dir)} lists synthetic shards in the '{split}' split "
+        raise ManifestError(f"{_manifest_path(data_dir)} lists generated (\"synthetic\": true) shards in the '{split}' split "
                             f"({', '.join(sorted(flagged))}); generated images belong to 'train' only")
     keep = {"all": lambda s: True,
             "real": lambda s: not s.get("synthetic"),
@@ -884,7 +885,7 @@ def _shard_problem(data_dir: str, path: str, shard: dict, hashes: bool) -> str |
         return f"{path}: not a regular file ({again})"
     size = os.path.getsize(path)
     wrong_size = "bytes" in shard and size != shard["bytes"]
-    if hashes and tfxr_io.sha256_file(path) != shard["sha256"]:
+    if hashes and tfxr_files.sha256_file(path) != shard["sha256"]:
         return (f"{path}: sha256 differs from the manifest"
                 + (f" ({size} bytes, the manifest says {shard['bytes']})" if wrong_size else "")
                 + f" (damaged or replaced; {again})")

@@ -24,13 +24,19 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
 
-from tfxr.config import option, seed_option
-from tfxr.errors import ConfigError
+from tfxr import distributed as dist
+from tfxr.config import load_yaml_file, option, seed_option, to_dict
+from tfxr.data.pipeline import DataConfig, build_dataset
+from tfxr.data.records import read_manifest
+from tfxr.data.sources.vocabulary import shared_labels
+from tfxr.errors import ConfigError, ManifestError
+from tfxr.evaluation.metrics import (auprc_per_label, auroc_per_label, bootstrap_auroc_ci, defined_mean,
+                                     is_defined, plot_roc, threshold_metrics, wilson_ci, youden_threshold)
+from tfxr.files import atomic_path, write_json, write_text
+from tfxr.models import CHEXNET_LABELS
 from tfxr.models.loading import load_run_model, resolve_model_path  # noqa: F401 - re-exported
-from tfxr.evaluation.metrics import (auprc_per_label, auroc_per_label, bootstrap_auroc_ci,
-                                     defined_mean, is_defined, plot_roc, threshold_metrics,
-                                     wilson_ci, youden_threshold)
 
 #: Rajpurkar et al. 2017, "CheXNet: Radiologist-Level Pneumonia Detection on Chest X-Rays
 #: with Deep Learning" (arXiv:1711.05225), Table 2: CheXNet's test AUROC per pathology.
@@ -66,10 +72,6 @@ def run_labels(model_path: str) -> tuple[list[str], str | None] | None:
     None when the model file has no readable tfxr ``config.yaml`` beside it.  The source
     is the training data's manifest's (None when that directory is no longer there).
     """
-    from tfxr.config import load_yaml_file
-    from tfxr.data.records import read_manifest
-    from tfxr.errors import ManifestError
-
     config = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.yaml")
     try:
         cfg = load_yaml_file(config)
@@ -92,8 +94,6 @@ def run_data_dir(model_path: str) -> str | None:
     A relative path is tried as given (from the current folder) and then beside the run
     directory (where it was, when training ran next to it); None when neither exists.
     """
-    from tfxr.config import load_yaml_file
-
     run = os.path.dirname(os.path.abspath(model_path))
     try:
         data = (load_yaml_file(os.path.join(run, "config.yaml")) or {}).get("data")
@@ -109,8 +109,6 @@ def run_data_dir(model_path: str) -> str | None:
 
 def cross_dataset_labels(model_path: str, manifest: dict) -> dict | None:
     """The shared-label plan when the model's labels are not the data's, else None."""
-    from tfxr.data.sources.vocabulary import shared_labels
-
     trained = run_labels(model_path)
     data_names = list(manifest["label_names"])
     if trained is None or trained[0] == data_names:
@@ -152,9 +150,6 @@ def open_model_and_data(model_arg: str, data_dir: str, trust: bool = False):
     Arguments and files are checked before Horovod starts, so a bad path is one clear
     line on every rank, not a hang.
     """
-    from tfxr import distributed as dist
-    from tfxr.data.records import read_manifest
-
     if not model_arg or not data_dir:
         raise ConfigError("--model and --data are required")
     path = resolve_model_path(model_arg)      # file checks before Horovod starts
@@ -172,9 +167,6 @@ def predict_split(predict_fn, data_dir: str, split: str, data_cfg, manifest: dic
     on how many ranks read the split.  ``label_columns``: keep only these label columns
     (the records still hold all of the data set's labels; ``manifest`` names the kept ones).
     """
-    from tfxr import distributed as dist
-    from tfxr.data.pipeline import build_dataset
-
     num_labels = len(manifest["label_names"])
     preds, labels, ids = [], [], []
     ds = build_dataset(data_dir, split, data_cfg, training=False, rank=rank, world=world,
@@ -193,8 +185,6 @@ def predict_split(predict_fn, data_dir: str, split: str, data_cfg, manifest: dic
 
 def chexnet_order(names: list[str]) -> list[str]:
     """``names`` in CheXNet's label order (case-insensitive), the others after, as given."""
-    from tfxr.models import CHEXNET_LABELS
-
     rank = {n.lower(): k for k, n in enumerate(CHEXNET_LABELS)}
     return sorted(names, key=lambda n: (rank.get(n.lower(), len(rank)), names.index(n)))
 
@@ -210,13 +200,14 @@ def classifier_metrics(y: np.ndarray, p: np.ndarray, names: list[str], threshold
         at05 = threshold_metrics(y[:, j], p[:, j], 0.5)
         at_val = threshold_metrics(y[:, j], p[:, j], thresholds[j])
         positives = int((y[:, j] >= 0.5).sum())
+        labelled = int(np.isfinite(y[:, j]).sum())    # a masked (NaN) label is neither positive nor negative
         per[name] = {
-            "defined": is_defined(y[:, j]), "positives": positives,
-            "prevalence": positives / len(y) if len(y) else math.nan,
+            "defined": is_defined(y[:, j]), "positives": positives, "labelled": labelled,
+            "prevalence": positives / labelled if labelled else math.nan,
             "auroc": aucs[j], "auroc_ci95": list(cis[j]), "auprc": aps[j],
             "at_0.5": at05, "at_val_threshold": at_val,
-            "accuracy_ci95": list(wilson_ci(at05["tp"] + at05["tn"], len(y))),
-            "accuracy_at_val_threshold_ci95": list(wilson_ci(at_val["tp"] + at_val["tn"], len(y))),
+            "accuracy_ci95": list(wilson_ci(at05["tp"] + at05["tn"], labelled)),
+            "accuracy_at_val_threshold_ci95": list(wilson_ci(at_val["tp"] + at_val["tn"], labelled)),
         }
     mean_auroc, count = defined_mean(aucs)
     mean_auprc, _ = defined_mean(aps)
@@ -307,8 +298,6 @@ def markdown_report(result: dict) -> str:
 
 
 def write_predictions(path: str, ids: list[str], y: np.ndarray, p: np.ndarray, names: list[str]) -> None:
-    from tfxr.io import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["image_id"] + [f"y_{n}" for n in names] + [f"p_{n}" for n in names])
@@ -319,23 +308,12 @@ def write_predictions(path: str, ids: list[str], y: np.ndarray, p: np.ndarray, n
 
 def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate ``cfg.model`` on ``cfg.split``; rank 0 writes the outputs and returns the result."""
-    import tensorflow as tf
-
-    from tfxr import distributed as dist
-    from tfxr.config import to_dict
-    from tfxr.data.pipeline import DataConfig
-    from tfxr.io import write_json, write_text
-
     cross = None
     if cfg.model and cfg.data:
-        from tfxr.data.records import read_manifest
-
         cross = cross_dataset_labels(resolve_model_path(cfg.model), read_manifest(cfg.data))
     if cross is None:
         path, model, size, channels, manifest = open_model_and_data(cfg.model, cfg.data, cfg.trust_model_file)
     else:  # the model's own label count is what load_model_for checks its outputs against
-        from tfxr.data.records import read_manifest
-
         path, manifest = resolve_model_path(cfg.model), read_manifest(cfg.data)
         dist.init()
         path, model, size, channels = load_model_for(path, cfg.data, {**manifest,

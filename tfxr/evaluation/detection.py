@@ -23,6 +23,8 @@ ymax)), ...]`` and detections ``[(label, box, score), ...]``, boxes normalised t
   hits boxes already found (duplicates).  Sensitivity at 0.125, 0.25, 0.5, 1, 2, 4 and 8
   false positives per image (the highest sensitivity at or below each rate) and their mean
   (the "CPM" of LUNA16).
+* :func:`bootstrap_ci` - 95 % percentile-bootstrap intervals of all of these, resampling
+  images (``tfxr.evaluate detection --bootstrap N``, the same resamples for every method).
 * :func:`random_detections` - the floor: boxes of the ground truth's sizes at random
   places (inside a region mask when given, e.g. the phantoms' lung fields), random scores.
 """
@@ -31,14 +33,26 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
+from tfxr import distributed as dist
 from tfxr import plots
 from tfxr.config import option, seed_option
+from tfxr.data.pipeline import DataConfig, build_dataset
+from tfxr.data.records import read_manifest
 from tfxr.errors import ConfigError, ManifestError
-from tfxr.evaluation.localization import iou, random_placement
+from tfxr.evaluation.boxes import boxes_from_heatmap, iou, random_placement, read_boxed_images
+from tfxr.evaluation.cam import ClassActivationMaps
+from tfxr.evaluation.classifier import open_model_and_data
+from tfxr.evaluation.localization import phantom_lung_fields
+from tfxr.files import write_json, write_text
+from tfxr.models.detector import decode, load_detector
 
 RSNA_THRESHOLDS = tuple(round(0.4 + 0.05 * k, 2) for k in range(8))
 FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -67,9 +81,6 @@ def coco_inputs(truths: list, detections: list, num_classes: int, size: int = CO
 
 def run_cocoeval(gt: dict, results: list):
     """pycocotools' COCOeval (bbox) on these inputs, evaluated, accumulated, summarised (quietly)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = gt
@@ -211,10 +222,53 @@ def random_detections(truths: list, sizes: list[tuple[float, float]], per_image:
     return out
 
 
-def all_metrics(truths: list, detections: list, label_names: list[str], min_score: float) -> dict:
-    """COCO AP, the RSNA score at ``min_score`` and FROC of one set of detections."""
-    return {"coco": coco_ap(truths, detections, label_names), "rsna": rsna_score(truths, detections, min_score),
-            "froc": froc(truths, detections)}
+def all_metrics(truths: list, detections: list, label_names: list[str], min_score: float,
+                bootstrap: int = 0, seed: int = 0) -> dict:
+    """COCO AP, the RSNA score at ``min_score`` and FROC of one set of detections; with
+    ``bootstrap`` > 0 also their 95 % intervals (:func:`bootstrap_ci`) under ``"ci95"``."""
+    out = {"coco": coco_ap(truths, detections, label_names), "rsna": rsna_score(truths, detections, min_score),
+           "froc": froc(truths, detections)}
+    if bootstrap:
+        out["ci95"] = bootstrap_ci(truths, detections, label_names, min_score, bootstrap, seed)
+    return out
+
+
+#: the metrics :func:`bootstrap_ci` gives intervals for
+CI_METRICS = ("map_50", "map_50_95", "rsna", "froc_mean") + tuple(f"sens@{r:g}" for r in FROC_RATES)
+
+
+def _point(truths: list, detections: list, label_names: list[str], min_score: float) -> dict:
+    coco, fr = coco_ap(truths, detections, label_names), froc(truths, detections)
+    return {"map_50": coco["map_50"], "map_50_95": coco["map_50_95"],
+            "rsna": rsna_score(truths, detections, min_score)["score"], "froc_mean": fr["mean_sensitivity"],
+            **{f"sens@{r:g}": fr["sensitivity"][r] for r in FROC_RATES}}
+
+
+def bootstrap_ci(truths: list, detections: list, label_names: list[str], min_score: float, n: int = 200,
+                 seed: int = 0, alpha: float = 0.05) -> dict:
+    """Percentile bootstrap intervals, resampling **images** with replacement (an image drawn
+    twice counts twice, its boxes and detections with it), of every metric in
+    :data:`CI_METRICS`: ``{metric: (low, high)}`` plus ``"resamples"``.
+
+    The score cut of the RSNA score stays ``min_score`` (chosen on another split, not
+    re-chosen per resample).  Resamples where a metric is undefined (no ground-truth box
+    drawn) are skipped for it; with 10 or fewer usable resamples its interval is NaN.
+    """
+    if len(truths) != len(detections):
+        raise ValueError(f"{len(truths)} images of ground truth but {len(detections)} of detections")
+    rng = np.random.default_rng(seed)
+    m = len(truths)
+    samples: dict[str, list[float]] = {k: [] for k in CI_METRICS}
+    for _ in range(n if m else 0):
+        idx = rng.integers(0, m, m)
+        values = _point([truths[i] for i in idx], [detections[i] for i in idx], label_names, min_score)
+        for k, v in values.items():
+            if not math.isnan(v):
+                samples[k].append(v)
+    out = {k: (float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2))) if len(v) > 10
+           else (float("nan"), float("nan")) for k, v in samples.items()}
+    out["resamples"] = n
+    return out
 
 
 # --------------------------------------------------------------------------- running a detector
@@ -227,11 +281,6 @@ def detect_split(model, data_dir: str, split: str, manifest: dict, data_cfg, ran
     """``[(image_id, truth, detections)]`` of this rank's share of ``split`` (the one pipeline,
     no augmentation), detections decoded by the model's own NMS decoder.  ``predict``: a
     compiled ``images -> decoded dict`` function (default: built here)."""
-    import tensorflow as tf
-
-    from tfxr.data.pipeline import build_dataset
-    from tfxr.models.detector import decode
-
     predict = predict or tf.function(lambda x: decode(model, x), reduce_retracing=True)
     ds = build_dataset(data_dir, split, data_cfg, training=False, rank=rank, world=world, with_meta=True,
                        manifest=manifest, boxes=EVAL_MAX_BOXES)
@@ -269,6 +318,7 @@ class DetectionEvalConfig:
     cam_model: str = ""         # also score the CAM boxes of this tfxr classifier (tfxr.localize's)
     cam_box_threshold: float = option(0.5, minimum=0.05, maximum=0.95)   # heatmap cut for CAM boxes
     random_boxes: int = option(3, minimum=1)   # random boxes per image of the floor
+    bootstrap: int = option(200, minimum=0)    # resamples of images for the 95 % CIs (0: none)
     overlays: int = option(12, minimum=0)
     batch_size: int = option(16, minimum=1)
     out: str = ""               # default: <run folder>/detect-<split>
@@ -276,14 +326,11 @@ class DetectionEvalConfig:
 
 
 def _cam_detections(cfg: DetectionEvalConfig, split: str, rank: int, world: int) -> list:
-    """``[(image_id, detections)]`` of Grad-CAM boxes (tfxr.localize's heatmaps, cut at
-    ``cam_box_threshold``) for every label of every image; score = p(label) x the mean
+    """``[(image_id, detections)]`` of CAM boxes (tfxr.localize's default HiResCAM heatmaps, cut
+    at ``cam_box_threshold``) for every label of every image; score = p(label) x the mean
     heatmap inside the box."""
-    from tfxr.evaluation.classifier import open_model_and_data
-    from tfxr.evaluation.localization import GradCAM, boxes_from_heatmap, read_boxed_images
-
     _, model, size, channels, manifest = open_model_and_data(cfg.cam_model, cfg.data)
-    cam = GradCAM(model)
+    cam = ClassActivationMaps(model)
     items = read_boxed_images(cfg.data, split, manifest, size, channels, rank, world, only_boxed=False)
     out = []
     for start in range(0, len(items), cfg.batch_size):
@@ -301,22 +348,13 @@ def _cam_detections(cfg: DetectionEvalConfig, split: str, rank: int, world: int)
     return out
 
 
-def _method_metrics(names, truths_val, dets_val, truths, dets) -> dict:
+def _method_metrics(names, truths_val, dets_val, truths, dets, bootstrap: int = 0, seed: int = 0) -> dict:
     cut = choose_min_score(truths_val, dets_val) if any(truths_val) else 0.5
-    return {**all_metrics(truths, dets, names, cut), "min_score_chosen_on_threshold_split": cut}
+    return {**all_metrics(truths, dets, names, cut, bootstrap, seed), "min_score_chosen_on_threshold_split": cut}
 
 
 def evaluate_detection(cfg: DetectionEvalConfig) -> dict:
     """Detector, CAM boxes and random boxes on ``cfg.split``; rank 0 writes the outputs."""
-    import os
-
-    from tfxr import distributed as dist
-    from tfxr.data.pipeline import DataConfig
-    from tfxr.data.records import read_manifest
-    from tfxr.evaluation.localization import phantom_lung_fields
-    from tfxr.io import write_json, write_text
-    from tfxr.models.detector import load_detector
-
     if not cfg.detector or not cfg.data:
         raise ConfigError("detection: --detector (a `tfxr.detect train` run) and --data are required")
     if cfg.threshold_split == cfg.split:
@@ -355,12 +393,14 @@ def evaluate_detection(cfg: DetectionEvalConfig) -> dict:
         masks = [regions.get(r[0]) for r in records] if regions else None
         return random_detections([r[1] for r in records], sizes, cfg.random_boxes, seed, masks, len(names))
 
-    methods = {"detector": _method_metrics(names, truths_val, [r[2] for r in val], truths, [r[2] for r in test])}
+    boot = {"bootstrap": cfg.bootstrap, "seed": cfg.seed}    # the same resamples of images for every method
+    methods = {"detector": _method_metrics(names, truths_val, [r[2] for r in val], truths, [r[2] for r in test],
+                                           **boot)}
     if cams:
         methods["CAM boxes"] = _method_metrics(names, truths_val, [cams[cfg.threshold_split][r[0]] for r in val],
-                                               truths, [cams[cfg.split][i] for i in ids])
+                                               truths, [cams[cfg.split][i] for i in ids], **boot)
     methods["random boxes"] = _method_metrics(names, truths_val, floor(val, regions_val, cfg.seed + 1),
-                                              truths, floor(test, regions_test, cfg.seed))
+                                              truths, floor(test, regions_test, cfg.seed), **boot)
     out = cfg.out or os.path.join(os.path.dirname(os.path.abspath(cfg.detector.rstrip("/")))
                                   if cfg.detector.endswith(".weights.h5") else os.path.abspath(cfg.detector),
                                   f"detect-{cfg.split}")
@@ -411,6 +451,20 @@ def detection_report(result: dict) -> str:
         lines.append(f"| {name} | {_f(m['coco']['map_50'])} | {_f(m['coco']['map_50_95'])} | "
                      f"{_f(m['rsna']['score'])} ({m['min_score_chosen_on_threshold_split']:.2f}) | "
                      + " | ".join(_f(sens[r]) for r in FROC_RATES) + f" | {_f(m['froc']['mean_sensitivity'])} |")
+    cis = {name: m["ci95"] for name, m in result["methods"].items() if m.get("ci95")}
+    if cis:
+        n = next(iter(cis.values()))["resamples"]
+        lines += ["", f"95 % confidence intervals: percentile bootstrap over the {result['images']} images "
+                  f"({n} resamples, the same for every method; the RSNA score cut kept fixed).", "",
+                  "| method | mAP@0.5 | mAP@[.5:.95] | RSNA score | sens@1 FP | FROC mean |",
+                  "|---|---|---|---|---|---|"]
+
+        def interval(ci, key):
+            low, high = ci[key]
+            return "-" if math.isnan(low) else f"[{low:.3f}, {high:.3f}]"
+        for name, ci in cis.items():
+            lines.append(f"| {name} | " + " | ".join(interval(ci, k) for k in
+                                                    ("map_50", "map_50_95", "rsna", "sens@1", "froc_mean")) + " |")
     lines += ["", "## AP per class (pycocotools)", "", "| class | boxes | " +
               " | ".join(f"{m} AP@0.5 | {m} AP@[.5:.95]" for m in result["methods"]) + " |",
               "|---|---:|" + "---:|---:|" * len(result["methods"])]
@@ -427,16 +481,14 @@ def detection_report(result: dict) -> str:
               f"{result['seed001_map_50']} -- on RSNA's own split, not these images: a different data set and "
               f"split, so not comparable number for number."]
     if result["boxes"] < 100:
-        lines += ["", f"Only {result['boxes']} ground-truth boxes: these numbers carry wide uncertainty "
-                  f"(no confidence interval is computed here)."]
+        lines += ["", f"Only {result['boxes']} ground-truth boxes: these numbers carry wide uncertainty"
+                  + (" (see the bootstrap intervals above)." if cis else
+                     " (no confidence interval computed: --bootstrap 0).")]
     return "\n".join(lines) + "\n"
 
 
 def write_detection_overlays(cfg, manifest: dict, records: list, min_score: float, folder: str, size: int) -> list:
     """PNGs of the first ``cfg.overlays`` images with boxes: truth green, detections red with scores."""
-    import os
-
-    from tfxr.evaluation.localization import read_boxed_images
 
     wanted = {r[0]: r for r in records if r[1]}
     items = [it for it in read_boxed_images(cfg.data, cfg.split, manifest, size, 1) if it.image_id in wanted]

@@ -37,14 +37,19 @@ import math
 import os
 import warnings
 
+import keras
 import numpy as np
+import tensorflow as tf
+from PIL import Image
 from scipy import linalg
 
-from tfxr.errors import ConfigError
 from tfxr import log
 from tfxr.data.balance import class_images
 from tfxr.data.records import read_manifest
+from tfxr.errors import ConfigError
+from tfxr.evaluation.cam import find_last_conv_layer
 from tfxr.models import dcgan
+from tfxr.models.chexnet import keras_cache_dir
 
 #: Below this many images the 2048-d pool3 covariance is rank-deficient (TTUR's warning).
 MIN_FID_IMAGES = 2048
@@ -130,8 +135,6 @@ class InceptionExtractor:
     """InceptionV3 pool3 features (2048-d) and ImageNet class probabilities."""
 
     def __init__(self, weights: str = "", batch_size: int = 32):
-        import keras
-
         self.weights_path = resolve_inception_weights(weights)
         self.label = "FID" if self.weights_path != "random" else "FID[random-InceptionV3]"
         self.score_label = "IS" if self.weights_path != "random" else "IS[random-InceptionV3]"
@@ -149,8 +152,6 @@ class InceptionExtractor:
     @staticmethod
     def preprocess(images: np.ndarray):
         """[0, 1] grey (N, H, W, 1) or RGB -> [-1, 1] RGB 299x299 (bicubic, antialiased)."""
-        import tensorflow as tf
-
         x = tf.convert_to_tensor(images, tf.float32)
         if x.shape[-1] == 1:
             x = tf.repeat(x, 3, axis=-1)
@@ -173,16 +174,12 @@ class ClassifierExtractor:
     """A trained tfxr classifier: penultimate-layer features, sigmoid outputs for the score."""
 
     def __init__(self, model, name: str, batch_size: int = 64):
-        import keras
-
         self.batch_size = batch_size
         last = model.layers[-1]
         features = last.input
         if int(np.prod(features.shape[1:])) > MAX_DOMAIN_FEATURES:
             # A Flatten head (tb_cnn: 4096-d at 64 px): too wide for a covariance of a few
             # thousand images; use the last feature map, global-average-pooled, instead.
-            from tfxr.evaluation.localization import find_last_conv_layer
-
             conv = find_last_conv_layer(model)
             features = keras.layers.GlobalAveragePooling2D()(model.get_layer(conv).output)
             name = f"{name}:{conv}-avg"
@@ -193,8 +190,6 @@ class ClassifierExtractor:
         self.size, self.channels = int(model.input_shape[1]), int(model.input_shape[-1])
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import tensorflow as tf
-
         feats, probs = [], []
         for start in range(0, len(images), self.batch_size):
             x = tf.convert_to_tensor(images[start:start + self.batch_size], tf.float32)
@@ -220,7 +215,6 @@ def resolve_inception_weights(path: str) -> str:
         if not os.path.isfile(path):
             raise ConfigError(f"--inception-weights {path}: no such file")
         return path
-    from tfxr.models.chexnet import keras_cache_dir
 
     cache = str(keras_cache_dir() / "models" / INCEPTION_WEIGHTS_FILE)
     if os.path.isfile(cache):
@@ -241,8 +235,6 @@ def load_png_dir(path: str, limit: int = 0) -> np.ndarray:
     Each image's size is read from its header first: one above ``MAX_GENERATED_PIXELS``
     (a decompression bomb, or simply not a generated image) is refused before decoding.
     """
-    from PIL import Image
-
     names = sorted(n for n in os.listdir(path) if n.lower().endswith(".png"))
     if limit:
         names = names[:limit]

@@ -111,10 +111,6 @@ def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
             "accuracy": _ratio(tp + tn, len(yt))}
 
 
-#: The former name, kept for callers that only need sensitivity and specificity.
-sens_spec = threshold_metrics
-
-
 def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
     """Threshold maximising sensitivity + specificity - 1 (pick it on validation data);
     0.5 when the label is undefined there."""

@@ -18,6 +18,7 @@ with sigmoid units, so it also works under a mixed-precision global policy.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Sequence, Union
 
 import keras
@@ -49,8 +50,6 @@ def __getattr__(name: str):
 
 def model_accepts(name: str, option: str) -> bool:
     """Whether the builder of model ``name`` takes the keyword ``option`` (e.g. ``weights``)."""
-    import inspect
-
     return option in inspect.signature(MODELS[name]).parameters
 
 

@@ -169,15 +169,21 @@ def _parse_weights(weights: WeightsArg) -> tuple[str, Path | None]:
     raise TypeError(f"weights must be a str, a path or None, got {type(weights).__name__}")
 
 
-def _load_imagenet_backbone(backbone: keras.Model, path: Path) -> None:
+def _load_weights_or_explain(model: keras.Model, path: Path, explain) -> None:
+    """``model.load_weights(path)``; Keras raises ValueError on a structural mismatch and
+    OSError on a file that is not HDF5: either way a ValueError ``explain(error)`` (which
+    file, what was expected)."""
     try:
-        backbone.load_weights(str(path))
+        model.load_weights(str(path))
     except (ValueError, OSError, KeyError) as e:
-        raise ValueError(
-            f"The ImageNet weights file {path} does not fit DenseNet121(include_top=False) "
-            f"({type(e).__name__}: {e}). It may be truncated or a different file: delete it "
-            f"and download {IMAGENET_WEIGHTS_URL} again."
-        ) from e
+        raise ValueError(explain(e)) from e
+
+
+def _load_imagenet_backbone(backbone: keras.Model, path: Path) -> None:
+    _load_weights_or_explain(backbone, path, lambda e: (
+        f"The ImageNet weights file {path} does not fit DenseNet121(include_top=False) "
+        f"({type(e).__name__}: {e}). It may be truncated or a different file: delete it "
+        f"and download {IMAGENET_WEIGHTS_URL} again."))
 
 
 def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
@@ -199,15 +205,9 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
 
 
 def _load_weights_h5(model: keras.Model, path: Path) -> None:
-    # Keras raises ValueError on a structural mismatch and OSError on a file that is not
-    # HDF5; either way say which file and what was expected.
-    try:
-        model.load_weights(str(path))
-    except (ValueError, OSError, KeyError) as e:
-        raise ValueError(
-            f"The weights file {path} does not fit model {model.name!r} "
-            f"({type(e).__name__}: {_first_lines(e)}). Was it saved from a {model.name} model?"
-        ) from e
+    _load_weights_or_explain(model, path, lambda e: (
+        f"The weights file {path} does not fit model {model.name!r} "
+        f"({type(e).__name__}: {_first_lines(e)}). Was it saved from a {model.name} model?"))
 
 
 def _first_lines(error: BaseException, lines: int = 3) -> str:
@@ -219,7 +219,7 @@ def _first_lines(error: BaseException, lines: int = 3) -> str:
 def _copy_weights_from_keras_file(model: keras.Model, path: Path) -> None:
     # Rebuilt from its run's config.yaml, weights only (a foreign .keras is refused: loading
     # its config.json could run code); raises ConfigError, a ValueError, naming the file.
-    from tfxr.models.loading import load_run_model
+    from tfxr.models.loading import load_run_model   # lazy: loading imports tfxr.models, which imports this
 
     source = load_run_model(str(path), "classifier")
 

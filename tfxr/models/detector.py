@@ -47,7 +47,7 @@ import os
 import keras
 import keras_cv   # noqa: F401 - the detector library (registers its serialisable classes)
 import numpy as np
-import tensorflow as tf
+import yaml
 
 from tfxr.data.pipeline import PAD_BOX, pad_boxes  # noqa: F401 - the targets' padding (re-exported)
 from tfxr.errors import ConfigError
@@ -173,8 +173,6 @@ def load_detector(run_dir: str, which: str = "best") -> keras.Model:
     Only weights are read (no deserialisation of code from a model file).  ``run_dir`` may
     also name the weights file itself, beside its ``config.yaml``.
     """
-    import yaml
-
     if os.path.isfile(run_dir) and run_dir.endswith(".weights.h5"):
         run_dir, weights = os.path.dirname(run_dir) or ".", run_dir
     else:

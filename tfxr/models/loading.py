@@ -36,7 +36,13 @@ import warnings
 import zipfile
 from typing import Any
 
+import keras
+
+import tfxr.models.layers  # noqa: F401 - registers tfxr's custom layers for deserialisation
+from tfxr.config import load_yaml_file
 from tfxr.errors import ConfigError
+from tfxr.models import MODELS, build_model
+from tfxr.models.dcgan import IMAGE_SIZES, build_discriminator, build_generator
 
 #: the command-line flag that lets Keras itself load a file that is not a tfxr run's model
 TRUST_FLAG = "--trust-model-file"
@@ -107,8 +113,6 @@ def load_generator(path: str, trust: bool = False, what: str = "--generator"):
 
 def run_config_of(path: str, label: str) -> dict | None:
     """The ``config.yaml`` of the run folder holding ``path``, or None when there is none."""
-    from tfxr.config import load_yaml_file
-
     config_path = os.path.join(os.path.dirname(os.path.abspath(path)), "config.yaml")
     if not os.path.isfile(config_path):
         return None
@@ -144,9 +148,6 @@ def _field(config: dict, dotted: str, types, label: str, check=None) -> Any:
 
 def _build_from_run_config(path: str, config: dict, label: str):
     """(kind, a freshly built model with random weights) as the run's config describes it."""
-    from tfxr.models import MODELS, build_model
-    from tfxr.models.dcgan import IMAGE_SIZES, build_discriminator, build_generator
-
     kind = _kind_of(path, config)
     size_ok = lambda v: 1 <= v <= 8192   # noqa: E731
     try:
@@ -230,10 +231,6 @@ def _load_weights_file(model, weights: str, label: str) -> None:
 
 def _trusted_keras_load(path: str, label: str):
     """Keras' own loader, for a file the user vouched for (``--trust-model-file``)."""
-    import keras
-
-    import tfxr.models.layers  # noqa: F401 - registers tfxr's custom layers for deserialisation
-
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad or unsafe file

@@ -18,15 +18,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfxr import cpu, log
-from tfxr import distributed as dist
+from tfxr import cpu, distributed as dist, log
 from tfxr.config import validate
 from tfxr.configs import TrainConfig
 from tfxr.data.pipeline import build_dataset, split_steps, training_label_counts
 from tfxr.data.records import check_shards, read_manifest
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.metrics import auroc_per_label, nanmean
-from tfxr.io import atomic_path
+from tfxr.files import atomic_path
 from tfxr.models import build_model, model_accepts, model_report
 from tfxr.training import run
 from tfxr.training.schedule import POLICY_STATE, Decision, PlateauPolicy, WarmupSchedule
@@ -52,9 +51,11 @@ def weighted_bce(pos_weight, neg_weight):
     return loss
 
 
-def class_weights(positives: np.ndarray, total: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+def class_weights(positives: np.ndarray, total, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-label (w+, w-).  'balanced' gives each class half the weight: w+ = N/2P, w- = N/2(N-P),
-    the same ratio as CheXNet's w+ = |N|/(|P|+|N|), w- = |P|/(|P|+|N|) but mean-preserving."""
+    the same ratio as CheXNet's w+ = |N|/(|P|+|N|), w- = |P|/(|P|+|N|) but mean-preserving.
+    ``total`` (N) is the images whose label is known, per label (or one count for all):
+    a masked NaN label is neither a positive nor a negative, as in the loss."""
     if mode == "none":
         return np.ones_like(positives), np.ones_like(positives)
     if mode != "balanced":
@@ -88,10 +89,6 @@ class DistributedStep:
 
     def __init__(self, model, optimizer, loss_fn, compression: str = "none", xla: bool = False,
                  accumulate_steps: int = 1, watchdog=None):
-        import tensorflow as tf
-
-        from tfxr import distributed as dist
-
         if accumulate_steps < 1:
             raise ConfigError(f"accumulate_steps: {accumulate_steps} is below the minimum 1")
         self.tf, self.dist = tf, dist
@@ -215,7 +212,7 @@ class Trainer(run.OneModelTask):
             if slow:
                 log.warning(slow)
         self.model = self._build_model()
-        positives, total = training_label_counts(self.manifest, cfg.pipeline.synthetic_fraction)
+        positives, total = training_label_counts(self.manifest, cfg.pipeline.generated_fraction)
         self.pos_weight, self.neg_weight = class_weights(positives, total, cfg.class_weighting)
         self.loss_fn = weighted_bce(self.pos_weight, self.neg_weight)
         # the effective batch is accumulate_steps x batch x ranks: lr scaling and warm-up use it
@@ -303,7 +300,7 @@ class Trainer(run.OneModelTask):
         k = self.cfg.accumulate_steps
         steps = self.cfg.steps_per_epoch or split_steps(self.cfg.data, "train", self.manifest,
                                                         self.data_cfg.batch_size, self.world,
-                                                        self.data_cfg.synthetic_fraction)
+                                                        self.data_cfg.generated_fraction)
         if steps < k:
             raise ConfigError(f"accumulate_steps={k}: an epoch has only {steps} batch(es) of "
                               f"{self.data_cfg.batch_size} per rank; lower accumulate_steps or the batch size")

@@ -21,6 +21,7 @@ import math
 import os
 
 import keras
+import keras_cv
 import tensorflow as tf
 
 from tfxr import distributed as dist
@@ -30,7 +31,7 @@ from tfxr.data.pipeline import build_dataset, split_steps
 from tfxr.data.records import check_shards, read_manifest
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.detection import by_image_id, coco_ap, detect_split
-from tfxr.io import atomic_path
+from tfxr.files import atomic_path
 from tfxr.models.detector import build_detector, build_loss, check_image_size, detection_loss
 from tfxr.models.report import model_report
 from tfxr.training import run
@@ -138,7 +139,7 @@ class DetectorTrainer(run.OneModelTask):
     def begin(self) -> None:
         cfg, first = self.cfg, self.state["epoch"]
         self.steps = cfg.steps_per_epoch or split_steps(cfg.data, "train", self.manifest, self.data_cfg.batch_size,
-                                                        self.world, self.data_cfg.synthetic_fraction)
+                                                        self.world, self.data_cfg.generated_fraction)
         self._batches = (iter(build_dataset(cfg.data, "train", self.data_cfg, training=True, rank=self.rank,
                                             world=self.world, seed=cfg.seed, epoch=first, epochs=cfg.epochs - first,
                                             manifest=self.manifest, repeat_steps=self.steps, boxes=cfg.max_boxes))
@@ -200,8 +201,6 @@ class DetectorTrainer(run.OneModelTask):
 
 
 def _keras_cv_version() -> str:
-    import keras_cv
-
     return keras_cv.__version__
 
 

@@ -26,9 +26,10 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
+from scipy.spatial.distance import pdist
 
 from tfxr import distributed as dist
-from tfxr import io, plots
+from tfxr import files, plots
 from tfxr.config import ConfigError
 from tfxr.configs import GanConfig
 from tfxr.data.balance import class_images, minority_value
@@ -83,23 +84,17 @@ def _stream_key(seed: int, rank: int, stream: int) -> int:
 def rank_noise(seed: int, rank: int, step: int, count: int, latent_dim: int):
     """Generator noise of one rank at one global step: stateless, so a resumed run redraws
     exactly what an uninterrupted run drew, and every rank draws its own."""
-    import tensorflow as tf
-
     return tf.random.stateless_normal([count, latent_dim], seed=[_stream_key(seed, rank, 3), step])
 
 
 # --------------------------------------------------------------------------- losses
 def _bce_logits(target: float, logits):
-    import tensorflow as tf
-
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
         labels=tf.fill(tf.shape(logits), tf.constant(target, logits.dtype)), logits=logits))
 
 
 def gan_losses(kind: str, real_logits, fake_logits, smoothing: float = 0.0):
     """(discriminator loss, generator loss) for 'bce' (non-saturating) or 'hinge'."""
-    import tensorflow as tf
-
     if kind == "bce":
         d_loss = _bce_logits(1.0 - smoothing, real_logits) + _bce_logits(0.0, fake_logits)
         return d_loss, _bce_logits(1.0, fake_logits)
@@ -111,8 +106,6 @@ def gan_losses(kind: str, real_logits, fake_logits, smoothing: float = 0.0):
 
 def mean_pairwise_distance(images: np.ndarray) -> float:
     """Mean Euclidean distance between all pairs of images (diversity of a batch)."""
-    from scipy.spatial.distance import pdist
-
     flat = np.asarray(images, np.float64).reshape(len(images), -1)
     return float(pdist(flat).mean()) if len(flat) > 1 else 0.0
 
@@ -344,7 +337,7 @@ class GanTrainer:
     def after_epoch(self, record: dict, decision: Decision) -> None:
         out = self.cfg.out
         if record["epoch"] in self.sample_epochs():
-            io.write_bytes(os.path.join(out, "samples", f"epoch-{record['epoch']:04d}.png"),
+            files.write_bytes(os.path.join(out, "samples", f"epoch-{record['epoch']:04d}.png"),
                            encode_png(image_grid(self.samples())))
         if plot_due(record["epoch"], self.sample_epochs(), self.cfg.epochs):
             plot_history(self.state["history"], os.path.join(out, "losses.png"), title=f"DCGAN ({self.cfg.optimizer})")
@@ -357,9 +350,9 @@ class GanTrainer:
                 f"{record['diversity_ratio']:.2f}{flag}, {record['images_per_s']:.1f} img/s")
 
     def finish(self) -> None:
-        with io.atomic_path(os.path.join(self.cfg.out, "generator.keras"), suffix=".keras") as tmp:
+        with files.atomic_path(os.path.join(self.cfg.out, "generator.keras"), suffix=".keras") as tmp:
             self.generator.save(tmp)
-        with io.atomic_path(os.path.join(self.cfg.out, "discriminator.keras"), suffix=".keras") as tmp:
+        with files.atomic_path(os.path.join(self.cfg.out, "discriminator.keras"), suffix=".keras") as tmp:
             self.discriminator.save(tmp)
 
 

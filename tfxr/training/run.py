@@ -68,9 +68,9 @@ import yaml
 
 from tfxr import distributed as dist
 from tfxr import log
-from tfxr.config import to_dict
+from tfxr.config import renamed_paths, to_dict
 from tfxr.errors import ConfigError, RunFolderError, TfxrError, TrainingDiverged
-from tfxr.io import atomic_path, remove_stale_temporaries
+from tfxr.files import atomic_path, remove_stale_temporaries
 from tfxr.progress import progress_bar
 from tfxr.training.checkpoints import CheckpointStore, read_index, variables_by_path
 from tfxr.training.runlog import RunLog
@@ -328,18 +328,21 @@ def _same(key: str, old: Any, new: Any) -> bool:
     return old == new
 
 
-def config_changes(old: dict, new: dict) -> dict[str, tuple[Any, Any]]:
+def config_changes(old: dict, new: dict, renamed: dict[str, str] | None = None) -> dict[str, tuple[Any, Any]]:
     """``{dotted key: (old, new)}`` of two ``config.yaml`` contents (the user's fields and
-    the world size; the other ``_resolved`` values follow from them)."""
+    the world size; the other ``_resolved`` values follow from them).  ``renamed``: former
+    dotted keys an older ``old`` may use -> today's (:func:`tfxr.config.renamed_paths`)."""
     def comparable(config):
-        flat = {k: v for k, v in _flat({k: v for k, v in config.items() if not k.startswith("_")}).items()}
+        flat = {(renamed or {}).get(k, k): v
+                for k, v in _flat({k: v for k, v in config.items() if not k.startswith("_")}).items()}
         flat["_resolved.workers"] = (config.get("_resolved") or {}).get("workers")
         return flat
     a, b = comparable(old), comparable(yaml.safe_load(yaml.safe_dump(new, sort_keys=False)))
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if not _same(k, a.get(k), b.get(k))}
 
 
-def check_resume_config(path: str, config: dict, safe: frozenset) -> dict[str, tuple[Any, Any]]:
+def check_resume_config(path: str, config: dict, safe: frozenset,
+                        renamed: dict[str, str] | None = None) -> dict[str, tuple[Any, Any]]:
     """The safe changes of a resumed run against the run's ``config.yaml`` at ``path``;
     RunFolderError listing every unsafe one."""
     if not os.path.exists(path):
@@ -351,7 +354,7 @@ def check_resume_config(path: str, config: dict, safe: frozenset) -> dict[str, t
         raise RunFolderError(f"--resume: cannot read {path} ({e}); the run's settings are unknown") from None
     if not isinstance(old, dict):
         raise RunFolderError(f"--resume: {path} is not a run config (expected a mapping)")
-    changes = config_changes(old, config)
+    changes = config_changes(old, config, renamed)
     unsafe = {k: v for k, v in changes.items() if k.split(".")[0] not in safe}
     if unsafe:
         listed = "; ".join(f"{k.replace('_resolved.workers', 'workers')}: {a!r} -> {b!r}"
@@ -397,7 +400,8 @@ class Run:
             safe = getattr(type(cfg), "RESUME_SAFE", frozenset())
             resumed, changes = rank0_decides(chief, lambda: (
                 store.resume_point(os.path.join(cfg.out, "history.json")),
-                check_resume_config(os.path.join(cfg.out, "config.yaml"), config, safe)))
+                check_resume_config(os.path.join(cfg.out, "config.yaml"), config, safe,
+                                    renamed_paths(type(cfg)))))
             if resumed:
                 task.state = {**task.state, **store.restore(resumed)}
                 offset_seed_states(task.seed_variables(), self.rank)   # the checkpoint holds rank 0's
@@ -430,10 +434,10 @@ class Run:
             bar.close()
             seconds = time.perf_counter() - start
             check_finite(task, epoch + 1, numbers)
-            record = {"epoch": epoch + 1, **numbers,
-                      "images_per_s": task.steps * task.global_batch / seconds, "epoch_time_s": seconds}
-            record.update(task.end_epoch(record))
-            record["epoch_time_s"] = time.perf_counter() - start   # with the validation
+            record = {"epoch": epoch + 1, **numbers, "images_per_s": task.steps * task.global_batch / seconds}
+            validation = task.end_epoch(record)
+            record["epoch_time_s"] = time.perf_counter() - start   # the whole epoch, validation included
+            record.update(validation)
             decision = (self.policy.update(state, record) if self.policy is not None
                         else Decision(improved=False, stop=False))
             state["history"].append(record)

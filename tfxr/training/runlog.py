@@ -13,7 +13,7 @@ import os
 import tensorflow as tf
 
 from tfxr import log
-from tfxr.io import write_json, write_yaml
+from tfxr.files import write_json, write_yaml
 
 
 class RunLog:

@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from tests.conftest import shared, tfxr
+from tfxr.data.pipeline import training_label_counts
 from tfxr.data.sources import CHEXPERT_LABELS, CheXpertReader
+from tfxr.training.classifier import class_weights
 
 #: uncertain (-1) labels per observation in train.csv, measured (CHEXPERT_LABELS order)
 UNCERTAIN = [0, 12403, 8087, 5598, 1488, 12984, 27742, 18770, 33739, 3145, 11628, 2653, 642, 1079]
@@ -74,3 +76,25 @@ def test_conversion_with_stand_in_images_under_real_names(train_csv, tmp_path):
     expected = {c: int((raw.iloc[:8][c] == "-1.0").sum()) for c in CHEXPERT_LABELS}
     assert m["splits"]["train"].get("label_masked", {c: 0 for c in CHEXPERT_LABELS}) == expected
     assert not math.isnan(m["splits"]["train"]["prevalence"]["Cardiomegaly"])
+    # a masked (NaN) label is unknown, not negative: prevalence is over the images whose label is known
+    train = raw.iloc[:8]
+    positives = {c: int((train[c] == "1.0").sum()) for c in CHEXPERT_LABELS}
+    assert m["splits"]["train"]["label_counts"] == positives
+    assert any(expected.values())                          # the 8 rows do hold uncertain labels
+    for c in CHEXPERT_LABELS:
+        known = 8 - expected[c]
+        assert m["splits"]["train"]["prevalence"][c] == pytest.approx(positives[c] / known if known else 0.0)
+    # the class weights training draws from it count known negatives only
+    positives_t, known_t = training_label_counts(m)
+    assert known_t.tolist() == [8 - expected[c] for c in CHEXPERT_LABELS]
+    w_pos, w_neg = class_weights(positives_t, known_t, "balanced")
+    c = next(c for c in CHEXPERT_LABELS if expected[c] and 0 < positives[c] < 8 - expected[c])
+    j = CHEXPERT_LABELS.index(c)
+    negatives = 8 - expected[c] - positives[c]
+    assert (w_pos[j], w_neg[j]) == pytest.approx(((8 - expected[c]) / (2 * positives[c]),
+                                                  (8 - expected[c]) / (2 * negatives)))
+    stats = tfxr("tfxr.data.stats", "out", cwd=tmp_path, check=False)   # exit 3: this valid.csv shares a patient
+    assert stats.returncode == 3 and "patient overlap: train&val 1" in stats.stdout
+    stats = stats.stdout
+    row = next(ln for ln in stats.splitlines() if ln.startswith(c + " ") and "masked" not in ln)
+    assert float(row.split()[-2]) == pytest.approx(100 * positives[c] / (8 - expected[c]), abs=0.01)

@@ -3,7 +3,9 @@
 ``reader_records.json`` holds, per case, every shard's sha256 and the manifest without its
 run-dependent keys (time, command, tfxr version, the temporary folder): it was written by
 the function readers (``nih_source(...)`` ..., commit 3ba1a71) before they became one class
-per data set, and must not change unless a conversion's output changes on purpose.  The
+per data set, and must not change unless a conversion's output changes on purpose (changed
+once since: the ``nih`` case when NIH's `View Position` became each record's ``image/view``,
+with the ``views`` and ``images_outside_views`` facts; splits, counts and rejects the same).  The
 commands run as a user types them, from another working directory with relative paths.
 Real data where it is here (RSNA's DICOM sample, NIH's sample, TBX11K's sample); CheXpert,
 VinDr and the class-per-folder case use stand-in images drawn under real file names.
@@ -102,7 +104,7 @@ def test_records_are_unchanged(tmp_path, case):
     assert got["manifest"] == want["manifest"]
 
 
-if __name__ == "__main__":   # how reader_records.json was made (with the function readers)
+if __name__ == "__main__":   # how reader_records.json is made (only when an output changes on purpose)
     import sys
     import tempfile
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import shared
-from tfxr.data.sources import read_rsna_labels, RSNAReader
+from tfxr.data.sources import RSNAReader, read_rsna_labels
 from tfxr.data.types import normalise_boxes
 
 

@@ -31,3 +31,22 @@ def test_coco_json_labels_boxes_and_conversion(tmp_path):
     b = next(b for b in by_name["tb/tb0005.png"].boxes)
     assert (b.xmin, b.xmax) == pytest.approx((x, x + w))     # the reader keeps TBX11K's pixels ...
     assert by_name["tb/tb0005.png"].box_space == (512.0, 512.0)  # ... and their space, divided on writing
+
+
+@pytest.mark.parametrize("missing", ["images", "labels"])
+def test_missing_tbx11k_files_say_how_to_get_them(tmp_path, missing):
+    """TBX11K has no direct download URL: a missing folder or box file is one line naming it
+    and the remedy (download_dataset.sh prints the manual steps), exit 2, nothing written."""
+    root = shared("tbx11k_sample")
+    if missing != "images":
+        (tmp_path / "imgs").symlink_to(root / "imgs")
+    if missing != "labels":
+        (tmp_path / "TBX11K_train.json").symlink_to(root / "annotations" / "json" / "TBX11K_train.json")
+    r = tfxr("tfxr.tfrecords", "write", "--source", "tbx11k", "--images", "imgs", "--labels", "TBX11K_train.json",
+             "--out", "out", "--quiet", cwd=tmp_path, check=False)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tfxr: error: ")
+    assert ("imgs: no such image folder" if missing == "images" else "TBX11K_train.json: no such file") in lines[0]
+    assert "./download_dataset.sh tbx11k" in lines[0] and "manual steps" in lines[0]
+    assert not (tmp_path / "out").exists()

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import shared, tfxr
 from tests.data.test_dicom import make_cr
-from tfxr.data.sources import VINDR_LABELS, fuse_boxes, read_vindr_table, VinDrReader
+from tfxr.data.sources import VINDR_LABELS, VinDrReader, fuse_boxes, read_vindr_table
 
 BOXES = {"keep": 36096, "wbf": 22713, "agreement": 8824}   # measured on the real file
 

@@ -1,12 +1,14 @@
 """The one shape of a data set reader (TorchXRayVision's idea: one small class per set).
 
-A reader is built from the set's files and options (``__init__``: label files are found
-or refused, option values checked), says what the set gives (class attributes, the
-README's data table: patient key, official split, boxes, views) and lists its images in
-one method, :meth:`Reader.items`, which yields one :class:`~tfxr.data.types.Item` per
-usable image and appends every input it cannot use to ``self.rejects`` (file:line and
-why).  :meth:`Reader.read` runs it into the :class:`~tfxr.data.types.Source` the converter
-writes.  Readers never decode pixels: the converter's workers do (DICOM included).
+A reader is built from the set's paths and options (``__init__`` keeps them and refuses
+option values it cannot use; nothing is read yet but a folder listing where the labels
+come from it), says what the set gives (class attributes, the README's data table:
+patient key, official split, boxes, views) and lists its images in one method,
+:meth:`Reader.items`, which reads the label files, yields one
+:class:`~tfxr.data.types.Item` per usable image, appends every input it cannot use to
+``self.rejects`` (file:line and why) and, once done, records its facts in ``self.info``.
+:meth:`Reader.read` runs it into the :class:`~tfxr.data.types.Source` the converter writes.
+Readers never decode pixels: the converter's workers do (DICOM included).
 
 ``python -m tfxr.tfrecords write --source NAME`` builds ``READERS[NAME].from_args(args)``:
 :attr:`Reader.options` names the parsed options a reader takes (argument names),
@@ -38,11 +40,13 @@ class Reader:
     views: ClassVar[str | None] = None
 
     def __init__(self) -> None:
-        #: the label names, in the order of each item's ``labels`` (set by the subclass).
+        #: the label names, in the order of each item's ``labels`` (set by ``__init__``, or by
+        #: ``items()`` where only the files name them: an unknown MedMNIST archive).
         self.label_names: list[str] = []
         #: inputs that could not be used, appended while :meth:`items` runs.
         self.rejects: list[Reject] = []
-        #: facts recorded in the manifest's ``source`` (paths, options, counts of skipped rows).
+        #: facts recorded in the manifest's ``source`` (paths, options, counts of skipped rows),
+        #: filled in by :meth:`items` once it has run.
         self.info: dict = {}
 
     def items(self) -> Iterator[Item]:

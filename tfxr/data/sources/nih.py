@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from tfxr.data.sources.base import Reader, one_label_file
-from tfxr.data.sources.common import by_file_name, list_images, read_lines, read_table
+from tfxr.data.sources.common import by_file_name, list_images, parse_views, read_lines, read_table
 from tfxr.data.splits import parse_split_assignment
 from tfxr.data.types import CHEXNET_LABELS, Box, Item, Reject
 from tfxr.errors import SourceError
@@ -85,24 +85,26 @@ class NIHReader(Reader):
     """
 
     name = "nih"
-    options = ("images", "labels", "bbox", "split_list")
+    options = ("images", "labels", "bbox", "split_list", "views")
     required = ("images", "labels")
     patient_key = "`Patient ID`"
     official_split = "`train_val_list`/`test_list` or CheXNet lists (`--split-list`)"
     boxes = "`BBox_List_2017` (1024 px, `--bbox`)"
+    views = "`View Position` (PA/AP), `--views`"
 
     def __init__(self, images: str, labels: str, bbox: str | None = None,
-                 split_lists: dict[str, str] | None = None, require_images: bool = True) -> None:
+                 split_lists: dict[str, str] | None = None, require_images: bool = True,
+                 views: tuple[str, ...] | None = None) -> None:
         super().__init__()
-        self.images, self.labels, self.bbox = images, labels, bbox
+        self.images, self.labels, self.bbox, self.keep_views = images, labels, bbox, views
         self.split_lists, self.require_images = dict(split_lists or {}), require_images
         self.label_names = list(CHEXNET_LABELS)
 
     @classmethod
     def keywords(cls, args) -> dict:
         lists = dict(parse_split_assignment(v) for v in (args.split_list or []))
-        return {"images": args.images, "labels": one_label_file(args), "bbox": args.bbox,
-                "split_lists": lists or None}
+        return {"images": args.images, "labels": one_label_file(args), "bbox": args.bbox or None,
+                "split_lists": lists or None, "views": parse_views(args.views)}
 
     def items(self) -> Iterator[Item]:
         images, labels, label_names, rejects = self.images, self.labels, self.label_names, self.rejects
@@ -122,10 +124,13 @@ class NIHReader(Reader):
                         raise SourceError(f"{lf}:{n}: labels must be 14 numbers after the file name") from None
         boxes = read_nih_boxes(self.bbox, label_names, rejects) if self.bbox else {}
         table = read_nih_labels(labels, rejects)
+        views = table["View Position"] if "View Position" in table.columns else pd.Series("", index=table.index)
         rows = pd.DataFrame({"image": table["Image Index"].str.strip(),
                              "findings": table["Finding Labels"].str.strip(),
-                             "patient": table["Patient ID"].str.strip()}, index=table.index)
+                             "patient": table["Patient ID"].str.strip(),
+                             "view": views.str.strip().str.upper()}, index=table.index)
         seen: set[str] = set()
+        view_skipped = 0
         for line, row in zip(rows.index, rows.itertuples(index=False)):
             where = f"{labels}:{line}"
             problem = _nih_row_problem(row)
@@ -139,6 +144,9 @@ class NIHReader(Reader):
             seen.add(name)
             if self.split_lists and name not in split_of:
                 continue  # not part of the requested split lists
+            if self.keep_views and row.view not in self.keep_views:
+                view_skipped += 1
+                continue
             if files is not None and name not in files:
                 rejects.append(Reject(name, f"label row ({where}) without an image"))
                 continue
@@ -154,9 +162,10 @@ class NIHReader(Reader):
                 lab = tuple(1.0 if c in findings else 0.0 for c in label_names)
             yield Item(image_id=name, patient_id=row.patient.lstrip("0") or "0",
                        labels=lab, image=path, boxes=tuple(boxes.get(name, ())),
-                       split=split_of.get(name))
+                       split=split_of.get(name), view=row.view or None)
         for name in sorted(set(files or ()) - seen):
             rejects.append(Reject(files[name], "image without a label row"))
         self.info = {"images": os.path.abspath(images), "labels": os.path.abspath(labels),
                      "bbox": self.bbox and os.path.abspath(self.bbox),
-                     "split_lists": {k: os.path.abspath(v) for k, v in self.split_lists.items()}}
+                     "split_lists": {k: os.path.abspath(v) for k, v in self.split_lists.items()},
+                     "views": list(self.keep_views or []), "images_outside_views": view_skipped}

@@ -1,10 +1,10 @@
-"""tfxr's synthetic chest phantoms as a data set (the drawing lives in :mod:`tfxr.data.synthetic`)."""
+"""tfxr's chest phantoms as a data set (the drawing lives in :mod:`tfxr.data.phantom_drawing`)."""
 from __future__ import annotations
 
 from typing import Iterator
 
+from tfxr.data.phantom_drawing import TASKS, PhantomImage, phantom_meta
 from tfxr.data.sources.base import Reader
-from tfxr.data.synthetic import TASKS, PhantomImage, phantom_meta
 from tfxr.data.types import Item
 from tfxr.errors import ConfigError
 
@@ -44,7 +44,7 @@ class PhantomReader(Reader):
                        image=PhantomImage(self.seed, index, self.size, self.task, self.prevalence),
                        boxes=boxes, split=None, origin="phantom")
         self.info = {
-            "generator": "tfxr.data.synthetic (procedural PA chest phantom)",
+            "generator": "tfxr.data.phantom_drawing (procedural PA chest phantom)",
             "num_images": self.num_images,
             "num_patients": len(patients),
             "size": self.size,

@@ -59,7 +59,7 @@ class RSNAReader(Reader):
 
     @classmethod
     def keywords(cls, args) -> dict:
-        return {"images": args.images, "labels": one_label_file(args), "class_info": args.class_info,
+        return {"images": args.images, "labels": one_label_file(args), "class_info": args.class_info or None,
                 "views": parse_views(args.views), "missing_images": args.missing_images,
                 "demographics": args.demographics}
 
@@ -73,7 +73,8 @@ class RSNAReader(Reader):
             info = read_table(class_info, ("patientId", "class"), "RSNA's stage_2_detailed_class_info.csv")
             for line, pid, cls in zip(info.index, info["patientId"].str.strip(), info["class"].str.strip()):
                 if cls not in RSNA_CLASSES:
-                    rejects.append(Reject(f"{class_info}:{line}", f"unknown class {cls!r} (known: {list(RSNA_CLASSES)})"))
+                    rejects.append(Reject(f"{class_info}:{line}",
+                                          f"unknown class {cls!r} (known: {list(RSNA_CLASSES)})"))
                 elif classes.setdefault(pid, cls) != cls:
                     rejects.append(Reject(f"{class_info}:{line}", f"{pid}: class {cls!r} differs from "
                                                                    f"{classes[pid]!r} on an earlier row"))

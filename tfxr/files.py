@@ -13,6 +13,8 @@ import os
 import tempfile
 from typing import Any, Iterator
 
+import yaml
+
 TMP_PREFIX = ".tmp-"
 
 
@@ -68,8 +70,6 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
 
 
 def write_yaml(path: str | os.PathLike, obj: Any) -> None:
-    import yaml
-
     write_text(path, yaml.safe_dump(obj, sort_keys=False))
 
 

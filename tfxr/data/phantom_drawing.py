@@ -1,4 +1,5 @@
-"""Built-in synthetic data source: procedurally drawn PA chest radiograph phantoms.
+"""The phantoms: procedurally drawn PA chest radiographs (tfxr's built-in data, ``--source
+phantoms``; the reader is :class:`tfxr.data.sources.phantoms.PhantomReader`).
 
 The phantom is the stand-in for acquired data when no real data set is at hand (tests,
 demos, benchmarks).  Every image is a deterministic function of ``(seed, index)``: the
@@ -119,7 +120,7 @@ def _trim(kernel: np.ndarray, radius: int) -> np.ndarray:
 
 def _check_task(task: str) -> None:
     if task not in TASKS:
-        raise ConfigError(f"unknown synthetic task {task!r}; expected one of {sorted(TASKS)}")
+        raise ConfigError(f"unknown phantom task {task!r}; expected one of {sorted(TASKS)}")
 
 
 def _check_args(seed: int, index: int, prevalence: float) -> None:

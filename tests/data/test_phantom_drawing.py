@@ -1,4 +1,4 @@
-"""Tests for tfxr.data.synthetic: the procedural chest-phantom source.
+"""Tests for tfxr.data.phantom_drawing: the procedurally drawn chest phantoms.
 
 Besides the plumbing (determinism, shapes, metadata, pickling) these check that the
 findings are a real but non-trivial signal: positives are brighter inside their boxes,
@@ -13,8 +13,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
+from tfxr.data.phantom_drawing import TASKS, PhantomImage, phantom_meta, render_phantom
 from tfxr.data.sources import PhantomReader
-from tfxr.data.synthetic import TASKS, PhantomImage, phantom_meta, render_phantom
 from tfxr.data.types import Box, Item, Source
 
 
@@ -217,7 +217,7 @@ def test_patients_have_one_to_three_images_and_share_labels():
 
 
 def test_images_of_a_patient_share_anatomy_but_not_acquisition():
-    from tfxr.data.synthetic import _anatomy, _view
+    from tfxr.data.phantom_drawing import _anatomy, _view
 
     pid_of = {}
     for i in range(60):
@@ -355,7 +355,7 @@ def test_rendered_pixels_and_metadata_are_pinned(case):
 
 
 def test_lesions_are_named_records_and_every_kind_is_drawn():
-    from tfxr.data.synthetic import Lesion, LesionKind, _patient_state
+    from tfxr.data.phantom_drawing import Lesion, LesionKind, _patient_state
 
     kinds = set()
     for task in TASKS:
@@ -372,7 +372,7 @@ def test_lesions_are_named_records_and_every_kind_is_drawn():
 
 
 def test_lung_field_mask_covers_both_lungs_and_holds_the_lesion_boxes():
-    from tfxr.data.synthetic import lung_field_mask
+    from tfxr.data.phantom_drawing import lung_field_mask
 
     size = 64
     for index in range(6):

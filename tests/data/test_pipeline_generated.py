@@ -34,15 +34,15 @@ def test_training_uses_synthetic_shards_as_written_or_not_at_all(balanced):
     train = json.loads((balanced / "manifest.json").read_text())["splits"]["train"]
     every = set(_ids(balanced, "train", False))          # evaluation order: each record once
     assert not any(i.startswith("generated-") for i in every)
-    seen = _ids(balanced, "train", True, synthetic_fraction=-1.0)
+    seen = _ids(balanced, "train", True, generated_fraction=-1.0)
     assert any(i.startswith("generated-") for i in seen)
     assert len(seen) == (train["count"] // 8) * 8
-    assert not any(i.startswith("generated-") for i in _ids(balanced, "train", True, synthetic_fraction=0.0))
+    assert not any(i.startswith("generated-") for i in _ids(balanced, "train", True, generated_fraction=0.0))
 
 
 def test_mixing_fraction(balanced):
     ds = build_dataset(str(balanced), "train", DataConfig(batch_size=50, deterministic=True,
-                                                         synthetic_fraction=0.5),
+                                                         generated_fraction=0.5),
                        training=True, with_meta=True, repeat_steps=8)
     ids = [i.decode() for b in ds for i in b["image_id"].numpy()]
     share = sum(i.startswith("generated-") for i in ids) / len(ids)
@@ -64,5 +64,5 @@ def test_never_in_validation_or_test(balanced, split, tmp_path):
     # ... and flagged in the manifest outside train: a clear error
     m["splits"][split]["shards"][-1]["synthetic"] = True
     (copy / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(ManifestError, match=f"synthetic shards in the '{split}' split"):
+    with pytest.raises(ManifestError, match=f"lists generated .* shards in the '{split}' split"):
         _ids(copy, split, False)
