@@ -16,7 +16,10 @@ import subprocess
 import time
 from pathlib import Path
 
-BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "sinfo", "srun")
+BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "sinfo", "srun", "scancel")
+#: job states of a job that has not ended yet
+ACTIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING",
+                 "SIGNALING", "STAGE_OUT", "STOPPED")
 
 
 def missing_binaries() -> list[str]:
@@ -153,9 +156,33 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
 
     def sbatch(self, *args: str, cwd: Path, env: dict | None = None, timeout: float = 1800
                ) -> subprocess.CompletedProcess:
-        """``sbatch --wait ARGS`` from ``cwd``: returns when the job has ended."""
-        return subprocess.run(["sbatch", "--wait", *args], capture_output=True, text=True, cwd=cwd,
-                              env={**self.env, **(env or {})}, timeout=timeout)
+        """Submit ``sbatch ARGS`` from ``cwd`` and return when the job has ended, with the job's
+        exit code as ``returncode`` (what ``sbatch --wait`` returns).
+
+        The job's state is polled here each half second: ``sbatch --wait`` polls at growing
+        intervals (2 s, then several times that), so it notices a short job's end late."""
+        env = {**self.env, **(env or {})}
+        submit = subprocess.run(["sbatch", "--parsable", *args], capture_output=True, text=True, cwd=cwd,
+                                env=env, timeout=60)
+        if submit.returncode != 0:
+            return submit
+        job = submit.stdout.strip().split(";")[0]
+        deadline = time.monotonic() + timeout
+        while True:
+            fields = dict(f.split("=", 1) for f in self._run("scontrol", "-o", "show", "job", job).stdout.split()
+                          if "=" in f)
+            if fields.get("JobState", "PENDING") not in ACTIVE_STATES:
+                break
+            if time.monotonic() > deadline:
+                self._run("scancel", job)
+                raise subprocess.TimeoutExpired(["sbatch", *args], timeout)
+            time.sleep(0.5)
+        code, _, signal_number = fields.get("ExitCode", "1:0").partition(":")
+        returncode = int(code) or (128 + int(signal_number) if signal_number not in ("", "0") else 0)
+        if fields.get("JobState") != "COMPLETED" and returncode == 0:
+            returncode = 1
+        return subprocess.CompletedProcess(submit.args, returncode,
+                                           submit.stdout + f"job {job}: {fields.get('JobState')}\n", submit.stderr)
 
     def hostnames(self) -> list[str]:
         nodelist = self._run("sinfo", "-h", "-o", "%N").stdout.strip()

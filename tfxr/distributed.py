@@ -340,9 +340,14 @@ def _compression(name: str):
 
 
 def distributed_tape(tape, compression: str = "none"):
-    """Wrap a GradientTape so that gradient() returns rank-averaged gradients (ring-allreduce)."""
+    """Wrap a GradientTape so that gradient() returns rank-averaged gradients (ring-allreduce).
+
+    A world of one gets the tape itself: Horovod's wrapper would return the same gradients
+    (its per-gradient ``tf.cond`` takes the identity branch unless ``HOROVOD_ELASTIC`` lets
+    the world grow), but tracing one ``tf.cond`` per variable is a quarter of tracing a
+    YOLOv8 step."""
     _require_init()
-    if not _hvd:
+    if not _hvd or (_hvd.size() == 1 and not int(os.environ.get("HOROVOD_ELASTIC", 0))):  # HVD
         return tape
     return _hvd.DistributedGradientTape(tape, compression=_compression(compression))  # HVD
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.conftest import tfxr
 from tfxr.data.augment import AugmentConfig, augment

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tfxr.errors import ConfigError
-from tfxr.models.detector import (PAD_BOX, build_backbone, build_detector, decode, detection_loss,
+from tfxr.models.detector import (PAD_BOX, build_backbone, build_detector, build_loss, decode, detection_loss,
                                   load_backbone_weights, pack_targets, pad_boxes)
 from tfxr.models.report import build_for_report, model_report
 
@@ -49,19 +49,26 @@ def test_backbone_weights_errors(tmp_path):
 
 def test_tape_step_loss_finite_with_negatives_and_decodes():
     """The library's loss under tf.function on a batch with boxes and box-less negatives
-    (KerasCV's own -1 padding gives NaN here; tfxr's PAD_BOX does not)."""
+    (KerasCV's own -1 padding gives NaN here; tfxr's PAD_BOX does not).  With the compiled
+    loss built first (build_loss: no weight changes), the step is traced once, not twice."""
     model = build_detector(64)
+    before = [w.numpy() for w in model.weights]
+    build_loss(model)
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights))
     images = tf.random.stateless_uniform((3, 64, 64, 1), [1, 2])
     targets = {k: tf.constant(v) for k, v in pack_targets([[(0, (0.2, 0.2, 0.5, 0.6))], [], []]).items()}
     variables = [v.value for v in model.trainable_variables]
+    traces = []
 
     @tf.function
     def step(x, y):
+        traces.append(1)
         with tf.GradientTape() as tape:
             loss = detection_loss(model, x, y)
         return loss, tape.gradient(loss, variables)
 
     loss, grads = step(images, targets)
+    assert len(traces) == 1
     assert np.isfinite(float(loss)) and float(loss) > 0
     assert all(np.isfinite(g.numpy()).all() for g in grads)
     out = decode(model, images)

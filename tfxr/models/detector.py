@@ -133,6 +133,21 @@ def detection_loss(model: keras.Model, images, targets: dict, training: bool = T
     return model.compute_loss(x=images, y=targets, y_pred=model(images, training=training))
 
 
+def build_loss(model: keras.Model) -> None:
+    """Build the compiled loss now, outside any ``tf.function``.
+
+    Keras builds it on the first ``compute_loss``, creating its loss trackers (variables);
+    a first call inside a ``tf.function`` that creates variables makes TensorFlow trace the
+    function a second time, and tracing the YOLOv8 step is most of a short run's time.  One
+    eager loss of one blank image without boxes, in inference mode: no weight, batch-norm
+    statistic or optimizer state changes (the trackers are reset after it).
+    """
+    _, height, width, channels = model.input_shape
+    detection_loss(model, np.zeros((1, height, width, channels), np.float32), pack_targets([[]], 1),
+                   training=False)
+    model.reset_metrics()
+
+
 def decode(model: keras.Model, images, predictions=None) -> dict:
     """NMS'd detections: ``boxes`` (B, N, 4) rel_xyxy, ``confidence`` (B, N), ``classes``
     (B, N), ``num_detections`` (B,); slots past ``num_detections`` are -1."""

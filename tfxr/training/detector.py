@@ -35,7 +35,7 @@ from tfxr.data.records import check_shards, read_manifest
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.detection import by_image_id, coco_ap, detect_split
 from tfxr.files import atomic_path
-from tfxr.models.detector import build_detector, check_image_size, detection_loss
+from tfxr.models.detector import build_detector, build_loss, check_image_size, detection_loss
 from tfxr.models.report import model_report
 from tfxr.training import run
 from tfxr.training.schedule import Decision, WarmupSchedule
@@ -59,6 +59,7 @@ class DetectorStep:
         self.accumulation = run.GradientAccumulation([self.sources], accumulate_steps, compression, watchdog)
         self.allreduces = self.accumulation.allreduces
         self.loss_sum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+        build_loss(model)    # the loss trackers built eagerly: the step below is traced once
         self._plain = tf.function(self._step, reduce_retracing=True)
         self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
         self._apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
