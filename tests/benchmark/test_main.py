@@ -210,7 +210,7 @@ def test_suite_sections_option_and_the_dicom_conversion_source(tmp_path):
     from tfxr.benchmark.suites import CONVERT_SOURCES, phantom_dicoms
     from tfxr.config import parse_config
     from tfxr.data.imageio import read_dicom
-    from tfxr.data.synthetic import render_phantom
+    from tfxr.data.phantom_drawing import render_phantom
 
     cfg, _ = parse_config(SuiteOptions, ["--sections", "convert,accumulate"], "t")
     assert cfg.only == ["convert", "accumulate"] and cfg.convert_source == ["png", "dicom"]

@@ -20,7 +20,8 @@ def _readme_rows() -> dict[str, list[str]]:
         if not line.startswith("| `"):
             break
         cells = [c.strip().replace("\\|", "|") for c in line.strip().strip("|").split(" | ")]
-        rows[cells[0].strip("`")] = cells
+        for name in cells[0].split("`")[1::2]:     # `phantoms` (alias `synthetic`): both names
+            rows[name] = cells
     return rows
 
 
