@@ -28,7 +28,7 @@ from tfxr.evaluation.metrics import auroc_per_label, nanmean
 from tfxr.files import atomic_path
 from tfxr.models import build_model, model_accepts, model_report
 from tfxr.training import run
-from tfxr.training.schedule import POLICY_STATE, Decision, PlateauPolicy, WarmupSchedule
+from tfxr.training.schedule import POLICY_STATE, Decision, PlateauPolicy
 
 
 def weighted_bce(pos_weight, neg_weight):
@@ -189,7 +189,7 @@ class Trainer(run.OneModelTask):
         positives, total = training_label_counts(self.manifest, cfg.pipeline.generated_fraction)
         self.pos_weight, self.neg_weight = class_weights(positives, total, cfg.class_weighting)
         self.loss_fn = weighted_bce(self.pos_weight, self.neg_weight)
-        self._scale_lr()
+        self.scale_lr()
         self.policy = PlateauPolicy(cfg.monitor, cfg.plateau_factor, cfg.plateau_patience,
                                     cfg.early_stopping_patience)
         self.optimizer = self._make_optimizer()
@@ -244,17 +244,10 @@ class Trainer(run.OneModelTask):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer
 
-    def _scale_lr(self) -> None:
-        """The effective batch is accumulate_steps x batch x ranks: lr scaling and warm-up use it."""
-        cfg = self.cfg
-        self.scale = self.world * cfg.accumulate_steps
-        self.base_lr = cfg.lr * (self.scale if cfg.lr_scaling else 1)
-        self.schedule = WarmupSchedule(self.base_lr, self.scale, cfg.warmup_epochs, cfg.min_lr)
-
     def adopt_world(self, rank: int, world: int) -> None:
         """Elastic training: the live rank and world (lr scale, steps, shards; see run.Task)."""
         self.rank, self.world = rank, world
-        self._scale_lr()
+        self.scale_lr()
         self.global_batch = self.data_cfg.batch_size * world
         self.steps = self.steps_per_epoch()
         self.step.adopt_world(rank, world)

@@ -38,7 +38,7 @@ from tfxr.files import atomic_path
 from tfxr.models.detector import build_detector, build_loss, check_image_size, detection_loss
 from tfxr.models.report import model_report
 from tfxr.training import run
-from tfxr.training.schedule import Decision, WarmupSchedule
+from tfxr.training.schedule import Decision
 
 
 class DetectorStep:
@@ -133,7 +133,7 @@ class DetectorTrainer(run.OneModelTask):
         self.data_cfg = dataclasses.replace(cfg.pipeline, image_size=self.image_size)
         self.model = build_detector(self.image_size, num_classes=len(self.label_names), backbone=cfg.backbone,
                                     backbone_weights=cfg.backbone_weights, fpn_depth=cfg.fpn_depth)
-        self._scale_lr()
+        self.scale_lr()
         options = {"learning_rate": self.base_lr}
         if cfg.weight_decay:
             options["weight_decay"] = cfg.weight_decay
@@ -163,17 +163,10 @@ class DetectorTrainer(run.OneModelTask):
         check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []),
                      hashes=cfg.pipeline.verify_shards)
 
-    def _scale_lr(self) -> None:
-        """lr x workers x accumulate_steps (the effective batch) with lr scaling, after the warm-up."""
-        cfg = self.cfg
-        self.scale = self.world * cfg.accumulate_steps
-        self.base_lr = cfg.lr * (self.scale if cfg.lr_scaling else 1)
-        self.schedule = WarmupSchedule(self.base_lr, self.scale, cfg.warmup_epochs, cfg.min_lr)
-
     def adopt_world(self, rank: int, world: int) -> None:
         """Elastic training: the live rank and world (lr scale, batch; ``begin`` redoes steps, shards)."""
         self.rank, self.world = rank, world
-        self._scale_lr()
+        self.scale_lr()
         self.global_batch = self.data_cfg.batch_size * world
         self.step.adopt_world(rank, world)
 

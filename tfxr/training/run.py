@@ -77,7 +77,7 @@ from tfxr.files import atomic_path, remove_stale_temporaries
 from tfxr.progress import progress_bar
 from tfxr.training.checkpoints import CheckpointStore, read_index, variables_by_path
 from tfxr.training.runlog import RunLog
-from tfxr.training.schedule import Decision, PlateauPolicy
+from tfxr.training.schedule import Decision, PlateauPolicy, WarmupSchedule
 
 #: added to a rank's seed states (dropout) per rank, so ranks draw different masks
 RANK_SEED_STRIDE = 1_000_003
@@ -205,6 +205,14 @@ class OneModelTask:
 
     def finite_variables(self) -> list:
         return list(self.model.weights)
+
+    def scale_lr(self) -> None:
+        """The effective batch is accumulate_steps x batch x ranks: lr scaling (when on) and the
+        warm-up use it.  Called at start and, in elastic runs, when the world changes."""
+        cfg = self.cfg
+        self.scale = self.world * cfg.accumulate_steps
+        self.base_lr = cfg.lr * (self.scale if cfg.lr_scaling else 1)
+        self.schedule = WarmupSchedule(self.base_lr, self.scale, cfg.warmup_epochs, cfg.min_lr)
 
     def final_as_best(self, final: str, best: str) -> None:
         """Copy ``OUT/final`` to ``OUT/best`` when no epoch saved a best one (no validation:
