@@ -23,7 +23,7 @@ run() { echo "+ $*" | tee -a "$OUT/commands.txt"; "$@"; }
 launch() { if [ "$NP" -gt 1 ]; then run "$PY" -m tfxr.launch --np "$NP" -- "$@"; else run "$PY" -m "$@"; fi; }
 
 # (a) phantoms
-[ -f "$OUT/ph/manifest.json" ] || run "$PY" -m tfxr.tfrecords write --source synthetic --synthetic-task tb \
+[ -f "$OUT/ph/manifest.json" ] || run "$PY" -m tfxr.tfrecords write --source phantoms --phantom-task tb \
     --prevalence 0.5 --num-images 600 --image-size 128 --shards 4 --seed 0 --out "$OUT/ph" --quiet
 [ -f "$OUT/det-ph/best.weights.h5" ] || launch tfxr.detect train --data "$OUT/ph" --out "$OUT/det-ph" --overwrite \
     --epochs 25 --lr 0.003 --batch-size 8 --seed 0 --no-progress

@@ -5,6 +5,8 @@ r"""``python -m tfxr.benchmark``: honest throughput measurements (table, JSON, P
     # training images/s: settings side by side and, for --np, the three baselines
     python -m tfxr.benchmark train --model tb_cnn --image-size 128 --batch-size 32 --np 1,2 \
         --input random,pipeline --onednn on,off --precision fp32,bf16 --xla off,on
+    # the detector's training step (tfxr.detect train's, random images and boxes) beside its bound
+    python -m tfxr.benchmark train --model detector --image-size 256 --batch-size 8 --np 1,2
     # conversion: raw images -> TFRecords, images/s per pool-worker / MPI-rank count, beside the bound
     python -m tfxr.benchmark convert --workers 1,2 --np 1,2 -- --source nih \
         --images ../shared/data/nih_chestxray14_sample/images \

@@ -13,7 +13,7 @@ from tfxr.config import option
 TRAINING_FLOPS_PER_FORWARD = 3  # forward + backward (2x forward) per training image
 LAYOUTS = ("all-cores", "one-core", "independent", "ranks")
 LAUNCHERS = ("mpirun", "gloo")
-MODELS = ("tb_cnn", "pneumonia_cnn", "chexnet", "dcgan")
+MODELS = ("tb_cnn", "pneumonia_cnn", "chexnet", "dcgan", "detector")   # detector: tfxr.detect's YOLOv8
 #: ``random``: one random batch kept in memory (the model-only rate); ``pipeline``: the
 #: real tf.data pipeline with augmentation reading TFRecords
 INPUTS = ("random", "pipeline")
@@ -256,7 +256,7 @@ def suite_targets(sections: dict) -> list[dict]:
     add("tb_cnn 128 px: training loop images/s (best setting)",
         max((r["images_per_s"] for r in loops), default=None), 400.0, "images/s")
     for key, model in (("tb_cnn_128", "tb_cnn 128 px"), ("densenet121_128", "DenseNet121 128 px"),
-                       ("dcgan_64", "DCGAN 64 px")):
+                       ("dcgan_64", "DCGAN 64 px"), ("detector_256", "detector 256 px")):
         rows = scaling_rows(sections.get(key, []))
         two = [r for r in rows if r["workers"] == 2]
         best = max(two, key=lambda r: r["images_per_s"]) if two else None

@@ -142,8 +142,8 @@ def run_profile_worker(argv: list[str]) -> int:
 def bench_profile(cfg) -> dict:
     """Profile a few training steps in a fresh process; the per-op-type table."""
     model = "chexnet" if cfg.model == "densenet121" else cfg.model
-    if model == "dcgan":
-        raise ConfigError("--model dcgan: profile runs the classifiers' training step (tb_cnn, pneumonia_cnn, "
+    if model in ("dcgan", "detector"):
+        raise ConfigError(f"--model {model}: profile runs the classifiers' training step (tb_cnn, pneumonia_cnn, "
                           "chexnet/densenet121)")
     logdir = os.path.join(cfg.out, "profile-trace")
     shutil.rmtree(logdir, ignore_errors=True)

@@ -24,14 +24,18 @@ from tfxr.benchmark import analysis, report
 from tfxr.benchmark.analysis import Variant, fastest_single, scaling_rows, summarize
 from tfxr.benchmark.runner import (Timing, failure, measure_gemm, measure_training_loop, run_conversion, run_plan,
                                    scaling_plan)
+from tfxr.configs import DetectorConfig
 from tfxr.data.phantom_drawing import phantom_meta, render_phantom
 from tfxr.errors import ConfigError
 from tfxr.files import write_bytes
 from tfxr.launch import clean_launch_env, launch_command
 
 LOOPS = (("fp32", 1), ("fp32", 2), ("bf16", 2))   # (precision, processes) of the suite's tfxr.train loops
-SECTIONS = ("tb_cnn_128", "densenet121_128", "densenet121_224", "dcgan_64", "accumulate", "convert")
+SECTIONS = ("tb_cnn_128", "densenet121_128", "densenet121_224", "dcgan_64", "detector_256", "accumulate", "convert")
 ACCUMULATE = (1, 4)   # gradient accumulation K of the suite's 2-rank tfxr.train loops
+#: the detector section's image size: what `tfxr.detect train` trains radiographs at in the docs
+#: (tfxr.models.detector.build_detector's default); its batch is the trainer's default (8)
+DETECTOR_SIZE = 256
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -80,8 +84,13 @@ def bench_train(cfg) -> dict:
     """Settings side by side (one process, all cores), then the scaling baselines."""
     if "pipeline" in cfg.input and not cfg.data:
         raise ConfigError("--input pipeline needs --data (a directory written by `python -m tfxr.tfrecords write`)")
-    if cfg.model == "dcgan" and "pipeline" in cfg.input:
-        raise ConfigError("--model dcgan is measured on random in-memory images only: --input random")
+    if cfg.model in ("dcgan", "detector") and "pipeline" in cfg.input:
+        raise ConfigError(f"--model {cfg.model} is measured on random in-memory images only: --input random")
+    if cfg.model == "detector":
+        # deliberately lazy: the detector module imports Keras/KerasCV, needed here only for its size rule
+        from tfxr.models.detector import check_image_size
+
+        check_image_size(_image_size(cfg))
     check_workers(cfg.np)
     rank_envs = cfg.rank_env_settings()     # checked before anything runs
     timing = Timing(steps=cfg.steps, repeats=cfg.repeats, warmup=cfg.warmup)
@@ -276,6 +285,7 @@ def suite_plan(variants: str) -> dict[str, list[Variant]]:
     tb = Variant(model="tb_cnn", image_size=128, batch_size=32)
     dn = Variant(model="chexnet", image_size=128, batch_size=16)
     gan = Variant(model="dcgan", image_size=64, batch_size=32)
+    det = Variant(model="detector", image_size=DETECTOR_SIZE, batch_size=DetectorConfig().pipeline.batch_size)
     plan = {
         "tb_cnn_128": [tb, replace(tb, input="pipeline"), replace(tb, onednn=False),
                        replace(tb, input="pipeline", onednn=False), replace(tb, precision="bf16"),
@@ -284,13 +294,14 @@ def suite_plan(variants: str) -> dict[str, list[Variant]]:
                             replace(dn, precision="bf16", onednn=False)],
         "densenet121_224": [replace(dn, image_size=224), replace(dn, image_size=224, precision="bf16")],
         "dcgan_64": [gan, replace(gan, precision="bf16")],
+        "detector_256": [det],
     }
     return {name: p if variants == "all" else p[:1] for name, p in plan.items()}
 
 
 #: sections with scaling baselines, and the Horovod settings of their extra ranks runs
 SCALED = {"tb_cnn_128": [()], "densenet121_128": [(), (("HOROVOD_FUSION_THRESHOLD", str(8 << 20)),)],
-          "dcgan_64": [()]}   # DenseNet: default 128 MiB vs 8 MiB fusion buckets
+          "dcgan_64": [()], "detector_256": [()]}   # DenseNet: default 128 MiB vs 8 MiB fusion buckets
 
 
 def bench_suite(cfg) -> dict:
@@ -300,14 +311,16 @@ def bench_suite(cfg) -> dict:
     if "accumulate" in wanted and cfg.loop_steps % max(ACCUMULATE):
         raise ConfigError(f"--loop-steps {cfg.loop_steps}: the accumulation section needs a multiple of "
                           f"{max(ACCUMULATE)} (steps per epoch = K x allreduces)")
-    data = cfg.data or phantom_records(cfg.out, cfg.images, 128)
+    plans = {name: plan for name, plan in suite_plan(cfg.variants).items() if name in wanted}
+    # the phantom TFRecords are written only for a section that reads them (tfxr.train loops, pipeline input)
+    reads = bool({"tb_cnn_128", "accumulate"} & set(wanted)) or any(v.input == "pipeline" for p in plans.values()
+                                                                     for v in p)
+    data = cfg.data or (phantom_records(cfg.out, cfg.images, 128) if reads else "")
     small = Timing(steps=cfg.steps, repeats=cfg.repeats, warmup=cfg.warmup)
     large = Timing(steps=max(2, cfg.steps // 4), repeats=cfg.repeats, warmup=max(2, cfg.warmup // 2))
     gemm = measure_gemm(large, cfg.gemm_size) if cfg.gemm_size else None
     sections: dict[str, list[dict]] = {}
-    for name, plan in suite_plan(cfg.variants).items():
-        if name not in wanted:
-            continue
+    for name, plan in plans.items():
         timing = large if name.startswith("densenet") else small
         sections[name] = run_plan(plan, timing, data)
         if name in SCALED:   # baselines with the fastest single-process setting just measured
@@ -352,7 +365,7 @@ def bench_suite(cfg) -> dict:
     tables.append("## targets (issues 10 and 19)\n\n" + report.targets_table(targets))
     plots = {f"scaling_{name}.png": (ms, f"{name.replace('_', ' ')} px training")
              for name, ms in sections.items() if scaling_rows(ms)}
-    return {"kind": "suite", "data": os.path.abspath(data), "fp32_ceiling": ceiling, "gemm": gemm,
+    return {"kind": "suite", "data": os.path.abspath(data) if data else None, "fp32_ceiling": ceiling, "gemm": gemm,
             "timing": {"small_models": asdict(small), "densenet121": asdict(large)},
             "sections": sections, "conversions": conversions, "targets": targets, "table": "\n\n".join(tables),
             "_plots": plots}

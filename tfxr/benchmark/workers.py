@@ -105,6 +105,39 @@ def _gan_step(cfg: WorkerConfig, dist, np):
     return (lambda: trainer.train_step(trainer.images, next(counter))["d_loss"]), flops
 
 
+def detector_step(cfg: WorkerConfig, dist, keras, np, tf):
+    """The detector's training step (``tfxr.detect train``'s :class:`DetectorStep` with the
+    trainer's default backbone, optimizer and clipping) on one random batch with random
+    boxes kept in memory: the model-only rate.  And the forward FLOPs per image.
+
+    Each image holds 0-3 random boxes (an image without one is a negative, as most RSNA
+    images are), padded to the trainer's default ``max_boxes`` as its pipeline pads them.
+    """
+    # deliberately late, as run_worker's TensorFlow import: these import TensorFlow and KerasCV
+    from tfxr.configs import DetectorConfig
+    from tfxr.models.detector import build_detector, pack_targets
+    from tfxr.models.report import model_report
+    from tfxr.training.detector import DetectorStep
+
+    if cfg.input != "random":
+        raise ValueError("the detector is measured on random in-memory images and boxes only (input=random)")
+    defaults = DetectorConfig()
+    model = build_detector(cfg.image_size, num_classes=1, backbone=defaults.backbone, fpn_depth=defaults.fpn_depth)
+    optimizer = keras.optimizers.Adam(defaults.lr)
+    optimizer.build(model.trainable_variables)
+    dist.broadcast_variables(list(model.variables) + list(optimizer.variables))
+    train_step = DetectorStep(model, optimizer, defaults.compression, defaults.clipnorm)
+    rng = np.random.default_rng(dist.rank())
+    x = tf.constant(rng.random((cfg.batch_size, cfg.image_size, cfg.image_size, 1), np.float32))
+    boxes = []
+    for _ in range(cfg.batch_size):
+        corners = rng.uniform(0.0, 0.7, (int(rng.integers(0, 4)), 2))
+        sizes = rng.uniform(0.05, 0.3, corners.shape)
+        boxes.append([(0, (*c, *(c + s))) for c, s in zip(corners, sizes)])
+    y = {k: tf.constant(v) for k, v in pack_targets(boxes, defaults.max_boxes).items()}
+    return (lambda: train_step(x, y)), model_report(model)["flops_per_image"]
+
+
 def run_worker(argv: list[str]) -> int:
     """Time ``repeats`` windows of ``steps`` training steps; print one result line (rank 0)."""
     cfg, _ = parse_config(WorkerConfig, argv, "python -m tfxr.benchmark _worker")
@@ -127,6 +160,8 @@ def run_worker(argv: list[str]) -> int:
     keras.utils.set_random_seed(dist.rank())
     if cfg.model == "dcgan":
         step, flops_per_image = _gan_step(cfg, dist, np)
+    elif cfg.model == "detector":
+        step, flops_per_image = detector_step(cfg, dist, keras, np, tf)
     else:
         step, flops_per_image = classifier_step(cfg, dist, keras, np, tf)
     loss = None
