@@ -9,7 +9,10 @@
 # records (its HiResCAM boxes), both scored on the TEST split with cuts chosen on VALIDATION;
 # the validation mAP@0.5 of the detector's best epoch is read from its history.json, labelled.
 # Then benchmarks/detection_results.py writes OUT/tables.md and OUT/detection_results.png.
-# Usage: benchmarks/detection_results.sh [OUT]     (env: NP=2, SHARED=../shared/data, PYTHON)
+# Usage: benchmarks/detection_results.sh [OUT]     (env: NP=2, SHARED=../shared/data, PYTHON, BOOT=200,
+#        SETS="ph rsna": the data sets to run, e.g. SETS=rsna in a second shell beside SETS=ph)
+# Restartable: a step whose final output exists is skipped (a training counts as done once it
+# wrote final.*, not best.*, which an interrupted run leaves behind too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -17,32 +20,37 @@ NP=${NP:-2}
 OUT=${1:-/tmp/tfxr-detection}
 SHARED=${SHARED:-../shared/data}
 BOOT=${BOOT:-200}
+SETS=${SETS:-ph rsna}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 mkdir -p "$OUT"
 run() { echo "+ $*" | tee -a "$OUT/commands.txt"; "$@"; }
 launch() { if [ "$NP" -gt 1 ]; then run "$PY" -m tfxr.launch --np "$NP" -- "$@"; else run "$PY" -m "$@"; fi; }
 
 # (a) phantoms
+if [[ " $SETS " == *" ph "* ]]; then
 [ -f "$OUT/ph/manifest.json" ] || run "$PY" -m tfxr.tfrecords write --source phantoms --phantom-task tb \
     --prevalence 0.5 --num-images 600 --image-size 128 --shards 4 --seed 0 --out "$OUT/ph" --quiet
-[ -f "$OUT/det-ph/best.weights.h5" ] || launch tfxr.detect train --data "$OUT/ph" --out "$OUT/det-ph" --overwrite \
+[ -f "$OUT/det-ph/final.weights.h5" ] || launch tfxr.detect train --data "$OUT/ph" --out "$OUT/det-ph" --overwrite \
     --epochs 25 --lr 0.003 --batch-size 8 --seed 0 --no-progress
-[ -f "$OUT/cls-ph/best.keras" ] || launch tfxr.train --model tb_cnn --data "$OUT/ph" --out "$OUT/cls-ph" --overwrite \
+[ -f "$OUT/cls-ph/final.keras" ] || launch tfxr.train --model tb_cnn --data "$OUT/ph" --out "$OUT/cls-ph" --overwrite \
     --epochs 15 --batch-size 16 --seed 0 --cache --no-progress --set early_stopping_patience=0
 [ -f "$OUT/eval-ph/detection.json" ] || run "$PY" -m tfxr.evaluate detection --detector "$OUT/det-ph" \
     --data "$OUT/ph" --split test --threshold-split val --cam-model "$OUT/cls-ph" --bootstrap "$BOOT" \
     --overlays 6 --out "$OUT/eval-ph"
+fi
 
 # (b) the RSNA-layout sample
 RSNA=$SHARED/rsna_pneumonia
-if [ -d "$RSNA/sample_stage_2_train_images" ]; then
+if [[ " $SETS " != *" rsna "* ]]; then
+  :
+elif [ -d "$RSNA/sample_stage_2_train_images" ]; then
   [ -f "$OUT/rsna/manifest.json" ] || run "$PY" -m tfxr.tfrecords write --source rsna \
       --images "$RSNA/sample_stage_2_train_images" --labels "$RSNA/stage_2_train_labels.csv" \
       --missing-images skip --image-size 256 --shards 2 --split-fractions 0.6,0.2,0.2 --seed 0 \
       --out "$OUT/rsna" --quiet
-  [ -f "$OUT/det-rsna/best.weights.h5" ] || launch tfxr.detect train --data "$OUT/rsna" --out "$OUT/det-rsna" \
+  [ -f "$OUT/det-rsna/final.weights.h5" ] || launch tfxr.detect train --data "$OUT/rsna" --out "$OUT/det-rsna" \
       --overwrite --epochs 25 --lr 0.003 --batch-size 8 --seed 0 --no-progress
-  [ -f "$OUT/cls-rsna/best.keras" ] || launch tfxr.train --model tb_cnn --data "$OUT/rsna" --out "$OUT/cls-rsna" \
+  [ -f "$OUT/cls-rsna/final.keras" ] || launch tfxr.train --model tb_cnn --data "$OUT/rsna" --out "$OUT/cls-rsna" \
       --overwrite --epochs 15 --batch-size 16 --seed 0 --cache --no-progress --set early_stopping_patience=0
   [ -f "$OUT/eval-rsna/detection.json" ] || run "$PY" -m tfxr.evaluate detection --detector "$OUT/det-rsna" \
       --data "$OUT/rsna" --split test --threshold-split val --cam-model "$OUT/cls-rsna" --bootstrap "$BOOT" \

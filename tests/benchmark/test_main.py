@@ -226,6 +226,7 @@ def test_suite_sections_option_and_the_dicom_conversion_source(tmp_path):
     assert CONVERT_SOURCES["dicom"](str(tmp_path), 4, 24)[:4] == ["--source", "folder", "--images", folder]
 
 
+@pytest.mark.slow
 def test_detector_step_beside_its_two_process_bound(tmp_path):
     """The detector's training step (tfxr.detect's DetectorStep, random images and boxes in
     memory; 64 px, one step per window): one process on all cores, one core, two independent
@@ -240,7 +241,7 @@ def test_detector_step_beside_its_two_process_bound(tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith("tfxr: error: image size 100: the detector needs")
     tfxr("tfxr.benchmark", "--out", "res", "train", "--model", "detector", "--image-size", "64", "--batch-size", "2",
          "--steps", "1", "--repeats", "3", "--warmup", "1", "--np", "1,2", "--gemm-size", "0", cwd=tmp_path,
-         timeout=900)
+         timeout=1800)
     result = _check_result(tmp_path / "res", "train")
     ms = result["measurements"]
     assert [m["variant"]["layout"] for m in ms] == ["all-cores", "one-core", "independent", "ranks"]
