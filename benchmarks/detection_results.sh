@@ -4,8 +4,7 @@
 # images); no timings.  Sized to run in about 20 min on 2 quiet cores.
 #   (a) tfxr's phantoms (lesion boxes known): 600 images at 128 px, patient-wise 70/10/20;
 #   (b) the RSNA-layout sample of ../shared/data (222 NIH images as RSNA DICOMs, 29 with 37 boxes)
-#       at 256 px, split 60/20/20 so that validation (where score cuts are chosen) has boxes too;
-#       its detector trains 10 epochs (80 steps of 2 x 8 images; 25 did not fit the 2026-12-01 session).
+#       at 256 px, split 60/20/20 so that validation (where score cuts are chosen) has boxes too.
 # For each: the detector (tfxr.detect train, 2 MPI ranks) and a tb_cnn classifier on the same
 # records (its HiResCAM boxes), both scored on the TEST split with cuts chosen on VALIDATION;
 # the validation mAP@0.5 of the detector's best epoch is read from its history.json, labelled.
@@ -50,7 +49,7 @@ elif [ -d "$RSNA/sample_stage_2_train_images" ]; then
       --missing-images skip --image-size 256 --shards 2 --split-fractions 0.6,0.2,0.2 --seed 0 \
       --out "$OUT/rsna" --quiet
   [ -f "$OUT/det-rsna/final.weights.h5" ] || launch tfxr.detect train --data "$OUT/rsna" --out "$OUT/det-rsna" \
-      --overwrite --epochs 10 --lr 0.003 --batch-size 8 --seed 0 --no-progress
+      --overwrite --epochs 25 --lr 0.003 --batch-size 8 --seed 0 --no-progress
   [ -f "$OUT/cls-rsna/final.keras" ] || launch tfxr.train --model tb_cnn --data "$OUT/rsna" --out "$OUT/cls-rsna" \
       --overwrite --epochs 15 --batch-size 16 --seed 0 --cache --no-progress --set early_stopping_patience=0
   [ -f "$OUT/eval-rsna/detection.json" ] || run "$PY" -m tfxr.evaluate detection --detector "$OUT/det-rsna" \
