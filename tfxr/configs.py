@@ -118,6 +118,7 @@ class TrainConfig:
     stall_timeout: float = option(600.0, minimum=0.0)  # s until a job with a stalled rank ends; 0 = never
     timeline: str = ""                 # Horovod timeline file (rank 0 writes it; tfxr.timeline reads it)
     elastic: bool = False              # Horovod elastic (horovodrun --min-np/--max-np): survive lost workers
+    elastic_commit_steps: int = option(0, minimum=0)  # elastic: also commit every N steps (0: after each epoch)
     mixed_precision: bool = False      # bf16 on CPU, fp16 (+ loss scaling) on GPU
     xla: bool = False                  # jit-compile the forward/backward pass
     resume: bool = False               # continue OUT from its newest checkpoint
@@ -167,6 +168,8 @@ class GanConfig:
     compression: str = option("none", choices=("none", "fp16"))
     accumulate_steps: int = option(1, minimum=1)     # micro-batches per allreduce (effective batch x K)
     stall_timeout: float = option(600.0, minimum=0.0)  # s until a job with a stalled rank ends; 0 = never
+    elastic: bool = False              # Horovod elastic (horovodrun --min-np/--max-np): survive lost workers
+    elastic_commit_steps: int = option(0, minimum=0)  # elastic: also commit every N steps (0: after each epoch)
     seed: int = seed_option()
     deterministic: bool = False
     resume: bool = False                             # continue OUT from its newest checkpoint
@@ -206,6 +209,7 @@ class DetectorConfig:
     accumulate_steps: int = option(1, minimum=1)     # micro-batches per allreduce (effective batch x K)
     stall_timeout: float = option(600.0, minimum=0.0)  # s until a job with a stalled rank ends; 0 = never
     elastic: bool = False              # Horovod elastic (horovodrun --min-np/--max-np): survive lost workers
+    elastic_commit_steps: int = option(0, minimum=0)  # elastic: also commit every N steps (0: after each epoch)
     seed: int = seed_option()
     steps_per_epoch: int = option(0, minimum=0)      # 0: one pass over the smallest rank's share
     val_split: str = "val"             # mAP@0.5 on it after each epoch ('' to skip); best.keras by it

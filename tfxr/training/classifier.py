@@ -322,8 +322,11 @@ class Trainer(run.OneModelTask):
 
     def begin(self) -> None:
         cfg, first = self.cfg, self.state["epoch"]
-        self._batches = (iter(self.dataset("train", True, first, self.steps, epochs=cfg.epochs - first))
-                         if first < cfg.epochs else None)
+        done = run.epoch_position(self.state, self.steps, cfg.accumulate_steps)   # elastic: committed steps
+        self._batches = None
+        if first < cfg.epochs:
+            train = self.dataset("train", True, first, self.steps, epochs=cfg.epochs - first)
+            self._batches = iter(train.skip(done) if done else train)
         self._validation = self.dataset(cfg.val_split, False) if cfg.val_split else None
 
     def describe(self) -> str:
@@ -334,15 +337,15 @@ class Trainer(run.OneModelTask):
                 f"{self.steps} steps/epoch, lr {self.base_lr:g}")
 
     def train_epoch(self, epoch: int, progress) -> dict:
-        self.step.loss_sum.assign(0.0)
-        allreduces = int(self.step.allreduces.numpy())
-        for _ in range(self.steps):
+        steps = run.EpochSteps(self, progress, self.cfg.accumulate_steps)   # elastic: from a commit inside it
+        if steps.first == 0:
+            self.step.loss_sum.assign(0.0)
+        allreduces = steps.running.setdefault("allreduces_before", int(self.step.allreduces.numpy()))
+        for _ in steps:
             x, y = next(self._batches)
             self.optimizer.learning_rate.assign(self.lr_at(self.state["global_step"], self.steps))
             self.train_step(x, y)
-            self.state["global_step"] += 1
-            progress.update(1)
-        train_loss = float(self.dist.allreduce_mean(self.step.loss_sum.numpy() / self.steps))
+        train_loss = float(self.dist.allreduce_mean(self.step.loss_sum.numpy() / steps.run))
         return {"train_loss": train_loss, "lr": float(self.optimizer.learning_rate.numpy()),
                 "allreduces": int(self.step.allreduces.numpy()) - allreduces}   # gradient allreduces run
 

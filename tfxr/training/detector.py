@@ -199,10 +199,13 @@ class DetectorTrainer(run.OneModelTask):
             raise ConfigError(f"accumulate_steps={k}: an epoch has only {steps} batch(es) of "
                               f"{self.data_cfg.batch_size} per rank; lower accumulate_steps or the batch size")
         self.steps = steps - steps % k     # an epoch (and a checkpoint) ends on an update
-        self._batches = (iter(build_dataset(cfg.data, "train", self.data_cfg, training=True, rank=self.rank,
-                                            world=self.world, seed=cfg.seed, epoch=first, epochs=cfg.epochs - first,
-                                            manifest=self.manifest, repeat_steps=self.steps, boxes=cfg.max_boxes))
-                         if first < cfg.epochs else None)
+        done = run.epoch_position(self.state, self.steps, k)   # elastic: steps a commit inside the epoch holds
+        self._batches = None
+        if first < cfg.epochs:
+            train = build_dataset(cfg.data, "train", self.data_cfg, training=True, rank=self.rank, world=self.world,
+                                  seed=cfg.seed, epoch=first, epochs=cfg.epochs - first, manifest=self.manifest,
+                                  repeat_steps=self.steps, boxes=cfg.max_boxes)
+            self._batches = iter(train.skip(done) if done else train)
 
     def describe(self) -> str:
         report = model_report(self.model)
@@ -213,15 +216,15 @@ class DetectorTrainer(run.OneModelTask):
                 f"lr {self.base_lr:g}")
 
     def train_epoch(self, epoch: int, progress) -> dict:
-        self.step.loss_sum.assign(0.0)
-        allreduces = int(self.step.allreduces.numpy())
-        for _ in range(self.steps):
+        steps = run.EpochSteps(self, progress, self.cfg.accumulate_steps)   # elastic: from a commit inside it
+        if steps.first == 0:
+            self.step.loss_sum.assign(0.0)
+        allreduces = steps.running.setdefault("allreduces_before", int(self.step.allreduces.numpy()))
+        for _ in steps:
             x, y = next(self._batches)
             self.optimizer.learning_rate.assign(self.lr_at(self.state["global_step"]))
             self.train_step(x, y)
-            self.state["global_step"] += 1
-            progress.update(1)
-        loss = float(dist.allreduce_mean(self.step.loss_sum.numpy() / self.steps))
+        loss = float(dist.allreduce_mean(self.step.loss_sum.numpy() / steps.run))
         return {"train_loss": loss, "lr": float(self.optimizer.learning_rate.numpy()),
                 "allreduces": int(self.step.allreduces.numpy()) - allreduces}   # gradient allreduces run
 
