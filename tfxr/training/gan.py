@@ -17,6 +17,9 @@ classifier: seeding, broadcast, the epoch loop, checkpoints and an exact ``--res
 ``config.yaml``, ``history.json`` and TensorBoard (:class:`~tfxr.training.runlog.RunLog`),
 the NaN check, the run-folder lock.  Rank 0 alone writes them, and the GAN's own outputs:
 ``losses.png``, ``samples/epoch-NNNN.png`` and ``generator.keras``/``discriminator.keras``.
+Elastic training (``elastic``, ``elastic_commit_steps``) as for the classifier: at every
+(re)start each worker loads its share of the class images for the live world and the steps
+are planned from every worker's count (:meth:`GanTrainer.adopt_world`).
 The config is :class:`tfxr.configs.GanConfig` (re-exported here).
 """
 from __future__ import annotations
