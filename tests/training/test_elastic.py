@@ -31,7 +31,7 @@ from tfxr.data.pipeline import DataConfig
 from tfxr.training import run
 from tfxr.training.classifier import Trainer
 
-EPOCHS, LR = 6, 0.002
+EPOCHS, LR = 8, 0.002     # the kill lands in epoch 3: epochs 4-8 leave time for a host to come back
 STEPS = 60          # steps per epoch: a few seconds an epoch, so the kill lands inside one
 COMMIT = 5          # elastic_commit_steps: a lost worker costs at most 5 steps
 
