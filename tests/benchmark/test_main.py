@@ -10,9 +10,10 @@ import pytest
 from tests.conftest import tfxr
 from tfxr.benchmark import __main__ as cli
 from tfxr.benchmark.analysis import Variant
-from tfxr.benchmark.options import rank_env
+from tfxr.benchmark.options import TimelineOptions, rank_env
 from tfxr.benchmark.runner import RESULT_MARK, Timing, parse_worker_output, variant_command
 from tfxr.benchmark.suites import conversion_plan
+from tfxr.config import parse_config
 from tfxr.errors import ConfigError
 
 
@@ -49,12 +50,29 @@ def test_conversion_plan_has_the_bound_of_every_parallel_count():
     assert conversion_plan([1], [1]) == [("pool", 1, 1)]
 
 
-def test_command_line_split_keeps_out_before_the_subcommand():
-    assert cli.split_command(["--out", "r", "train", "--np", "1"]) == ("train", ["--out", "r", "--np", "1"], [])
-    assert cli.split_command([]) == ("suite", [], [])
-    assert cli.split_command(["convert", "--", "--source", "x"]) == ("convert", [], ["--source", "x"])
-    with pytest.raises(ConfigError, match="unknown subcommand 'trian'"):
-        cli.split_command(["trian"])
+def test_one_dispatcher_keeps_out_before_the_subcommand(monkeypatch, capsys):
+    """``--out DIR`` before the subcommand (as `make benchmark` and the result files write it),
+    ``suite`` by default, the converter's arguments after ``--``; the command line recorded
+    in the results is the one typed."""
+    seen = []
+    monkeypatch.setattr(cli, "measure", lambda command, argv, typed: seen.append((command, argv, typed)))
+    for argv in (["--out", "r", "train", "--np", "1"], [], ["--out=r"], ["convert", "--", "--source", "x"],
+                 ["--out", "r", "timeline", "tl.json"]):
+        assert cli.main(argv) == 0
+    prog = "python -m tfxr.benchmark"
+    assert seen == [("train", ["--out", "r", "--np", "1"], f"{prog} --out r train --np 1"),
+                    ("suite", [], f"{prog} suite"), ("suite", ["--out=r"], f"{prog} --out=r"),
+                    ("convert", ["--", "--source", "x"], f"{prog} convert -- --source x"),
+                    ("timeline", ["--out", "r", "tl.json"], f"{prog} --out r timeline tl.json")]
+    cfg, _ = parse_config(TimelineOptions, seen[-1][1], "t")     # timeline FILE, wherever --out is
+    assert (cfg.file, cfg.out) == ("tl.json", "r")
+    capsys.readouterr()
+    assert cli.main(["trian"]) == 2
+    assert capsys.readouterr().err == ("tfxr: error: unknown command 'trian' "
+                                       "(allowed: suite, train, convert, input, timeline, profile)\n")
+    assert cli.main(["--out"]) == 2 and capsys.readouterr().err == "tfxr: error: --out needs a value\n"
+    with pytest.raises(ConfigError, match="train takes no arguments after --"):
+        cli.measure("train", ["--", "x"], "typed")
 
 
 def test_help_hides_the_worker_and_bad_options_are_clear(tmp_path):
