@@ -248,11 +248,8 @@ class GanTrainer:
                               f"--batch-size {cfg.batch_size}; lower the batch size or use fewer ranks")
         if min(counts) == 0:
             raise ConfigError(f"{cfg.data}: a rank has no images of the chosen class (per rank: {counts})")
-        steps, k = cfg.steps_per_epoch or min(counts) // cfg.batch_size, cfg.accumulate_steps
-        if steps < k:
-            raise ConfigError(f"accumulate_steps={k}: an epoch has only {steps} batch(es) of {cfg.batch_size} "
-                              f"per rank; lower accumulate_steps or the batch size")
-        self.steps = steps - steps % k      # an epoch (and a checkpoint) ends on an update
+        steps = cfg.steps_per_epoch or min(counts) // cfg.batch_size
+        self.steps = run.whole_updates(steps, cfg.accumulate_steps, cfg.batch_size)
         self.global_batch = cfg.batch_size * self.world
         self.generator = build_generator(self.image_size, cfg.latent_dim, cfg.g_filters, cfg.batch_norm)
         self.discriminator = build_discriminator(self.image_size, cfg.d_filters, cfg.d_dropout,

@@ -191,7 +191,9 @@ def offset_seed_states(variables, rank: int) -> None:
 class OneModelTask:
     """The :class:`Task` methods of a trainer with one ``self.model`` and one ``self.optimizer``
     (the classifier, the detector): what is checkpointed, broadcast, NaN-checked and offset
-    per rank.  A trainer with more networks (the GAN) writes its own."""
+    per rank, the learning-rate scale and, in elastic runs, the world it follows (``self.step``
+    with a :class:`GradientAccumulation`, ``self.data_cfg``).  A trainer with more networks
+    (the GAN) writes its own."""
 
     def checkpoint_objects(self) -> dict:
         return {"model": variables_by_path(self.model.variables),
@@ -205,6 +207,19 @@ class OneModelTask:
 
     def finite_variables(self) -> list:
         return list(self.model.weights)
+
+    def adopt_world(self, rank: int, world: int) -> None:
+        """Elastic training (:meth:`Task.adopt_world`): the live rank and world, the learning-rate
+        scale, ``global_batch`` and the stall watchdog follow them; then :meth:`world_adopted`,
+        the trainer's hook for anything else that depends on the world."""
+        self.rank, self.world = rank, world
+        self.scale_lr()
+        self.global_batch = self.data_cfg.batch_size * world
+        self.step.accumulation.adopt_world(rank, world)
+        self.world_adopted()
+
+    def world_adopted(self) -> None:
+        """After :meth:`adopt_world` (nothing by default; the classifier recounts its steps)."""
 
     def scale_lr(self) -> None:
         """The effective batch is accumulate_steps x batch x ranks: lr scaling (when on) and the
@@ -231,6 +246,17 @@ def stall_watchdog(cfg, rank: int, world: int):
     if not cfg.stall_timeout or (world == 1 and not getattr(cfg, "elastic", False)):
         return None
     return dist.StallWatchdog(os.path.join(cfg.out, ".tfxr-heartbeat"), cfg.stall_timeout, rank, world)
+
+
+def whole_updates(steps: int, accumulate_steps: int, batch_size: int) -> int:
+    """An epoch's ``steps`` micro-batches rounded down to whole updates of ``accumulate_steps``
+    each (the remainder of a pass is dropped, so that an epoch -- and a checkpoint -- ends on
+    an update); ConfigError when the epoch has not even one update (every trainer's check)."""
+    if steps < accumulate_steps:
+        raise ConfigError(f"accumulate_steps={accumulate_steps}: an epoch has only {steps} batch(es) of "
+                          f"{batch_size} per rank; lower accumulate_steps or the batch size")
+    return steps - steps % accumulate_steps
+
 
 
 
