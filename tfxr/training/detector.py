@@ -67,6 +67,9 @@ class DetectorStep:
     def __call__(self, x, y):
         return self.accumulation.run(self._plain, self._accumulate, self._apply, x, y)
 
+    def adopt_world(self, rank: int, world: int) -> None:
+        self.accumulation.adopt_world(rank, world)
+
     def close(self) -> None:
         """Stop the stall watchdog (if any) and remove its heartbeat files."""
         self.accumulation.close()

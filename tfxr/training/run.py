@@ -192,7 +192,7 @@ class OneModelTask:
     """The :class:`Task` methods of a trainer with one ``self.model`` and one ``self.optimizer``
     (the classifier, the detector): what is checkpointed, broadcast, NaN-checked and offset
     per rank, the learning-rate scale and, in elastic runs, the world it follows (``self.step``
-    with a :class:`GradientAccumulation`, ``self.data_cfg``).  A trainer with more networks
+    with ``adopt_world``, ``self.data_cfg``).  A trainer with more networks
     (the GAN) writes its own."""
 
     def checkpoint_objects(self) -> dict:
@@ -215,7 +215,7 @@ class OneModelTask:
         self.rank, self.world = rank, world
         self.scale_lr()
         self.global_batch = self.data_cfg.batch_size * world
-        self.step.accumulation.adopt_world(rank, world)
+        self.step.adopt_world(rank, world)
         self.world_adopted()
 
     def world_adopted(self) -> None:
