@@ -210,8 +210,8 @@ class OneModelTask:
 
     def adopt_world(self, rank: int, world: int) -> None:
         """Elastic training (:meth:`Task.adopt_world`): the live rank and world, the learning-rate
-        scale, ``global_batch`` and the stall watchdog follow them; then :meth:`world_adopted`,
-        the trainer's hook for anything else that depends on the world."""
+        scale, ``global_batch`` and the step (its stall watchdog and accumulation) follow them;
+        then :meth:`world_adopted`, the trainer's hook for anything else that depends on the world."""
         self.rank, self.world = rank, world
         self.scale_lr()
         self.global_batch = self.data_cfg.batch_size * world
