@@ -54,7 +54,7 @@ def test_one_dispatcher_keeps_out_before_the_subcommand(monkeypatch, capsys):
     """``--out DIR`` before the subcommand (as `make benchmark` and the result files write it),
     ``suite`` by default, the converter's arguments after ``--``; the command line recorded
     in the results is the one typed."""
-    seen = []
+    seen, measure = [], cli.measure
     monkeypatch.setattr(cli, "measure", lambda command, argv, typed: seen.append((command, argv, typed)))
     for argv in (["--out", "r", "train", "--np", "1"], [], ["--out=r"], ["convert", "--", "--source", "x"],
                  ["--out", "r", "timeline", "tl.json"]):
@@ -72,7 +72,7 @@ def test_one_dispatcher_keeps_out_before_the_subcommand(monkeypatch, capsys):
                                        "(allowed: suite, train, convert, input, timeline, profile)\n")
     assert cli.main(["--out"]) == 2 and capsys.readouterr().err == "tfxr: error: --out needs a value\n"
     with pytest.raises(ConfigError, match="train takes no arguments after --"):
-        cli.measure("train", ["--", "x"], "typed")
+        measure("train", ["--", "x"], "typed")
 
 
 def test_help_hides_the_worker_and_bad_options_are_clear(tmp_path):
