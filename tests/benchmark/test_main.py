@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -73,6 +74,27 @@ def test_one_dispatcher_keeps_out_before_the_subcommand(monkeypatch, capsys):
     assert cli.main(["--out"]) == 2 and capsys.readouterr().err == "tfxr: error: --out needs a value\n"
     with pytest.raises(ConfigError, match="train takes no arguments after --"):
         measure("train", ["--", "x"], "typed")
+
+
+def test_phantom_png_and_dicom_sources_hold_the_same_images_written_once(tmp_path):
+    """The conversion benchmark's two sources (one phantom_folder): the same images, PNG 8-bit
+    and DICOM 12-bit, in class folders; a second call reuses them; nothing half-written left."""
+    import numpy as np
+    import pydicom
+    from PIL import Image
+
+    from tfxr.benchmark.suites import phantom_dicoms, phantom_pngs
+
+    png, dcm = phantom_pngs(str(tmp_path), 4, 16), phantom_dicoms(str(tmp_path), 4, 16)
+    pngs = sorted(p.relative_to(png) for p in Path(png).rglob("*.png"))
+    assert len(pngs) == 4 and {p.parts[0] for p in pngs} <= {"TB", "NORMAL"}
+    assert sorted(p.relative_to(dcm).with_suffix(".png") for p in Path(dcm).rglob("*.dcm")) == pngs
+    for p in pngs:
+        grey = np.asarray(Image.open(Path(png) / p))
+        assert grey.shape == (16, 16) and grey.max() > 0
+        assert np.array_equal(pydicom.dcmread(Path(dcm) / p.with_suffix(".dcm")).pixel_array, grey.astype(np.uint16) * 16)
+    assert phantom_pngs(str(tmp_path), 4, 16) == png and sorted(os.listdir(tmp_path)) == sorted(
+        [os.path.basename(png), os.path.basename(dcm)])
 
 
 def test_help_hides_the_worker_and_bad_options_are_clear(tmp_path):
