@@ -70,7 +70,7 @@ def new_run_state() -> dict:
     return run.new_run_state(**POLICY_STATE)
 
 
-class DistributedStep:
+class DistributedStep(run.AccumulatedStep):
     """The classifier's training step (``tf.function``s), shared with ``tfxr.benchmark``.
 
     Forward and loss under a tape, gradients allreduced by Horovod's
@@ -92,25 +92,11 @@ class DistributedStep:
         self.model, self.optimizer, self.loss_fn, self.compression = model, optimizer, loss_fn, compression
         self.accumulate_steps = accumulate_steps
         self.sources = dist.backing_variables(model.trainable_variables)
-        self.accumulation = run.GradientAccumulation([self.sources], accumulate_steps, compression, watchdog)
-        self.allreduces = self.accumulation.allreduces
         self.loss_sum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
         self._grads = (tf.function(self._local_grads, jit_compile=True, reduce_retracing=True) if xla
                        else self._local_grads)
-        self._plain = tf.function(self._step_xla if xla else self._step, reduce_retracing=True)
-        self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
-        self._apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
-
-    def __call__(self, x, y):
-        """One step on this rank's (micro-)batch; returns the local loss as a tensor (no host sync)."""
-        return self.accumulation.run(self._plain, self._accumulate, self._apply, x, y)
-
-    def adopt_world(self, rank: int, world: int) -> None:
-        self.accumulation.adopt_world(rank, world)
-
-    def close(self) -> None:
-        """Stop the stall watchdog (if any) and remove its heartbeat files."""
-        self.accumulation.close()
+        self.accumulate_with([self.sources], accumulate_steps, compression, watchdog,
+                             self._step_xla if xla else self._step)
 
     def _forward(self, tape, x, y):
         with tape:

@@ -41,7 +41,7 @@ from tfxr.training import run
 from tfxr.training.schedule import Decision
 
 
-class DetectorStep:
+class DetectorStep(run.AccumulatedStep):
     """One training step of the detector (``tf.function``s); the loss summed on the device.
 
     Gradient accumulation (``accumulate_steps`` K > 1) and the stall watchdog are the run
@@ -56,23 +56,9 @@ class DetectorStep:
         self.model, self.optimizer, self.compression = model, optimizer, compression
         self.clipnorm, self.micro_batches = clipnorm, micro_batches
         self.sources = dist.backing_variables(model.trainable_variables)
-        self.accumulation = run.GradientAccumulation([self.sources], accumulate_steps, compression, watchdog)
-        self.allreduces = self.accumulation.allreduces
         self.loss_sum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
         build_loss(model)    # the loss trackers built eagerly: the step below is traced once
-        self._plain = tf.function(self._step, reduce_retracing=True)
-        self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
-        self._apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
-
-    def __call__(self, x, y):
-        return self.accumulation.run(self._plain, self._accumulate, self._apply, x, y)
-
-    def adopt_world(self, rank: int, world: int) -> None:
-        self.accumulation.adopt_world(rank, world)
-
-    def close(self) -> None:
-        """Stop the stall watchdog (if any) and remove its heartbeat files."""
-        self.accumulation.close()
+        self.accumulate_with([self.sources], accumulate_steps, compression, watchdog, self._step)
 
     def _loss(self, tape, x, y):
         with tape:

@@ -123,7 +123,7 @@ def image_grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the step
-class GanStep:
+class GanStep(run.AccumulatedStep):
     """The DCGAN's training step (``tf.function``s), shared with ``tfxr.models.report``.
 
     The generator turns noise into images, the discriminator scores real and fake (with
@@ -148,19 +148,9 @@ class GanStep:
         self.seed, self.rank, self.compression = seed, rank, compression
         self._g_sources = dist.backing_variables(generator.trainable_variables)
         self._d_sources = dist.backing_variables(discriminator.trainable_variables)
-        self.accumulation = run.GradientAccumulation([self._d_sources, self._g_sources], accumulate_steps,
-                                                     compression, watchdog)
-        self.allreduces = self.accumulation.allreduces
-        self._plain = tf.function(self._step, reduce_retracing=True)
-        self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
-        self._apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
-
-    def __call__(self, real, noise, sigma, step):
-        return self.accumulation.run(self._plain, self._accumulate, self._apply, real, noise, sigma, step)
-
-    def close(self) -> None:
-        """Stop the stall watchdog (if any) and remove its heartbeat files."""
-        self.accumulation.close()
+        # one call: (real, noise, sigma, step)
+        self.accumulate_with([self._d_sources, self._g_sources], accumulate_steps, compression, watchdog,
+                             self._step)
 
     def _forward(self, g_tape, d_tape, real, noise, sigma, step):
         with g_tape, d_tape:

@@ -345,6 +345,35 @@ class GradientAccumulation:
         return out
 
 
+class AccumulatedStep:
+    """The host side of every trainer's step (the classifier's, the GAN's, the detector's).
+
+    A step's constructor calls :meth:`accumulate_with` with its gradient sources and its
+    plain step function (K = 1); that one and the step's ``_step_accumulate`` and
+    ``_step_accumulate_apply`` methods become ``tf.function``s, and each call of the step is
+    one (micro-)batch run through :class:`GradientAccumulation` (under its stall watchdog)."""
+
+    def accumulate_with(self, variable_sets: list[list], steps: int, compression: str, watchdog,
+                        plain: Callable) -> None:
+        self.accumulation = GradientAccumulation(variable_sets, steps, compression, watchdog)
+        self.allreduces = self.accumulation.allreduces
+        self._plain = tf.function(plain, reduce_retracing=True)
+        self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
+        self._apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
+
+    def __call__(self, *batch):
+        """One (micro-)batch on this rank; returns the step function's tensors (no host sync)."""
+        return self.accumulation.run(self._plain, self._accumulate, self._apply, *batch)
+
+    def adopt_world(self, rank: int, world: int) -> None:
+        """Elastic training: the live rank and world (see :meth:`GradientAccumulation.adopt_world`)."""
+        self.accumulation.adopt_world(rank, world)
+
+    def close(self) -> None:
+        """Stop the stall watchdog (if any) and remove its heartbeat files."""
+        self.accumulation.close()
+
+
 # --------------------------------------------------------------------------- rank 0 decides
 def rank0_decides(chief: bool, decide: Callable[[], Any]) -> Any:
     """Run ``decide`` on rank 0 and give every rank its result, or raise its TfxrError on
