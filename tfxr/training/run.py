@@ -53,6 +53,10 @@ writes anything.  Collectives (allreduce, gather) belong in ``train_epoch`` and
 rank 0 only (so ``end_epoch`` may add rank-0-only numbers, as the GAN's diversity ratio).
 Also set ``self.steps`` (steps per epoch, at the latest in ``begin``) and
 ``self.global_batch`` (images per step over all ranks).
+A trainer with one model and one optimizer inherits most Task methods from
+:class:`OneModelTask`; every step inherits its host side (gradient accumulation, the stall
+watchdog, the elastic world) from :class:`AccumulatedStep` and sizes its epoch with
+:func:`whole_updates`.
 """
 from __future__ import annotations
 
