@@ -126,7 +126,7 @@ def image_grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the step
-class GanStep:
+class GanStep(run.AccumulatedStep):
     """The DCGAN's training step (``tf.function``s), shared with ``tfxr.models.report``.
 
     The generator turns noise into images, the discriminator scores real and fake (with
@@ -151,24 +151,14 @@ class GanStep:
         self.seed, self.rank, self.compression = seed, rank, compression
         self._g_sources = dist.backing_variables(generator.trainable_variables)
         self._d_sources = dist.backing_variables(discriminator.trainable_variables)
-        self.accumulation = run.GradientAccumulation([self._d_sources, self._g_sources], accumulate_steps,
-                                                     compression, watchdog)
-        self.allreduces = self.accumulation.allreduces
-        self._plain = tf.function(self._step, reduce_retracing=True)
-        self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
-        self._apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
-
-    def __call__(self, real, noise, sigma, step):
-        return self.accumulation.run(self._plain, self._accumulate, self._apply, real, noise, sigma, step)
-
-    def close(self) -> None:
-        """Stop the stall watchdog (if any) and remove its heartbeat files."""
-        self.accumulation.close()
+        # one call: (real, noise, sigma, step)
+        self.accumulate_with([self._d_sources, self._g_sources], accumulate_steps, compression, watchdog,
+                             self._step)
 
     def adopt_world(self, rank: int, world: int) -> None:
         """Elastic training: the watchdog's world, and the instance-noise streams of a new rank
         (keyed by the rank when traced: the step functions are traced again)."""
-        self.accumulation.adopt_world(rank, world)
+        super().adopt_world(rank, world)
         if rank != self.rank:
             self.rank = rank
             self._plain = tf.function(self._step, reduce_retracing=True)
@@ -288,11 +278,8 @@ class GanTrainer:
                               f"--batch-size {cfg.batch_size}; lower the batch size or use fewer ranks")
         if min(counts) == 0:
             raise ConfigError(f"{cfg.data}: a rank has no images of the chosen class (per rank: {counts})")
-        steps, k = cfg.steps_per_epoch or min(counts) // cfg.batch_size, cfg.accumulate_steps
-        if steps < k:
-            raise ConfigError(f"accumulate_steps={k}: an epoch has only {steps} batch(es) of {cfg.batch_size} "
-                              f"per rank; lower accumulate_steps or the batch size")
-        self.steps = steps - steps % k      # an epoch (and a checkpoint) ends on an update
+        steps = cfg.steps_per_epoch or min(counts) // cfg.batch_size
+        self.steps = run.whole_updates(steps, cfg.accumulate_steps, cfg.batch_size)
         self.global_batch = cfg.batch_size * self.world
 
     def adopt_world(self, rank: int, world: int) -> None:

@@ -55,6 +55,10 @@ writes anything.  Collectives (allreduce, gather) belong in ``train_epoch`` and
 rank 0 only (so ``end_epoch`` may add rank-0-only numbers, as the GAN's diversity ratio).
 Also set ``self.steps`` (steps per epoch, at the latest in ``begin``) and
 ``self.global_batch`` (images per step over all ranks).
+A trainer with one model and one optimizer inherits most Task methods from
+:class:`OneModelTask`; every step inherits its host side (gradient accumulation, the stall
+watchdog, the elastic world) from :class:`AccumulatedStep` and sizes its epoch with
+:func:`whole_updates`.
 """
 from __future__ import annotations
 
@@ -261,7 +265,9 @@ class EpochSteps:
 class OneModelTask:
     """The :class:`Task` methods of a trainer with one ``self.model`` and one ``self.optimizer``
     (the classifier, the detector): what is checkpointed, broadcast, NaN-checked and offset
-    per rank.  A trainer with more networks (the GAN) writes its own."""
+    per rank, the learning-rate scale and, in elastic runs, the world it follows (``self.step``
+    with ``adopt_world``, ``self.data_cfg``).  A trainer with more networks
+    (the GAN) writes its own."""
 
     def checkpoint_objects(self) -> dict:
         return {"model": variables_by_path(self.model.variables),
@@ -279,6 +285,19 @@ class OneModelTask:
     def epoch_variables(self) -> list:
         """The step's running sums: the epoch's loss sum and the allreduce counter."""
         return [self.step.loss_sum, self.step.allreduces]
+
+    def adopt_world(self, rank: int, world: int) -> None:
+        """Elastic training (:meth:`Task.adopt_world`): the live rank and world, the learning-rate
+        scale, ``global_batch`` and the step (its stall watchdog and accumulation) follow them;
+        then :meth:`world_adopted`, the trainer's hook for anything else that depends on the world."""
+        self.rank, self.world = rank, world
+        self.scale_lr()
+        self.global_batch = self.data_cfg.batch_size * world
+        self.step.adopt_world(rank, world)
+        self.world_adopted()
+
+    def world_adopted(self) -> None:
+        """After :meth:`adopt_world` (nothing by default; the classifier recounts its steps)."""
 
     def scale_lr(self) -> None:
         """The effective batch is accumulate_steps x batch x ranks: lr scaling (when on) and the
@@ -305,6 +324,17 @@ def stall_watchdog(cfg, rank: int, world: int):
     if not cfg.stall_timeout or (world == 1 and not getattr(cfg, "elastic", False)):
         return None
     return dist.StallWatchdog(os.path.join(cfg.out, ".tfxr-heartbeat"), cfg.stall_timeout, rank, world)
+
+
+def whole_updates(steps: int, accumulate_steps: int, batch_size: int) -> int:
+    """An epoch's ``steps`` micro-batches rounded down to whole updates of ``accumulate_steps``
+    each (the remainder of a pass is dropped, so that an epoch -- and a checkpoint -- ends on
+    an update); ConfigError when the epoch has not even one update (every trainer's check)."""
+    if steps < accumulate_steps:
+        raise ConfigError(f"accumulate_steps={accumulate_steps}: an epoch has only {steps} batch(es) of "
+                          f"{batch_size} per rank; lower accumulate_steps or the batch size")
+    return steps - steps % accumulate_steps
+
 
 
 
@@ -397,6 +427,35 @@ class GradientAccumulation:
             out.append(flat[start:start + len(group)])
             start += len(group)
         return out
+
+
+class AccumulatedStep:
+    """The host side of every trainer's step (the classifier's, the GAN's, the detector's).
+
+    A step's constructor calls :meth:`accumulate_with` with its gradient sources and its
+    plain step function (K = 1); that one and the step's ``_step_accumulate`` and
+    ``_step_accumulate_apply`` methods become ``tf.function``s, and each call of the step is
+    one (micro-)batch run through :class:`GradientAccumulation` (under its stall watchdog)."""
+
+    def accumulate_with(self, variable_sets: list[list], steps: int, compression: str, watchdog,
+                        plain: Callable) -> None:
+        self.accumulation = GradientAccumulation(variable_sets, steps, compression, watchdog)
+        self.allreduces = self.accumulation.allreduces
+        self._plain = tf.function(plain, reduce_retracing=True)
+        self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
+        self._apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
+
+    def __call__(self, *batch):
+        """One (micro-)batch on this rank; returns the step function's tensors (no host sync)."""
+        return self.accumulation.run(self._plain, self._accumulate, self._apply, *batch)
+
+    def adopt_world(self, rank: int, world: int) -> None:
+        """Elastic training: the live rank and world (see :meth:`GradientAccumulation.adopt_world`)."""
+        self.accumulation.adopt_world(rank, world)
+
+    def close(self) -> None:
+        """Stop the stall watchdog (if any) and remove its heartbeat files."""
+        self.accumulation.close()
 
 
 # --------------------------------------------------------------------------- rank 0 decides
