@@ -136,7 +136,7 @@ def test_report_set_and_json_relative(tmp_path):
 @pytest.mark.parametrize("module", ["tfxr.report", "tfxr.models.report"])
 @pytest.mark.parametrize("args,message", [
     (["--model", "resnet"], "model: unknown value 'resnet'"),
-    (["--image-size", "4"], "image_size: 4 is below the minimum 8"),
+    (["--image-size", "4"], "--image-size: 4 is below the minimum 8"),
     (["--set", "steps=0"], "steps: 0 is below the minimum 1"),
 ])
 def test_report_bad_values_are_one_line(tmp_path, module, args, message):
@@ -150,7 +150,7 @@ def test_report_bad_values_are_one_line(tmp_path, module, args, message):
     (["sample", "--generator", "g.keras", "--out", "o", "--set", "seed=-2"], "seed: -2 is below the minimum 0"),
     (["sample", "--generator", "g.keras", "--out", "o"], "--generator g.keras: no such model file"),
     (["balance", "--data", "d", "--out", "o", "--num", "-1"], "num: -1 is below the minimum 0"),
-    (["balance", "--data", "d", "--out", "o", "--class-value", "2"], "class_value: unknown value 2"),
+    (["balance", "--data", "d", "--out", "o", "--class-value", "2"], "--class-value: unknown value 2"),
     (["balance", "--data", "d", "--out", "o", "--method", "smote"], "method: unknown value 'smote'"),
     (["balance", "--data", "d", "--out", "o", "--num", "3", "--target-ratio", "0.4"], "give one of them"),
     (["balance", "--out", "o"], "--data is required"),
@@ -183,3 +183,21 @@ def test_run_command_dispatches_and_names_the_commands(capsys):
     # with a default command, anything else is the default's options (evaluate's classifier)
     assert cli.run_command(["--model", "m"], commands, "prog", "DOC", default="a") == 0
     assert seen[-1] == ("a", ["--model", "m"])
+    assert cli.run_command(["-h"], commands, "prog", "DOC", default="a") == 0 and capsys.readouterr().out == "DOC\n"
+    assert cli.run_command(["c"], commands, "prog", "DOC", default="a") == 2     # a word is a command's name
+    assert capsys.readouterr().err == "tfxr: error: unknown command 'c' (allowed: a, b)\n"
+
+
+def test_run_command_takes_leading_options_and_hides_internal_commands(capsys):
+    """``prog --out DIR CMD`` is ``prog CMD --out DIR`` (the benchmark's form); ``_x`` commands
+    run but are never listed."""
+    seen = []
+    commands = {"a": lambda argv: seen.append(("a", argv)), "_w": lambda argv: seen.append(("_w", argv))}
+    for argv in (["--out", "d", "a", "--x"], ["--out=d", "--x"], ["--out", "d", "--out", "e"], ["_w", "1"]):
+        assert cli.run_command(argv, commands, "prog", "DOC", default="a", leading=("--out",)) == 0
+    assert seen == [("a", ["--out", "d", "--x"]), ("a", ["--out=d", "--x"]), ("a", ["--out", "d", "--out", "e"]),
+                    ("_w", ["1"])]
+    assert cli.run_command(["--out", "d", "z"], commands, "prog", "DOC", leading=("--out",)) == 2
+    assert capsys.readouterr().err == "tfxr: error: unknown command 'z' (allowed: a)\n"
+    assert cli.run_command(["--out"], commands, "prog", "DOC", default="a", leading=("--out",)) == 2
+    assert capsys.readouterr().err == "tfxr: error: --out needs a value\n"

@@ -2,11 +2,13 @@
 nested sections with flag aliases, validation of configs built in Python."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import pytest
 
+from tests.conftest import run
 from tfxr.config import ConfigError, option, parse_config, validate
 
 
@@ -69,7 +71,7 @@ def test_unknown_keys_and_values_name_what_is_allowed(tmp_path):
         parse(["--set", "inner.mode=c"])
     with pytest.raises(ConfigError, match="rate: 1.5 is above the maximum 1.0"):
         parse(["--rate", "1.5"])
-    with pytest.raises(ConfigError, match="inner.size: 0 is below the minimum 1"):
+    with pytest.raises(ConfigError, match="--size: 0 is below the minimum 1"):
         parse(["--size", "0"])
     with pytest.raises(ConfigError, match="unknown key 'inner.sise'"):
         parse(["--set", "inner.sise=3"])
@@ -128,3 +130,35 @@ def test_a_renamed_key_is_still_read_under_its_former_name(tmp_path):
     with pytest.raises(ConfigError, match="the same setting given twice"):
         parse_config(TrainConfig, ["--config", str(y)], "t")
     assert renamed_paths(TrainConfig)["pipeline.synthetic_fraction"] == "pipeline.generated_fraction"
+
+
+def test_a_bad_value_is_named_as_the_user_typed_it(tmp_path, monkeypatch):
+    """The flag (an alias of a nested field too), the --set key, or the config file and its
+    key: never only the field's internal dotted name."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.yaml").write_text("rate: 0.25\ninner:\n  size: 0\n")
+    cases = ((["--size", "-2"], "--size: -2 is below the minimum 1"),
+             (["--rate", "2"], "--rate: 2.0 is above the maximum 1.0"),
+             (["--count", "many"], "--count: cannot use 'many' as int"),
+             (["--set", "size=0"], "--set size: 0 is below the minimum 1"),
+             (["--set", "inner.mode=c"], "--set inner.mode: unknown value 'c'"),
+             (["--config", "run.yaml"], "run.yaml: inner.size: 0 is below the minimum 1"))
+    for argv, message in cases:
+        with pytest.raises(ConfigError) as raised:
+            parse(argv)
+        assert str(raised.value).startswith(message), (argv, str(raised.value))
+    # a flag or --set that replaces the file's bad value is what counts, as before
+    assert parse(["--config", "run.yaml", "--size", "5"]).inner.size == 5
+    assert parse(["--config", "run.yaml", "--set", "inner.size=6"]).inner == Inner(size=6)
+    (tmp_path / "run.yaml").write_text("inner:\n  sise: 3\n")
+    with pytest.raises(ConfigError, match=r"^run.yaml: unknown config key\(s\) \['inner.sise'\]"):
+        parse(["--config", "run.yaml", "--size", "5"])
+
+
+def test_configs_module_imports_no_tensorflow():
+    """Every command's config (tfxr.configs, the evaluators' too) is read without TensorFlow or
+    Keras, so that the data tools start in a second: checked in a fresh interpreter."""
+    code = ("import sys, tfxr.configs as c, tfxr.config; "
+            "assert c.EvalConfig and c.DetectionEvalConfig and c.LocalizeConfig and c.GanEvalConfig; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'horovod') if m in sys.modules))")
+    assert run([sys.executable, "-c", code]).stdout.strip() == "[]"   # run from the repository

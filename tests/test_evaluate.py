@@ -48,6 +48,8 @@ def test_gan_subcommand_domain_metric_with_baselines(phantom_data, phantom_model
     (["--data", "x"], "--model and --data are required"),
     (["--model", "/nonexistent.keras", "--data", "x"], "no such model file"),
     (["--model", "m", "--data", "x", "--split", "tset"], "unknown value 'tset'"),
+    (["--model", "m", "--data", "x", "--batch-size", "0"], "--batch-size: 0 is below the minimum 1"),
+    (["detection", "--detector", "d", "--set", "bootstrap=-1"], "--set bootstrap: -1 is below the minimum 0"),
     (["gan", "--generated", "noise", "--real", "/nonexistent"], "/nonexistent"),
     (["gan", "--generated", "/nonexistent", "--real", "/x", "--features", "nope"], "unknown value 'nope'"),
     (["gan", "--generated", "noise", "--real", "/x", "--class-value", "yes"], "--class-value 'yes'"),
@@ -58,6 +60,23 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("tfxr: error: ") and "Traceback" not in err
+
+
+def test_the_evaluators_configs_live_in_tfxr_configs(capsys):
+    """One place for every config; the old import names still work (notebooks import
+    EvalConfig from tfxr.evaluate).  ``--help`` before a command lists the commands."""
+    from tfxr import configs, evaluate
+    from tfxr.evaluation import classifier, detection, localization
+
+    assert evaluate.EvalConfig is classifier.EvalConfig is configs.EvalConfig
+    assert evaluate.DetectionEvalConfig is detection.DetectionEvalConfig is configs.DetectionEvalConfig
+    assert evaluate.GanEvalConfig is configs.GanEvalConfig and localization.LocalizeConfig is configs.LocalizeConfig
+    assert evaluate.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "python -m tfxr.evaluate detection" in out and "python -m tfxr.evaluate gan" in out
+    with pytest.raises(SystemExit) as done:
+        evaluate.main(["gan", "--help"])
+    assert done.value.code == 0 and "--inception-weights" in capsys.readouterr().out
 
 
 def test_missing_inception_weights_names_the_remedy(phantom_data, tmp_path, monkeypatch, capsys):  # noqa: F811

@@ -107,7 +107,7 @@ def test_target_ratio_and_oversampling_control(synthetic_tfrec, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["train", "--data", "DATA", "--optimizer", "sgd"], "optimizer: unknown value 'sgd' (allowed: adam, rmsprop)"),
-    (["train", "--data", "DATA", "--image-size", "32"], "image_size: unknown value 32"),
+    (["train", "--data", "DATA", "--image-size", "32"], "--image-size: unknown value 32"),
     (["balance", "--data", "DATA", "--generator", "/nonexistent.keras", "--out", "OUT"], "--generator /nonexistent"),
     (["fit"], "unknown command 'fit'"),
 ])

@@ -109,14 +109,14 @@ def test_two_rank_resume_is_bit_identical(synthetic_tfrec, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--epochs", "0"], "epochs: 0 is below the minimum 1"),
-    (["--batch-size", "-4"], "pipeline.batch_size: -4 is below the minimum 1"),
-    (["--channels", "2"], "pipeline.channels: unknown value 2 (allowed: 1, 3)"),
-    (["--set", "compression=fp8"], "compression: unknown value 'fp8' (allowed: none, fp16)"),
-    (["--set", "monitor=accuracy"], "monitor: unknown value 'accuracy' (allowed: auroc, loss)"),
-    (["--optimizer", "lamb"], "optimizer: unknown value 'lamb'"),
-    (["--keep-checkpoints", "0"], "keep_checkpoints: 0 is below the minimum 1"),
-    (["--model", "resnet9000"], "model: unknown value 'resnet9000' (allowed: tb_cnn, pneumonia_cnn, chexnet)"),
+    (["--epochs", "0"], "--epochs: 0 is below the minimum 1"),
+    (["--batch-size", "-4"], "--batch-size: -4 is below the minimum 1"),
+    (["--channels", "2"], "--channels: unknown value 2 (allowed: 1, 3)"),
+    (["--set", "compression=fp8"], "--set compression: unknown value 'fp8' (allowed: none, fp16)"),
+    (["--set", "monitor=accuracy"], "--set monitor: unknown value 'accuracy' (allowed: auroc, loss)"),
+    (["--optimizer", "lamb"], "--optimizer: unknown value 'lamb'"),
+    (["--keep-checkpoints", "0"], "--keep-checkpoints: 0 is below the minimum 1"),
+    (["--model", "resnet9000"], "--model: unknown value 'resnet9000' (allowed: tb_cnn, pneumonia_cnn, chexnet)"),
     (["--weights", "imagenet"], "--weights 'imagenet': --model tb_cnn takes no weights"),
     (["--val-split", "holdout"], "--val-split 'holdout'"),
 ])

@@ -86,27 +86,45 @@ def run_main(body: Callable[[], int | None]) -> int:
 
 
 def run_command(argv: list[str] | None, commands: dict[str, Callable[[list[str]], int | None]], prog: str,
-                doc: str, default: str | None = None) -> int:
+                doc: str, default: str | None = None, leading: tuple[str, ...] = ()) -> int:
     """The one subcommand dispatcher: ``prog COMMAND [options]`` runs ``commands[COMMAND](options)``
     in :func:`run_main`.
 
-    ``-h``/``--help`` first prints ``doc`` (exit 0).  A missing or unknown command is one
-    error line naming the commands (exit 2), unless there is a ``default`` command: it then
-    takes the whole command line (``python -m tfxr.evaluate --model ...`` is ``evaluate
-    classifier --model ...``, and its ``--help`` is the default command's).
+    ``-h``/``--help`` first prints ``doc`` (exit 0); each command's own ``--help`` lists its
+    options.  A missing or unknown command is one error line naming the commands (exit 2),
+    unless there is a ``default`` command: a command line starting with an option is then
+    the default's (``python -m tfxr.evaluate --model ...`` is ``evaluate classifier --model
+    ...``).  ``leading``: options of the commands, each with one value, that may also come
+    before the command's name; they are handed to the command first (``python -m
+    tfxr.benchmark --out DIR suite`` is ``suite --out DIR``).  Commands named ``_...`` are
+    tfxr's internal ones (measured worker processes): run, but never listed.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    names = ", ".join(commands)
-    if default is None and argv[:1] in (["-h"], ["--help"]):
+    names = ", ".join(name for name in commands if not name.startswith("_"))
+    if argv[:1] in (["-h"], ["--help"]):
         print(doc)
         return EXIT_OK
 
     def body():
-        if argv and argv[0] in commands:
-            return commands[argv[0]](argv[1:])
+        before, rest = _leading_options(argv, leading)
+        if rest and rest[0] in commands:
+            return commands[rest[0]](before + rest[1:])
+        if rest and not rest[0].startswith("-"):
+            raise ConfigError(f"unknown command {rest[0]!r} (allowed: {names})")
         if default is not None:
-            return commands[default](argv)
-        if not argv or argv[0].startswith("-"):
-            raise ConfigError(f"give a command first: {names} ({prog} --help tells more)")
-        raise ConfigError(f"unknown command {argv[0]!r} (allowed: {names})")
+            return commands[default](before + rest)
+        raise ConfigError(f"give a command first: {names} ({prog} --help tells more)")
     return run_main(body)
+
+
+def _leading_options(argv: list[str], leading: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """``argv``'s first options that are in ``leading`` (``--out DIR``, ``--out=DIR``) and the rest."""
+    before, rest = [], list(argv)
+    while rest and rest[0].split("=", 1)[0] in leading:
+        if "=" in rest[0]:
+            before, rest = before + rest[:1], rest[1:]
+        elif len(rest) < 2:
+            raise ConfigError(f"{rest[0]} needs a value")
+        else:
+            before, rest = before + rest[:2], rest[2:]
+    return before, rest

@@ -118,7 +118,9 @@ def _field_types(cls) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def _coerce(value: Any, typ: Any, key: str) -> Any:
+def _coerce(value: Any, typ: Any, key: str, names: dict[str, str] | None = None) -> Any:
+    """``value`` as ``typ``; a ConfigError names ``names[key]`` (what the user typed) or ``key``."""
+    label = (names or {}).get(key, key)
     origin = typing.get_origin(typ)
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
         args = [a for a in typing.get_args(typ) if a is not type(None)]
@@ -129,8 +131,8 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         if isinstance(value, typ):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return from_dict(typ, value, prefix=key + ".")
+            raise ConfigError(f"{label}: expected a mapping, got {value!r}")
+        return from_dict(typ, value, prefix=key + ".", names=names)
     try:
         if typ is bool:
             if isinstance(value, str):
@@ -150,9 +152,9 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             if isinstance(value, str):
                 value = [v for v in value.split(",") if v]
             (inner,) = typing.get_args(typ)[:1] or (str,)
-            return typing.get_origin(typ)(_coerce(v, inner, key) for v in value)
+            return typing.get_origin(typ)(_coerce(v, inner, key, names) for v in value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{key}: cannot use {value!r} as {getattr(typ, '__name__', typ)}") from None
+        raise ConfigError(f"{label}: cannot use {value!r} as {getattr(typ, '__name__', typ)}") from None
     return value
 
 
@@ -180,9 +182,9 @@ def renamed_paths(cls, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def from_dict(cls, data: dict, prefix: str = ""):
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+def _known_keys(cls, data: dict, prefix: str = "") -> dict:
+    """``data`` with former field names replaced by today's; ConfigError for a key ``cls``
+    does not have, or for one setting given under both its names."""
     renamed = renamed_keys(cls)
     if any(k in renamed for k in data):
         for old, new in renamed.items():
@@ -198,13 +200,45 @@ def from_dict(cls, data: dict, prefix: str = ""):
         hint = f" ({'; '.join(moved)})" if moved else ""
         raise ConfigError(f"unknown config key(s) {sorted(prefix + k for k in unknown)}{hint}; "
                           f"known: {sorted(prefix + k for k in types)}")
+    return data
+
+
+def check_keys(cls, data: dict, prefix: str = "") -> None:
+    """ConfigError for a key of ``data`` (nested mappings too) that ``cls`` does not have: the
+    keys of a config file, checked before its values (which flags and ``--set`` may replace)."""
+    types = _field_types(cls)
+    for name, value in _known_keys(cls, data, prefix).items():
+        if dataclasses.is_dataclass(types[name]) and isinstance(value, dict):
+            check_keys(types[name], value, f"{prefix}{name}.")
+
+
+def _leaf_keys(data: dict, prefix: str = "") -> list[str]:
+    """The dotted keys of a nested mapping's values (``{"a": {"b": 1}}`` -> ``["a.b"]``)."""
+    out = []
+    for k, v in data.items():
+        out += _leaf_keys(v, f"{prefix}{k}.") if isinstance(v, dict) and v else [f"{prefix}{k}"]
+    return out
+
+
+def from_dict(cls, data: dict, prefix: str = "", names: dict[str, str] | None = None):
+    """``cls`` from a mapping of (possibly nested) values, each coerced and checked.
+
+    ``names``: dotted key -> what the user typed for it (``--batch-size``, ``--set seed``,
+    ``run.yaml: epochs``), so that an error names that rather than the field
+    (:func:`parse_config` fills it in).
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    data = _known_keys(cls, data, prefix)
+    types = _field_types(cls)
     base = cls()
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, typ in types.items():
         if name in data:
-            kwargs[name] = _coerce(data[name], typ, prefix + name)
-            check_value(fields[name], kwargs[name], prefix + name)
+            key = prefix + name
+            kwargs[name] = _coerce(data[name], typ, key, names)
+            check_value(fields[name], kwargs[name], (names or {}).get(key, key))
         else:
             kwargs[name] = getattr(base, name)
     return cls(**kwargs)
@@ -225,7 +259,9 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def apply_override(data: dict, cls, assignment: str) -> None:
+def apply_override(data: dict, cls, assignment: str) -> str:
+    """Set ``--set KEY=VALUE`` (VALUE read as YAML) into ``data``; returns the dotted key it set
+    (flag aliases and former names resolved: ``batch_size`` -> ``pipeline.batch_size``)."""
     if "=" not in assignment:
         raise ConfigError(f"--set takes key=value, got {assignment!r}")
     key, raw = assignment.split("=", 1)
@@ -249,6 +285,7 @@ def apply_override(data: dict, cls, assignment: str) -> None:
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is {child!r}, not a mapping")
             node = child
+    return ".".join(parts)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -342,25 +379,36 @@ def parse_config(cls, argv: list[str] | None, prog: str, description: str = "", 
     """Resolve a config from defaults, YAML, flags and --set; returns (config, args).
 
     Every mistake is a ConfigError (one line, exit 2 under :func:`tfxr.cli.run_main`):
-    an unknown flag, a value out of bounds, a required value missing."""
+    an unknown flag, a value out of bounds, a required value missing.  It names what the
+    user typed: the flag (``--batch-size: 0 is below the minimum 1``), the ``--set`` key,
+    or the config file and its key (``run.yaml: pipeline.batch_size: ...``)."""
     p = build_arg_parser(cls, prog, description, epilog)
     positional = any(f.metadata.get("positional") is not None for f, _, _ in _flag_fields(cls).values())
     # positional arguments may come between the flags (``verify --quiet DIR``, ``predict IMG --out X``)
     args = p.parse_intermixed_args(argv) if positional else p.parse_args(argv)
     data: dict = {}
+    names: dict[str, str] = {}     # dotted key -> what the user typed for it, for the error lines
     if args.config:
         loaded = load_yaml_file(args.config) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{args.config}: expected a mapping at the top level")
+        try:
+            check_keys(cls, loaded)
+        except ConfigError as e:
+            raise ConfigError(f"{args.config}: {e}") from None
+        renamed = renamed_paths(cls)
+        names.update({renamed.get(k, k): f"{args.config}: {k}" for k in _leaf_keys(loaded)})
         data.update(loaded)
     aliases = flag_aliases(cls)
     for name, (field, _, _) in _flag_fields(cls).items():
         v = getattr(args, name, None)
-        if v is not None and not (field.metadata.get("positional") is not None and v == []):
+        argument = field.metadata.get("positional") is not None     # a positional argument
+        if v is not None and not (argument and v == []):
             _set_dotted(data, aliases.get(name, name), v)
+            names[aliases.get(name, name)] = name.upper() if argument else _flag(name)
     for s in args.set:
-        apply_override(data, cls, s)
-    cfg = from_dict(cls, data)
+        names[apply_override(data, cls, s)] = "--set " + s.split("=", 1)[0].strip()
+    cfg = from_dict(cls, data, names=names)
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         raise SystemExit(0)

@@ -15,11 +15,15 @@ Data and model tools: :class:`WriteConfig` and :class:`VerifyConfig` (``tfxr.tfr
 write|verify``), :class:`StatsConfig` (``tfxr.stats``), :class:`ExtractConfig`
 (``tfxr.extract``), :class:`SampleConfig` and :class:`BalanceConfig` (``tfxr.gan
 sample|balance``), :class:`ReportConfig` (``tfxr.report``, the models' size report),
-:class:`PredictConfig` (``tfxr.predict``), :class:`LaunchConfig` (``tfxr.launch``).  The
-evaluators' configs stay beside their code for now: ``EvalConfig``
-(:mod:`tfxr.evaluation.classifier`), ``DetectionEvalConfig`` (:mod:`tfxr.evaluation.detection`),
-``LocalizeConfig`` (:mod:`tfxr.evaluation.localization`), ``GanEvalConfig`` (:mod:`tfxr.evaluate`),
-and the benchmark's in :mod:`tfxr.benchmark.options`.
+:class:`PredictConfig` (``tfxr.predict``), :class:`LaunchConfig` (``tfxr.launch``).
+
+Evaluators: :class:`EvalConfig` (``tfxr.evaluate [classifier]``, :mod:`tfxr.evaluation.classifier`),
+:class:`DetectionEvalConfig` (``tfxr.evaluate detection``, :mod:`tfxr.evaluation.detection`),
+:class:`GanEvalConfig` (``tfxr.evaluate gan``, :func:`tfxr.evaluate.evaluate_gan`) and
+:class:`LocalizeConfig` (``tfxr.localize``, :mod:`tfxr.evaluation.localization`).
+
+The benchmark's options are its own (:mod:`tfxr.benchmark.options`: they name measured
+variants, not a run).
 
 This module imports neither TensorFlow nor Keras (the data tools start in a second).  The
 machinery (``option()`` bounds, YAML, ``--set``) is :mod:`tfxr.config`.  Every trainer's
@@ -35,9 +39,9 @@ from typing import ClassVar
 
 from tfxr.config import option, seed_option
 
-__all__ = ["AugmentConfig", "BalanceConfig", "DataConfig", "DetectorConfig", "ExtractConfig", "GanConfig",
-           "LaunchConfig", "PredictConfig", "ReportConfig", "SampleConfig", "StatsConfig", "TrainConfig",
-           "VerifyConfig", "WriteConfig"]
+__all__ = ["AugmentConfig", "BalanceConfig", "DataConfig", "DetectionEvalConfig", "DetectorConfig", "EvalConfig",
+           "ExtractConfig", "GanConfig", "GanEvalConfig", "LaunchConfig", "LocalizeConfig", "PredictConfig",
+           "ReportConfig", "SampleConfig", "StatsConfig", "TrainConfig", "VerifyConfig", "WriteConfig"]
 
 #: the classifiers of the ``tfxr.models.MODELS`` registry (tests/models/test_models.py checks
 #: that the two agree; named here so that a config needs no Keras)
@@ -118,6 +122,7 @@ class TrainConfig:
     stall_timeout: float = option(600.0, minimum=0.0)  # s until a job with a stalled rank ends; 0 = never
     timeline: str = ""                 # Horovod timeline file (rank 0 writes it; tfxr.timeline reads it)
     elastic: bool = False              # Horovod elastic (horovodrun --min-np/--max-np): survive lost workers
+    elastic_commit_steps: int = option(0, minimum=0)  # elastic: also commit every N steps (0: after each epoch)
     mixed_precision: bool = False      # bf16 on CPU, fp16 (+ loss scaling) on GPU
     xla: bool = False                  # jit-compile the forward/backward pass
     resume: bool = False               # continue OUT from its newest checkpoint
@@ -167,6 +172,8 @@ class GanConfig:
     compression: str = option("none", choices=("none", "fp16"))
     accumulate_steps: int = option(1, minimum=1)     # micro-batches per allreduce (effective batch x K)
     stall_timeout: float = option(600.0, minimum=0.0)  # s until a job with a stalled rank ends; 0 = never
+    elastic: bool = False              # Horovod elastic (horovodrun --min-np/--max-np): survive lost workers
+    elastic_commit_steps: int = option(0, minimum=0)  # elastic: also commit every N steps (0: after each epoch)
     seed: int = seed_option()
     deterministic: bool = False
     resume: bool = False                             # continue OUT from its newest checkpoint
@@ -206,6 +213,7 @@ class DetectorConfig:
     accumulate_steps: int = option(1, minimum=1)     # micro-batches per allreduce (effective batch x K)
     stall_timeout: float = option(600.0, minimum=0.0)  # s until a job with a stalled rank ends; 0 = never
     elastic: bool = False              # Horovod elastic (horovodrun --min-np/--max-np): survive lost workers
+    elastic_commit_steps: int = option(0, minimum=0)  # elastic: also commit every N steps (0: after each epoch)
     seed: int = seed_option()
     steps_per_epoch: int = option(0, minimum=0)      # 0: one pass over the smallest rank's share
     val_split: str = "val"             # mAP@0.5 on it after each epoch ('' to skip); best.keras by it
@@ -412,3 +420,81 @@ class ReportConfig:
     measure: bool = False      # also measure the peak RSS of a training process (slow)
     steps: int = option(2, minimum=1)  # training steps of the measurement
     json: str = ""             # also write every number to this JSON file
+
+
+# --------------------------------------------------------------------------- evaluators
+#: the heat maps ``--cam`` computes (:mod:`tfxr.evaluation.cam`; the first is the default)
+CAM_METHODS = ("hirescam", "gradcam")
+
+
+@dataclass
+class EvalConfig:
+    """``tfxr.evaluate [classifier]``: a classifier's metrics on a split (:func:`tfxr.evaluation.classifier.evaluate`)."""
+
+    model: str = ""          # a .keras file, or a run directory (uses its best.keras)
+    data: str = ""           # TFRecord / raw index directory
+    split: str = option("test", choices=("train", "val", "test"))
+    threshold_split: str = option("val", choices=("val", "train", "none"))  # where thresholds are chosen
+    out: str = ""            # default: <run dir>/eval-<split>
+    batch_size: int = option(64, minimum=1)
+    bootstrap: int = option(1000, minimum=0)   # resamples for the AUROC CI (0 = none)
+    seed: int = seed_option()
+    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
+
+
+@dataclass
+class DetectionEvalConfig:
+    """``tfxr.evaluate detection``: a detector beside CAM and random boxes
+    (:func:`tfxr.evaluation.detection.evaluate_detection`)."""
+
+    detector: str = ""          # a `tfxr.detect train` run folder (or its best/final .weights.h5)
+    data: str = ""              # TFRecord directory with bbox/* boxes
+    split: str = option("test", choices=("train", "val", "test"))            # the scored split
+    threshold_split: str = option("val", choices=("train", "val", "test"))   # score cuts chosen here
+    cam_model: str = ""         # also score the CAM boxes of this tfxr classifier (tfxr.localize's)
+    cam_box_threshold: float = option(0.5, minimum=0.05, maximum=0.95)   # heatmap cut for CAM boxes
+    random_boxes: int = option(3, minimum=1)   # random boxes per image of the floor
+    bootstrap: int = option(200, minimum=0)    # resamples of images for the 95 % CIs (0: none)
+    overlays: int = option(12, minimum=0)
+    batch_size: int = option(16, minimum=1)
+    out: str = ""               # default: <run folder>/detect-<split>
+    seed: int = seed_option()
+
+
+@dataclass
+class GanEvalConfig:
+    """``tfxr.evaluate gan``: Inception Score and FID of generated images (:func:`tfxr.evaluate.evaluate_gan`)."""
+
+    generated: str = ""        # PNG directory, generator .keras file, or 'noise'
+    real: str = ""             # TFRecord directory of the real images
+    split: str = option("train", choices=("train", "val", "test"))
+    label: str = ""            # label the class value refers to ('' = the first label)
+    class_value: str = ""      # keep real images with label == this value ('' = all images)
+    num_images: int = option(0, minimum=0)   # generator/noise images (0 = half the real images, the baseline's N)
+    max_real: int = option(0, minimum=0)     # cap on real images read (0 = all)
+    features: str = option("inception", choices=("inception", "tfxr", "both"))
+    inception_weights: str = ""   # InceptionV3 ImageNet .h5 ('' = Keras' cache; 'random' = tests only)
+    feature_model: str = ""       # tfxr classifier (.keras or run dir) for --features tfxr/both
+    noise_baseline: bool = True   # also score uniform-noise images
+    batch_size: int = option(32, minimum=1)
+    out: str = ""                 # also write OUT/generative.json
+    seed: int = seed_option()
+    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
+
+
+@dataclass
+class LocalizeConfig:
+    """``tfxr.localize``: CAM boxes scored against the records' boxes (:func:`tfxr.evaluation.localization.localize`)."""
+
+    model: str = ""            # a .keras file or a run directory (its best.keras)
+    data: str = ""             # TFRecord directory with bbox/* features
+    split: str = option("test", choices=("train", "val", "test"))        # the scored split
+    threshold_split: str = option("val", choices=("train", "val", "test"))  # box thresholds chosen here
+    box_threshold: float = option(0.0, minimum=0.0, maximum=0.9)   # > 0: this fixed cut, no threshold split
+    out: str = ""              # default: <run dir>/localize-<split>
+    layer: str = ""            # CAM layer ('' = the last convolution)
+    cam: str = option("hirescam", choices=CAM_METHODS)   # heatmap method (see tfxr.evaluation.cam)
+    overlays: int = option(12, minimum=0)     # overlay PNGs to write (0 = none)
+    batch_size: int = option(32, minimum=1)
+    seed: int = seed_option()
+    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)

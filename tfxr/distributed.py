@@ -228,6 +228,10 @@ def elastic_state(variables, **objects):
     (a history list growing) never leaks into the committed copy; broadcast from rank 0 at a
     sync.  ``commit()`` also raises Horovod's ``HostsUpdatedInterrupt`` on every rank when
     the driver announced a host change (the elastic loop then re-forms the world).
+
+    What a commit costs: a host copy of every variable (device to host on a GPU) and the
+    deep copy of the objects, plus one small ``broadcast_object`` (Horovod's check for a host
+    change); the variables themselves are broadcast only at a sync, when workers re-form.
     """
     _require_init()
     from horovod.common.elastic import ObjectState  # HVD

@@ -42,48 +42,32 @@ Models are rebuilt from their tfxr run's ``config.yaml`` and only their weights 
 (:mod:`tfxr.models.loading`); a model file of no tfxr run (a legacy ``.h5``, a foreign
 ``.keras``) is refused unless ``--trust-model-file`` is given (Keras then loads it with
 ``safe_mode=True``).
+
+Each command's options: ``python -m tfxr.evaluate classifier|detection|gan --help`` (their
+configs are :mod:`tfxr.configs`' EvalConfig, DetectionEvalConfig and GanEvalConfig).
 """
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 
 from tfxr import distributed as dist
 from tfxr import log
 from tfxr.cli import run_command
-from tfxr.config import option, parse_config, seed_option
+from tfxr.config import parse_config
+from tfxr.configs import DetectionEvalConfig, EvalConfig, GanEvalConfig
 from tfxr.errors import ConfigError
 from tfxr.evaluation import generative
-# Re-exported: tests, notebooks and users import these from tfxr.evaluate.
-from tfxr.evaluation.classifier import (EvalConfig, evaluate, format_table, load_model,  # noqa: F401
-                                        predict_split, resolve_model_path)
-from tfxr.evaluation.detection import DetectionEvalConfig, detection_report, evaluate_detection
+# Re-exported (with EvalConfig): tests, notebooks and users import these from tfxr.evaluate.
+from tfxr.evaluation.classifier import (evaluate, format_table, load_model, predict_split,  # noqa: F401
+                                        resolve_model_path)
+from tfxr.evaluation.detection import detection_report, evaluate_detection
 from tfxr.files import write_json
 from tfxr.models.loading import load_generator, load_run_model
 
 PROG = "python -m tfxr.evaluate"
-
-
-@dataclass
-class GanEvalConfig:
-    generated: str = ""        # PNG directory, generator .keras file, or 'noise'
-    real: str = ""             # TFRecord directory of the real images
-    split: str = option("train", choices=("train", "val", "test"))
-    label: str = ""            # label the class value refers to ('' = the first label)
-    class_value: str = ""      # keep real images with label == this value ('' = all images)
-    num_images: int = option(0, minimum=0)   # generator/noise images (0 = half the real images, the baseline's N)
-    max_real: int = option(0, minimum=0)     # cap on real images read (0 = all)
-    features: str = option("inception", choices=("inception", "tfxr", "both"))
-    inception_weights: str = ""   # InceptionV3 ImageNet .h5 ('' = Keras' cache; 'random' = tests only)
-    feature_model: str = ""       # tfxr classifier (.keras or run dir) for --features tfxr/both
-    noise_baseline: bool = True   # also score uniform-noise images
-    batch_size: int = option(32, minimum=1)
-    out: str = ""                 # also write OUT/generative.json
-    seed: int = seed_option()
-    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
 
 
 def _generated_images(cfg: GanEvalConfig, real: np.ndarray) -> np.ndarray:

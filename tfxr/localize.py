@@ -22,9 +22,10 @@ from __future__ import annotations
 import sys
 
 from tfxr.cli import run_main
-from tfxr.config import parse_config
-from tfxr.evaluation.localization import LocalizeConfig, localize, markdown_report
 from tfxr import log
+from tfxr.config import parse_config
+from tfxr.configs import LocalizeConfig
+from tfxr.evaluation.localization import localize, markdown_report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,9 @@
 # --gloo --min-np MIN_NP --max-np <tasks> --host-discovery-script discover_hosts.sh starts one
 # worker per slot the discovery script lists (`scontrol show hostnames "$SLURM_JOB_NODELIST"`,
 # tasks per node slots each; it reaches other nodes over ssh) and tfxr.train runs with
-# --set elastic=true: a lost worker rolls every worker back to the last committed epoch and
-# the rest go on; a node the script lists again joins at the next epoch. The learning rate
+# --set elastic=true: a lost worker rolls every worker back to the last commit (each epoch, and
+# every N steps with --set elastic_commit_steps=N) and the rest go on; a node the script lists
+# again joins at the next commit. The learning rate
 # follows the live number of workers. Settings as for the other scripts (README.md), plus
 # MIN_NP (default 1). Outside Slurm it runs NP ranks here like the other scripts (not elastic).
 # docs/SCALING.md explains the Slurm side.

@@ -4,15 +4,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import tfxr
 from tfxr.benchmark import __main__ as cli
 from tfxr.benchmark.analysis import Variant
-from tfxr.benchmark.options import rank_env
+from tfxr.benchmark.options import TimelineOptions, rank_env
 from tfxr.benchmark.runner import RESULT_MARK, Timing, parse_worker_output, variant_command
 from tfxr.benchmark.suites import conversion_plan
+from tfxr.config import parse_config
 from tfxr.errors import ConfigError
 
 
@@ -49,12 +51,50 @@ def test_conversion_plan_has_the_bound_of_every_parallel_count():
     assert conversion_plan([1], [1]) == [("pool", 1, 1)]
 
 
-def test_command_line_split_keeps_out_before_the_subcommand():
-    assert cli.split_command(["--out", "r", "train", "--np", "1"]) == ("train", ["--out", "r", "--np", "1"], [])
-    assert cli.split_command([]) == ("suite", [], [])
-    assert cli.split_command(["convert", "--", "--source", "x"]) == ("convert", [], ["--source", "x"])
-    with pytest.raises(ConfigError, match="unknown subcommand 'trian'"):
-        cli.split_command(["trian"])
+def test_one_dispatcher_keeps_out_before_the_subcommand(monkeypatch, capsys):
+    """``--out DIR`` before the subcommand (as `make benchmark` and the result files write it),
+    ``suite`` by default, the converter's arguments after ``--``; the command line recorded
+    in the results is the one typed."""
+    seen, measure = [], cli.measure
+    monkeypatch.setattr(cli, "measure", lambda command, argv, typed: seen.append((command, argv, typed)))
+    for argv in (["--out", "r", "train", "--np", "1"], [], ["--out=r"], ["convert", "--", "--source", "x"],
+                 ["--out", "r", "timeline", "tl.json"]):
+        assert cli.main(argv) == 0
+    prog = "python -m tfxr.benchmark"
+    assert seen == [("train", ["--out", "r", "--np", "1"], f"{prog} --out r train --np 1"),
+                    ("suite", [], f"{prog} suite"), ("suite", ["--out=r"], f"{prog} --out=r"),
+                    ("convert", ["--", "--source", "x"], f"{prog} convert -- --source x"),
+                    ("timeline", ["--out", "r", "tl.json"], f"{prog} --out r timeline tl.json")]
+    cfg, _ = parse_config(TimelineOptions, seen[-1][1], "t")     # timeline FILE, wherever --out is
+    assert (cfg.file, cfg.out) == ("tl.json", "r")
+    capsys.readouterr()
+    assert cli.main(["trian"]) == 2
+    assert capsys.readouterr().err == ("tfxr: error: unknown command 'trian' "
+                                       "(allowed: suite, train, convert, input, timeline, profile)\n")
+    assert cli.main(["--out"]) == 2 and capsys.readouterr().err == "tfxr: error: --out needs a value\n"
+    with pytest.raises(ConfigError, match="train takes no arguments after --"):
+        measure("train", ["--", "x"], "typed")
+
+
+def test_phantom_png_and_dicom_sources_hold_the_same_images_written_once(tmp_path):
+    """The conversion benchmark's two sources (one phantom_folder): the same images, PNG 8-bit
+    and DICOM 12-bit, in class folders; a second call reuses them; nothing half-written left."""
+    import numpy as np
+    import pydicom
+    from PIL import Image
+
+    from tfxr.benchmark.suites import phantom_dicoms, phantom_pngs
+
+    png, dcm = phantom_pngs(str(tmp_path), 4, 16), phantom_dicoms(str(tmp_path), 4, 16)
+    pngs = sorted(p.relative_to(png) for p in Path(png).rglob("*.png"))
+    assert len(pngs) == 4 and {p.parts[0] for p in pngs} <= {"TB", "NORMAL"}
+    assert sorted(p.relative_to(dcm).with_suffix(".png") for p in Path(dcm).rglob("*.dcm")) == pngs
+    for p in pngs:
+        grey = np.asarray(Image.open(Path(png) / p))
+        assert grey.shape == (16, 16) and grey.max() > 0
+        assert np.array_equal(pydicom.dcmread(Path(dcm) / p.with_suffix(".dcm")).pixel_array, grey.astype(np.uint16) * 16)
+    assert phantom_pngs(str(tmp_path), 4, 16) == png and sorted(os.listdir(tmp_path)) == sorted(
+        [os.path.basename(png), os.path.basename(dcm)])
 
 
 def test_help_hides_the_worker_and_bad_options_are_clear(tmp_path):

@@ -88,7 +88,7 @@ def test_class_value_must_be_a_label_value(synthetic_tfrec, tmp_path, generators
     r = run([sys.executable, "-m", "tfxr.gan", "balance", "--data", str(synthetic_tfrec), "--generator",
              generators["ok"], "--out", "b", "--class-value", "2", "--num", "5"], cwd=tmp_path, check=False,
             env={"PYTHONPATH": str(REPO)})
-    assert r.returncode == 2 and "class_value: unknown value 2" in r.stderr and not (tmp_path / "b").exists()
+    assert r.returncode == 2 and "--class-value: unknown value 2" in r.stderr and not (tmp_path / "b").exists()
 
 
 def test_a_failure_after_writing_began_removes_only_what_this_run_created(synthetic_tfrec, tmp_path,

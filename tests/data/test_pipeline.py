@@ -192,5 +192,5 @@ def test_cache_option_spellings():
     assert cache() == "auto"
     assert cache("--cache") == "true" and cache("--no-cache") == "false" and cache("--cache", "auto") == "auto"
     assert cache("--set", "pipeline.cache=true") == "true" and cache("--set", "pipeline.cache=off") == "false"
-    with pytest.raises(ConfigError, match="pipeline.cache: unknown value 'sometimes'"):
+    with pytest.raises(ConfigError, match="--cache: unknown value 'sometimes'"):
         cache("--cache", "sometimes")

@@ -36,7 +36,7 @@ def _train_cfg(*argv):
     (["--set", "pipeline.augment.rotation_deg=nan"], "pipeline.augment.rotation_deg: nan is not a finite number"),
     (["--set", "pipeline.augment.zoom=1.5"], "pipeline.augment.zoom: 1.5 is above the maximum 0.9"),
     (["--set", "pipeline.augment.noise_std=-0.1"], "pipeline.augment.noise_std: -0.1 is below the minimum 0.0"),
-    (["--warmup-epochs=-inf"], "warmup_epochs: -inf is not a finite number"),
+    (["--warmup-epochs=-inf"], "--warmup-epochs: -inf is not a finite number"),
     (["--seed", "-1"], "seed: -1 is below the minimum 0"),
     (["--seed", str(2**40)], f"seed: {2**40} is above the maximum {SEED_MAX}"),
     (["--seed", "2**40"], "seed: cannot use '2**40' as int"),

@@ -139,7 +139,7 @@ class ProfileOptions(_Common):
 class TimelineOptions(_Common):
     """``timeline FILE``: a Horovod timeline (``tfxr.train --timeline FILE``) summarised per step."""
 
-    file: str = ""                          # the timeline JSON (the first argument)
+    file: str = option("", positional="?", help="the timeline JSON (tfxr.train --timeline FILE)")
 
 
 COMMANDS = {"suite": SuiteOptions, "train": TrainOptions, "convert": ConvertOptions, "input": InputOptions,

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import asdict, replace
+from typing import Callable
 
 import numpy as np
 import pydicom
@@ -151,63 +152,63 @@ def bench_convert(cfg, rest: list[str]) -> dict:
                     "sums N one-worker conversions of the same images run at once, one core each"}
 
 
-def phantom_pngs(out: str, images: int, size: int) -> str:
-    """TB phantoms as PNG files in a class-per-folder layout (``tfrecords write --source
-    folder``): the PNG source of the conversion benchmark, written once and reused."""
-    directory = os.path.join(out, f"data-phantom-png-{size}px-{images}")
+def phantom_folder(directory: str, images: int, size: int, save: Callable[[np.ndarray, str, int], None]) -> str:
+    """TB phantoms in a class-per-folder layout (``tfrecords write --source folder``), each
+    written by ``save(pixels, path without its extension, index)``: built beside
+    ``directory`` and renamed into place (an interrupted run leaves none), written once and
+    reused."""
     if os.path.isdir(directory):
         return directory
     partial = f"{directory}.partial-{os.getpid()}"
     try:
         for index in range(images):
             labels, _, patient = phantom_meta(0, index)
-            buf = io.BytesIO()
-            Image.fromarray(render_phantom(0, index, size)).save(buf, format="PNG")
             folder = os.path.join(partial, "TB" if labels[0] else "NORMAL")
             os.makedirs(folder, exist_ok=True)
-            write_bytes(os.path.join(folder, f"{patient}_{index:05d}.png"), buf.getvalue())
+            save(render_phantom(0, index, size), os.path.join(folder, f"{patient}_{index:05d}"), index)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     os.replace(partial, directory)
     return directory
+
+
+def _save_png(pixels: np.ndarray, stem: str, index: int) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    write_bytes(f"{stem}.png", buf.getvalue())
+
+
+def phantom_pngs(out: str, images: int, size: int) -> str:
+    """TB phantoms as PNG files (:func:`phantom_folder`): the PNG source of the conversion benchmark."""
+    return phantom_folder(os.path.join(out, f"data-phantom-png-{size}px-{images}"), images, size, _save_png)
 
 
 #: the SOP class of the benchmark's DICOMs: Computed Radiography Image Storage
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 
 
+def _save_dicom(pixels: np.ndarray, stem: str, index: int) -> None:
+    """A 12-bit CR DICOM (uncompressed, pydicom, no patient data) of an 8-bit phantom."""
+    pixels = pixels.astype(np.uint16) * 16        # 8 -> 12 bits
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["tfxr-benchmark", str(index)])
+    ds.SOPClassUID, ds.SOPInstanceUID = CR_IMAGE_STORAGE, ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.ViewPosition = "CR", "PA"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = pixels.astype("<u2").tobytes()
+    ds.save_as(f"{stem}.dcm", enforce_file_format=True)
+
+
 def phantom_dicoms(out: str, images: int, size: int) -> str:
-    """TB phantoms as 12-bit CR DICOMs (uncompressed, pydicom, no patient data) in a
-    class-per-folder layout: the DICOM source of the conversion benchmark, the same
-    images as :func:`phantom_pngs`, written once and reused."""
-    directory = os.path.join(out, f"data-phantom-dicom-{size}px-{images}")
-    if os.path.isdir(directory):
-        return directory
-    partial = f"{directory}.partial-{os.getpid()}"
-    try:
-        for index in range(images):
-            labels, _, patient = phantom_meta(0, index)
-            pixels = render_phantom(0, index, size).astype(np.uint16) * 16        # 8 -> 12 bits
-            ds = Dataset()
-            ds.file_meta = FileMetaDataset()
-            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds.file_meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
-            ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["tfxr-benchmark", str(index)])
-            ds.SOPClassUID, ds.SOPInstanceUID = CR_IMAGE_STORAGE, ds.file_meta.MediaStorageSOPInstanceUID
-            ds.Modality, ds.ViewPosition = "CR", "PA"
-            ds.Rows, ds.Columns = pixels.shape
-            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-            ds.PixelData = pixels.astype("<u2").tobytes()
-            folder = os.path.join(partial, "TB" if labels[0] else "NORMAL")
-            os.makedirs(folder, exist_ok=True)
-            ds.save_as(os.path.join(folder, f"{patient}_{index:05d}.dcm"), enforce_file_format=True)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    os.replace(partial, directory)
-    return directory
+    """TB phantoms as 12-bit CR DICOMs (:func:`phantom_folder`), the same images as
+    :func:`phantom_pngs`: the DICOM source of the conversion benchmark."""
+    return phantom_folder(os.path.join(out, f"data-phantom-dicom-{size}px-{images}"), images, size, _save_dicom)
 
 
 #: the conversion benchmark's sources: name -> (out, images, size) -> converter arguments

@@ -43,8 +43,10 @@ class WorkerConfig:
 
 @dataclass
 class GemmConfig:
-    size: int = option(2048, minimum=16)
-    repeats: int = option(5, minimum=1)
+    """``_gemm [SIZE [REPEATS]]``: the fp32 matrix product measured as the CPU's ceiling."""
+
+    size: int = option(2048, minimum=16, positional="?", help="n of the n x n matrices")
+    repeats: int = option(5, minimum=1, positional="?", help="timed windows")
 
 
 def _file_barrier(directory: str, name: str, index: int, count: int) -> None:
@@ -192,12 +194,10 @@ def run_worker(argv: list[str]) -> int:
 def run_gemm_worker(argv: list[str]) -> int:
     """Time an fp32 n x n matrix product on every core: what this CPU sustains in practice.
 
-    ``_gemm [SIZE [REPEATS]]`` or ``_gemm --size N --repeats R``; prints one result line
-    of GFLOP/s per timed window (2 n^3 FLOPs per product).
+    ``_gemm [SIZE [REPEATS]]`` (or ``--set size=N``); prints one result line of GFLOP/s per
+    timed window (2 n^3 FLOPs per product).
     """
-    positional = [a for a in argv[:2] if not a.startswith("-")]
-    flags = [f for name, value in zip(("--size", "--repeats"), positional) for f in (name, value)]
-    cfg, _ = parse_config(GemmConfig, flags + argv[len(positional):], "python -m tfxr.benchmark _gemm")
+    cfg, _ = parse_config(GemmConfig, argv, "python -m tfxr.benchmark _gemm")
     # TensorFlow is imported deliberately late: `python -m tfxr.benchmark` itself never needs it
     import tensorflow as tf
 

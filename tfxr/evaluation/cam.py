@@ -18,10 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfxr.configs import CAM_METHODS  # the map each ``--cam`` value computes (the first is the default)
 from tfxr.errors import ConfigError
-
-#: The map each ``--cam`` value computes (the first is the default).
-CAM_METHODS = ("hirescam", "gradcam")
 
 
 def find_last_conv_layer(model) -> str:

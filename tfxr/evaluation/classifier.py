@@ -21,13 +21,13 @@ import csv
 import io
 import math
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
 from tfxr import distributed as dist
-from tfxr.config import load_yaml_file, option, seed_option, to_dict
+from tfxr.config import load_yaml_file, to_dict
+from tfxr.configs import EvalConfig
 from tfxr.data.pipeline import DataConfig, build_dataset
 from tfxr.data.records import read_manifest
 from tfxr.data.sources.vocabulary import shared_labels
@@ -46,19 +46,6 @@ CHEXNET_PUBLISHED_AUROC = {
     "Consolidation": 0.7901, "Edema": 0.8878, "Emphysema": 0.9371, "Fibrosis": 0.8047,
     "Pleural_Thickening": 0.8062, "Hernia": 0.9164,
 }
-
-
-@dataclass
-class EvalConfig:
-    model: str = ""          # a .keras file, or a run directory (uses its best.keras)
-    data: str = ""           # TFRecord / raw index directory
-    split: str = option("test", choices=("train", "val", "test"))
-    threshold_split: str = option("val", choices=("val", "train", "none"))  # where thresholds are chosen
-    out: str = ""            # default: <run dir>/eval-<split>
-    batch_size: int = option(64, minimum=1)
-    bootstrap: int = option(1000, minimum=0)   # resamples for the AUROC CI (0 = none)
-    seed: int = seed_option()
-    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
 
 
 # --------------------------------------------------------------------------- model + data

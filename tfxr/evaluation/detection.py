@@ -34,7 +34,6 @@ import contextlib
 import io
 import math
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -43,7 +42,7 @@ from pycocotools.cocoeval import COCOeval
 
 from tfxr import distributed as dist
 from tfxr import plots
-from tfxr.config import option, seed_option
+from tfxr.configs import DetectionEvalConfig
 from tfxr.data.pipeline import DataConfig, build_dataset
 from tfxr.data.records import read_manifest
 from tfxr.errors import ConfigError, ManifestError
@@ -307,22 +306,6 @@ def by_image_id(record: tuple):
 #: Seed 001's detector (the pneumonia system tfxr replaces): YOLOv8 nano fine-tuned on RSNA's
 #: pneumonia boxes on 4 GPUs, its reported validation mAP@0.5 -- other data and splits.
 SEED001_MAP50 = 0.149
-
-
-@dataclass
-class DetectionEvalConfig:
-    detector: str = ""          # a `tfxr.detect train` run folder (or its best/final .weights.h5)
-    data: str = ""              # TFRecord directory with bbox/* boxes
-    split: str = option("test", choices=("train", "val", "test"))            # the scored split
-    threshold_split: str = option("val", choices=("train", "val", "test"))   # score cuts chosen here
-    cam_model: str = ""         # also score the CAM boxes of this tfxr classifier (tfxr.localize's)
-    cam_box_threshold: float = option(0.5, minimum=0.05, maximum=0.95)   # heatmap cut for CAM boxes
-    random_boxes: int = option(3, minimum=1)   # random boxes per image of the floor
-    bootstrap: int = option(200, minimum=0)    # resamples of images for the 95 % CIs (0: none)
-    overlays: int = option(12, minimum=0)
-    batch_size: int = option(16, minimum=1)
-    out: str = ""               # default: <run folder>/detect-<split>
-    seed: int = seed_option()
 
 
 def _cam_detections(cfg: DetectionEvalConfig, split: str, rank: int, world: int) -> list:

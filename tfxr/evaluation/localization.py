@@ -31,18 +31,17 @@ Method
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
 from tfxr import distributed as dist
 from tfxr import plots
-from tfxr.config import option, seed_option
+from tfxr.configs import LocalizeConfig
 from tfxr.data import phantom_drawing
 from tfxr.errors import ConfigError, ManifestError
 from tfxr.evaluation.boxes import (IOBB_THRESHOLDS, IOU_THRESHOLDS, BoxCoords, BoxedImage, boxes_from_heatmap,
                                    choose_box_thresholds, read_boxed_images, score_items, summarise)
-from tfxr.evaluation.cam import CAM_METHODS, ClassActivationMaps
+from tfxr.evaluation.cam import ClassActivationMaps
 from tfxr.evaluation.classifier import open_model_and_data
 from tfxr.evaluation.published import WANG2017_TABLE4_ACC, WANG2017_TABLE4_AFP
 from tfxr.files import path_in, write_json, write_text
@@ -154,22 +153,6 @@ def save_overlay(path: str, image: np.ndarray, heatmap: np.ndarray, predicted: l
 
 
 # --------------------------------------------------------------------------- the whole run
-@dataclass
-class LocalizeConfig:
-    model: str = ""            # a .keras file or a run directory (its best.keras)
-    data: str = ""             # TFRecord directory with bbox/* features
-    split: str = option("test", choices=("train", "val", "test"))        # the scored split
-    threshold_split: str = option("val", choices=("train", "val", "test"))  # box thresholds chosen here
-    box_threshold: float = option(0.0, minimum=0.0, maximum=0.9)   # > 0: this fixed cut, no threshold split
-    out: str = ""              # default: <run dir>/localize-<split>
-    layer: str = ""            # CAM layer ('' = the last convolution)
-    cam: str = option("hirescam", choices=CAM_METHODS)   # heatmap method (see the module doc)
-    overlays: int = option(12, minimum=0)     # overlay PNGs to write (0 = none)
-    batch_size: int = option(32, minimum=1)
-    seed: int = seed_option()
-    trust_model_file: bool = False   # let Keras load a model file of no tfxr run (safe_mode on)
-
-
 def localize(cfg: LocalizeConfig) -> dict:
     """CAM localization of ``cfg.model`` scored on ``cfg.split``; rank 0 writes the outputs."""
     if not cfg.box_threshold and cfg.threshold_split == cfg.split:

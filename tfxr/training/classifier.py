@@ -70,7 +70,7 @@ def new_run_state() -> dict:
     return run.new_run_state(**POLICY_STATE)
 
 
-class DistributedStep:
+class DistributedStep(run.AccumulatedStep):
     """The classifier's training step (``tf.function``s), shared with ``tfxr.benchmark``.
 
     Forward and loss under a tape, gradients allreduced by Horovod's
@@ -88,31 +88,15 @@ class DistributedStep:
 
     def __init__(self, model, optimizer, loss_fn, compression: str = "none", xla: bool = False,
                  accumulate_steps: int = 1, watchdog=None):
-        if accumulate_steps < 1:
-            raise ConfigError(f"accumulate_steps: {accumulate_steps} is below the minimum 1")
         self.tf, self.dist = tf, dist
         self.model, self.optimizer, self.loss_fn, self.compression = model, optimizer, loss_fn, compression
         self.accumulate_steps = accumulate_steps
         self.sources = dist.backing_variables(model.trainable_variables)
-        self.accumulation = run.GradientAccumulation([self.sources], accumulate_steps, compression, watchdog)
-        self.allreduces = self.accumulation.allreduces
         self.loss_sum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
         self._grads = (tf.function(self._local_grads, jit_compile=True, reduce_retracing=True) if xla
                        else self._local_grads)
-        self._plain = tf.function(self._step_xla if xla else self._step, reduce_retracing=True)
-        self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
-        self._apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
-
-    def __call__(self, x, y):
-        """One step on this rank's (micro-)batch; returns the local loss as a tensor (no host sync)."""
-        return self.accumulation.run(self._plain, self._accumulate, self._apply, x, y)
-
-    def adopt_world(self, rank: int, world: int) -> None:
-        self.accumulation.adopt_world(rank, world)
-
-    def close(self) -> None:
-        """Stop the stall watchdog (if any) and remove its heartbeat files."""
-        self.accumulation.close()
+        self.accumulate_with([self.sources], accumulate_steps, compression, watchdog,
+                             self._step_xla if xla else self._step)
 
     def _forward(self, tape, x, y):
         with tape:
@@ -244,13 +228,9 @@ class Trainer(run.OneModelTask):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer
 
-    def adopt_world(self, rank: int, world: int) -> None:
-        """Elastic training: the live rank and world (lr scale, steps, shards; see run.Task)."""
-        self.rank, self.world = rank, world
-        self.scale_lr()
-        self.global_batch = self.data_cfg.batch_size * world
+    def world_adopted(self) -> None:
+        """Elastic training, after run.OneModelTask.adopt_world: the steps of an epoch on the live world."""
         self.steps = self.steps_per_epoch()
-        self.step.adopt_world(rank, world)
 
     def lr_at(self, step: int, steps_per_epoch: int) -> float:
         return self.schedule.lr(step, steps_per_epoch, self.state["lr_multiplier"])
@@ -274,14 +254,10 @@ class Trainer(run.OneModelTask):
     def steps_per_epoch(self) -> int:
         """Micro-batches per epoch: a whole number of updates with gradient accumulation (the
         remainder of a pass is dropped, so an epoch -- and a checkpoint -- ends on an update)."""
-        k = self.cfg.accumulate_steps
         steps = self.cfg.steps_per_epoch or split_steps(self.cfg.data, "train", self.manifest,
                                                         self.data_cfg.batch_size, self.world,
                                                         self.data_cfg.generated_fraction)
-        if steps < k:
-            raise ConfigError(f"accumulate_steps={k}: an epoch has only {steps} batch(es) of "
-                              f"{self.data_cfg.batch_size} per rank; lower accumulate_steps or the batch size")
-        return steps - steps % k
+        return run.whole_updates(steps, self.cfg.accumulate_steps, self.data_cfg.batch_size)
 
     def validate(self, dataset) -> dict:
         """Validation metrics over the whole split (every rank's predictions gathered)."""
@@ -322,8 +298,11 @@ class Trainer(run.OneModelTask):
 
     def begin(self) -> None:
         cfg, first = self.cfg, self.state["epoch"]
-        self._batches = (iter(self.dataset("train", True, first, self.steps, epochs=cfg.epochs - first))
-                         if first < cfg.epochs else None)
+        done = run.epoch_position(self.state, self.steps, cfg.accumulate_steps)   # elastic: committed steps
+        self._batches = None
+        if first < cfg.epochs:
+            train = self.dataset("train", True, first, self.steps, epochs=cfg.epochs - first)
+            self._batches = iter(train.skip(done) if done else train)
         self._validation = self.dataset(cfg.val_split, False) if cfg.val_split else None
 
     def describe(self) -> str:
@@ -334,15 +313,15 @@ class Trainer(run.OneModelTask):
                 f"{self.steps} steps/epoch, lr {self.base_lr:g}")
 
     def train_epoch(self, epoch: int, progress) -> dict:
-        self.step.loss_sum.assign(0.0)
-        allreduces = int(self.step.allreduces.numpy())
-        for _ in range(self.steps):
+        steps = run.EpochSteps(self, progress, self.cfg.accumulate_steps)   # elastic: from a commit inside it
+        if steps.first == 0:
+            self.step.loss_sum.assign(0.0)
+        allreduces = steps.running.setdefault("allreduces_before", int(self.step.allreduces.numpy()))
+        for _ in steps:
             x, y = next(self._batches)
             self.optimizer.learning_rate.assign(self.lr_at(self.state["global_step"], self.steps))
             self.train_step(x, y)
-            self.state["global_step"] += 1
-            progress.update(1)
-        train_loss = float(self.dist.allreduce_mean(self.step.loss_sum.numpy() / self.steps))
+        train_loss = float(self.dist.allreduce_mean(self.step.loss_sum.numpy() / steps.run))
         return {"train_loss": train_loss, "lr": float(self.optimizer.learning_rate.numpy()),
                 "allreduces": int(self.step.allreduces.numpy()) - allreduces}   # gradient allreduces run
 

@@ -41,7 +41,7 @@ from tfxr.training import run
 from tfxr.training.schedule import Decision
 
 
-class DetectorStep:
+class DetectorStep(run.AccumulatedStep):
     """One training step of the detector (``tf.function``s); the loss summed on the device.
 
     Gradient accumulation (``accumulate_steps`` K > 1) and the stall watchdog are the run
@@ -56,23 +56,9 @@ class DetectorStep:
         self.model, self.optimizer, self.compression = model, optimizer, compression
         self.clipnorm, self.micro_batches = clipnorm, micro_batches
         self.sources = dist.backing_variables(model.trainable_variables)
-        self.accumulation = run.GradientAccumulation([self.sources], accumulate_steps, compression, watchdog)
-        self.allreduces = self.accumulation.allreduces
         self.loss_sum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
         build_loss(model)    # the loss trackers built eagerly: the step below is traced once
-        self._plain = tf.function(self._step, reduce_retracing=True)
-        self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
-        self._apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
-
-    def __call__(self, x, y):
-        return self.accumulation.run(self._plain, self._accumulate, self._apply, x, y)
-
-    def adopt_world(self, rank: int, world: int) -> None:
-        self.accumulation.adopt_world(rank, world)
-
-    def close(self) -> None:
-        """Stop the stall watchdog (if any) and remove its heartbeat files."""
-        self.accumulation.close()
+        self.accumulate_with([self.sources], accumulate_steps, compression, watchdog, self._step)
 
     def _loss(self, tape, x, y):
         with tape:
@@ -129,7 +115,7 @@ class DetectorTrainer(run.OneModelTask):
         self.label_names = list(self.manifest["label_names"])
         self.image_size = check_image_size(cfg.pipeline.image_size or int(self.manifest["image_size"]))
         if cfg.pipeline.channels != 1:
-            raise ConfigError("pipeline.channels: the detector reads grey-scale images (channels 1)")
+            raise ConfigError(f"--channels {cfg.pipeline.channels}: the detector reads grey-scale images (channels 1)")
         self.data_cfg = dataclasses.replace(cfg.pipeline, image_size=self.image_size)
         self.model = build_detector(self.image_size, num_classes=len(self.label_names), backbone=cfg.backbone,
                                     backbone_weights=cfg.backbone_weights, fpn_depth=cfg.fpn_depth)
@@ -163,13 +149,6 @@ class DetectorTrainer(run.OneModelTask):
         check_shards(cfg.data, self.manifest, ["train"] + ([cfg.val_split] if cfg.val_split else []),
                      hashes=cfg.pipeline.verify_shards)
 
-    def adopt_world(self, rank: int, world: int) -> None:
-        """Elastic training: the live rank and world (lr scale, batch; ``begin`` redoes steps, shards)."""
-        self.rank, self.world = rank, world
-        self.scale_lr()
-        self.global_batch = self.data_cfg.batch_size * world
-        self.step.adopt_world(rank, world)
-
     def train_step(self, x, y):
         return self.step(x, y)
 
@@ -192,17 +171,17 @@ class DetectorTrainer(run.OneModelTask):
         return ("best.weights.h5", "final.weights.h5")
 
     def begin(self) -> None:
-        cfg, first, k = self.cfg, self.state["epoch"], self.cfg.accumulate_steps
+        cfg, first = self.cfg, self.state["epoch"]
         steps = cfg.steps_per_epoch or split_steps(cfg.data, "train", self.manifest, self.data_cfg.batch_size,
                                                    self.world, self.data_cfg.generated_fraction)
-        if steps < k:
-            raise ConfigError(f"accumulate_steps={k}: an epoch has only {steps} batch(es) of "
-                              f"{self.data_cfg.batch_size} per rank; lower accumulate_steps or the batch size")
-        self.steps = steps - steps % k     # an epoch (and a checkpoint) ends on an update
-        self._batches = (iter(build_dataset(cfg.data, "train", self.data_cfg, training=True, rank=self.rank,
-                                            world=self.world, seed=cfg.seed, epoch=first, epochs=cfg.epochs - first,
-                                            manifest=self.manifest, repeat_steps=self.steps, boxes=cfg.max_boxes))
-                         if first < cfg.epochs else None)
+        self.steps = run.whole_updates(steps, cfg.accumulate_steps, self.data_cfg.batch_size)
+        done = run.epoch_position(self.state, self.steps, cfg.accumulate_steps)   # elastic: committed steps
+        self._batches = None
+        if first < cfg.epochs:
+            train = build_dataset(cfg.data, "train", self.data_cfg, training=True, rank=self.rank, world=self.world,
+                                  seed=cfg.seed, epoch=first, epochs=cfg.epochs - first, manifest=self.manifest,
+                                  repeat_steps=self.steps, boxes=cfg.max_boxes)
+            self._batches = iter(train.skip(done) if done else train)
 
     def describe(self) -> str:
         report = model_report(self.model)
@@ -213,15 +192,15 @@ class DetectorTrainer(run.OneModelTask):
                 f"lr {self.base_lr:g}")
 
     def train_epoch(self, epoch: int, progress) -> dict:
-        self.step.loss_sum.assign(0.0)
-        allreduces = int(self.step.allreduces.numpy())
-        for _ in range(self.steps):
+        steps = run.EpochSteps(self, progress, self.cfg.accumulate_steps)   # elastic: from a commit inside it
+        if steps.first == 0:
+            self.step.loss_sum.assign(0.0)
+        allreduces = steps.running.setdefault("allreduces_before", int(self.step.allreduces.numpy()))
+        for _ in steps:
             x, y = next(self._batches)
             self.optimizer.learning_rate.assign(self.lr_at(self.state["global_step"]))
             self.train_step(x, y)
-            self.state["global_step"] += 1
-            progress.update(1)
-        loss = float(dist.allreduce_mean(self.step.loss_sum.numpy() / self.steps))
+        loss = float(dist.allreduce_mean(self.step.loss_sum.numpy() / steps.run))
         return {"train_loss": loss, "lr": float(self.optimizer.learning_rate.numpy()),
                 "allreduces": int(self.step.allreduces.numpy()) - allreduces}   # gradient allreduces run
 

@@ -17,6 +17,9 @@ classifier: seeding, broadcast, the epoch loop, checkpoints and an exact ``--res
 ``config.yaml``, ``history.json`` and TensorBoard (:class:`~tfxr.training.runlog.RunLog`),
 the NaN check, the run-folder lock.  Rank 0 alone writes them, and the GAN's own outputs:
 ``losses.png``, ``samples/epoch-NNNN.png`` and ``generator.keras``/``discriminator.keras``.
+Elastic training (``elastic``, ``elastic_commit_steps``) as for the classifier: at every
+(re)start each worker loads its share of the class images for the live world and the steps
+are planned from every worker's count (:meth:`GanTrainer.adopt_world`).
 The config is :class:`tfxr.configs.GanConfig` (re-exported here).
 """
 from __future__ import annotations
@@ -123,7 +126,7 @@ def image_grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the step
-class GanStep:
+class GanStep(run.AccumulatedStep):
     """The DCGAN's training step (``tf.function``s), shared with ``tfxr.models.report``.
 
     The generator turns noise into images, the discriminator scores real and fake (with
@@ -148,19 +151,19 @@ class GanStep:
         self.seed, self.rank, self.compression = seed, rank, compression
         self._g_sources = dist.backing_variables(generator.trainable_variables)
         self._d_sources = dist.backing_variables(discriminator.trainable_variables)
-        self.accumulation = run.GradientAccumulation([self._d_sources, self._g_sources], accumulate_steps,
-                                                     compression, watchdog)
-        self.allreduces = self.accumulation.allreduces
-        self._plain = tf.function(self._step, reduce_retracing=True)
-        self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
-        self._apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
+        # one call: (real, noise, sigma, step)
+        self.accumulate_with([self._d_sources, self._g_sources], accumulate_steps, compression, watchdog,
+                             self._step)
 
-    def __call__(self, real, noise, sigma, step):
-        return self.accumulation.run(self._plain, self._accumulate, self._apply, real, noise, sigma, step)
-
-    def close(self) -> None:
-        """Stop the stall watchdog (if any) and remove its heartbeat files."""
-        self.accumulation.close()
+    def adopt_world(self, rank: int, world: int) -> None:
+        """Elastic training: the watchdog's world, and the instance-noise streams of a new rank
+        (keyed by the rank when traced: the step functions are traced again)."""
+        super().adopt_world(rank, world)
+        if rank != self.rank:
+            self.rank = rank
+            self._plain = tf.function(self._step, reduce_retracing=True)
+            self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
+            self._apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
 
     def _forward(self, g_tape, d_tape, real, noise, sigma, step):
         with g_tape, d_tape:
@@ -226,6 +229,7 @@ class GanTrainer:
         self.cfg, self.dist, self.tf = cfg, dist, tf
         self.rank, self.world = run.init_process(stall_timeout=cfg.stall_timeout)   # bounded stalls
         run.seed_process(cfg.seed, cfg.deterministic)
+        self.in_memory = images is not None
         if images is None:
             if not cfg.data:
                 raise ConfigError("--data is required (a directory written by `python -m tfxr.tfrecords write`)")
@@ -242,18 +246,11 @@ class GanTrainer:
             self.manifest, self.label_index, self.class_value = manifest or {}, 0, 1
             self.images = np.asarray(images, np.float32)
             self.image_size = int(self.images.shape[1])
-        counts = dist.allgather_object(len(self.images))
-        if min(counts) < cfg.batch_size and not cfg.steps_per_epoch:
-            raise ConfigError(f"{cfg.data or 'images'}: the class has {counts} image(s) per rank, fewer than "
-                              f"--batch-size {cfg.batch_size}; lower the batch size or use fewer ranks")
-        if min(counts) == 0:
-            raise ConfigError(f"{cfg.data}: a rank has no images of the chosen class (per rank: {counts})")
-        steps, k = cfg.steps_per_epoch or min(counts) // cfg.batch_size, cfg.accumulate_steps
-        if steps < k:
-            raise ConfigError(f"accumulate_steps={k}: an epoch has only {steps} batch(es) of {cfg.batch_size} "
-                              f"per rank; lower accumulate_steps or the batch size")
-        self.steps = steps - steps % k      # an epoch (and a checkpoint) ends on an update
-        self.global_batch = cfg.batch_size * self.world
+        # an elastic worker that joins a running job must not gather here (the others are in the
+        # elastic loop): adopt_world plans the steps there, for the live world
+        self.steps, self.global_batch = 0, cfg.batch_size * self.world
+        if not cfg.elastic:
+            self._plan_steps()
         self.generator = build_generator(self.image_size, cfg.latent_dim, cfg.g_filters, cfg.batch_norm)
         self.discriminator = build_discriminator(self.image_size, cfg.d_filters, cfg.d_dropout,
                                                  seed=cfg.seed + 1)
@@ -271,6 +268,30 @@ class GanTrainer:
         rng = np.random.default_rng([cfg.seed, 2**20])   # the same fixed noise on every rank and run
         self.fixed_noise = rng.standard_normal((SAMPLE_GRID, cfg.latent_dim)).astype(np.float32)
         self.real_diversity = None
+
+    def _plan_steps(self) -> None:
+        """Steps per epoch from every rank's image count (a collective: every rank calls it)."""
+        cfg = self.cfg
+        counts = dist.allgather_object(len(self.images))
+        if min(counts) < cfg.batch_size and not cfg.steps_per_epoch:
+            raise ConfigError(f"{cfg.data or 'images'}: the class has {counts} image(s) per rank, fewer than "
+                              f"--batch-size {cfg.batch_size}; lower the batch size or use fewer ranks")
+        if min(counts) == 0:
+            raise ConfigError(f"{cfg.data}: a rank has no images of the chosen class (per rank: {counts})")
+        steps = cfg.steps_per_epoch or min(counts) // cfg.batch_size
+        self.steps = run.whole_updates(steps, cfg.accumulate_steps, cfg.batch_size)
+        self.global_batch = cfg.batch_size * self.world
+
+    def adopt_world(self, rank: int, world: int) -> None:
+        """Elastic training: this rank's share of the class images for the live rank and world,
+        the steps planned from every rank's count, the noise streams of the new rank."""
+        if (rank, world) != (self.rank, self.world) and not self.in_memory:   # in-memory images: as given
+            self.images = load_class_images(self.cfg.data, self.manifest, self.cfg.split, self.label_index,
+                                            self.class_value, self.image_size, rank, world)
+            self.real_diversity = None
+        self.rank, self.world = rank, world
+        self._plan_steps()
+        self.step.adopt_world(rank, world)
 
     # ---- per-rank randomness and rank-0 state
     def broadcast(self) -> None:
@@ -303,11 +324,12 @@ class GanTrainer:
         """This rank's image order in an epoch (seeded by seed, rank and epoch)."""
         return np.random.default_rng([self.cfg.seed, self.rank, epoch]).permutation(len(self.images))
 
-    def batches(self, epoch: int):
+    def batches(self, epoch: int, first: int = 0):
+        """This rank's batches of an epoch, from step ``first`` on (elastic: after a commit inside it)."""
         order, b = self.epoch_order(epoch), self.cfg.batch_size
         if self.steps * b > len(order):   # --steps-per-epoch beyond one pass: repeat the order
             order = np.concatenate([order] * (-(-self.steps * b // len(order))))
-        for s in range(self.steps):
+        for s in range(first, self.steps):
             yield self.images[order[s * b:(s + 1) * b]]
 
     # ---- what rank 0 looks at
@@ -351,6 +373,9 @@ class GanTrainer:
     def finite_variables(self) -> list:
         return list(self.generator.weights) + list(self.discriminator.weights)
 
+    def epoch_variables(self) -> list:
+        return [self.step.allreduces]   # the epoch's numbers are in EpochSteps.running
+
     def resolved(self) -> dict:
         return {"workers": self.world, "image_size": self.image_size, "class_value": self.class_value,
                 "class_label": (self.manifest.get("label_names") or ["?"])[self.label_index],
@@ -371,12 +396,11 @@ class GanTrainer:
                 f"{self.steps} steps/epoch, {self.cfg.optimizer}, {self.cfg.loss} loss")
 
     def train_epoch(self, epoch: int, progress) -> dict:
-        rows = []
-        allreduces = int(self.step.allreduces.numpy())
-        for real in self.batches(epoch):
+        steps = run.EpochSteps(self, progress, self.cfg.accumulate_steps)   # elastic: from a commit inside it
+        rows = steps.running.setdefault("rows", [])          # this rank's numbers per step, committed with it
+        allreduces = steps.running.setdefault("allreduces_before", int(self.step.allreduces.numpy()))
+        for _, real in zip(steps, self.batches(epoch, steps.first)):   # steps first: it counts the last step
             rows.append(self.train_step(real))
-            self.state["global_step"] += 1
-            progress.update(1)
         self.average_batch_norm_statistics()
         numbers = {key: float(self.dist.allreduce_mean(float(np.mean([r[key] for r in rows])), name=key))
                    for key in ("d_loss", "g_loss", "d_real", "d_fake")}

@@ -25,7 +25,9 @@ same way.  :meth:`Run.fit` does, in order:
 5. The trainer's final outputs (rank 0), the lock released.
 
 With ``elastic=true`` (a job of Horovod's elastic driver) the same loop runs inside
-``hvd.elastic.run``'s loop, committed after every epoch: see :meth:`Run._fit_elastic`.
+``hvd.elastic.run``'s loop, committed after every epoch and, with ``elastic_commit_steps=N``,
+every N steps inside one: see :meth:`Run._fit_elastic`.  Every trainer's ``train_epoch``
+loops over :class:`EpochSteps`, which is what lets an epoch go on from a commit inside it.
 
 Seeding lives here too: :func:`init_process` (Horovod, the logger's rank),
 :func:`seed_process` (one global seed, op determinism) and :func:`offset_seed_states`
@@ -53,6 +55,10 @@ writes anything.  Collectives (allreduce, gather) belong in ``train_epoch`` and
 rank 0 only (so ``end_epoch`` may add rank-0-only numbers, as the GAN's diversity ratio).
 Also set ``self.steps`` (steps per epoch, at the latest in ``begin``) and
 ``self.global_batch`` (images per step over all ranks).
+A trainer with one model and one optimizer inherits most Task methods from
+:class:`OneModelTask`; every step inherits its host side (gradient accumulation, the stall
+watchdog, the elastic world) from :class:`AccumulatedStep` and sizes its epoch with
+:func:`whole_updates`.
 """
 from __future__ import annotations
 
@@ -128,9 +134,10 @@ class Task(Protocol):
         """The line logged before the first epoch (model size, workers, batch, steps)."""
 
     def train_epoch(self, epoch: int, progress) -> dict:
-        """Every rank: run ``self.steps`` steps of epoch ``epoch`` (0-based), advancing
-        ``state["global_step"]`` and calling ``progress.update(1)`` per step; return the
-        epoch's training numbers, averaged over ranks (each checked to be finite)."""
+        """Every rank: run the steps of epoch ``epoch`` (0-based) by looping over
+        ``EpochSteps(self, progress)`` (which advances ``state["global_step"]`` and the
+        progress bar, and skips the steps an elastic commit inside the epoch holds already);
+        return the epoch's training numbers, averaged over ranks (each checked to be finite)."""
 
     def end_epoch(self, record: dict) -> dict:
         """Every rank: more numbers for the record (validation); may be empty."""
@@ -147,7 +154,13 @@ class Task(Protocol):
     # elastic training only (``elastic=true``, see Run._fit_elastic):
     def adopt_world(self, rank: int, world: int) -> None:
         """Every rank, at every (re)start of an elastic run, before ``begin``: take the live
-        rank and world (the learning-rate scale, ``steps``, ``global_batch``, data shards)."""
+        rank and world (the learning-rate scale, ``steps``, ``global_batch``, data shards).
+        Collectives are allowed here (every live rank calls it together)."""
+
+    def epoch_variables(self) -> list:
+        """The tf.Variables the trainer sums the running epoch's numbers in (a loss sum, the
+        allreduce counter): committed with the model, so an epoch that goes on from a commit
+        inside it reports the whole epoch's numbers.  Optional (default: none)."""
 
 
 # --------------------------------------------------------------------------- seeding
@@ -188,10 +201,73 @@ def offset_seed_states(variables, rank: int) -> None:
             v.assign(v.numpy() + np.array([rank * RANK_SEED_STRIDE, 0]).astype(v.dtype))
 
 
+# --------------------------------------------------------------------------- the steps of an epoch
+#: the run state's key for the running epoch (see EpochSteps); absent between epochs
+RUNNING = "running_epoch"
+
+
+def epoch_position(state: dict, steps: int, multiple: int = 1) -> int:
+    """Steps of the running epoch a commit inside it holds already (0 at an epoch's start).
+
+    Only elastic runs commit inside an epoch (``elastic_commit_steps``); a rollback to such a
+    commit restarts the epoch there.  When the world changed and the epoch's step count with
+    it (``steps_per_epoch=0``: one pass over each worker's share), the position keeps the
+    fraction of the epoch done, rounded down to a ``multiple`` (``accumulate_steps``: an
+    update boundary).  A trainer's ``begin`` skips that many batches of the epoch's data."""
+    running = state.get(RUNNING)
+    if not running:
+        return 0
+    if running["steps"] != steps:
+        done = running["step"] * steps // running["steps"]
+        running.update(step=done - done % multiple, steps=steps)
+    return running["step"]
+
+
+class EpochSteps:
+    """The steps of a trainer's running epoch: what every ``train_epoch`` loops over.
+
+    ``for step in EpochSteps(task, progress):`` yields the step numbers (0-based, within the
+    epoch) still to run -- all of ``range(task.steps)``, or, after an elastic restart from a
+    commit inside the epoch, those after the commit -- and after each step advances
+    ``state["global_step"]`` and the progress bar and calls the scaffold's step hook
+    (``progress.after_step(steps done)``: the elastic commit every ``elastic_commit_steps``).
+
+    ``running``: the running epoch's plain-Python values in the run state (``state[RUNNING]``:
+    its position, and what a trainer keeps over the epoch, e.g. the GAN's per-step numbers),
+    committed with it and removed by the scaffold when the epoch's steps are done, so an
+    end-of-epoch checkpoint never holds it.  ``first``: the step this call starts at; ``run``:
+    the steps the epoch has run so far, restarts included (the divisor of its mean loss).
+    """
+
+    def __init__(self, task, progress, multiple: int = 1):
+        self.task, self.progress = task, progress
+        state = task.state
+        self.first = epoch_position(state, task.steps, multiple)
+        if self.first == 0:      # a new epoch (or one whose commit inside it held no step)
+            state[RUNNING] = {"step": 0, "steps": task.steps, "run": 0}
+        self.running = state[RUNNING]
+
+    def __iter__(self):
+        state, running, hook = self.task.state, self.running, getattr(self.progress, "after_step", None)
+        for step in range(self.first, self.task.steps):
+            yield step
+            state["global_step"] += 1
+            running["step"], running["run"] = step + 1, running["run"] + 1
+            self.progress.update(1)
+            if hook is not None:
+                hook(step + 1)
+
+    @property
+    def run(self) -> int:
+        return self.running["run"]
+
+
 class OneModelTask:
     """The :class:`Task` methods of a trainer with one ``self.model`` and one ``self.optimizer``
     (the classifier, the detector): what is checkpointed, broadcast, NaN-checked and offset
-    per rank.  A trainer with more networks (the GAN) writes its own."""
+    per rank, the learning-rate scale and, in elastic runs, the world it follows (``self.step``
+    with ``adopt_world``, ``self.data_cfg``).  A trainer with more networks
+    (the GAN) writes its own."""
 
     def checkpoint_objects(self) -> dict:
         return {"model": variables_by_path(self.model.variables),
@@ -205,6 +281,23 @@ class OneModelTask:
 
     def finite_variables(self) -> list:
         return list(self.model.weights)
+
+    def epoch_variables(self) -> list:
+        """The step's running sums: the epoch's loss sum and the allreduce counter."""
+        return [self.step.loss_sum, self.step.allreduces]
+
+    def adopt_world(self, rank: int, world: int) -> None:
+        """Elastic training (:meth:`Task.adopt_world`): the live rank and world, the learning-rate
+        scale, ``global_batch`` and the step (its stall watchdog and accumulation) follow them;
+        then :meth:`world_adopted`, the trainer's hook for anything else that depends on the world."""
+        self.rank, self.world = rank, world
+        self.scale_lr()
+        self.global_batch = self.data_cfg.batch_size * world
+        self.step.adopt_world(rank, world)
+        self.world_adopted()
+
+    def world_adopted(self) -> None:
+        """After :meth:`adopt_world` (nothing by default; the classifier recounts its steps)."""
 
     def scale_lr(self) -> None:
         """The effective batch is accumulate_steps x batch x ranks: lr scaling (when on) and the
@@ -231,6 +324,17 @@ def stall_watchdog(cfg, rank: int, world: int):
     if not cfg.stall_timeout or (world == 1 and not getattr(cfg, "elastic", False)):
         return None
     return dist.StallWatchdog(os.path.join(cfg.out, ".tfxr-heartbeat"), cfg.stall_timeout, rank, world)
+
+
+def whole_updates(steps: int, accumulate_steps: int, batch_size: int) -> int:
+    """An epoch's ``steps`` micro-batches rounded down to whole updates of ``accumulate_steps``
+    each (the remainder of a pass is dropped, so that an epoch -- and a checkpoint -- ends on
+    an update); ConfigError when the epoch has not even one update (every trainer's check)."""
+    if steps < accumulate_steps:
+        raise ConfigError(f"accumulate_steps={accumulate_steps}: an epoch has only {steps} batch(es) of "
+                          f"{batch_size} per rank; lower accumulate_steps or the batch size")
+    return steps - steps % accumulate_steps
+
 
 
 
@@ -282,9 +386,15 @@ class GradientAccumulation:
         return apply
 
     def adopt_world(self, rank: int, world: int) -> None:
-        """Elastic training: the watchdog's rank and world follow the live ones."""
+        """Elastic training, at every (re)start: the watchdog's rank and world follow the live
+        ones, and a half-accumulated update of a rolled-back attempt is dropped (commits are
+        on update boundaries, so the restart begins a new update)."""
         if self.watchdog is not None:
             self.watchdog.rank, self.watchdog.world = rank, world
+        self._micro = 0
+        for accs in self.accumulators:
+            for acc in accs:
+                acc.assign(tf.zeros_like(acc))
 
     def close(self) -> None:
         """Stop the stall watchdog (if any) and remove its heartbeat files."""
@@ -317,6 +427,35 @@ class GradientAccumulation:
             out.append(flat[start:start + len(group)])
             start += len(group)
         return out
+
+
+class AccumulatedStep:
+    """The host side of every trainer's step (the classifier's, the GAN's, the detector's).
+
+    A step's constructor calls :meth:`accumulate_with` with its gradient sources and its
+    plain step function (K = 1); that one and the step's ``_step_accumulate`` and
+    ``_step_accumulate_apply`` methods become ``tf.function``s, and each call of the step is
+    one (micro-)batch run through :class:`GradientAccumulation` (under its stall watchdog)."""
+
+    def accumulate_with(self, variable_sets: list[list], steps: int, compression: str, watchdog,
+                        plain: Callable) -> None:
+        self.accumulation = GradientAccumulation(variable_sets, steps, compression, watchdog)
+        self.allreduces = self.accumulation.allreduces
+        self._plain = tf.function(plain, reduce_retracing=True)
+        self._accumulate = tf.function(self._step_accumulate, reduce_retracing=True)
+        self._apply = tf.function(self._step_accumulate_apply, reduce_retracing=True)
+
+    def __call__(self, *batch):
+        """One (micro-)batch on this rank; returns the step function's tensors (no host sync)."""
+        return self.accumulation.run(self._plain, self._accumulate, self._apply, *batch)
+
+    def adopt_world(self, rank: int, world: int) -> None:
+        """Elastic training: the live rank and world (see :meth:`GradientAccumulation.adopt_world`)."""
+        self.accumulation.adopt_world(rank, world)
+
+    def close(self) -> None:
+        """Stop the stall watchdog (if any) and remove its heartbeat files."""
+        self.accumulation.close()
 
 
 # --------------------------------------------------------------------------- rank 0 decides
@@ -535,7 +674,8 @@ class Run:
         config = {**to_dict(cfg), "_resolved": task.resolved()}
         resumed = None
         if cfg.resume:
-            safe = getattr(type(cfg), "RESUME_SAFE", frozenset())
+            # elastic mode and its commit interval change no result: a run may be resumed with or without them
+            safe = getattr(type(cfg), "RESUME_SAFE", frozenset()) | {"elastic", "elastic_commit_steps"}
             if getattr(cfg, "elastic", False):
                 safe = safe | {"_resolved"}    # an elastic run's world (and what follows from it) moves
             resumed, changes = rank0_decides(chief, lambda: (
@@ -571,14 +711,23 @@ class Run:
     def _fit_elastic(self, task: Task, folder: RunFolder) -> dict:
         """The epoch loop under Horovod's elastic driver (``elastic=true``).
 
-        The state (every variable the run broadcasts, plus the run state) is committed after
-        every epoch's checkpoint.  A worker lost mid-epoch rolls every rank back to the last
-        commit, and the epoch starts over with the workers left; a host the discovery
-        script adds joins at the next commit.  At each (re)start the run adopts the live
-        world: rank and world, rank 0's role (run-folder lock, checkpoints, history.json),
-        per-rank seed streams, the task's world-dependent values (``adopt_world``: learning
-        rate scaled by the workers, steps, its data shards).  Every epoch's record carries
-        ``world``; the first after a change carries ``world_change``.
+        The state (every variable the run broadcasts, the task's ``epoch_variables``, the run
+        state) is committed after every epoch's checkpoint and, with
+        ``elastic_commit_steps=N``, after every N-th step of an epoch.  A commit copies every
+        variable to host memory (a device-to-host copy of the model and optimizer: the
+        cost to weigh against the steps a lost worker costs, at most N) and takes one small
+        broadcast (Horovod's check for a host change); the broadcast of the variables
+        themselves happens only at a restart.  A worker lost mid-epoch rolls every rank back
+        to the last commit and the epoch goes on from there with the workers left: the
+        committed steps are not run again, the trainers' ``begin`` skips that many batches of
+        the epoch's data (deterministic per seed and epoch, as for ``--resume``), so with an
+        unchanged world the steps after it see exactly the batches of an uninterrupted run.
+        A host the discovery script adds joins at the next commit.  At each (re)start the run
+        adopts the live world: rank and world, rank 0's role (run-folder lock, checkpoints,
+        history.json), per-rank seed streams, the task's world-dependent values
+        (``adopt_world``: learning rate scaled by the workers, steps, its data shards).  Every
+        epoch's record carries ``world`` and ``global_step``; the first after a change of
+        workers carries ``world_change`` (the last one, if several came in one epoch).
 
         Only collectives inside the elastic loop: a worker that joins later runs the task's
         ``__init__`` (no collectives there) and meets the others at the loop's sync; the
@@ -588,20 +737,27 @@ class Run:
             raise ConfigError("elastic=true: this process was not started by Horovod's elastic driver; launch "
                               "with `python -m tfxr.launch --launcher horovodrun --np N --min-np M --max-np N "
                               "--host-discovery-script SCRIPT -- ...` (docs/SCALING.md)")
+        every, k = getattr(self.cfg, "elastic_commit_steps", 0), getattr(self.cfg, "accumulate_steps", 1)
+        if every % k:
+            raise ConfigError(f"elastic_commit_steps={every}: not a multiple of accumulate_steps={k} (a commit "
+                              f"must fall between two updates)")
         own = {id(v) for v in task.seed_variables()}
-        variables = [v for v in task.broadcast_variables() if id(v) not in own] + list(task.seed_variables())
-        elastic = dist.elastic_state(variables, run=task.state, started=False)
+        epoch_variables = list(getattr(task, "epoch_variables", list)())
+        variables = ([v for v in task.broadcast_variables() if id(v) not in own] + list(task.seed_variables())
+                     + epoch_variables)
+        elastic = dist.elastic_state(variables, run=task.state, started=False, world=None)
         parts: dict = {}
 
         def body(elastic):
             self.rank, self.world = dist.rank(), dist.size()   # HVD: the live world
             self.chief = self.rank == 0
             log.set_rank(self.rank)
+            task.adopt_world(self.rank, self.world)   # may gather (every live rank is here)
             if not elastic.started:          # the launch: every first worker is here
                 rank0_decides(self.chief, folder.acquire)
                 parts["store"], parts["runlog"] = self._prepare(task)
                 broadcast(task)   # HVD
-                elastic.run, elastic.started = task.state, True
+                elastic.run, elastic.started, elastic.world = task.state, True, self.world
                 elastic.save()
             else:                            # a restart, or a worker that joined
                 task.state = elastic.run
@@ -617,20 +773,25 @@ class Run:
                 folder.hold(True)
             parts["store"].set_writer(self.chief)
             parts["runlog"].enabled = self.chief
-            history = task.state["history"]
-            if history and history[-1].get("world") not in (None, self.world):
-                parts["change"] = {"from": history[-1]["world"], "to": self.world,
-                                   "restarted_epoch": task.state["epoch"] + 1, "committed_epoch": task.state["epoch"]}
-                log.info(f"world size changed: {history[-1]['world']} -> {self.world} worker(s); epoch "
-                         f"{task.state['epoch'] + 1} runs from the commit of epoch {task.state['epoch']}")
-            task.adopt_world(self.rank, self.world)
+            if elastic.world not in (None, self.world):   # the world of the last commit
+                epoch, step = task.state["epoch"], (task.state.get(RUNNING) or {}).get("step", 0)
+                parts["change"] = {"from": elastic.world, "to": self.world, "restarted_epoch": epoch + 1,
+                                   "committed_epoch": epoch, "committed_step": step}
+                log.info(f"world size changed: {elastic.world} -> {self.world} worker(s); epoch {epoch + 1} "
+                         f"goes on from the last commit (epoch {epoch} done"
+                         f"{f', and {step} step(s) of epoch {epoch + 1}' if step else ''})")
+            elastic.world = self.world
             task.begin()
             log.info(task.describe())
 
             def commit():
                 elastic.run = task.state
                 elastic.commit()             # HVD: may raise HostsUpdatedInterrupt (a host joins)
-            self._epochs(task, parts["store"], parts["runlog"], commit=commit, pending=parts)
+
+            def after_step(done: int) -> None:   # the commit every N steps inside an epoch
+                if every and done % every == 0 and done < task.steps:
+                    commit()
+            self._epochs(task, parts["store"], parts["runlog"], commit=commit, pending=parts, after_step=after_step)
 
         try:
             dist.elastic_run(body, elastic)
@@ -643,23 +804,28 @@ class Run:
         return task.state
 
     def _epochs(self, task: Task, store: CheckpointStore, runlog: RunLog, commit: Callable[[], None] | None = None,
-                pending: dict | None = None) -> None:
+                pending: dict | None = None, after_step: Callable[[int], None] | None = None) -> None:
         cfg, chief, state = self.cfg, self.chief, task.state
         while state["epoch"] < cfg.epochs:
             epoch = state["epoch"]
             start = time.perf_counter()
-            bar = progress_bar(task.steps, f"epoch {epoch + 1}/{cfg.epochs}", enabled=chief and cfg.progress,
+            first = epoch_position(state, task.steps, getattr(cfg, "accumulate_steps", 1))   # elastic: committed
+            bar = progress_bar(task.steps - first, f"epoch {epoch + 1}/{cfg.epochs}", enabled=chief and cfg.progress,
                                unit="step")
-            numbers = task.train_epoch(epoch, bar)
-            bar.close()
+            try:
+                numbers = task.train_epoch(epoch, _Progress(bar, after_step))
+            finally:             # elastic: a commit inside the epoch may interrupt it
+                bar.close()
+            state.pop(RUNNING, None)     # the epoch's steps are done: its checkpoint holds none of it
             seconds = time.perf_counter() - start
             check_finite(task, epoch + 1, numbers)
-            record = {"epoch": epoch + 1, **numbers, "images_per_s": task.steps * task.global_batch / seconds}
+            record = {"epoch": epoch + 1, **numbers,
+                      "images_per_s": (task.steps - first) * task.global_batch / seconds}
             validation = task.end_epoch(record)
             record["epoch_time_s"] = time.perf_counter() - start   # the whole epoch, validation included
             record.update(validation)
             if commit is not None:       # elastic: who trained it, and a change of workers before it
-                record["world"] = self.world
+                record["world"], record["global_step"] = self.world, state["global_step"]
                 if pending and "change" in pending:
                     record["world_change"] = pending.pop("change")
             decision = (self.policy.update(state, record) if self.policy is not None
@@ -676,6 +842,17 @@ class Run:
             if decision.stop:
                 log.info(f"early stopping after epoch {record['epoch']} (best epoch {state['best_epoch']})")
                 break
+
+
+class _Progress:
+    """What ``train_epoch`` gets as ``progress``: the epoch's bar and the scaffold's step hook
+    (``after_step(steps done)``, called by :class:`EpochSteps`; None outside elastic runs)."""
+
+    def __init__(self, bar, after_step: Callable[[int], None] | None = None):
+        self.bar, self.after_step = bar, after_step
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
 
 
 def _previous_resumes(out: str, chief: bool) -> list:
@@ -711,6 +888,6 @@ def check_finite(task: Task, epoch: int, numbers: dict) -> None:
                                f"{epoch - 1}")
 
 
-__all__ = ["LOCK_NAME", "RANK_SEED_STRIDE", "GradientAccumulation", "Run", "RunFolder", "Task", "broadcast", "check_finite",
-           "check_resume_config", "config_changes", "init_process", "stall_watchdog", "new_run_state", "offset_seed_states",
-           "rank0_decides", "seed_process", "seed_states"]
+__all__ = ["LOCK_NAME", "RANK_SEED_STRIDE", "RUNNING", "EpochSteps", "GradientAccumulation", "Run", "RunFolder", "Task",
+           "broadcast", "check_finite", "check_resume_config", "config_changes", "epoch_position", "init_process",
+           "stall_watchdog", "new_run_state", "offset_seed_states", "rank0_decides", "seed_process", "seed_states"]
