@@ -24,7 +24,10 @@ Data:
 ``run`` skips cells whose ``eval-test/metrics.json`` exists (restartable); ``summarize``
 writes ``results.csv``, ``results.json``, ``table.md`` (mean +- sd over seeds, with which
 cells are done) and ``accuracy_vs_workers.png``.  Every command is appended to
-``OUT/commands.txt``.
+``OUT/commands.txt``.  ``--previous CSV`` (a ``results.csv`` of an earlier OUT, e.g. the
+committed ``docs/results/accuracy_vs_workers.csv``) counts its done cells as done: ``run``
+skips them and ``summarize`` takes their values (marked ``from = previous`` in the new CSV)
+where OUT has none, so an experiment can be finished in a new folder.
 """
 from __future__ import annotations
 
@@ -82,9 +85,29 @@ def cell_dir(args, dataset: str, workers: int, mode: str, seed: int) -> str:
     return os.path.join(args.out, dataset, f"w{workers}-{mode}", f"seed-{seed}")
 
 
+def previous_cells(args) -> dict:
+    """The done cells of ``--previous`` (a results.csv): {(dataset, W, mode, seed): row}."""
+    if not args.previous:
+        return {}
+    cells = {}
+    with open(args.previous, newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r["done"] != "True":
+                continue
+            row = {"dataset": r["dataset"], "effective_workers": int(r["effective_workers"]),
+                   "lr_mode": r["lr_mode"], "seed": int(r["seed"]), "done": True, "label": r["label"],
+                   "test_auroc": float(r["test_auroc"]), "test_auroc_ci95": json.loads(r["test_auroc_ci95"] or "null"),
+                   "val_auroc_last_epoch": float(r["val_auroc_last_epoch"]) if r["val_auroc_last_epoch"] else None,
+                   "epochs": int(r["epochs"]), "lr_last": float(r["lr_last"]), "from": "previous"}
+            cells[row["dataset"], row["effective_workers"], row["lr_mode"], row["seed"]] = row
+    return cells
+
+
 def run_cell(args, dataset: str, data: str, workers: int, mode: str, seed: int) -> None:
     run = cell_dir(args, dataset, workers, mode, seed)
     if os.path.exists(os.path.join(run, "eval-test", "metrics.json")):
+        return
+    if (dataset, workers, "scaled" if workers == 1 else mode, seed) in previous_cells(args):
         return
     s = settings(args, dataset)
     if workers == 1:
@@ -145,16 +168,21 @@ def read_cell(run: str) -> dict | None:
 
 def cmd_summarize(args) -> None:
     rows = []
+    previous = previous_cells(args)
     for dataset in args.datasets:
         for workers in args.workers:
             for mode in args.modes:
                 for seed in args.seeds:
                     cell = read_cell(cell_dir(args, dataset, workers, mode, seed))
+                    if cell is None and (dataset, workers, mode, seed) in previous:
+                        rows.append(previous[dataset, workers, mode, seed])
+                        continue
                     rows.append({"dataset": dataset, "effective_workers": workers, "lr_mode": mode,
-                                 "seed": seed, "done": cell is not None, **(cell or {})})
+                                 "seed": seed, "done": cell is not None, **(cell or {}),
+                                 "from": "this run" if cell is not None else ""})
     os.makedirs(args.out, exist_ok=True)
     keys = ["dataset", "effective_workers", "lr_mode", "seed", "done", "test_auroc", "test_auroc_ci95",
-            "val_auroc_last_epoch", "epochs", "lr_last", "label"]
+            "val_auroc_last_epoch", "epochs", "lr_last", "label", "from"]
     with open(os.path.join(args.out, "results.csv"), "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
@@ -243,6 +271,7 @@ def main(argv=None) -> None:
     p.add_argument("--phantom-epochs", type=int, default=12)
     p.add_argument("--phantom-images", type=int, default=800)
     p.add_argument("--phantom-size", type=int, default=64)
+    p.add_argument("--previous", default="", help="results.csv of an earlier OUT: its done cells count as done")
     args = p.parse_args(argv)
     (cmd_run if args.command == "run" else cmd_summarize)(args)
 

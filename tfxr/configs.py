@@ -247,7 +247,7 @@ class WriteConfig:
     class_info: str | None = option(None, help="rsna: stage_2_detailed_class_info.csv (adds the label 'Not Normal')")
     mimic_split: str | None = option(None, help="mimic-cxr-jpg: mimic-cxr-2.0.0-split.csv(.gz)")
     mimic_metadata: str | None = option(None, help="mimic-cxr-jpg: mimic-cxr-2.0.0-metadata.csv(.gz)")
-    views: str | None = option(None, help="keep only these view positions, e.g. PA,AP (rsna: from the DICOM header; "
+    views: str | None = option(None, help="keep only these view positions, e.g. PA,AP (rsna, vindr: from the DICOM header; "
                                  "nih, chexpert, mimic-cxr-jpg: from the label files; mimic default PA,AP)")
     all_views: bool = option(False, help="chexpert: keep lateral images too (default: frontal only)")
     uncertainty: str = option("ones", choices=UNCERTAINTY_POLICIES, help=(

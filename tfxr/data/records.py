@@ -33,7 +33,7 @@ import json
 import multiprocessing as mp
 import os
 import signal
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -278,8 +278,14 @@ class ShardWriter:
 
     The pool is a ``multiprocessing.Pool`` (spawned workers): a normal exit closes it,
     any exception leaving the ``with`` block (Ctrl-C, or SIGTERM turned into SystemExit
-    by the CLI) terminates it, so no worker outlives the conversion.
+    by the CLI) terminates it, so no worker outlives the conversion.  :meth:`write_all`
+    keeps the workers busy across shards: the images of the next ``AHEAD`` x workers
+    shards are queued while this process serialises and writes the current one (results
+    come back in order, so the bytes are those of one worker).
     """
+
+    #: shards queued ahead per pool worker (bounds the decoded images held in memory)
+    AHEAD = 2
 
     def __init__(self, out: str, image_size: int, num_labels: int, workers: int = 1,
                  progress=None, fmt: str = "tfrecord", encoding: str = "png", dicom_window: bool = True):
@@ -310,25 +316,57 @@ class ShardWriter:
         return self._pool.imap(fn, args, chunksize=8)
 
     def write(self, plan: ShardPlan) -> ShardResult:
-        final = os.path.join(self.out, plan.name)
-        state_path = os.path.join(self.out, STATE_DIR, plan.name + ".json")
+        """Write one planned shard (or reuse it): :meth:`write_all` of one plan."""
+        return self.write_all([plan])[0]
+
+    def write_all(self, plans: list[ShardPlan]) -> list[ShardResult]:
+        """Write (or reuse) every planned shard, in order; the pool works ahead across shards."""
+        results: list[ShardResult | None] = [self._reused(p) for p in plans]
+        todo = [k for k, r in enumerate(results) if r is None]
+        ahead = 1 if self._pool is None else self.AHEAD * self.workers
+        queued: deque = deque()   # (plan index, its images being prepared), in plan order
+        following = iter(todo)
+        for _ in todo:
+            while len(queued) < ahead and (k := next(following, None)) is not None:
+                queued.append((k, self._queue(plans[k])))
+            index, prepared = queued.popleft()
+            results[index] = self._write_prepared(plans[index], prepared)
+        return results
+
+    def _state_path(self, plan: ShardPlan) -> str:
+        return os.path.join(self.out, STATE_DIR, plan.name + ".json")
+
+    def _plan_hash(self, plan: ShardPlan) -> str:
         phash = plan_hash(plan, self.size, self.encoding)
         if not self.dicom_window:
             phash = hashlib.sha256((phash + ":dicom-full-range").encode()).hexdigest()
+        return phash
+
+    def _reused(self, plan: ShardPlan) -> ShardResult | None:
+        """The result of a shard finished earlier with the same plan, or None (write it)."""
+        final, state_path = os.path.join(self.out, plan.name), self._state_path(plan)
         if os.path.exists(final) and os.path.exists(state_path):
             st = _read_state(state_path)
             # a state from before origins were counted is not reused: its counts would be missing
-            if st.get("plan_hash") == phash and "origins" in st and st.get("sha256") == tfxr_files.sha256_file(final):
+            if (st.get("plan_hash") == self._plan_hash(plan) and "origins" in st
+                    and st.get("sha256") == tfxr_files.sha256_file(final)):
                 if self.progress:
                     self.progress(len(plan.items))
                 res = ShardResult(**{k: v for k, v in st.items() if k not in ("plan_hash", "reused")})
                 res.bytes = os.path.getsize(final)
                 res.reused = True
                 return res
-        tally = _Tally(self.num_labels, self.progress)
+        return None
+
+    def _queue(self, plan: ShardPlan):
+        """Start preparing a shard's images (in the pool: queued now; in-process: lazily)."""
         mode = "index" if self.fmt == "raw" else self.encoding
-        results = self._map(_prepare, [(it.image, self.size, mode, self.dicom_window) for it in plan.items])
-        good = tally.accepted(plan.items, results)
+        return self._map(_prepare, [(it.image, self.size, mode, self.dicom_window) for it in plan.items])
+
+    def _write_prepared(self, plan: ShardPlan, prepared) -> ShardResult:
+        final, state_path, phash = os.path.join(self.out, plan.name), self._state_path(plan), self._plan_hash(plan)
+        tally = _Tally(self.num_labels, self.progress)
+        good = tally.accepted(plan.items, prepared)
         if self.fmt == "raw":
             with tfxr_files.atomic_path(final) as tmp:
                 self._write_raw(tmp, good)

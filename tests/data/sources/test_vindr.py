@@ -78,3 +78,24 @@ def test_boxes_are_divided_by_the_dicom_size(train_csv, tmp_path):
     assert ex["image/original_size"].values.numpy().tolist() == [height, width]
     m = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert sum(sum(s["boxes"].values()) for s in m["splits"].values()) == int((rows.class_id != 14).sum())
+
+
+def test_views_keep_only_the_dicoms_whose_header_names_them(train_csv, tmp_path):
+    """``--views PA``: a PA DICOM kept (its view in the record), an AP DICOM and a PNG copy
+    (no header) left out and counted; without ``views`` all three kept and no view is read."""
+    from PIL import Image
+
+    raw = pd.read_csv(train_csv)
+    ids = list(dict.fromkeys(raw.image_id))[:3]
+    raw[raw.image_id.isin(ids)].to_csv(tmp_path / "train.csv", index=False)
+    images = tmp_path / "train"
+    images.mkdir()
+    make_cr(images / f"{ids[0]}.dicom", np.zeros((64, 64), np.uint16), view="PA")
+    make_cr(images / f"{ids[1]}.dicom", np.zeros((64, 64), np.uint16), view="AP")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(images / f"{ids[2]}.png")
+    kept = VinDrReader(str(images), str(tmp_path / "train.csv"), views=("PA",)).read()
+    assert [(it.image_id, it.view) for it in kept.items] == [(ids[0], "PA")] and kept.rejects == []
+    assert kept.info["views"] == ["PA"] and kept.info["images_outside_views"] == 2
+    every = VinDrReader(str(images), str(tmp_path / "train.csv")).read()
+    assert [it.image_id for it in every.items] == ids and {it.view for it in every.items} == {None}
+    assert "views" not in every.info

@@ -13,7 +13,10 @@ the three readings become:
   support; a class is positive when at least ``min_readers`` readers marked it.
 
 Boxes are in pixels of the original DICOM, divided by its size after decoding.  VinDr
-publishes no patient ids (each image is its own patient).  A file named ``*test*`` is
+publishes no patient ids (each image is its own patient).  The label file has no view
+column; ``views`` (``--views PA``) keeps only the DICOMs whose header's View Position is
+one of them (read from the header only when asked; an image without one, or a PNG copy,
+is outside every filter and counted in ``images_outside_views``).  A file named ``*test*`` is
 the official test split; others are ``trainval`` (divided into train and val).
 """
 from __future__ import annotations
@@ -26,7 +29,8 @@ import pandas as pd
 
 from tfxr.configs import FUSIONS  # the choices of tfrecords write --fusion
 from tfxr.data.sources.base import Reader, one_label_file
-from tfxr.data.sources.common import by_file_name, list_images, missing_image, read_table
+from tfxr.data.sources.common import (by_file_name, dicom_header, list_images, missing_image, parse_views,
+                                      read_table)
 from tfxr.data.types import Box, Item, Reject
 from tfxr.errors import SourceError
 
@@ -91,25 +95,28 @@ class VinDrReader(Reader):
     (``<image_id>.dicom``; ``.dcm`` or ``.png`` copies are found too)."""
 
     name = "vindr"
-    options = ("images", "labels", "fusion", "fusion_iou", "min_readers", "missing_images")
+    options = ("images", "labels", "fusion", "fusion_iou", "min_readers", "views", "missing_images")
     required = ("images", "labels")
     patient_key = "none published (image = patient)"
     official_split = "`*test*` file = test, else trainval"
     boxes = "3 readers: `--fusion keep|wbf|agreement` (`--fusion-iou`, `--min-readers`), DICOM pixels"
+    views = "View Position from the DICOM header, `--views`"
 
     def __init__(self, images: str | None, labels: str, fusion: str = "keep", iou: float = 0.4,
-                 min_readers: int = 2, require_images: bool = True, missing_images: str = "reject") -> None:
+                 min_readers: int = 2, require_images: bool = True, missing_images: str = "reject",
+                 views: tuple[str, ...] | None = None) -> None:
         super().__init__()
         if fusion not in FUSIONS:
             raise SourceError(f"VinDr box fusion {fusion!r} is not one of {', '.join(FUSIONS)}")
         self.images, self.labels, self.fusion, self.iou, self.min_readers = images, labels, fusion, iou, min_readers
-        self.require_images, self.missing_images = require_images, missing_images
+        self.require_images, self.missing_images, self.keep_views = require_images, missing_images, views
         self.label_names = list(VINDR_LABELS)
 
     @classmethod
     def keywords(cls, args) -> dict:
         return {"images": args.images, "labels": one_label_file(args), "fusion": args.fusion,
-                "iou": args.fusion_iou, "min_readers": args.min_readers, "missing_images": args.missing_images}
+                "iou": args.fusion_iou, "min_readers": args.min_readers, "missing_images": args.missing_images,
+                "views": parse_views(args.views)}
 
     def items(self) -> Iterator[Item]:
         images, labels, fusion, iou, min_readers = self.images, self.labels, self.fusion, self.iou, self.min_readers
@@ -143,12 +150,17 @@ class VinDrReader(Reader):
             readers_of[r.image_id].setdefault(cid, set()).add(r.rad_id)
         split = "test" if "test" in os.path.basename(labels).lower() else "trainval"
         skipped = [0]
+        views, view_skipped = self.keep_views, 0
         for image_id in order:
             name = next((n for n in (f"{image_id}.dicom", f"{image_id}.dcm", f"{image_id}.png") if n in files), None)
             if require_images and name is None:
                 missing_image(self.missing_images, f"{image_id}.dicom", labels, rejects, skipped)
                 continue
             path = files[name] if require_images else os.path.join(images or "", f"{image_id}.dicom")
+            view = dicom_header(path).get("view") if views and require_images else None
+            if views and view not in views:
+                view_skipped += 1
+                continue
             need = min_readers if fusion == "agreement" else 1
             lab = tuple(float(len(readers_of[image_id].get(c, ())) >= need) for c in range(len(VINDR_LABELS)))
             boxes: list[Box] = []
@@ -160,10 +172,13 @@ class VinDrReader(Reader):
                 for fused, readers in fuse_boxes(group, iou):
                     if fusion == "wbf" or len(readers) >= min_readers:
                         boxes.append(Box(cid, *fused))
-            yield Item(image_id, image_id, lab, path, boxes=tuple(boxes), split=split, box_space=(0, 0))
+            yield Item(image_id, image_id, lab, path, boxes=tuple(boxes), split=split, box_space=(0, 0),
+                       view=view)
         if require_images:
             for n in sorted(set(files) - {f"{i}{ext}" for i in readings for ext in (".dicom", ".dcm", ".png")}):
                 rejects.append(Reject(files[n], "image without a label row"))
         self.info = {"images": images and os.path.abspath(images), "labels": os.path.abspath(labels),
                      "fusion": fusion, "iou": iou, "min_readers": min_readers,
                      "label_rows_without_image_skipped": skipped[0]}
+        if views:   # only when asked, so the manifests of unfiltered conversions stay as they were
+            self.info.update(views=list(views), images_outside_views=view_skipped)
