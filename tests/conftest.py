@@ -1,8 +1,11 @@
-"""Shared test fixtures: the real data beside the checkout, synthetic data, mpirun."""
+"""Shared test fixtures: the real data beside the checkout, synthetic data, mpirun, a run copied
+as if killed after a checkpoint, and CPU seconds per test (TFXR_TEST_CPU=FILE)."""
 from __future__ import annotations
 
 import hashlib
 import os
+import resource
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -96,6 +99,25 @@ def save_generator_run(generator, folder, image_size: int, latent_dim: int = 100
     return folder / "generator.keras"
 
 
+def copy_run_after_checkpoint(monkeypatch, epoch: int, run_dir, copy_to) -> None:
+    """While a run trains in this process, copy its whole folder to ``copy_to`` right after
+    it saved epoch ``epoch``'s checkpoint: the folder of that run killed at that moment (its
+    lock is an ``flock``, which a copy does not hold), to resume as a user would.  One
+    uninterrupted training then serves both sides of a resume-equality test."""
+    from tfxr.training.checkpoints import CheckpointStore   # lazy: TensorFlow, only for the tests that train
+
+    save = CheckpointStore.save
+    source = Path(run_dir).resolve()
+
+    def save_then_copy(store, step, state):
+        path = save(store, step, state)
+        if step == epoch and Path(store.directory).resolve().parent == source:
+            shutil.copytree(source, copy_to)
+        return path
+
+    monkeypatch.setattr(CheckpointStore, "save", save_then_copy)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
     """A private one-node Slurm (this host, CPUs=2) for the session; skipped only when Debian's
@@ -113,3 +135,40 @@ def slurm_cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+
+# ---------------------------------------------------------------- CPU seconds per test (opt-in)
+#: TFXR_TEST_CPU=FILE appends one line per test phase to FILE: "<cpu seconds> <phase> <node id>",
+#: the user+system time of the pytest process and of its reaped children (subprocesses, mpirun
+#: ranks) during that phase: a measure of a test's cost that other load on the machine does not
+#: inflate the way it does wall time.
+CPU_LOG = os.environ.get("TFXR_TEST_CPU", "")
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+if CPU_LOG:
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_setup(item):
+        start = _cpu_seconds()
+        yield
+        _log_cpu(item, "setup", start)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(item):
+        start = _cpu_seconds()
+        yield
+        _log_cpu(item, "call", start)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_teardown(item):
+        start = _cpu_seconds()
+        yield
+        _log_cpu(item, "teardown", start)
+
+    def _log_cpu(item, phase: str, start: float) -> None:
+        with open(CPU_LOG, "a", encoding="utf-8") as fh:
+            fh.write(f"{_cpu_seconds() - start:.2f} {phase} {item.nodeid}\n")

@@ -11,6 +11,8 @@ import tensorflow as tf
 
 from tests.conftest import run, tfxr
 from tfxr.data.records import feature_spec, read_manifest
+from tfxr.gan import main as gan_main
+from tfxr.train import main as train_main
 
 TINY = ["--batch-size", "8", "--set", "g_filters=4", "--set", "d_filters=4", "--no-progress"]
 
@@ -82,9 +84,9 @@ def test_balance_writes_exact_flagged_counts_and_leaves_real_shards_unchanged(ga
     assert "--num 30" in m["balancing"]["command"]
     for split in ("val", "test"):
         assert m["splits"][split] == real["splits"][split]
-    # the classifier trains on the balanced directory unchanged
-    tfxr("tfxr.train", "--model", "tb_cnn", "--data", str(out), "--out", str(tmp_path / "clf"), "--epochs", "1",
-         "--batch-size", "16", "--no-progress")
+    # the classifier trains on the balanced directory unchanged (in-process: tfxr.train.main)
+    assert train_main(["--model", "tb_cnn", "--data", str(out), "--out", str(tmp_path / "clf"), "--epochs", "1",
+                       "--batch-size", "16", "--no-progress"]) == 0
     assert (tmp_path / "clf" / "best.keras").exists()
 
 
@@ -111,11 +113,13 @@ def test_target_ratio_and_oversampling_control(synthetic_tfrec, tmp_path):
     (["balance", "--data", "DATA", "--generator", "/nonexistent.keras", "--out", "OUT"], "--generator /nonexistent"),
     (["fit"], "unknown command 'fit'"),
 ])
-def test_bad_input_is_one_line_and_exit_2(synthetic_tfrec, tmp_path, args, message):
+def test_bad_input_is_one_line_and_exit_2(synthetic_tfrec, tmp_path, capsys, args, message):
+    """In-process: tfxr.gan.main, the CLI's run_main path (the command runs as a process above)."""
     args = [a.replace("DATA", str(synthetic_tfrec)).replace("OUT", str(tmp_path / "o")) for a in args]
-    r = run([sys.executable, "-m", "tfxr.gan", *args], check=False)
-    assert r.returncode == 2, r.stderr
-    assert message in r.stderr and "Traceback" not in r.stderr
+    code = gan_main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "tfxr: error: " in err and message in err and "Traceback" not in err
 
 
 def test_compare_optimizers_reports_both_with_the_evaluators_domain_fid(synthetic_tfrec, tmp_path):

@@ -9,9 +9,10 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import tfxr
+from tests.conftest import copy_run_after_checkpoint, tfxr
 from tfxr.config import parse_config
-from tfxr.train import TrainConfig
+from tfxr.evaluate import main as evaluate_main
+from tfxr.train import TrainConfig, main as train_main
 
 
 def checkpoint_tensors(run_dir, number: int) -> dict:
@@ -40,13 +41,30 @@ def _train(data, out, *extra, np_=1, **kw):
                 "--deterministic", "--no-progress", "--set", "early_stopping_patience=0", *extra, np=np_, **kw)
 
 
-def test_resume_equals_uninterrupted_run(synthetic_tfrec, tmp_path):
-    """Resumed from a relative --out typed in the folder above it (as a user would)."""
+def _train_in_process(capsys, data, out, *extra) -> tuple[int, str]:
+    """``_train``'s command line through ``tfxr.train.main`` in this process (the CLI's own
+    run_main path: exit code and the one error line), for tests whose subject is not the
+    process; returns (exit code, what it wrote to stderr)."""
+    capsys.readouterr()
+    code = train_main(["--model", "tb_cnn", "--data", str(data), "--out", str(out), "--batch-size", "16",
+                       "--deterministic", "--no-progress", "--set", "early_stopping_patience=0", *extra])
+    return code, capsys.readouterr().err
+
+
+def test_resume_equals_uninterrupted_run(synthetic_tfrec, tmp_path, monkeypatch, capsys):
+    """The run killed right after epoch 2's checkpoint (its folder copied at that moment), resumed
+    from a relative --out typed in the folder above it (as a user would): the uninterrupted run.
+    In-process (the 2-rank resume below runs the command under mpirun)."""
     full, part = tmp_path / "full", tmp_path / "part"
-    _train(synthetic_tfrec, full, "--epochs", "3", "--keep-checkpoints", "1")
-    _train(synthetic_tfrec, "part", "--epochs", "2", "--keep-checkpoints", "1", cwd=tmp_path)
-    r = _train(synthetic_tfrec, "part", "--epochs", "3", "--resume", "--keep-checkpoints", "1", cwd=tmp_path)
-    assert "resumed from" in r.stderr and "ckpt-2" in r.stderr and "checkpoints/part" not in r.stderr
+    monkeypatch.chdir(tmp_path)
+    with monkeypatch.context() as patch:
+        copy_run_after_checkpoint(patch, 2, full, part)
+        assert _train_in_process(capsys, synthetic_tfrec, "full", "--epochs", "3", "--keep-checkpoints", "1")[0] == 0
+    assert sorted(f for f in os.listdir(part / "checkpoints") if f.endswith(".index")) == ["ckpt-2.index"]
+    code, err = _train_in_process(capsys, synthetic_tfrec, "part", "--epochs", "3", "--resume",
+                                  "--keep-checkpoints", "1")
+    assert code == 0, err[-2000:]
+    assert "resumed from" in err and "ckpt-2" in err and "checkpoints/part" not in err
     assert_same_training(full, part, 3)
     # keep_checkpoints=1 keeps exactly one; the run did train (weights moved since epoch 2)
     assert sorted(f for f in os.listdir(part / "checkpoints") if f.endswith(".index")) == ["ckpt-3.index"]
@@ -54,26 +72,27 @@ def test_resume_equals_uninterrupted_run(synthetic_tfrec, tmp_path):
     assert [h["epoch"] for h in hist] == [1, 2, 3] and hist[0]["train_loss"] != hist[2]["train_loss"]
 
 
-def test_damaged_or_missing_checkpoints_are_clear_errors(synthetic_tfrec, tmp_path):
+def test_damaged_or_missing_checkpoints_are_clear_errors(synthetic_tfrec, tmp_path, capsys):
+    """In-process (tfxr.train.main: the CLI's exit codes and error lines)."""
     out, args = tmp_path / "run", ("--set", "steps_per_epoch=2", "--val-split", "")
-    _train(synthetic_tfrec, out, "--epochs", "1", *args)
+    assert _train_in_process(capsys, synthetic_tfrec, out, "--epochs", "1", *args)[0] == 0
     history = (out / "history.json").read_text()
     ckpt = out / "checkpoints"
     data_file = next(ckpt.glob("ckpt-1.data-*"))
     good = data_file.read_bytes()
     for damage in (b"", good[: len(good) // 2]):                 # empty, truncated
         data_file.write_bytes(damage)
-        r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", *args, check=False)
-        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
-        assert "ckpt-1" in r.stderr and "cannot restore" in r.stderr
+        code, err = _train_in_process(capsys, synthetic_tfrec, out, "--epochs", "2", "--resume", *args)
+        assert code == 2 and "tfxr: error: " in err and "Traceback" not in err, err[-2000:]
+        assert "ckpt-1" in err and "cannot restore" in err
         assert (out / "history.json").read_text() == history
     data_file.unlink()                                           # the index names a deleted checkpoint
-    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", *args, check=False)
-    assert r.returncode == 2 and "missing" in r.stderr and "Traceback" not in r.stderr
+    code, err = _train_in_process(capsys, synthetic_tfrec, out, "--epochs", "2", "--resume", *args)
+    assert code == 2 and "missing" in err and "tfxr: error: " in err and "Traceback" not in err, err[-2000:]
     for f in ckpt.iterdir():                                     # no checkpoint at all, history kept
         f.unlink()
-    r = _train(synthetic_tfrec, out, "--epochs", "2", "--resume", *args, check=False)
-    assert r.returncode == 2 and "history.json but no checkpoint" in r.stderr
+    code, err = _train_in_process(capsys, synthetic_tfrec, out, "--epochs", "2", "--resume", *args)
+    assert code == 2 and "history.json but no checkpoint" in err
     assert (out / "history.json").read_text() == history
 
 
@@ -131,35 +150,39 @@ def test_bad_options_fail_before_anything_is_written(synthetic_tfrec, tmp_path, 
     assert not out.exists()
 
 
-def test_data_errors_are_clear(synthetic_tfrec, tmp_path):
-    r = tfxr("tfxr.train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), check=False)
-    assert r.returncode == 2 and "no manifest" in r.stderr and "Traceback" not in r.stderr
+def test_data_errors_are_clear(synthetic_tfrec, tmp_path, capsys):
+    """In-process: tfxr.train.main, the CLI's run_main path (exit code, one error line)."""
+    code = train_main(["--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no manifest" in err and "tfxr: error: " in err and "Traceback" not in err, err[-2000:]
     no_train = tmp_path / "no_train"
     no_train.mkdir()
     manifest = json.loads((synthetic_tfrec / "manifest.json").read_text())
     del manifest["splits"]["train"]
     (no_train / "manifest.json").write_text(json.dumps(manifest))
-    r = tfxr("tfxr.train", "--data", str(no_train), "--out", str(tmp_path / "o"), check=False)
-    assert r.returncode == 2 and "no 'train' split" in r.stderr and "Traceback" not in r.stderr
+    code = train_main(["--data", str(no_train), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no 'train' split" in err and "tfxr: error: " in err and "Traceback" not in err, err[-2000:]
     assert not (tmp_path / "o").exists()
 
 
-def test_missing_shard_is_caught_before_training(synthetic_tfrec, tmp_path):
+def test_missing_shard_is_caught_before_training(synthetic_tfrec, tmp_path, capsys):
     import shutil
 
     data = tmp_path / "data"
     shutil.copytree(synthetic_tfrec, data)
     victim = sorted(data.glob("train-*"))[0]
     victim.write_bytes(victim.read_bytes()[:100])
-    r = _train(data, tmp_path / "o", "--epochs", "1", check=False)
-    assert r.returncode == 2 and victim.name in r.stderr and "Traceback" not in r.stderr
+    code, err = _train_in_process(capsys, data, tmp_path / "o", "--epochs", "1")
+    assert code == 2 and victim.name in err and "tfxr: error: " in err and "Traceback" not in err, err[-2000:]
     assert not (tmp_path / "o").exists()
 
 
-def test_bad_weights_file_is_a_clear_cli_error(synthetic_tfrec, tmp_path):
-    r = tfxr("tfxr.train", "--model", "chexnet", "--weights", str(tmp_path / "nope.weights.h5"), "--data",
-             str(synthetic_tfrec), "--out", str(tmp_path / "o"), "--epochs", "1", check=False)
-    assert r.returncode == 2 and "nope.weights.h5" in r.stderr and "Traceback" not in r.stderr
+def test_bad_weights_file_is_a_clear_cli_error(synthetic_tfrec, tmp_path, capsys):
+    code = train_main(["--model", "chexnet", "--weights", str(tmp_path / "nope.weights.h5"), "--data",
+                       str(synthetic_tfrec), "--out", str(tmp_path / "o"), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope.weights.h5" in err and "tfxr: error: " in err and "Traceback" not in err, err[-2000:]
     assert not (tmp_path / "o").exists()
 
 
@@ -171,16 +194,18 @@ def fp32_run(synthetic_tfrec, tmp_path_factory):
     return out
 
 
-def test_evaluate_writes_metrics_and_roc(synthetic_tfrec, fp32_run, tmp_path):
+def test_evaluate_writes_metrics_and_roc(synthetic_tfrec, fp32_run, tmp_path, capsys):
+    """One process in-process (tfxr.evaluate.main), then the command under mpirun -np 2."""
     out = fp32_run
-    r = tfxr("tfxr.evaluate", "--model", str(out), "--data", str(synthetic_tfrec), "--split", "test",
-             "--set", "bootstrap=50", "--out", str(tmp_path / "ev1"))
+    assert evaluate_main(["--model", str(out), "--data", str(synthetic_tfrec), "--split", "test",
+                          "--set", "bootstrap=50", "--out", str(tmp_path / "ev1")]) == 0
+    stdout = capsys.readouterr().out
     m = json.loads((tmp_path / "ev1" / "metrics.json").read_text())
     assert (tmp_path / "ev1" / "roc.png").stat().st_size > 1000
     assert m["images"] == json.loads((synthetic_tfrec / "manifest.json").read_text())["splits"]["test"]["count"]
     tb = m["labels"]["Tuberculosis"]
     assert 0 <= tb["auroc"] <= 1 and tb["auroc_ci95"][0] <= tb["auroc"] <= tb["auroc_ci95"][1]
-    assert "mean AUROC" in r.stdout
+    assert "mean AUROC" in stdout
     assert not math.isnan(tb["at_val_threshold"]["sensitivity"])
     # under mpirun -np 2 each rank predicts half; the gathered result is the same evaluation
     tfxr("tfxr.evaluate", "--model", str(out), "--data", str(synthetic_tfrec), "--split", "test",

@@ -186,11 +186,12 @@ def test_convert_and_input_smoke(tmp_path, synthetic_tfrec):
 
 
 @pytest.mark.slow
-def test_suite_smoke(tmp_path):
-    """The suite's tb_cnn section end to end (settings, baselines, the tfxr.train loop, targets)."""
+def test_suite_smoke(tmp_path, synthetic_tfrec):
+    """The suite's tb_cnn section end to end (settings, baselines, the tfxr.train loop, targets), on the
+    session's records (--data: the suite writes none)."""
     tfxr("tfxr.benchmark", "--out", str(tmp_path), "suite", "--only", "tb_cnn_128", "--launcher", "mpirun",
-         "--images", "120", "--variants", "base", "--steps", "1", "--repeats", "3", "--warmup", "1",
-         "--loop-steps", "2", "--gemm-size", "256", timeout=1200)
+         "--data", str(synthetic_tfrec), "--variants", "base", "--steps", "1", "--repeats", "3", "--warmup", "1",
+         "--loop-steps", "1", "--gemm-size", "256", timeout=1200)
     result = _check_result(tmp_path, "suite")
     section = result["sections"]["tb_cnn_128"]
     assert not [m["error"] for m in section if "error" in m]
@@ -207,9 +208,9 @@ def test_suite_smoke(tmp_path):
 
 
 @pytest.mark.slow
-def test_suite_smoke_of_gradient_accumulation(tmp_path):
+def test_suite_smoke_of_gradient_accumulation(tmp_path, synthetic_tfrec):
     """2-rank tfxr.train loops with K = 1 and 4: allreduces per epoch counted by the run."""
-    tfxr("tfxr.benchmark", "--out", str(tmp_path), "suite", "--only", "accumulate", "--images", "120",
+    tfxr("tfxr.benchmark", "--out", str(tmp_path), "suite", "--only", "accumulate", "--data", str(synthetic_tfrec),
          "--steps", "1", "--repeats", "3", "--warmup", "1", "--loop-steps", "4", "--gemm-size", "0", timeout=1800)
     result = _check_result(tmp_path, "suite")
     loops = result["sections"]["accumulate"]

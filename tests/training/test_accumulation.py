@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from tests.conftest import ONE_THREAD, load_arrays, tfxr
+from tfxr.gan import main as gan_main
+from tfxr.train import main as train_main
 
 def _check_equal(out, world):
     k4, k1 = load_arrays(out / f"weights-k4-w{world}-0.npz"), load_arrays(out / f"weights-k1-w{world}-0.npz")
@@ -20,11 +22,11 @@ def _check_equal(out, world):
 
 @pytest.mark.parametrize("np_", [1, pytest.param(2, marks=pytest.mark.mpi)])
 def test_k_micro_batches_equal_one_batch_of_k_times_the_size(synthetic_tfrec, tmp_path, np_):
-    runs = {k: tfxr("tests.mpi_scripts.accumulate_check", str(synthetic_tfrec), str(tmp_path), str(k), np=np_,
-                    env=ONE_THREAD) for k in (4, 1)}
-    for k, r in runs.items():
+    # both K in one process (each its own Trainer, the same seed)
+    r = tfxr("tests.mpi_scripts.accumulate_check", str(synthetic_tfrec), str(tmp_path), "4,1", np=np_, env=ONE_THREAD)
+    for k in (4, 1):
         # 3 updates either way: K=4 ran 12 micro-batches, so 12 / 4 allreduces
-        assert f"world {np_} allreduces 3" in r.stdout, r.stdout
+        assert f"k {k} world {np_} allreduces 3" in r.stdout, r.stdout
     _check_equal(tmp_path, np_)
     if np_ == 2:   # both ranks hold the same weights
         for a, b in zip(load_arrays(tmp_path / "weights-k4-w2-0.npz"), load_arrays(tmp_path / "weights-k4-w2-1.npz")):
@@ -46,21 +48,22 @@ def test_train_counts_allreduces_and_scales_the_learning_rate(synthetic_tfrec, t
         assert resolved["base_lr"] == pytest.approx(0.001 * 2 * k)     # lr scaled by the effective batch
 
 
-def test_too_few_batches_to_accumulate_stops_before_writing(synthetic_tfrec, tmp_path):
-    r = tfxr("tfxr.train", "--data", str(synthetic_tfrec), "--out", "run", "--set", "steps_per_epoch=3",
-             "--set", "accumulate_steps=4", cwd=tmp_path, check=False)
-    assert r.returncode == 2 and "accumulate_steps=4: an epoch has only 3 batch(es)" in r.stderr, r.stderr[-2000:]
-    assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+def test_too_few_batches_to_accumulate_stops_before_writing(synthetic_tfrec, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)              # in-process: the same run_main path as the CLI
+    code = train_main(["--data", str(synthetic_tfrec), "--out", "run", "--set", "steps_per_epoch=3",
+                       "--set", "accumulate_steps=4"])
+    err = capsys.readouterr().err
+    assert code == 2 and "tfxr: error: accumulate_steps=4: an epoch has only 3 batch(es)" in err, err[-2000:]
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("np_", [1, pytest.param(2, marks=pytest.mark.mpi)])
 def test_gan_k_micro_batches_equal_one_batch_of_k_times_the_size(tmp_path, np_):
     """The GAN (no batch norm, no dropout): both networks' updates from K=4 micro-batches of 4
     equal those of one batch of 16; 12 micro-batches allreduce 3 times."""
-    runs = {k: tfxr("tests.mpi_scripts.gan_accumulate_check", str(tmp_path), str(k), np=np_, env=ONE_THREAD)
-            for k in (4, 1)}
-    for r in runs.values():
-        assert f"world {np_} allreduces 3" in r.stdout, r.stdout
+    r = tfxr("tests.mpi_scripts.gan_accumulate_check", str(tmp_path), "4,1", np=np_, env=ONE_THREAD)
+    for k in (4, 1):
+        assert f"k {k} world {np_} allreduces 3" in r.stdout, r.stdout
     k4, k1 = (load_arrays(tmp_path / f"gan-k{k}-w{np_}-0.npz") for k in (4, 1))
     for a, b in zip(k4, k1):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)
@@ -73,11 +76,12 @@ def test_gan_k_micro_batches_equal_one_batch_of_k_times_the_size(tmp_path, np_):
 
 
 def test_gan_train_counts_allreduces_per_epoch(synthetic_tfrec, tmp_path):
+    """In-process (the subject is the count the run writes, not the command line)."""
     common = ["train", "--data", str(synthetic_tfrec), "--epochs", "1", "--batch-size", "4", "--no-progress",
               "--set", "steps_per_epoch=10", "--set", "g_filters=8", "--set", "d_filters=8"]
     for k in (1, 4):
         out = tmp_path / f"k{k}"
-        tfxr("tfxr.gan", *common, "--out", str(out), "--set", f"accumulate_steps={k}", cwd=tmp_path)
+        assert gan_main([*common, "--out", str(out), "--set", f"accumulate_steps={k}"]) == 0
         (epoch,) = json.loads((out / "history.json").read_text())
         assert epoch["allreduces"] == {1: 10, 4: 2}[k]      # K=4: the epoch rounded down to 8 micro-batches
 
@@ -85,9 +89,11 @@ def test_gan_train_counts_allreduces_per_epoch(synthetic_tfrec, tmp_path):
 def test_detector_k2_equals_one_batch_in_two_micro_batches(synthetic_tfrec, tmp_path):
     """Batch norm sees each micro-batch alone both ways: K=2 on batches of 4 = ``micro_batches=2``
     on batches of 8 (one update, its loss the mean of the two parts')."""
-    runs = {mode: tfxr("tests.mpi_scripts.detector_accumulate_check", str(synthetic_tfrec), str(tmp_path), mode,
-                       env=ONE_THREAD) for mode in ("k2", "micro2")}
-    assert "allreduces 3" in runs["k2"].stdout and "allreduces 3" in runs["micro2"].stdout   # 6 vs 3 calls
+    # both modes in one process (each its own DetectorTrainer, the same seed)
+    r = tfxr("tests.mpi_scripts.detector_accumulate_check", str(synthetic_tfrec), str(tmp_path), "k2,micro2",
+             env=ONE_THREAD)
+    for mode in ("k2", "micro2"):     # 6 calls vs 3, both 3 allreduces
+        assert f"{mode} world 1 allreduces 3" in r.stdout, r.stdout
     k2, micro2 = (load_arrays(tmp_path / f"det-{m}.npz") for m in ("k2", "micro2"))
     for a, b in zip(k2, micro2):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

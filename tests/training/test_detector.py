@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import ONE_THREAD, load_arrays, tfxr
+from tests.conftest import ONE_THREAD, copy_run_after_checkpoint, load_arrays, tfxr
 
 
 @pytest.mark.mpi
@@ -27,20 +27,30 @@ def test_two_ranks_equal_single_process_on_union(synthetic_tfrec, tmp_path):
     assert len(losses) == 3 and all(np.isfinite(losses))
 
 
-def _train(data, out, *extra, np_=1, cwd=None):
-    return tfxr("tfxr.detect", "train", "--data", str(data), "--out", str(out), "--no-progress", "--deterministic",
-                "--batch-size", "8", *extra, np=np_, timeout=2400, cwd=cwd)
-
-
 @pytest.mark.slow
-def test_resume_equals_uninterrupted_run(synthetic_tfrec, tmp_path):
-    from tfxr.models.detector import load_detector
+def test_resume_equals_uninterrupted_run(synthetic_tfrec, tmp_path, monkeypatch, capsys):
+    """The run killed right after epoch 1's checkpoint (its folder copied at that moment),
+    resumed from a relative --out, ends with the uninterrupted run's weights and losses.
 
-    common = ["--steps-per-epoch", "3", "--val-split", "", "--seed", "3"]
-    _train(synthetic_tfrec, "full", "--epochs", "2", *common, cwd=tmp_path)
-    _train(synthetic_tfrec, "part", "--epochs", "1", *common, cwd=tmp_path)
-    r = _train(synthetic_tfrec, "part", "--epochs", "2", "--resume", *common, cwd=tmp_path)
-    assert "resumed from" in r.stderr
+    In-process (the subject is the resume, not the command line; ``tfxr.detect train`` runs
+    as a user types it in tests/test_detect.py)."""
+    from tfxr.configs import DetectorConfig
+    from tfxr.data.pipeline import DataConfig
+    from tfxr.models.detector import load_detector
+    from tfxr.training.detector import DetectorTrainer
+
+    def cfg(out, **kw):
+        return DetectorConfig(data=str(synthetic_tfrec), out=out, epochs=2, steps_per_epoch=3, val_split="", seed=3,
+                              progress=False, pipeline=DataConfig(batch_size=8, deterministic=True), **kw)
+
+    monkeypatch.chdir(tmp_path)
+    with monkeypatch.context() as patch:
+        copy_run_after_checkpoint(patch, 1, tmp_path / "full", tmp_path / "part")
+        DetectorTrainer(cfg("full")).fit()
+    assert (tmp_path / "part" / "checkpoints").is_dir() and not (tmp_path / "part" / "final.weights.h5").exists()
+    capsys.readouterr()
+    DetectorTrainer(cfg("part", resume=True)).fit()
+    assert "resumed from" in capsys.readouterr().err
     full, part = (load_detector(str(tmp_path / name), "final") for name in ("full", "part"))
     for a, b in zip(full.weights, part.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -22,6 +22,7 @@ from tfxr.config import ConfigError, option, parse_config
 from tfxr.configs import RUN_FIELDS_SAFE_TO_CHANGE, GanConfig, TrainConfig
 from tfxr.errors import CheckpointError, RunFolderError, TrainingDiverged
 from tfxr.training import run
+from tfxr.train import main as train_main
 from tfxr.training.checkpoints import variables_by_path
 
 
@@ -242,27 +243,39 @@ def _cli(data, out, *extra, **kw):
                 "--set", "steps_per_epoch=2", "--val-split", "", "--no-progress", *extra, check=False, **kw)
 
 
-def test_train_cli_run_folders_resume_settings_and_nan(synthetic_tfrec, tmp_path):
+def _main(capsys, data, out, *extra) -> tuple[int, str]:
+    """``_cli``'s command line through ``tfxr.train.main`` in this process (the CLI's run_main:
+    exit code and error lines); returns (exit code, stderr)."""
+    capsys.readouterr()
+    code = train_main(["--model", "tb_cnn", "--data", str(data), "--out", str(out), "--batch-size", "8",
+                       "--set", "steps_per_epoch=2", "--val-split", "", "--no-progress", *extra])
+    return code, capsys.readouterr().err
+
+
+def test_train_cli_run_folders_resume_settings_and_nan(synthetic_tfrec, tmp_path, monkeypatch, capsys):
+    """The first run and the diverging one as processes (exit codes 0 and 3); the refusals in
+    between through tfxr.train.main in this process, from the same working directory."""
     r = _cli(synthetic_tfrec, "run", "--epochs", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     history = (tmp_path / "run" / "history.json").read_text()
-    again = _cli(synthetic_tfrec, "run", "--epochs", "1", cwd=tmp_path)
-    assert again.returncode == 2 and "already holds a run (config.yaml, history.json)" in again.stderr
-    other = _cli(synthetic_tfrec, "run", "--epochs", "2", "--resume", "--set", "lr=0.01", "--seed", "4",
-                 "--batch-size", "4", cwd=tmp_path)
-    assert other.returncode == 2 and other.stderr.count("tfxr: error:") == 1 and "Traceback" not in other.stderr
+    monkeypatch.chdir(tmp_path)
+    code, err = _main(capsys, synthetic_tfrec, "run", "--epochs", "1")
+    assert code == 2 and "already holds a run (config.yaml, history.json)" in err
+    code, err = _main(capsys, synthetic_tfrec, "run", "--epochs", "2", "--resume", "--set", "lr=0.01", "--seed", "4",
+                      "--batch-size", "4")
+    assert code == 2 and err.count("tfxr: error:") == 1 and "Traceback" not in err
     for change in ("lr: 0.001 -> 0.01", "seed: 0 -> 4", "pipeline.batch_size: 8 -> 4"):
-        assert change in other.stderr
+        assert change in err
     assert (tmp_path / "run" / "history.json").read_text() == history
     # an empty index: one line, with --resume and without (a folder holding only checkpoints/)
     index = tmp_path / "run" / "checkpoints" / "checkpoint"
     index.write_bytes(b"")
-    r = _cli(synthetic_tfrec, "run", "--epochs", "2", "--resume", cwd=tmp_path)
-    assert r.returncode == 2 and "checkpoint index is empty" in r.stderr and "Traceback" not in r.stderr
+    code, err = _main(capsys, synthetic_tfrec, "run", "--epochs", "2", "--resume")
+    assert code == 2 and "checkpoint index is empty" in err and "Traceback" not in err
     (tmp_path / "bare" / "checkpoints").mkdir(parents=True)
     (tmp_path / "bare" / "checkpoints" / "checkpoint").write_bytes(b"")
-    r = _cli(synthetic_tfrec, "bare", "--epochs", "1", cwd=tmp_path)
-    assert r.returncode == 2 and "checkpoint index is empty" in r.stderr and "Traceback" not in r.stderr
+    code, err = _main(capsys, synthetic_tfrec, "bare", "--epochs", "1")
+    assert code == 2 and "checkpoint index is empty" in err and "Traceback" not in err
     # a huge learning rate: exit 3, no NaN model saved as best.keras or final.keras
     nan = _cli(synthetic_tfrec, "nan", "--epochs", "2", "--optimizer", "sgd", "--set", "lr=1e30", cwd=tmp_path)
     assert nan.returncode == 3 and "tfxr: error: training diverged in epoch 1" in nan.stderr, nan.stderr[-2000:]
