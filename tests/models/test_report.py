@@ -92,4 +92,4 @@ def test_command_prints_and_writes_the_numbers(tmp_path):
     expected = memory_report(build_for_report("tb_cnn", 64)["model"], 4)
     assert {k: saved["networks"]["model"][k] for k in expected} == expected
     bad = run([sys.executable, "-m", "tfxr.models.report", "--model", "vgg"], check=False)
-    assert bad.returncode == 2 and "tfxr: error: model: unknown value 'vgg'" in bad.stderr
+    assert bad.returncode == 2 and "tfxr: error: --model: unknown value 'vgg'" in bad.stderr
