@@ -321,7 +321,8 @@ class ShardWriter:
 
     def write_all(self, plans: list[ShardPlan]) -> list[ShardResult]:
         """Write (or reuse) every planned shard, in order; the pool works ahead across shards."""
-        results: list[ShardResult | None] = [self._reused(p) for p in plans]
+        hashes = [self._plan_hash(p) for p in plans]     # once per shard: it fingerprints every image file
+        results: list[ShardResult | None] = [self._reused(p, h) for p, h in zip(plans, hashes)]
         todo = [k for k, r in enumerate(results) if r is None]
         ahead = 1 if self._pool is None else self.AHEAD * self.workers
         queued: deque = deque()   # (plan index, its images being prepared), in plan order
@@ -330,7 +331,7 @@ class ShardWriter:
             while len(queued) < ahead and (k := next(following, None)) is not None:
                 queued.append((k, self._queue(plans[k])))
             index, prepared = queued.popleft()
-            results[index] = self._write_prepared(plans[index], prepared)
+            results[index] = self._write_prepared(plans[index], prepared, hashes[index])
         return results
 
     def _state_path(self, plan: ShardPlan) -> str:
@@ -342,13 +343,13 @@ class ShardWriter:
             phash = hashlib.sha256((phash + ":dicom-full-range").encode()).hexdigest()
         return phash
 
-    def _reused(self, plan: ShardPlan) -> ShardResult | None:
+    def _reused(self, plan: ShardPlan, phash: str) -> ShardResult | None:
         """The result of a shard finished earlier with the same plan, or None (write it)."""
         final, state_path = os.path.join(self.out, plan.name), self._state_path(plan)
         if os.path.exists(final) and os.path.exists(state_path):
             st = _read_state(state_path)
             # a state from before origins were counted is not reused: its counts would be missing
-            if (st.get("plan_hash") == self._plan_hash(plan) and "origins" in st
+            if (st.get("plan_hash") == phash and "origins" in st
                     and st.get("sha256") == tfxr_files.sha256_file(final)):
                 if self.progress:
                     self.progress(len(plan.items))
@@ -363,8 +364,8 @@ class ShardWriter:
         mode = "index" if self.fmt == "raw" else self.encoding
         return self._map(_prepare, [(it.image, self.size, mode, self.dicom_window) for it in plan.items])
 
-    def _write_prepared(self, plan: ShardPlan, prepared) -> ShardResult:
-        final, state_path, phash = os.path.join(self.out, plan.name), self._state_path(plan), self._plan_hash(plan)
+    def _write_prepared(self, plan: ShardPlan, prepared, phash: str) -> ShardResult:
+        final, state_path = os.path.join(self.out, plan.name), self._state_path(plan)
         tally = _Tally(self.num_labels, self.progress)
         good = tally.accepted(plan.items, prepared)
         if self.fmt == "raw":
