@@ -172,3 +172,28 @@ if CPU_LOG:
     def _log_cpu(item, phase: str, start: float) -> None:
         with open(CPU_LOG, "a", encoding="utf-8") as fh:
             fh.write(f"{_cpu_seconds() - start:.2f} {phase} {item.nodeid}\n")
+
+
+# ---------------------------------------------------------------- the checkout stays as it was
+#: written below the checkout by its own tooling, not by tfxr's commands
+_CHECKOUT_OWN = {".git", ".venv", "__pycache__", ".pytest_cache", "tfxr.egg-info"}
+
+
+def _checkout_files() -> set[str]:
+    """Every path below the checkout except git's, the environment's and Python's caches."""
+    found = set()
+    for top, dirs, names in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in _CHECKOUT_OWN]
+        found.update(os.path.relpath(os.path.join(top, n), REPO) for n in dirs + names)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _the_checkout_is_left_alone():
+    """Every test: nothing new appears in the checkout (a command the test ran that wrote to a
+    default folder such as ``runs/`` in the working directory, outside the folders it named)."""
+    before = _checkout_files()
+    yield
+    new = sorted(_checkout_files() - before)
+    if new:
+        pytest.fail(f"the test left new files in the checkout {REPO}: {', '.join(new[:10])}", pytrace=False)

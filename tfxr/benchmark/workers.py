@@ -99,7 +99,9 @@ def _gan_step(cfg: WorkerConfig, dist, np):
     if cfg.input != "random":
         raise ValueError("the DCGAN is measured on random in-memory images only (input=random)")
     images = np.random.default_rng(dist.rank()).uniform(-1, 1, (cfg.batch_size, cfg.image_size, cfg.image_size, 1))
-    trainer = GanTrainer(GanConfig(batch_size=cfg.batch_size, steps_per_epoch=1, progress=False),
+    # stall_timeout=0: no stall watchdog, as in the classifier's and detector's measured steps
+    # (its heartbeat folder would go below GanConfig's default out, in the working directory)
+    trainer = GanTrainer(GanConfig(batch_size=cfg.batch_size, steps_per_epoch=1, progress=False, stall_timeout=0),
                          images=images.astype(np.float32))
     trainer.broadcast()
     counter = itertools.count()
