@@ -8,7 +8,8 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from tfxr.evaluation.detection import bootstrap_ci, coco_ap, detection_report, froc, random_detections, rsna_score
+from tfxr.evaluation.detection import (bootstrap_ci, box_fit, coco_ap, detection_report, froc, random_detections,
+                                       rsna_score)
 
 SIZE = 200   # pixels of the hand-built COCO files (the wrapper uses its own nominal size)
 
@@ -168,3 +169,22 @@ def test_detection_report_prints_the_intervals():
     assert f"| detector | [{m['ci95']['map_50'][0]:.3f}, {m['ci95']['map_50'][1]:.3f}] | " in text
     assert f"[{low:.3f}, {high:.3f}]" in text and low < 0.5 < high
     assert "see the bootstrap intervals above" in text
+    # half the images have the exact box: 1 prediction on half the images, reachable for half the boxes
+    assert "| detector | 0.500 | 0.120 | 0.500 | 0.500 |" in text and "ground truth: 0.120" in text
+
+
+def test_box_fit_by_hand():
+    """Two images: one truth box matched exactly by a big-enough prediction and missed by a
+    speck inside it; one image with a truth box and no prediction of its class."""
+    truths = [[(0, (0.0, 0.0, 0.5, 0.5))], [(0, (0.5, 0.5, 0.7, 0.7))]]
+    dets = [[(0, (0.0, 0.0, 0.5, 0.4), 0.2), (0, (0.1, 0.1, 0.15, 0.15), 0.9)],
+            [(1, (0.5, 0.5, 0.7, 0.7), 0.9)]]                # the right place, the wrong class
+    fit = box_fit(truths, dets)
+    assert fit["predictions_per_image"] == 1.5
+    assert fit["median_box_area"] == pytest.approx(0.04)        # areas 0.2, 0.0025, 0.04
+    assert fit["median_truth_area"] == pytest.approx((0.25 + 0.04) / 2)
+    assert fit["median_best_iou"] == pytest.approx((0.8 + 0.0) / 2)   # IoU 0.2/0.25 and none of its class
+    assert fit["reachable"] == 0.5
+    specks = [[(0, (0.1, 0.1, 0.15, 0.15), 0.9)], []]          # CAM-like specks: nothing reachable
+    assert box_fit(truths, specks)["reachable"] == 0.0
+    assert math.isnan(box_fit([[]], [[]])["reachable"])

@@ -25,6 +25,10 @@ ymax)), ...]`` and detections ``[(label, box, score), ...]``, boxes normalised t
   (the "CPM" of LUNA16).
 * :func:`bootstrap_ci` - 95 % percentile-bootstrap intervals of all of these, resampling
   images (``tfxr.evaluate detection --bootstrap N``, the same resamples for every method).
+* :func:`box_fit` - why a method scores what it does, at any score cut: predictions per
+  image, the median predicted and ground-truth box areas, and the share of ground-truth
+  boxes some prediction of their class overlaps at IoU >= 0.5 (the recall no score cut
+  can exceed at mAP@0.5's threshold).
 * :func:`random_detections` - the floor: boxes of the ground truth's sizes at random
   places (inside a region mask when given, e.g. the phantoms' lung fields), random scores.
 """
@@ -203,6 +207,34 @@ def froc(truths: list, detections: list, iou_threshold: float = 0.5, rates=FROC_
             "boxes": total, "images": images, "curve": curve}
 
 
+# --------------------------------------------------------------------------- box fit
+def box_fit(truths: list, detections: list, iou_threshold: float = 0.5) -> dict:
+    """How a method's boxes fit the ground truth, whatever their scores:
+    ``{"predictions_per_image", "median_box_area", "median_truth_area", "median_best_iou",
+    "reachable"}``: the median count of predictions per image, the median area of a
+    predicted and of a ground-truth box (fractions of the image), the median over ground-truth
+    boxes of the best IoU any prediction of their class reaches, and the share of
+    ground-truth boxes where that IoU is >= ``iou_threshold`` (no score cut can recall more
+    at that IoU).  NaN where there is nothing to take a median of."""
+    if len(truths) != len(detections):
+        raise ValueError(f"{len(truths)} images of ground truth but {len(detections)} of detections")
+
+    def area(b):
+        return (b[2] - b[0]) * (b[3] - b[1])
+
+    def median(values):
+        return float(np.median(values)) if len(values) else float("nan")
+
+    best = [max([iou(t, b) for lab, b, _ in dets if lab == label] or [0.0])
+            for truth, dets in zip(truths, detections) for label, t in truth]
+    return {"predictions_per_image": median([len(d) for d in detections]),
+            "median_box_area": median([area(b) for dets in detections for _, b, _ in dets]),
+            "median_truth_area": median([area(b) for truth in truths for _, b in truth]),
+            "median_best_iou": median(best),
+            "reachable": float(np.mean([v >= iou_threshold for v in best])) if best else float("nan"),
+            "iou_threshold": iou_threshold}
+
+
 # --------------------------------------------------------------------------- the floor
 def random_detections(truths: list, sizes: list[tuple[float, float]], per_image: int, seed: int = 0,
                       regions: list | None = None, num_classes: int = 1) -> list:
@@ -226,7 +258,7 @@ def all_metrics(truths: list, detections: list, label_names: list[str], min_scor
     """COCO AP, the RSNA score at ``min_score`` and FROC of one set of detections; with
     ``bootstrap`` > 0 also their 95 % intervals (:func:`bootstrap_ci`) under ``"ci95"``."""
     out = {"coco": coco_ap(truths, detections, label_names), "rsna": rsna_score(truths, detections, min_score),
-           "froc": froc(truths, detections)}
+           "froc": froc(truths, detections), "fit": box_fit(truths, detections)}
     if bootstrap:
         out["ci95"] = bootstrap_ci(truths, detections, label_names, min_score, bootstrap, seed)
     return out
@@ -398,8 +430,11 @@ def evaluate_detection(cfg: DetectionEvalConfig) -> dict:
     write_json(os.path.join(out, "detection.json"), _jsonable(result))
     write_text(os.path.join(out, "report.md"), detection_report(result))
     if cfg.overlays:
+        cam_boxes = None
+        if cams:
+            cam_boxes = (cams[cfg.split], methods["CAM boxes"]["min_score_chosen_on_threshold_split"])
         write_detection_overlays(cfg, manifest, test, methods["detector"]["min_score_chosen_on_threshold_split"],
-                                 os.path.join(out, "overlays"), size)
+                                 os.path.join(out, "overlays"), size, cam_boxes)
     result["out"] = out
     return result
 
@@ -448,6 +483,17 @@ def detection_report(result: dict) -> str:
         for name, ci in cis.items():
             lines.append(f"| {name} | " + " | ".join(interval(ci, k) for k in
                                                     ("map_50", "map_50_95", "rsna", "sens@1", "froc_mean")) + " |")
+    lines += ["", "## How the boxes fit (any score)", "",
+              "Per method, whatever the scores: predictions per image and the median box area (of the image; "
+              "ground truth: " + _f(next(iter(result["methods"].values()))["fit"]["median_truth_area"]) + "), the "
+              "median best IoU of a ground-truth box with a prediction of its class, and the share of ground-truth "
+              "boxes some prediction overlaps at IoU >= 0.5: no score cut recalls more at mAP@0.5's threshold.", "",
+              "| method | predictions / image (median) | median box area | median best IoU | reachable at IoU 0.5 |",
+              "|---|---:|---:|---:|---:|"]
+    for name, m in result["methods"].items():
+        fit = m["fit"]
+        lines.append(f"| {name} | {_f(fit['predictions_per_image'])} | {_f(fit['median_box_area'])} | "
+                     f"{_f(fit['median_best_iou'])} | {_f(fit['reachable'])} |")
     lines += ["", "## AP per class (pycocotools)", "", "| class | boxes | " +
               " | ".join(f"{m} AP@0.5 | {m} AP@[.5:.95]" for m in result["methods"]) + " |",
               "|---|---:|" + "---:|---:|" * len(result["methods"])]
@@ -470,8 +516,11 @@ def detection_report(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_detection_overlays(cfg, manifest: dict, records: list, min_score: float, folder: str, size: int) -> list:
-    """PNGs of the first ``cfg.overlays`` images with boxes: truth green, detections red with scores."""
+def write_detection_overlays(cfg, manifest: dict, records: list, min_score: float, folder: str, size: int,
+                             cam_boxes: tuple[dict, float] | None = None) -> list:
+    """PNGs of the first ``cfg.overlays`` images with boxes: truth green, detections red with
+    scores (at or above ``min_score``); with ``cam_boxes`` = ({image_id: detections}, cut)
+    also the CAM boxes at or above their cut, in blue."""
 
     wanted = {r[0]: r for r in records if r[1]}
     items = [it for it in read_boxed_images(cfg.data, cfg.split, manifest, size, 1) if it.image_id in wanted]
@@ -489,7 +538,14 @@ def write_detection_overlays(cfg, manifest: dict, records: list, min_score: floa
             plots.box(ax, b[0] * size, b[1] * size, b[2] * size, b[3] * size, "red", linewidth=1.2)
             ax.text(b[0] * size, b[1] * size - 2, f"{manifest['label_names'][label]} {score:.2f}", color="red",
                     fontsize=6)
-        ax.set_title(f"{it.image_id}: truth green, detector red (score >= {min_score:.2f})", fontsize=7)
+        title = f"{it.image_id}: truth green, detector red (score >= {min_score:.2f})"
+        if cam_boxes is not None:
+            cams, cam_cut = cam_boxes
+            for _, b, score in cams.get(it.image_id, []):
+                if score >= cam_cut:
+                    plots.box(ax, b[0] * size, b[1] * size, b[2] * size, b[3] * size, "deepskyblue", linewidth=1.0)
+            title += f",\nCAM boxes blue (score >= {cam_cut:.2f})"
+        ax.set_title(title, fontsize=7)
         ax.axis("off")
         written.append(plots.save_png(fig, os.path.join(folder, f"{it.image_id}.png")))
     return written
