@@ -22,14 +22,29 @@ import sys
 from tfxr.cli import run_main
 from tfxr.config import parse_config
 from tfxr.configs import TrainConfig
-from tfxr.training.classifier import Trainer, class_weights, weighted_bce
 
 __all__ = ["TrainConfig", "Trainer", "class_weights", "main", "weighted_bce"]
+
+#: re-exported from tfxr.training.classifier (TensorFlow), imported when first asked for
+_LAZY = ("Trainer", "class_weights", "weighted_bce")
+
+
+def __getattr__(name: str):
+    """``from tfxr.train import Trainer`` (and the other ``_LAZY`` names) still works: looked
+    up in :mod:`tfxr.training.classifier` when first used (PEP 562), so that the command
+    line checks its options before TensorFlow is imported."""
+    if name in _LAZY:
+        from tfxr.training import classifier   # lazy: TensorFlow only for a name that needs it
+
+        return getattr(classifier, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
     def body():
         cfg, _ = parse_config(TrainConfig, argv, "python -m tfxr.train", __doc__)
+        from tfxr.training.classifier import Trainer   # lazy: TensorFlow after the options are checked
+
         Trainer(cfg).fit()
     return run_main(body)
 
