@@ -31,18 +31,19 @@ from tfxr import log
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
 from tfxr.config import parse_config
 from tfxr.configs import PredictConfig
-from tfxr.data import imageio
-from tfxr.data.sources.common import IMAGE_EXTENSIONS
 from tfxr.errors import ConfigError
 from tfxr.files import atomic_path, path_in
 
 # TensorFlow, Keras and the modules that import them (the model's loader, CAM, the
-# pipeline's resize) are imported in the functions that use them: deliberately lazy, so
-# that a bad option or a missing image is answered without TensorFlow's start-up.
+# pipeline's resize), and the image readers (pydicom, Pillow; pandas beside the list of
+# image extensions) are imported in the functions that use them: deliberately lazy, so
+# that a bad option or a missing image is answered without their start-up.
 
 
 def find_images(inputs: list[str]) -> list[str]:
     """Image files named or found (recursively, sorted) under the folders named."""
+    from tfxr.data.sources.common import IMAGE_EXTENSIONS   # lazy (see the top)
+
     files: list[str] = []
     for item in inputs:
         if os.path.isdir(item):
@@ -109,6 +110,7 @@ def preprocess(path: str, info: dict) -> np.ndarray:
     (the reader's own :func:`~tfxr.data.records.resize_u8`, so the numbers match)."""
     import tensorflow as tf   # lazy (see the top); loaded by then: predict() imported the model's loader
 
+    from tfxr.data import imageio
     from tfxr.data.records import resize_u8
 
     grey = imageio.load_image(path, dicom_window=info["dicom_window"])
@@ -130,6 +132,7 @@ def predict(cfg: PredictConfig) -> int:
     files = find_images(cfg.images)
     import tensorflow as tf   # lazy: after the options and the image list are checked (see the top)
 
+    from tfxr.data import imageio
     from tfxr.evaluation.cam import ClassActivationMaps
     from tfxr.evaluation.classifier import resolve_model_path
     from tfxr.models.loading import load_run_model
