@@ -37,6 +37,12 @@ if [[ " $SETS " == *" ph "* ]]; then
 [ -f "$OUT/eval-ph/detection.json" ] || run "$PY" -m tfxr.evaluate detection --detector "$OUT/det-ph" \
     --data "$OUT/ph" --split test --threshold-split val --cam-model "$OUT/cls-ph" --bootstrap "$BOOT" \
     --overlays 6 --out "$OUT/eval-ph"
+# the CAM boxes at lower heatmap cuts (how their fit changes; no intervals)
+for cut in 0.2 0.1; do
+  [ -f "$OUT/eval-ph-cam$cut/detection.json" ] || run "$PY" -m tfxr.evaluate detection --detector "$OUT/det-ph" \
+      --data "$OUT/ph" --split test --threshold-split val --cam-model "$OUT/cls-ph" --cam-box-threshold "$cut" \
+      --bootstrap 0 --overlays 6 --out "$OUT/eval-ph-cam$cut"
+done
 fi
 
 # (b) the RSNA-layout sample

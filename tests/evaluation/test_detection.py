@@ -170,7 +170,7 @@ def test_detection_report_prints_the_intervals():
     assert f"[{low:.3f}, {high:.3f}]" in text and low < 0.5 < high
     assert "see the bootstrap intervals above" in text
     # half the images have the exact box: 1 prediction on half the images, reachable for half the boxes
-    assert "| detector | 0.500 | 0.120 | 0.500 | 0.500 |" in text and "ground truth: 0.120" in text
+    assert "| detector | 0.5 | 0.1200 | 0.500 | 0.500 |" in text and "ground truth: 0.1200" in text
 
 
 def test_box_fit_by_hand():

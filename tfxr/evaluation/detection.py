@@ -449,8 +449,8 @@ def _jsonable(value):
     return value
 
 
-def _f(value) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+def _f(value, digits: int = 3) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def detection_report(result: dict) -> str:
@@ -485,14 +485,14 @@ def detection_report(result: dict) -> str:
                                                     ("map_50", "map_50_95", "rsna", "sens@1", "froc_mean")) + " |")
     lines += ["", "## How the boxes fit (any score)", "",
               "Per method, whatever the scores: predictions per image and the median box area (of the image; "
-              "ground truth: " + _f(next(iter(result["methods"].values()))["fit"]["median_truth_area"]) + "), the "
+              "ground truth: " + _f(next(iter(result["methods"].values()))["fit"]["median_truth_area"], 4) + "), the "
               "median best IoU of a ground-truth box with a prediction of its class, and the share of ground-truth "
               "boxes some prediction overlaps at IoU >= 0.5: no score cut recalls more at mAP@0.5's threshold.", "",
               "| method | predictions / image (median) | median box area | median best IoU | reachable at IoU 0.5 |",
               "|---|---:|---:|---:|---:|"]
     for name, m in result["methods"].items():
         fit = m["fit"]
-        lines.append(f"| {name} | {_f(fit['predictions_per_image'])} | {_f(fit['median_box_area'])} | "
+        lines.append(f"| {name} | {_f(fit['predictions_per_image'], 1)} | {_f(fit['median_box_area'], 4)} | "
                      f"{_f(fit['median_best_iou'])} | {_f(fit['reachable'])} |")
     lines += ["", "## AP per class (pycocotools)", "", "| class | boxes | " +
               " | ".join(f"{m} AP@0.5 | {m} AP@[.5:.95]" for m in result["methods"]) + " |",
