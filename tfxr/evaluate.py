@@ -55,7 +55,7 @@ import numpy as np
 
 from tfxr import distributed as dist
 from tfxr import log
-from tfxr.cli import run_command
+from tfxr.cli import lazy_exports, run_command
 from tfxr.config import parse_config
 from tfxr.configs import DetectionEvalConfig, EvalConfig, GanEvalConfig
 from tfxr.errors import ConfigError
@@ -65,18 +65,8 @@ PROG = "python -m tfxr.evaluate"
 
 #: re-exported (with EvalConfig) from tfxr.evaluation.classifier: tests, notebooks and users
 #: import these from tfxr.evaluate; TensorFlow's, so imported when first asked for
-_LAZY = ("evaluate", "format_table", "load_model", "predict_split", "resolve_model_path")
-
-
-def __getattr__(name: str):
-    """``from tfxr.evaluate import evaluate`` (and the other ``_LAZY`` names) still works:
-    looked up in :mod:`tfxr.evaluation.classifier` when first used (PEP 562), so that the
-    command line checks its options before TensorFlow is imported."""
-    if name in _LAZY:
-        from tfxr.evaluation import classifier as evaluation   # lazy: TensorFlow only for a name that needs it
-
-        return getattr(evaluation, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, "tfxr.evaluation.classifier",
+                           ("evaluate", "format_table", "load_model", "predict_split", "resolve_model_path"))
 
 
 def _generated_images(cfg: GanEvalConfig, real: np.ndarray) -> np.ndarray:

@@ -19,25 +19,14 @@ from __future__ import annotations
 
 import sys
 
-from tfxr.cli import run_main
+from tfxr.cli import lazy_exports, run_main
 from tfxr.config import parse_config
 from tfxr.configs import TrainConfig
 
 __all__ = ["TrainConfig", "Trainer", "class_weights", "main", "weighted_bce"]
 
-#: re-exported from tfxr.training.classifier (TensorFlow), imported when first asked for
-_LAZY = ("Trainer", "class_weights", "weighted_bce")
-
-
-def __getattr__(name: str):
-    """``from tfxr.train import Trainer`` (and the other ``_LAZY`` names) still works: looked
-    up in :mod:`tfxr.training.classifier` when first used (PEP 562), so that the command
-    line checks its options before TensorFlow is imported."""
-    if name in _LAZY:
-        from tfxr.training import classifier   # lazy: TensorFlow only for a name that needs it
-
-        return getattr(classifier, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: re-exported from tfxr.training.classifier (TensorFlow): imported when first asked for
+__getattr__ = lazy_exports(__name__, "tfxr.training.classifier", ("Trainer", "class_weights", "weighted_bce"))
 
 
 def main(argv: list[str] | None = None) -> int:
