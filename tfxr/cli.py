@@ -13,6 +13,7 @@ Exit codes (documented in the README, the same for every command):
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import sys
 from typing import Callable
@@ -128,3 +129,15 @@ def _leading_options(argv: list[str], leading: tuple[str, ...]) -> tuple[list[st
         else:
             before, rest = before + rest[:2], rest[2:]
     return before, rest
+
+
+def lazy_exports(module: str, source: str, names: tuple[str, ...]) -> Callable[[str], object]:
+    """A command module's ``__getattr__`` (PEP 562) for ``names`` it re-exports from the
+    library module ``source``: imported when first asked for, so that ``from tfxr.train
+    import Trainer`` keeps working while ``python -m tfxr.train`` checks its options before
+    TensorFlow is imported.  Use: ``__getattr__ = lazy_exports(__name__, "tfxr.x", (...))``."""
+    def __getattr__(name: str):
+        if name in names:
+            return getattr(importlib.import_module(source), name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    return __getattr__

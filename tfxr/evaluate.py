@@ -55,22 +55,24 @@ import numpy as np
 
 from tfxr import distributed as dist
 from tfxr import log
-from tfxr.cli import run_command
+from tfxr.cli import lazy_exports, run_command
 from tfxr.config import parse_config
 from tfxr.configs import DetectionEvalConfig, EvalConfig, GanEvalConfig
 from tfxr.errors import ConfigError
-from tfxr.evaluation import generative
-# Re-exported (with EvalConfig): tests, notebooks and users import these from tfxr.evaluate.
-from tfxr.evaluation.classifier import (evaluate, format_table, load_model, predict_split,  # noqa: F401
-                                        resolve_model_path)
-from tfxr.evaluation.detection import detection_report, evaluate_detection
 from tfxr.files import write_json
-from tfxr.models.loading import load_generator, load_run_model
 
 PROG = "python -m tfxr.evaluate"
 
+#: re-exported (with EvalConfig) from tfxr.evaluation.classifier: tests, notebooks and users
+#: import these from tfxr.evaluate; TensorFlow's, so imported when first asked for
+__getattr__ = lazy_exports(__name__, "tfxr.evaluation.classifier",
+                           ("evaluate", "format_table", "load_model", "predict_split", "resolve_model_path"))
+
 
 def _generated_images(cfg: GanEvalConfig, real: np.ndarray) -> np.ndarray:
+    from tfxr.evaluation import generative          # lazy: TensorFlow after the options are checked
+    from tfxr.models.loading import load_generator  # lazy: Keras, likewise
+
     count = cfg.num_images or len(real) // 2   # the size of the real half it is compared with
     if cfg.generated == "noise":
         return generative.noise_images(count, real.shape[1], cfg.seed + 1)
@@ -94,6 +96,9 @@ def evaluate_gan(cfg: GanEvalConfig) -> dict:
         class_value = float(cfg.class_value) if cfg.class_value != "" else None
     except ValueError:
         raise ConfigError(f"--class-value {cfg.class_value!r}: not a number (e.g. 1 or 0)") from None
+    from tfxr.evaluation import generative          # lazy: TensorFlow after the options are checked
+    from tfxr.models.loading import load_run_model  # lazy: Keras, likewise
+
     real, what = generative.real_images(cfg.real, cfg.split, cfg.label, class_value, cfg.max_real)
     generated = {f"generated ({os.path.basename(cfg.generated.rstrip('/')) or cfg.generated})":
                  _generated_images(cfg, real)}
@@ -124,6 +129,8 @@ def evaluate_gan(cfg: GanEvalConfig) -> dict:
 
 def detection(argv: list[str]) -> int:
     cfg, _ = parse_config(DetectionEvalConfig, argv, f"{PROG} detection", __doc__)
+    from tfxr.evaluation.detection import detection_report, evaluate_detection   # lazy: TensorFlow, KerasCV
+
     result = evaluate_detection(cfg)
     if result:
         print(detection_report(result))
@@ -139,6 +146,8 @@ def gan(argv: list[str]) -> int:
 
 def classifier(argv: list[str]) -> int:
     cfg, _ = parse_config(EvalConfig, argv, PROG, __doc__)
+    from tfxr.evaluation.classifier import evaluate, format_table   # lazy: TensorFlow after the options
+
     result = evaluate(cfg)
     if result:
         print(format_table(result))

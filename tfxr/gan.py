@@ -20,33 +20,39 @@ given (see :mod:`tfxr.models.loading`).
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
+import importlib.util
 import os
 import sys
 import time
 
 import numpy as np
-from scipy.stats import wasserstein_distance
 
 from tfxr import distributed as dist
 from tfxr import files, log, plots
 from tfxr.cli import run_command
 from tfxr.config import parse_config
 from tfxr.configs import BalanceConfig, GanConfig, SampleConfig
-from tfxr.data import balance as balancing
-from tfxr.data.balance import SPLIT, Balancer, generate_images
-from tfxr.data.imageio import encode_png
 from tfxr.errors import ConfigError
-from tfxr.evaluation import generative
-from tfxr.models import dcgan
-from tfxr.models.loading import load_generator, load_run_model
-from tfxr.training.gan import GanTrainer, image_grid
 
 PROG = "python -m tfxr.gan"
+
+# Each command imports what needs TensorFlow/Keras (the trainer, the generator's loader, the
+# balancer, the evaluator) in its body, after parse_config: deliberately lazy, so that a bad
+# option is answered without TensorFlow's start-up.
+
+
+def _module_doc(name: str) -> str:
+    """Module ``name``'s docstring read from its source without importing it (for ``--help``)."""
+    with open(importlib.util.find_spec(name).origin, encoding="utf-8") as fh:
+        return ast.get_docstring(ast.parse(fh.read()), clean=False)
 
 
 def train(argv: list[str]) -> int:
     cfg, _ = parse_config(GanConfig, argv, f"{PROG} train", __doc__)
+    from tfxr.training.gan import GanTrainer   # lazy: TensorFlow after the options are checked
+
     GanTrainer(cfg).fit()
     return 0
 
@@ -54,6 +60,11 @@ def train(argv: list[str]) -> int:
 def sample(argv: list[str]) -> int:
     """Write N generated images (the one sampler, seeded by --seed) as PNG files and one grid."""
     cfg, _ = parse_config(SampleConfig, argv, f"{PROG} sample", SampleConfig.__doc__)
+    from tfxr.data.balance import generate_images   # lazy: Keras/TensorFlow after the options are checked
+    from tfxr.data.imageio import encode_png
+    from tfxr.models.loading import load_generator
+    from tfxr.training.gan import image_grid
+
     generator = load_generator(cfg.generator, cfg.trust_model_file)
     os.makedirs(cfg.out, exist_ok=True)
     images = generate_images(generator, cfg.n, cfg.seed)
@@ -67,9 +78,11 @@ def sample(argv: list[str]) -> int:
 
 def balance(argv: list[str]) -> int:
     """A new TFRecord directory: the real shards plus minority-class training shards."""
-    cfg, _ = parse_config(BalanceConfig, argv, f"{PROG} balance", balancing.__doc__)
+    cfg, _ = parse_config(BalanceConfig, argv, f"{PROG} balance", _module_doc("tfxr.data.balance"))
     if cfg.target_ratio is not None and cfg.num is not None:
         raise ConfigError("--target-ratio and --num: give one of them (a fraction to reach, or a count to add)")
+    from tfxr.data.balance import SPLIT, Balancer   # lazy: Keras/TensorFlow after the options are checked
+
     ratio = 0.5 if cfg.target_ratio is None and cfg.num is None else cfg.target_ratio
     manifest = Balancer(cfg.data, cfg.out, method=cfg.method, generator=cfg.generator or None,
                         label=cfg.class_label or None, value=cfg.class_value, target_ratio=ratio, num=cfg.num,
@@ -87,6 +100,8 @@ def image_statistics_gap(real: np.ndarray, fake: np.ndarray) -> dict:
     """Simple, self-contained distances between generated and real images in [-1, 1]:
     the mean absolute gap of the mean images, and the 1-D Wasserstein distance of the
     pixel intensity distributions.  Not FID: they ignore structure, but need no network."""
+    from scipy.stats import wasserstein_distance   # lazy: SciPy only for the comparison
+
     return {"mean_image_gap": float(np.abs(fake.mean(axis=0) - real.mean(axis=0)).mean()),
             "pixel_wasserstein": float(wasserstein_distance(real.ravel()[::7], fake.ravel()[::7]))}
 
@@ -95,6 +110,9 @@ def evaluator_scores(cfg, real: np.ndarray, fakes: dict[str, np.ndarray]) -> lis
     """FID and IS of each optimizer's samples (images in [-1, 1]) with tfxr's evaluator:
     InceptionV3 when ``--inception-weights`` is given, the domain variant with a trained
     tfxr classifier when ``--feature-model`` is; each beside the real-vs-real baseline."""
+    from tfxr.evaluation import generative          # lazy: TensorFlow, imported by the command that scores
+    from tfxr.models.loading import load_run_model
+
     extractors = []
     if cfg.feature_model:
         model = load_run_model(cfg.feature_model, "classifier", what="--feature-model")
@@ -112,6 +130,9 @@ def compare_optimizers(argv: list[str]) -> int:
     """Adam and RMSProp on the same data, budget and seed; a Markdown + PNG side-by-side."""
     base, _ = parse_config(GanConfig, argv, f"{PROG} compare-optimizers",
                            "Train the same DCGAN with Adam and with RMSProp and compare them.")
+    from tfxr.models import dcgan                 # lazy: TensorFlow after the options are checked
+    from tfxr.training.gan import GanTrainer
+
     results, fakes = {}, {}
     for optimizer in ("adam", "rmsprop"):
         cfg = dataclasses.replace(base, optimizer=optimizer, out=os.path.join(base.out, optimizer))

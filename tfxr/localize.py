@@ -25,12 +25,13 @@ from tfxr.cli import run_main
 from tfxr import log
 from tfxr.config import parse_config
 from tfxr.configs import LocalizeConfig
-from tfxr.evaluation.localization import localize, markdown_report
 
 
 def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         cfg, _ = parse_config(LocalizeConfig, argv, "python -m tfxr.localize", __doc__)
+        from tfxr.evaluation.localization import localize, markdown_report   # lazy: TensorFlow after the options
+
         result = localize(cfg)
         if result:
             print(markdown_report(result))

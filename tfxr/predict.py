@@ -26,25 +26,24 @@ import os
 import sys
 
 import numpy as np
-import tensorflow as tf
 
 from tfxr import log
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
 from tfxr.config import parse_config
 from tfxr.configs import PredictConfig
-from tfxr.data import imageio
-from tfxr.data.records import resize_u8
-from tfxr.data.sources.common import IMAGE_EXTENSIONS
 from tfxr.errors import ConfigError
-from tfxr.evaluation.cam import ClassActivationMaps
-from tfxr.evaluation.classifier import resolve_model_path, run_data_dir, run_labels
-from tfxr.evaluation.localization import save_overlay
 from tfxr.files import atomic_path, path_in
-from tfxr.models.loading import load_run_model
+
+# TensorFlow, Keras and the modules that import them (the model's loader, CAM, the
+# pipeline's resize), and the image readers (pydicom, Pillow; pandas beside the list of
+# image extensions) are imported in the functions that use them: deliberately lazy, so
+# that a bad option or a missing image is answered without their start-up.
 
 
 def find_images(inputs: list[str]) -> list[str]:
     """Image files named or found (recursively, sorted) under the folders named."""
+    from tfxr.data.sources.common import IMAGE_EXTENSIONS   # lazy (see the top)
+
     files: list[str] = []
     for item in inputs:
         if os.path.isdir(item):
@@ -61,6 +60,8 @@ def find_images(inputs: list[str]) -> list[str]:
 
 def run_preprocessing(model_path: str, model) -> dict:
     """What the run's data looked like: stored size, DICOM VOI choice, label names, source."""
+    from tfxr.evaluation.classifier import run_data_dir, run_labels   # lazy: TensorFlow (see the top)
+
     shape = tuple(model.input_shape)
     if len(shape) != 4 or None in shape[1:] or shape[1] != shape[2]:
         raise ConfigError(f"{model_path}: input shape {shape} is not a fixed square image")
@@ -107,6 +108,11 @@ def run_thresholds(model_path: str, labels: list[str], explicit: str) -> tuple[l
 def preprocess(path: str, info: dict) -> np.ndarray:
     """One file as the model's input (S, S, C) float32 in 0..1, as the pipeline feeds it
     (the reader's own :func:`~tfxr.data.records.resize_u8`, so the numbers match)."""
+    import tensorflow as tf   # lazy (see the top); loaded by then: predict() imported the model's loader
+
+    from tfxr.data import imageio
+    from tfxr.data.records import resize_u8
+
     grey = imageio.load_image(path, dicom_window=info["dicom_window"])
     stored = imageio.resize(grey, info["stored"])            # the converter's resize
     img = tf.convert_to_tensor(stored[..., None])
@@ -124,6 +130,13 @@ def predict(cfg: PredictConfig) -> int:
     if not cfg.images:
         raise ConfigError("name at least one image file or folder")
     files = find_images(cfg.images)
+    import tensorflow as tf   # lazy: after the options and the image list are checked (see the top)
+
+    from tfxr.data import imageio
+    from tfxr.evaluation.cam import ClassActivationMaps
+    from tfxr.evaluation.classifier import resolve_model_path
+    from tfxr.models.loading import load_run_model
+
     path = resolve_model_path(cfg.model)
     model = load_run_model(path, "classifier", cfg.trust_model_file, "--model")   # weights only (tfxr.models.loading)
     info = run_preprocessing(path, model)
@@ -175,6 +188,8 @@ def predict(cfg: PredictConfig) -> int:
 
 
 def _overlays(cam, x: np.ndarray, files: list[str], names: list[str], out: str, start: int) -> None:
+    from tfxr.evaluation.localization import save_overlay   # lazy: TensorFlow (see the top)
+
     for j, name in enumerate(names):
         heat, probs = cam(x, j)
         for k, f in enumerate(files):

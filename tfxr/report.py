@@ -16,13 +16,15 @@ from tfxr import files
 from tfxr.cli import run_main
 from tfxr.config import parse_config
 from tfxr.configs import ReportConfig
-from tfxr.models.report import mib, build_for_report, count_flops, format_memory, measure_peak_memory, memory_report
 
 PROG = "python -m tfxr.report"
 
 
 def report(cfg: ReportConfig) -> dict:
     """Print the report (and write ``--json``); returns its numbers."""
+    from tfxr.models.report import (build_for_report, count_flops, format_memory,  # lazy: TensorFlow after
+                                    measure_peak_memory, memory_report, mib)        # the options are checked
+
     nets = build_for_report(cfg.model, cfg.image_size)
     print("\n".join(format_memory(cfg.model, nets, cfg.batch_size)))
     result = {"model": cfg.model, "image_size": cfg.image_size, "batch_size": cfg.batch_size,

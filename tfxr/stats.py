@@ -18,15 +18,17 @@ from tfxr import files
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_main
 from tfxr.config import parse_config
 from tfxr.configs import StatsConfig
-from tfxr.data.records import check_shards, read_manifest
-from tfxr.data.splits import patient_overlap
-from tfxr.data.stats import check_grid_source, prevalence_table, sample_grid, split_patients
 
 PROG = "python -m tfxr.stats"
 
 
 def stats(cfg: StatsConfig) -> int:
     """Print the numbers (and write ``--json``/``--grid``); EXIT_REJECTED if a patient is in two splits."""
+    # lazy: the shard readers (numpy, pydicom, Pillow) after the options are checked
+    from tfxr.data.records import check_shards, read_manifest
+    from tfxr.data.splits import patient_overlap
+    from tfxr.data.stats import check_grid_source, prevalence_table, sample_grid, split_patients
+
     m = read_manifest(cfg.data_dir)
     if cfg.grid:
         check_grid_source(m, cfg.data_dir)  # before the slow part, not after it

@@ -26,9 +26,7 @@ import time
 from tfxr.cli import EXIT_OK, EXIT_REJECTED, run_command
 from tfxr.config import parse_config
 from tfxr.configs import DEFAULT_SHARDS, VerifyConfig, WriteConfig
-from tfxr.data import sources, splits as splitlib
-from tfxr.data.records import (ShardWriter, build_manifest, plan_shards, read_manifest,
-                               remove_stale_temporaries, shard_problems, write_manifest)
+from tfxr.data import splits as splitlib
 from tfxr.data.types import OFFICIAL_SPLITS, Source
 from tfxr.launch import mpi_comm
 from tfxr.errors import ConfigError, SourceError
@@ -37,6 +35,10 @@ from tfxr import log
 
 PROG = "python -m tfxr.tfrecords"
 EXIT_CODES = __doc__[__doc__.index("Exit status:"):]
+
+# The data set readers (pandas) and the shard writer (pydicom, Pillow; TensorFlow when it
+# writes) are imported in the functions that use them: deliberately lazy, so that a bad
+# option is answered without their start-up.
 
 
 def load_source(args: WriteConfig) -> Source:
@@ -47,6 +49,8 @@ def load_source(args: WriteConfig) -> Source:
 
 def _read_source(args) -> Source:
     """The Source of ``--source NAME``: its reader (``tfxr.data.sources.READERS``), built from the options."""
+    from tfxr.data import sources   # lazy (see the top)
+
     reader = sources.READERS.get("synthetic" if args.source == "phantoms" else args.source)  # the older name
     if reader is None:
         raise ConfigError(f"--source: unknown value {args.source!r}")
@@ -73,6 +77,9 @@ def _stop_on_sigterm() -> None:
 
 
 def convert(args: WriteConfig, argv: list[str]) -> int:
+    from tfxr.data.records import (ShardWriter, build_manifest, plan_shards,  # lazy (see the top)
+                                   remove_stale_temporaries, write_manifest)
+
     comm = mpi_comm()
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
     t0 = time.perf_counter()
@@ -143,6 +150,8 @@ def convert(args: WriteConfig, argv: list[str]) -> int:
 
 def verify(data_dir: str) -> int:
     """Full check: every shard exists and has the size and sha256 the manifest records."""
+    from tfxr.data.records import read_manifest, shard_problems   # lazy (see the top)
+
     problems = shard_problems(data_dir, read_manifest(data_dir), hashes=True)
     for problem in problems:
         print(problem, file=sys.stderr)

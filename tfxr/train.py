@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import sys
 
-from tfxr.cli import run_main
+from tfxr.cli import lazy_exports, run_main
 from tfxr.config import parse_config
 from tfxr.configs import TrainConfig
-from tfxr.training.classifier import Trainer, class_weights, weighted_bce
 
 __all__ = ["TrainConfig", "Trainer", "class_weights", "main", "weighted_bce"]
+
+#: re-exported from tfxr.training.classifier (TensorFlow): imported when first asked for
+__getattr__ = lazy_exports(__name__, "tfxr.training.classifier", ("Trainer", "class_weights", "weighted_bce"))
 
 
 def main(argv: list[str] | None = None) -> int:
     def body():
         cfg, _ = parse_config(TrainConfig, argv, "python -m tfxr.train", __doc__)
+        from tfxr.training.classifier import Trainer   # lazy: TensorFlow after the options are checked
+
         Trainer(cfg).fit()
     return run_main(body)
 
