@@ -22,11 +22,18 @@ $(STAMP): setup.cfg pyproject.toml scripts/install.sh
 demo: install
 	NP=$(NP) PYTHON=$(abspath $(PY)) bash scripts/demo.sh
 
+# The suite on TEST_WORKERS pytest workers (pytest-xdist; one per core of the 2-core CI
+# machine): a test file's tests stay in one worker (--dist loadfile: its module fixtures are
+# built once). Many tests wait on one subprocess (a command as a user types it) and use one
+# core, so two workers keep both cores busy. TEST_WORKERS=0: one process, in file order.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+
 test: install
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # Register this checkout's .venv as the Jupyter kernel "tfxr", for any Jupyter (OOD's
 # included). Per user by default (~/.local/share/jupyter/kernels/tfxr); KERNEL_PREFIX=DIR
