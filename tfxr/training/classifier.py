@@ -232,8 +232,8 @@ class Trainer(run.OneModelTask):
         """Elastic training, after run.OneModelTask.adopt_world: the steps of an epoch on the live world."""
         self.steps = self.steps_per_epoch()
 
-    def lr_at(self, step: int, steps_per_epoch: int) -> float:
-        return self.schedule.lr(step, steps_per_epoch, self.state["lr_multiplier"])
+    def lr_at(self, step: int) -> float:
+        return self.schedule.lr(step, self.steps, self.state["lr_multiplier"])
 
     def train_step(self, x, y):
         """One step on this rank's batch; returns the local loss as a tensor (no host sync)."""
@@ -311,19 +311,6 @@ class Trainer(run.OneModelTask):
         return (f"{self.cfg.model}: {report['params']:,} params, {report['flops_per_image'] / 1e9:.3f} "
                 f"GFLOPs/image; {self.world} worker(s) x batch {self.data_cfg.batch_size}{accumulated}, "
                 f"{self.steps} steps/epoch, lr {self.base_lr:g}")
-
-    def train_epoch(self, epoch: int, progress) -> dict:
-        steps = run.EpochSteps(self, progress, self.cfg.accumulate_steps)   # elastic: from a commit inside it
-        if steps.first == 0:
-            self.step.loss_sum.assign(0.0)
-        allreduces = steps.running.setdefault("allreduces_before", int(self.step.allreduces.numpy()))
-        for _ in steps:
-            x, y = next(self._batches)
-            self.optimizer.learning_rate.assign(self.lr_at(self.state["global_step"], self.steps))
-            self.train_step(x, y)
-        train_loss = float(self.dist.allreduce_mean(self.step.loss_sum.numpy() / steps.run))
-        return {"train_loss": train_loss, "lr": float(self.optimizer.learning_rate.numpy()),
-                "allreduces": int(self.step.allreduces.numpy()) - allreduces}   # gradient allreduces run
 
     def end_epoch(self, record: dict) -> dict:
         return self.validate(self._validation) if self._validation is not None else {}

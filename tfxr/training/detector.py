@@ -191,19 +191,6 @@ class DetectorTrainer(run.OneModelTask):
                 f"{self.data_cfg.batch_size}{f' x {k} accumulated' if k > 1 else ''}, {self.steps} steps/epoch, "
                 f"lr {self.base_lr:g}")
 
-    def train_epoch(self, epoch: int, progress) -> dict:
-        steps = run.EpochSteps(self, progress, self.cfg.accumulate_steps)   # elastic: from a commit inside it
-        if steps.first == 0:
-            self.step.loss_sum.assign(0.0)
-        allreduces = steps.running.setdefault("allreduces_before", int(self.step.allreduces.numpy()))
-        for _ in steps:
-            x, y = next(self._batches)
-            self.optimizer.learning_rate.assign(self.lr_at(self.state["global_step"]))
-            self.train_step(x, y)
-        loss = float(dist.allreduce_mean(self.step.loss_sum.numpy() / steps.run))
-        return {"train_loss": loss, "lr": float(self.optimizer.learning_rate.numpy()),
-                "allreduces": int(self.step.allreduces.numpy()) - allreduces}   # gradient allreduces run
-
     def validate(self, split: str) -> dict:
         """mAP@0.5 and mAP@[0.5:0.95] of ``split`` (every rank's images gathered)."""
         mine = detect_split(self.model, self.cfg.data, split, self.manifest, self.data_cfg, self.rank, self.world,

@@ -266,7 +266,8 @@ class OneModelTask:
     """The :class:`Task` methods of a trainer with one ``self.model`` and one ``self.optimizer``
     (the classifier, the detector): what is checkpointed, broadcast, NaN-checked and offset
     per rank, the learning-rate scale and, in elastic runs, the world it follows (``self.step``
-    with ``adopt_world``, ``self.data_cfg``).  A trainer with more networks
+    with ``adopt_world``, ``self.data_cfg``), and the epoch of steps (``train_epoch``: the
+    trainer gives ``train_step``, ``lr_at`` and ``_batches``).  A trainer with more networks
     (the GAN) writes its own."""
 
     def checkpoint_objects(self) -> dict:
@@ -285,6 +286,23 @@ class OneModelTask:
     def epoch_variables(self) -> list:
         """The step's running sums: the epoch's loss sum and the allreduce counter."""
         return [self.step.loss_sum, self.step.allreduces]
+
+    def train_epoch(self, epoch: int, progress) -> dict:
+        """One epoch of ``self.train_step`` on the batches of ``self._batches``, the learning
+        rate of every step from ``self.lr_at(global_step)``: the mean training loss over the
+        ranks, the last learning rate and the gradient allreduces run.  In elastic runs it goes
+        on from a commit inside the epoch (:class:`EpochSteps`)."""
+        steps = EpochSteps(self, progress, self.cfg.accumulate_steps)
+        if steps.first == 0:
+            self.step.loss_sum.assign(0.0)
+        allreduces = steps.running.setdefault("allreduces_before", int(self.step.allreduces.numpy()))
+        for _ in steps:
+            x, y = next(self._batches)
+            self.optimizer.learning_rate.assign(self.lr_at(self.state["global_step"]))
+            self.train_step(x, y)
+        loss = float(dist.allreduce_mean(self.step.loss_sum.numpy() / steps.run))
+        return {"train_loss": loss, "lr": float(self.optimizer.learning_rate.numpy()),
+                "allreduces": int(self.step.allreduces.numpy()) - allreduces}   # gradient allreduces run
 
     def adopt_world(self, rank: int, world: int) -> None:
         """Elastic training (:meth:`Task.adopt_world`): the live rank and world, the learning-rate
