@@ -24,10 +24,11 @@ demo: install
 
 # The suite on TEST_WORKERS pytest workers (pytest-xdist; one per core of the 2-core CI
 # machine): a test file's tests stay in one worker (--dist loadfile: its module fixtures are
-# built once). Many tests wait on one subprocess (a command as a user types it) and use one
-# core, so two workers keep both cores busy. TEST_WORKERS=0: one process, in file order.
+# built once), files handed out in the order tests/conftest.py sorts them (the files with the
+# most slow tests first). Many tests wait on one subprocess (a command as a user types it)
+# and use one core, so two workers keep both cores busy. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
-PYTEST := $(PY) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+PYTEST := $(PY) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test: install
 	$(PYTEST)

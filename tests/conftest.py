@@ -137,6 +137,18 @@ def slurm_cluster(tmp_path_factory):
         cluster.stop()
 
 
+# ---------------------------------------------------------------- the long files first
+def pytest_collection_modifyitems(config, items):
+    """Files with the most ``slow`` tests first (stable: the rest, and the tests inside a file,
+    in path order).  Under ``make test``'s two workers (pytest-xdist ``--dist loadfile
+    --no-loadscope-reorder``: whole files, in this order) the long files start at once and
+    the short ones fill in at the end, instead of a long file starting last."""
+    slow: dict = {}
+    for item in items:
+        slow[item.path] = slow.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
+    items.sort(key=lambda item: -slow[item.path])
+
+
 # ---------------------------------------------------------------- CPU seconds per test (opt-in)
 #: TFXR_TEST_CPU=FILE appends one line per test phase to FILE: "<cpu seconds> <phase> <node id>",
 #: the user+system time of the pytest process and of its reaped children (subprocesses, mpirun

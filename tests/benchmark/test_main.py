@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.benchmark.helpers import check_result
 from tests.conftest import tfxr
 from tfxr.benchmark import __main__ as cli
 from tfxr.benchmark.analysis import Variant
 from tfxr.benchmark.options import TimelineOptions, rank_env
 from tfxr.benchmark.runner import RESULT_MARK, Timing, parse_worker_output, variant_command
-from tfxr.benchmark.suites import conversion_plan
 from tfxr.config import parse_config
 from tfxr.errors import ConfigError
 
@@ -46,11 +44,6 @@ def test_rank_env_takes_only_horovod_settings_checked():
             rank_env(bad)
 
 
-def test_conversion_plan_has_the_bound_of_every_parallel_count():
-    assert conversion_plan([1, 2], [2]) == [("pool", 1, 1), ("pool", 1, 2), ("ranks", 2, 1), ("independent", 2, 1)]
-    assert conversion_plan([1], [1]) == [("pool", 1, 1)]
-
-
 def test_one_dispatcher_keeps_out_before_the_subcommand(monkeypatch, capsys):
     """``--out DIR`` before the subcommand (as `make benchmark` and the result files write it),
     ``suite`` by default, the converter's arguments after ``--``; the command line recorded
@@ -74,27 +67,6 @@ def test_one_dispatcher_keeps_out_before_the_subcommand(monkeypatch, capsys):
     assert cli.main(["--out"]) == 2 and capsys.readouterr().err == "tfxr: error: --out needs a value\n"
     with pytest.raises(ConfigError, match="train takes no arguments after --"):
         measure("train", ["--", "x"], "typed")
-
-
-def test_phantom_png_and_dicom_sources_hold_the_same_images_written_once(tmp_path):
-    """The conversion benchmark's two sources (one phantom_folder): the same images, PNG 8-bit
-    and DICOM 12-bit, in class folders; a second call reuses them; nothing half-written left."""
-    import numpy as np
-    import pydicom
-    from PIL import Image
-
-    from tfxr.benchmark.suites import phantom_dicoms, phantom_pngs
-
-    png, dcm = phantom_pngs(str(tmp_path), 4, 16), phantom_dicoms(str(tmp_path), 4, 16)
-    pngs = sorted(p.relative_to(png) for p in Path(png).rglob("*.png"))
-    assert len(pngs) == 4 and {p.parts[0] for p in pngs} <= {"TB", "NORMAL"}
-    assert sorted(p.relative_to(dcm).with_suffix(".png") for p in Path(dcm).rglob("*.dcm")) == pngs
-    for p in pngs:
-        grey = np.asarray(Image.open(Path(png) / p))
-        assert grey.shape == (16, 16) and grey.max() > 0
-        assert np.array_equal(pydicom.dcmread(Path(dcm) / p.with_suffix(".dcm")).pixel_array, grey.astype(np.uint16) * 16)
-    assert phantom_pngs(str(tmp_path), 4, 16) == png and sorted(os.listdir(tmp_path)) == sorted(
-        [os.path.basename(png), os.path.basename(dcm)])
 
 
 def test_help_hides_the_worker_and_bad_options_are_clear(tmp_path):
@@ -137,16 +109,8 @@ def test_timeline_prints_tfxr_timeline_summary(tmp_path):
     r = tfxr("tfxr.benchmark", "timeline", "tl.json", "--out", "res", cwd=tmp_path)
     expected = format_summary(summarize(str(tmp_path / "tl.json"))).replace(str(tmp_path / "tl.json"), "tl.json")
     assert r.stdout.strip() == expected and "1 step(s), 1 allreduced tensor(s)" in r.stdout
-    saved = _check_result(tmp_path / "res", "timeline", min_bars=0)
+    saved = check_result(tmp_path / "res", "timeline", min_bars=0)
     assert saved["summary"]["steps"] == 1 and saved["command"] == "python -m tfxr.benchmark timeline tl.json --out res"
-
-
-def _check_result(out, name: str, min_bars: int = 10) -> dict:
-    result = json.loads((out / f"{name}.json").read_text())
-    assert {"command", "machine", "settings", "time", "table"} <= set(result)
-    assert result["command"].startswith("python -m tfxr.benchmark") and result["machine"]["cpu"]
-    assert (out / f"{name}.md").read_text().count("|") >= min_bars
-    return result
 
 
 def test_train_smoke_with_scaling_baselines(tmp_path):
@@ -154,7 +118,7 @@ def test_train_smoke_with_scaling_baselines(tmp_path):
     the run measured (GEMM) and never below a rate reached, PNG written."""
     tfxr("tfxr.benchmark", "--out", str(tmp_path), "train", "--image-size", "32", "--batch-size", "4",
          "--steps", "2", "--repeats", "3", "--warmup", "1", "--np", "1,2", "--gemm-size", "128", timeout=600)
-    result = _check_result(tmp_path, "train")
+    result = check_result(tmp_path, "train")
     layouts = [m["variant"]["layout"] for m in result["measurements"]]
     assert layouts == ["all-cores", "one-core", "independent", "ranks"]
     for m in result["measurements"]:
@@ -176,118 +140,10 @@ def test_train_smoke_with_scaling_baselines(tmp_path):
 def test_convert_and_input_smoke(tmp_path, synthetic_tfrec):
     tfxr("tfxr.benchmark", "--out", str(tmp_path), "convert", "--workers", "1", "--np", "1", "--repeats", "1", "--",
          "--source", "synthetic", "--num-images", "24", "--image-size", "32", "--shards", "2")
-    conv = _check_result(tmp_path, "convert")
+    conv = check_result(tmp_path, "convert")
     assert conv["runs"][0]["images"] == 24 and conv["runs"][0]["images_per_s"]["median"] > 0
     tfxr("tfxr.benchmark", "--out", str(tmp_path), "input", "--data", str(synthetic_tfrec), "--batch-size", "8",
          "--steps", "2", "--repeats", "3", "--warmup", "1")
-    runs = _check_result(tmp_path, "input")["runs"]
+    runs = check_result(tmp_path, "input")["runs"]
     assert [r["augment"] for r in runs] == [False, True]
     assert all(r["images_per_s"]["min"] <= r["images_per_s"]["median"] <= r["images_per_s"]["max"] for r in runs)
-
-
-@pytest.mark.slow
-def test_suite_smoke(tmp_path, synthetic_tfrec):
-    """The suite's tb_cnn section end to end (settings, baselines, the tfxr.train loop, targets), on the
-    session's records (--data: the suite writes none)."""
-    tfxr("tfxr.benchmark", "--out", str(tmp_path), "suite", "--only", "tb_cnn_128", "--launcher", "mpirun",
-         "--data", str(synthetic_tfrec), "--variants", "base", "--steps", "1", "--repeats", "3", "--warmup", "1",
-         "--loop-steps", "1", "--gemm-size", "256", timeout=1200)
-    result = _check_result(tmp_path, "suite")
-    section = result["sections"]["tb_cnn_128"]
-    assert not [m["error"] for m in section if "error" in m]
-    assert {m["variant"]["layout"] for m in section} == {"all-cores", "one-core", "independent", "ranks",
-                                                         "train-loop"}
-    loops = [m["variant"] for m in section if m["variant"]["layout"] == "train-loop"]
-    assert [(v["precision"], v["workers"], v["loop_layout"]) for v in loops] == [
-        ("fp32", 1, "all-cores"), ("fp32", 2, "ranks"), ("bf16", 2, "ranks")]
-    measured = {t["target"]: t["value"] for t in result["targets"]}
-    assert measured["tb_cnn 128 px: training loop / model-only step rate (best setting)"] > 0
-    assert "loop / model-only" in (tmp_path / "suite.md").read_text()
-    assert result["gemm"]["gflops"]["median"] > 1 and len(result["gemm"]["gflops"]["repeats"]) == 3
-    assert (tmp_path / "scaling_tb_cnn_128.png").exists()
-
-
-@pytest.mark.slow
-def test_suite_smoke_of_gradient_accumulation(tmp_path, synthetic_tfrec):
-    """2-rank tfxr.train loops with K = 1 and 4: allreduces per epoch counted by the run."""
-    tfxr("tfxr.benchmark", "--out", str(tmp_path), "suite", "--only", "accumulate", "--data", str(synthetic_tfrec),
-         "--steps", "1", "--repeats", "3", "--warmup", "1", "--loop-steps", "4", "--gemm-size", "0", timeout=1800)
-    result = _check_result(tmp_path, "suite")
-    loops = result["sections"]["accumulate"]
-    assert not [m["error"] for m in loops if "error" in m]
-    assert [(m["variant"]["accumulate_steps"], m["allreduces_per_epoch"]["median"]) for m in loops] == [(1, 4), (4, 1)]
-    assert "allreduces/epoch" in (tmp_path / "suite.md").read_text()
-
-
-@pytest.mark.slow
-def test_suite_smoke_of_the_new_paths(tmp_path):
-    """The DCGAN beside its two-process bound, and PNG conversion (1 and 2 workers,
-    mpirun -np 2) beside the independent-process bound: measured and tabled (no timing
-    is judged here)."""
-    tfxr("tfxr.benchmark", "--out", str(tmp_path), "suite", "--only", "dcgan_64,convert", "--launcher", "mpirun",
-         "--variants", "base", "--steps", "1", "--repeats", "3", "--warmup", "1", "--gemm-size", "0",
-         "--convert-images", "12", "--convert-source", "png", timeout=1800)
-    result = _check_result(tmp_path, "suite")
-    gan = result["sections"]["dcgan_64"]
-    assert not [m["error"] for m in gan if "error" in m]
-    assert [m["variant"]["layout"] for m in gan] == ["all-cores", "one-core", "independent", "ranks"]
-    assert all(m["variant"]["model"] == "dcgan" and m["images_per_s"]["median"] > 0 for m in gan)
-    targets = {t["target"]: t["value"] for t in result["targets"]}
-    assert targets["DCGAN 64 px: best -np 2 / independent bound"] > 0
-    conv = {(r["layout"], r["processes"], r["workers_per_process"]): r for r in result["conversions"]["png"]}
-    assert set(conv) == {("pool", 1, 1), ("pool", 1, 2), ("ranks", 2, 1), ("independent", 2, 1)}
-    assert all(r["images"] == 12 and len(r["images_per_s"]["repeats"]) == 3 for r in conv.values())
-    assert conv[("ranks", 2, 1)]["vs_bound"] == pytest.approx(
-        conv[("ranks", 2, 1)]["images_per_s"]["median"] / conv[("independent", 2, 1)]["images_per_s"]["median"])
-    assert "## convert (png source)" in (tmp_path / "suite.md").read_text()
-
-
-def test_suite_sections_option_and_the_dicom_conversion_source(tmp_path):
-    """--sections picks sections (as --only); the DICOM source: the PNG source's phantoms as 12-bit
-    CR DICOMs that tfxr's reader decodes back to the same pixels."""
-    import numpy as np
-
-    from tfxr.benchmark.options import SuiteOptions
-    from tfxr.benchmark.suites import CONVERT_SOURCES, phantom_dicoms
-    from tfxr.config import parse_config
-    from tfxr.data.imageio import read_dicom
-    from tfxr.data.phantom_drawing import render_phantom
-
-    cfg, _ = parse_config(SuiteOptions, ["--sections", "convert,accumulate"], "t")
-    assert cfg.only == ["convert", "accumulate"] and cfg.convert_source == ["png", "dicom"]
-    folder = phantom_dicoms(str(tmp_path), 4, 48)
-    files = sorted(p for p in (tmp_path / os.path.basename(folder)).rglob("*.dcm"))
-    assert len(files) == 4 and {p.parent.name for p in files} <= {"TB", "NORMAL"}
-    for path in files:
-        index = int(path.stem.rsplit("_", 1)[1])
-        pixels, _ = read_dicom(str(path), use_window=False)
-        expected = render_phantom(0, index, 48).astype(np.float64)
-        assert pixels.shape == (48, 48)
-        np.testing.assert_allclose(pixels.astype(np.float64) / pixels.max(), expected / expected.max(), atol=0.01)
-    assert CONVERT_SOURCES["dicom"](str(tmp_path), 4, 24)[:4] == ["--source", "folder", "--images", folder]
-
-
-@pytest.mark.slow
-def test_detector_step_beside_its_two_process_bound(tmp_path):
-    """The detector's training step (tfxr.detect's DetectorStep, random images and boxes in
-    memory; 64 px, one step per window): one process on all cores, one core, two independent
-    one-core processes (the bound) and mpirun -np 2, and the ranks' ratio to the bound.  The
-    suite's detector_256 section is this plan at the trainer's 256 px and batch 8."""
-    from tfxr.benchmark.suites import SCALED, suite_plan
-
-    assert suite_plan("base")["detector_256"] == [Variant(model="detector", image_size=256, batch_size=8)]
-    assert SCALED["detector_256"] == [()]
-    bad = tfxr("tfxr.benchmark", "--out", "res", "train", "--model", "detector", "--image-size", "100",
-               cwd=tmp_path, check=False)
-    assert bad.returncode == 2 and bad.stderr.startswith("tfxr: error: image size 100: the detector needs")
-    tfxr("tfxr.benchmark", "--out", "res", "train", "--model", "detector", "--image-size", "64", "--batch-size", "2",
-         "--steps", "1", "--repeats", "3", "--warmup", "1", "--np", "1,2", "--gemm-size", "0", cwd=tmp_path,
-         timeout=1800)
-    result = _check_result(tmp_path / "res", "train")
-    ms = result["measurements"]
-    assert [m["variant"]["layout"] for m in ms] == ["all-cores", "one-core", "independent", "ranks"]
-    for m in ms:
-        assert m["variant"]["model"] == "detector" and m["flops_per_image"] > 0
-        assert len(m["images_per_s"]["repeats"]) == 3 and m["images_per_s"]["min"] > 0
-    (row,) = result["scaling"]
-    assert row["vs_bound"] == pytest.approx(ms[3]["images_per_s"]["median"] / ms[2]["images_per_s"]["median"])
