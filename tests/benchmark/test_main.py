@@ -145,5 +145,9 @@ def test_convert_and_input_smoke(tmp_path, synthetic_tfrec):
     tfxr("tfxr.benchmark", "--out", str(tmp_path), "input", "--data", str(synthetic_tfrec), "--batch-size", "8",
          "--steps", "2", "--repeats", "3", "--warmup", "1")
     runs = check_result(tmp_path, "input")["runs"]
-    assert [r["augment"] for r in runs] == [False, True]
-    assert all(r["images_per_s"]["min"] <= r["images_per_s"]["median"] <= r["images_per_s"]["max"] for r in runs)
+    assert [(r["input"], r["augment"]) for r in runs] == [
+        ("tfrecord pipeline", "off"), ("tfrecord pipeline", "on"),
+        ("augment_batch alone, compiled (tfxr)", "on"), ("augment_batch alone, separate TF ops (before)", "on")]
+    for r in runs:
+        for key in ("images_per_s", "cpu_ms_per_batch"):
+            assert 0 < r[key]["min"] <= r[key]["median"] <= r[key]["max"], (r["input"], key)

@@ -1,5 +1,6 @@
 """Batched in-graph augmentation (tfxr.data.augment.augment_batch): exact flips, identity
-parameters, rotation direction, parameter distributions, and image-by-image equality."""
+parameters, rotation direction, parameter distributions, image-by-image equality, and the
+compiled ops against TensorFlow's own (ImageProjectiveTransformV3, pow, a normal sample)."""
 from __future__ import annotations
 
 import math
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfxr.data.augment import (AugmentConfig, affine_batch, apply_parameters, augment, augment_batch,
-                               draw_parameters)
+from tfxr.data.augment import (AugmentConfig, affine_batch, affine_transforms, apply_parameters, augment,
+                               augment_batch, draw_parameters, gaussian_noise, reflect)
 
 OFF = dict(flip=False, rotation_deg=0.0, zoom=0.0, brightness=0.0, gamma=0.0, noise_std=0.0)
 
@@ -115,3 +116,75 @@ def test_augment_switches():
         assert out.shape == (32, 32, 1) and out.min() >= 0 and out.max() <= 1
         assert np.abs(out - img.numpy()).mean() > 1e-3, name        # each switch really changes pixels
     np.testing.assert_array_equal(augment(img, seed, AugmentConfig()), augment(img, seed, AugmentConfig()))
+
+
+# --------------------------------------------------------------------------- the compiled ops vs TensorFlow's
+def _projective_op(images, transforms):
+    """TensorFlow's own kernel, as the augmentation ran before it was compiled."""
+    return tf.raw_ops.ImageProjectiveTransformV3(images=images, transforms=transforms,
+                                                 output_shape=tf.shape(images)[1:3], fill_value=0.0,
+                                                 interpolation="BILINEAR", fill_mode="REFLECT")
+
+
+def test_the_resampler_equals_tensorflows_projective_transform_inside_the_image():
+    images = _batch(16, 24, seed=3)
+    rng = np.random.default_rng(4)
+    angle = tf.constant(rng.uniform(-0.4, 0.4, 16), tf.float32)
+    scale = tf.constant(rng.uniform(0.75, 1.25, 16), tf.float32)
+    ours = affine_batch(images, angle, scale).numpy()
+    transforms = affine_transforms(angle, scale, 24, 24)
+    theirs = _projective_op(images, transforms).numpy()
+    t = transforms.numpy()[:, :, None, None]
+    ys, xs = np.mgrid[0:24, 0:24].astype(np.float32)
+    x_in, y_in = t[:, 0] * xs + t[:, 1] * ys + t[:, 2], t[:, 3] * xs + t[:, 4] * ys + t[:, 5]
+    inside = (x_in >= 0) & (x_in <= 23) & (y_in >= 0) & (y_in <= 23)
+    assert inside.mean() > 0.8 and (~inside).sum() > 100          # both kinds of pixel are tested
+    np.testing.assert_allclose(ours[..., 0][inside], theirs[..., 0][inside], atol=1e-5)
+    assert ours.min() >= 0 and ours.max() <= 1
+
+
+def test_coordinates_outside_the_image_are_mirrored_with_the_edge_pixel_repeated():
+    # ... c b a | a b c d | d c b ...: -1 -> 0, -2 -> 1, 4 -> 3, 5 -> 2 (length 4)
+    got = reflect(tf.constant([-2.0, -1.0, 0.0, 1.5, 3.0, 4.0, 5.0, 6.0, 9.0]), 4.0).numpy()
+    np.testing.assert_allclose(got, [1.0, 0.0, 0.0, 1.5, 3.0, 3.0, 2.0, 1.0, 1.0], atol=1e-6)
+    # zoomed out 2x about the centre: each output column reads input column 2 (x - 3.5) + 3.5,
+    # i.e. -3.5, -1.5, ..., 10.5, mirrored into the 8 columns as numpy's "symmetric" padding does
+    ramp = tf.constant(np.tile(np.arange(8, dtype=np.float32), (8, 1))[None, ..., None])
+    row = affine_batch(ramp, tf.constant([0.0]), tf.constant([0.5])).numpy()[0, 4, :, 0]
+    padded = np.pad(np.arange(8, dtype=np.float32), 8, mode="symmetric")
+    expected = np.interp(2 * (np.arange(8) - 3.5) + 3.5 + 8, np.arange(24), padded)
+    np.testing.assert_allclose(row, expected, atol=1e-5)
+
+
+def test_a_flip_folded_into_the_transform_equals_flipping_first():
+    images = _batch(8, 20, seed=5)
+    angle, scale = tf.linspace(-0.2, 0.2, 8), tf.linspace(0.9, 1.1, 8)
+    flip = tf.constant([True, False, True, True, False, False, True, False])
+    first = affine_batch(tf.where(flip[:, None, None, None], tf.reverse(images, [2]), images), angle, scale)
+    np.testing.assert_allclose(affine_batch(images, angle, scale, flip), first, atol=2e-6)
+
+
+def test_gamma_as_exp_log_equals_pow_and_uint8_input_reads_as_x_over_255():
+    images = tf.concat([_batch(7, 16, seed=6), tf.zeros([1, 16, 16, 1])], 0)    # exact zeros too
+    cfg = AugmentConfig(**{**OFF, "gamma": 0.4})
+    p = draw_parameters(tf.constant([2, 3], tf.int64), 8, cfg)
+    expected = tf.pow(images, p["gamma"][:, None, None, None])
+    np.testing.assert_allclose(apply_parameters(images, p, cfg), expected, atol=2e-6)
+    pixels = tf.constant(np.random.default_rng(7).integers(0, 256, (4, 16, 16, 1)), tf.uint8)
+    seed = tf.constant([4, 4], tf.int64)
+    as_float = tf.cast(pixels, tf.float32) / 255.0
+    for aug in (AugmentConfig(), AugmentConfig(enabled=False)):
+        out = augment_batch(pixels, seed, aug)
+        assert out.dtype == tf.float32
+        np.testing.assert_allclose(out, augment_batch(as_float, seed, aug), atol=2e-6)
+
+
+def test_the_noise_is_standard_normal_and_seeded():
+    draw = tf.function(lambda seed: gaussian_noise([400, 500], seed), jit_compile=True)
+    z = draw(tf.constant([1, 2], tf.int64)).numpy()
+    assert np.isfinite(z).all() and np.abs(z).max() < 5.5
+    assert abs(z.mean()) < 0.01 and z.std() == pytest.approx(1.0, abs=0.01)
+    for k, share in [(1, 0.6827), (2, 0.9545), (3, 0.9973)]:       # the normal's 68-95-99.7 rule
+        assert (np.abs(z) < k).mean() == pytest.approx(share, abs=0.003)
+    np.testing.assert_array_equal(z, draw(tf.constant([1, 2], tf.int64)))
+    assert np.abs(z - draw(tf.constant([1, 3], tf.int64)).numpy()).mean() > 0.5

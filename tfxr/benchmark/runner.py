@@ -52,7 +52,7 @@ def worker_argv(v: Variant, timing: Timing, data: str) -> list[str]:
     argv = ["tfxr.benchmark", "_worker", "--model", v.model, "--image-size", str(v.image_size),
             "--batch-size", str(v.batch_size), "--input", v.input, "--precision", v.precision,
             "--steps", str(timing.steps), "--repeats", str(timing.repeats), "--warmup", str(timing.warmup)]
-    if v.input == "pipeline":
+    if v.input != "random":
         argv += ["--data", data]
     if v.xla:
         argv.append("--xla")
@@ -205,20 +205,22 @@ def measure_gemm(timing: Timing, size: int = 2048) -> dict:
 
 def measure_training_loop(model: str, data: str, image_size: int, batch_size: int, repeats: int,
                           steps_per_epoch: int, timing: Timing, onednn: bool = True, precision: str = "fp32",
-                          workers: int = 1, accumulate_steps: int = 1) -> dict:
+                          workers: int = 1, accumulate_steps: int = 1, augment: bool = True) -> dict:
     """The real ``python -m tfxr.train`` loop (pipeline, augmentation, validation, checkpoints).
 
     One process on all cores (``workers=1``) or ``workers`` ranks of one core each, launched
     by tfxr's own mpirun line (as a user runs it on a CPU node); bf16 is ``mixed_precision``.
     ``accumulate_steps`` K: micro-batches per gradient allreduce (``steps_per_epoch`` a
-    multiple of K).  Runs ``repeats + 1`` epochs; the first is the warm-up.  From
+    multiple of K).  ``augment=False``: ``pipeline.augment.enabled=false`` (input
+    ``pipeline-noaug``).  Runs ``repeats + 1`` epochs; the first is the warm-up.  From
     history.json, per epoch: the training rate (``images_per_s``, every rank's images), the
     whole epoch's rate including validation and the checkpoint (steps x batch x ranks /
     ``epoch_time_s``) and the gradient allreduces run (``allreduces``).
     """
     out = tempfile.mkdtemp(prefix="tfxr-bench-loop-")
     layout = "all-cores" if workers == 1 else "ranks"
-    v = Variant(model=model, image_size=image_size, batch_size=batch_size, input="pipeline", onednn=onednn,
+    v = Variant(model=model, image_size=image_size, batch_size=batch_size,
+                input="pipeline" if augment else "pipeline-noaug", onednn=onednn,
                 precision=precision, layout=layout, workers=workers)
     argv = ["tfxr.train", "--model", model, "--data", data, "--out", out,
             "--epochs", str(repeats + 1), "--batch-size", str(batch_size), "--image-size", str(image_size),
@@ -226,6 +228,8 @@ def measure_training_loop(model: str, data: str, image_size: int, batch_size: in
             "--set", "early_stopping_patience=0", "--set", f"mixed_precision={str(precision == 'bf16').lower()}"]
     if accumulate_steps > 1:
         argv += ["--set", f"accumulate_steps={accumulate_steps}"]
+    if not augment:
+        argv += ["--set", "pipeline.augment.enabled=false"]
     cmd = launch_command(workers, argv, launcher_for(workers))
     record = {"variant": {**asdict(v), "layout": "train-loop", "loop_layout": layout,
                           "accumulate_steps": accumulate_steps},

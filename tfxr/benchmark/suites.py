@@ -31,7 +31,9 @@ from tfxr.errors import ConfigError
 from tfxr.files import write_bytes
 from tfxr.launch import clean_launch_env, launch_command
 
-LOOPS = (("fp32", 1), ("fp32", 2), ("bf16", 2))   # (precision, processes) of the suite's tfxr.train loops
+#: (precision, processes, augmentation) of the suite's tfxr.train loops; the one without
+#: augmentation shows what the loop costs apart from augmenting
+LOOPS = (("fp32", 1, True), ("fp32", 1, False), ("fp32", 2, True), ("bf16", 2, True))
 SECTIONS = ("tb_cnn_128", "densenet121_128", "densenet121_224", "dcgan_64", "detector_256", "accumulate", "convert")
 ACCUMULATE = (1, 4)   # gradient accumulation K of the suite's 2-rank tfxr.train loops
 #: the detector section's image size: what `tfxr.detect train` trains radiographs at in the docs
@@ -83,9 +85,10 @@ def _image_size(cfg) -> int:
 
 def bench_train(cfg) -> dict:
     """Settings side by side (one process, all cores), then the scaling baselines."""
-    if "pipeline" in cfg.input and not cfg.data:
-        raise ConfigError("--input pipeline needs --data (a directory written by `python -m tfxr.tfrecords write`)")
-    if cfg.model in ("dcgan", "detector") and "pipeline" in cfg.input:
+    reads = [name for name in cfg.input if name != "random"]
+    if reads and not cfg.data:
+        raise ConfigError(f"--input {reads[0]} needs --data (a directory written by `python -m tfxr.tfrecords write`)")
+    if cfg.model in ("dcgan", "detector") and reads:
         raise ConfigError(f"--model {cfg.model} is measured on random in-memory images only: --input random")
     if cfg.model == "detector":
         # deliberately lazy: the detector module imports Keras/KerasCV, needed here only for its size rule
@@ -221,41 +224,84 @@ CONVERT_SOURCES = {
 
 
 # --------------------------------------------------------------------------- input pipeline
-def _time_dataset(dataset, warmup: int, steps: int, repeats: int) -> list[float]:
-    batches = iter(dataset)
+def _time_batches(next_batch, warmup: int, steps: int, repeats: int) -> tuple[list[float], list[float]]:
+    """``repeats`` windows of ``steps`` calls of ``next_batch`` (which returns a batch of
+    images) after ``warmup``: images/s and this process's CPU milliseconds per batch (all
+    its threads), per window."""
     for _ in range(warmup):
-        next(batches)
-    rates = []
+        next_batch()
+    rates, cpu_ms = [], []
     for _ in range(repeats):
-        start, images = time.perf_counter(), 0
+        start, cpu_start, images = time.perf_counter(), time.process_time(), 0
         for _ in range(steps):
-            x, _ = next(batches)
-            images += int(x.shape[0])
+            images += int(next_batch().shape[0])
         rates.append(images / (time.perf_counter() - start))
-    return rates
+        cpu_ms.append((time.process_time() - cpu_start) * 1e3 / steps)
+    return rates, cpu_ms
+
+
+def augment_as_separate_ops(tf, images, p: dict, cfg):
+    """The batch augmentation as TensorFlow's own kernels, one op each (what tfxr ran before
+    :func:`tfxr.data.augment.apply_parameters` was compiled), kept here as the measured
+    baseline: flip by ``tf.reverse``, ``ImageProjectiveTransformV3`` (BILINEAR, REFLECT),
+    brightness, ``tf.pow``, ``stateless_normal`` noise, clip."""
+    from tfxr.data.augment import affine_transforms
+
+    def each(v):
+        return v[:, None, None, None]
+    images = tf.cast(images, tf.float32) / 255.0
+    shape = tf.shape(images)
+    images = tf.where(each(p["flip"]), tf.reverse(images, axis=[2]), images)
+    images = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=affine_transforms(p["angle"], p["scale"], shape[1], shape[2]),
+        output_shape=shape[1:3], fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
+    images = tf.pow(tf.clip_by_value(images + each(p["brightness"]), 0.0, 1.0), each(p["gamma"]))
+    images = images + tf.random.stateless_normal(shape, p["noise_seed"], stddev=cfg.noise_std)
+    return tf.clip_by_value(images, 0.0, 1.0)
 
 
 def bench_input(cfg) -> dict:
+    """The input pipeline alone (TFRecord and raw, augmentation off and on), then the batch
+    augmentation alone on one uint8 batch in memory: compiled (tfxr's) vs separate ops."""
     if not cfg.data:
         raise ConfigError("input needs --data (a directory written by `python -m tfxr.tfrecords write`)")
     # deliberately lazy: TensorFlow is imported only by the subcommand that runs tf.data here
-    from tfxr.data.augment import AugmentConfig
-    from tfxr.data.pipeline import DataConfig, build_dataset
+    import tensorflow as tf
 
+    from tfxr.data.augment import AugmentConfig, apply_parameters, draw_parameters
+    from tfxr.data.pipeline import DataConfig, build_dataset
+    from tfxr.data.records import read_manifest
+
+    timing = (cfg.warmup, cfg.steps, cfg.repeats)
     runs, rows = [], []
+
+    def add(what: str, augment: str, rates: list[float], cpu_ms: list[float], **extra) -> None:
+        summary, cpu = summarize(rates), summarize(cpu_ms)
+        runs.append({"input": what, "augment": augment, "images_per_s": summary, "cpu_ms_per_batch": cpu, **extra})
+        rows.append([what, augment, summary["median"], report.spread(summary), cpu["median"], report.spread(cpu)])
+
     for label, directory in (("tfrecord", cfg.data), ("raw", cfg.raw)):
         if not directory:
             continue
         for aug in (False, True):
             data_cfg = DataConfig(batch_size=cfg.batch_size, image_size=cfg.image_size,
                                   augment=AugmentConfig(enabled=aug))
-            dataset = build_dataset(directory, cfg.split, data_cfg, training=True, repeat_steps=1 << 30)
-            summary = summarize(_time_dataset(dataset, cfg.warmup, cfg.steps, cfg.repeats))
-            runs.append({"input": label, "augment": aug, "images_per_s": summary,
-                         "data": os.path.abspath(directory)})
-            rows.append([label, "on" if aug else "off", summary["median"], report.spread(summary)])
-    return {"kind": "input", "batch_size": cfg.batch_size, "steps": cfg.steps, "runs": runs,
-            "table": report.table(["input", "augment", "images/s (median)", "min-max"], rows)}
+            batches = iter(build_dataset(directory, cfg.split, data_cfg, training=True, repeat_steps=1 << 30))
+            add(f"{label} pipeline", "on" if aug else "off",
+                *_time_batches(lambda: next(batches)[0], *timing), data=os.path.abspath(directory))
+    size = cfg.image_size or int(read_manifest(cfg.data)["image_size"])
+    pixels = tf.constant(np.random.default_rng(0).integers(0, 256, (cfg.batch_size, size, size, 1)), tf.uint8)
+    aug_cfg, counter = AugmentConfig(), itertools.count()
+    compiled = tf.function(lambda seed: apply_parameters(pixels, draw_parameters(seed, cfg.batch_size, aug_cfg),
+                                                         aug_cfg))
+    separate = tf.function(lambda seed: augment_as_separate_ops(
+        tf, pixels, draw_parameters(seed, cfg.batch_size, aug_cfg), aug_cfg))
+    for what, fn in (("augment_batch alone, compiled (tfxr)", compiled),
+                     ("augment_batch alone, separate TF ops (before)", separate)):
+        add(what, "on", *_time_batches(lambda: fn(tf.constant([1, next(counter)], tf.int64)).numpy(), *timing))
+    return {"kind": "input", "batch_size": cfg.batch_size, "image_size": size, "steps": cfg.steps, "runs": runs,
+            "table": report.table(["input", "augment", "images/s (median)", "min-max",
+                                   "CPU ms per batch (median)", "min-max"], rows)}
 
 
 # --------------------------------------------------------------------------- timeline
@@ -288,7 +334,7 @@ def suite_plan(variants: str) -> dict[str, list[Variant]]:
     gan = Variant(model="dcgan", image_size=64, batch_size=32)
     det = Variant(model="detector", image_size=DETECTOR_SIZE, batch_size=DetectorConfig().pipeline.batch_size)
     plan = {
-        "tb_cnn_128": [tb, replace(tb, input="pipeline"), replace(tb, onednn=False),
+        "tb_cnn_128": [tb, replace(tb, input="pipeline"), replace(tb, input="pipeline-noaug"), replace(tb, onednn=False),
                        replace(tb, input="pipeline", onednn=False), replace(tb, precision="bf16"),
                        replace(tb, xla=True), replace(tb, layout="ranks", workers=2)],
         "densenet121_128": [dn, replace(dn, onednn=False), replace(dn, precision="bf16"),
@@ -314,7 +360,7 @@ def bench_suite(cfg) -> dict:
                           f"{max(ACCUMULATE)} (steps per epoch = K x allreduces)")
     plans = {name: plan for name, plan in suite_plan(cfg.variants).items() if name in wanted}
     # the phantom TFRecords are written only for a section that reads them (tfxr.train loops, pipeline input)
-    reads = bool({"tb_cnn_128", "accumulate"} & set(wanted)) or any(v.input == "pipeline" for p in plans.values()
+    reads = bool({"tb_cnn_128", "accumulate"} & set(wanted)) or any(v.input != "random" for p in plans.values()
                                                                      for v in p)
     data = cfg.data or (phantom_records(cfg.out, cfg.images, 128) if reads else "")
     small = Timing(steps=cfg.steps, repeats=cfg.repeats, warmup=cfg.warmup)
@@ -328,10 +374,12 @@ def bench_suite(cfg) -> dict:
             base = fastest_single(sections[name], plan[0])
             sections[name] += run_plan(scaling_plan(base, [2], cfg.launcher, SCALED[name]), timing, data)
         if name == "tb_cnn_128":
-            for precision, workers in LOOPS:
-                log.info(f"benchmark: the tfxr.train loop, {precision}, {workers} process(es) ...")
+            for precision, workers, augment in LOOPS:
+                log.info(f"benchmark: the tfxr.train loop, {precision}, {workers} process(es)"
+                         f"{'' if augment else ', augmentation off'} ...")
                 sections[name].append(measure_training_loop("tb_cnn", data, 128, 32, cfg.repeats, cfg.loop_steps,
-                                                            small, precision=precision, workers=workers))
+                                                            small, precision=precision, workers=workers,
+                                                            augment=augment))
     if "accumulate" in wanted:
         sections["accumulate"] = []
         for k in ACCUMULATE:

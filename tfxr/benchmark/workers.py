@@ -80,7 +80,8 @@ def classifier_step(cfg: WorkerConfig, dist, keras, np, tf):
         y = tf.constant((rng.random((cfg.batch_size, outputs)) < 0.3).astype(np.float32))
         batches = itertools.repeat((x, y))
     else:
-        data_cfg = DataConfig(batch_size=cfg.batch_size, image_size=cfg.image_size, augment=AugmentConfig())
+        data_cfg = DataConfig(batch_size=cfg.batch_size, image_size=cfg.image_size,
+                              augment=AugmentConfig(enabled=cfg.input == "pipeline"))
         batches = iter(build_dataset(cfg.data, "train", data_cfg, training=True, rank=dist.rank(),
                                      world=dist.size(), repeat_steps=1 << 30))   # endless
     return (lambda: train_step(*next(batches))), model_report(model)["flops_per_image"]

@@ -200,10 +200,10 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
         """One batch -> float32 images in [0, 1], augmented (training, no boxes), channels."""
         def fn(step, batch):
             img = batch["image"]
-            if img.dtype == tf.uint8:
-                img = tf.cast(img, tf.float32) / 255.0
-            if training and not per_image_augment:
+            if training and not per_image_augment:     # uint8 in, float32 in [0, 1] out
                 img = augment_batch(img, tf.stack([ep_seed, step]), aug)
+            elif img.dtype == tf.uint8:
+                img = tf.cast(img, tf.float32) / 255.0
             if channels == 3:
                 img = tf.repeat(img, 3, axis=-1)
             if with_meta:
