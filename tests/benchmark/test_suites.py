@@ -51,8 +51,10 @@ def test_suite_smoke(tmp_path, synthetic_tfrec):
     assert {m["variant"]["layout"] for m in section} == {"all-cores", "one-core", "independent", "ranks",
                                                          "train-loop"}
     loops = [m["variant"] for m in section if m["variant"]["layout"] == "train-loop"]
-    assert [(v["precision"], v["workers"], v["loop_layout"]) for v in loops] == [
-        ("fp32", 1, "all-cores"), ("fp32", 2, "ranks"), ("bf16", 2, "ranks")]
+    assert [(v["precision"], v["workers"], v["loop_layout"], v["input"]) for v in loops] == [
+        ("fp32", 1, "all-cores", "pipeline"), ("fp32", 1, "all-cores", "pipeline-noaug"),
+        ("fp32", 2, "ranks", "pipeline"), ("bf16", 2, "ranks", "pipeline")]
+    assert [m["variant"]["input"] for m in section if m["variant"]["layout"] == "all-cores"] == ["random"]
     measured = {t["target"]: t["value"] for t in result["targets"]}
     assert measured["tb_cnn 128 px: training loop / model-only step rate (best setting)"] > 0
     assert "loop / model-only" in (tmp_path / "suite.md").read_text()
