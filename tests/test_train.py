@@ -96,10 +96,23 @@ def test_damaged_or_missing_checkpoints_are_clear_errors(synthetic_tfrec, tmp_pa
     assert (out / "history.json").read_text() == history
 
 
+#: the 2-rank runs below: 3 steps per epoch, one intra-op thread per rank (bit-identical resume)
+TWO_RANK_ARGS = ("--set", "steps_per_epoch=3", "--batch-size", "8", "--set", "warmup_epochs=1")
+ONE_THREAD_RANKS = {"env": {"TFXR_CPU_THREADS": "1"}}
+
+
+@pytest.fixture(scope="module")
+def two_rank_run(synthetic_tfrec, tmp_path_factory):
+    """One uninterrupted 2-epoch run under mpirun -np 2: what rank 0 writes, and the reference
+    of the 2-rank resume (both tests below read it)."""
+    out = tmp_path_factory.mktemp("two-rank") / "full"
+    r = _train(synthetic_tfrec, out, "--epochs", "2", *TWO_RANK_ARGS, np_=2, **ONE_THREAD_RANKS)
+    return out, r
+
+
 @pytest.mark.mpi
-def test_two_rank_cli_run_rank0_writes_everything_once(synthetic_tfrec, tmp_path):
-    out = tmp_path / "run"
-    r = _train(synthetic_tfrec, out, "--epochs", "2", "--set", "warmup_epochs=1", np_=2)
+def test_two_rank_cli_run_rank0_writes_everything_once(two_rank_run):
+    out, r = two_rank_run
     assert r.stderr.count("epoch 2:") == 1                    # one log line per epoch (rank 0)
     files = sorted(os.listdir(out))
     assert files == ["best.keras", "checkpoints", "config.yaml", "final.keras", "history.json", "tensorboard"]
@@ -115,16 +128,15 @@ def test_two_rank_cli_run_rank0_writes_everything_once(synthetic_tfrec, tmp_path
 
 
 @pytest.mark.mpi
-def test_two_rank_resume_is_bit_identical(synthetic_tfrec, tmp_path):
-    """Kill-and-resume under mpirun -np 2 (dropout streams per rank) = the uninterrupted run."""
-    one_thread = {"env": {"TFXR_CPU_THREADS": "1"}}
-    args = ("--set", "steps_per_epoch=3", "--batch-size", "8", "--val-split", "")
-    full, part = tmp_path / "full", tmp_path / "part"
-    _train(synthetic_tfrec, full, "--epochs", "2", *args, np_=2, **one_thread)
-    _train(synthetic_tfrec, "part", "--epochs", "1", *args, np_=2, cwd=tmp_path, **one_thread)
-    r = _train(synthetic_tfrec, "part", "--epochs", "2", "--resume", *args, np_=2, cwd=tmp_path, **one_thread)
+def test_two_rank_resume_is_bit_identical(synthetic_tfrec, two_rank_run, tmp_path):
+    """Kill-and-resume under mpirun -np 2 (dropout streams per rank, validation after each
+    epoch) = the uninterrupted run of the fixture."""
+    full, _ = two_rank_run
+    _train(synthetic_tfrec, "part", "--epochs", "1", *TWO_RANK_ARGS, np_=2, cwd=tmp_path, **ONE_THREAD_RANKS)
+    r = _train(synthetic_tfrec, "part", "--epochs", "2", "--resume", *TWO_RANK_ARGS, np_=2, cwd=tmp_path,
+               **ONE_THREAD_RANKS)
     assert r.stderr.count("resumed from") == 1
-    assert_same_training(full, part, 2)
+    assert_same_training(full, tmp_path / "part", 2)
 
 
 @pytest.mark.parametrize("args,message", [
