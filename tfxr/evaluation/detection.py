@@ -516,6 +516,18 @@ def detection_report(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def draw_detections(ax, found: list, size: int, cut: float, colour: str, linewidth: float,
+                    label_names: list[str] | None = None) -> None:
+    """Draw the (label, normalised xyxy box, score) detections scoring at or above ``cut`` on
+    ``ax`` (an image of ``size`` px), with their label name and score when ``label_names``."""
+    for label, b, score in found:
+        if score < cut:
+            continue
+        plots.box(ax, b[0] * size, b[1] * size, b[2] * size, b[3] * size, colour, linewidth=linewidth)
+        if label_names is not None:
+            ax.text(b[0] * size, b[1] * size - 2, f"{label_names[label]} {score:.2f}", color=colour, fontsize=6)
+
+
 def write_detection_overlays(cfg, manifest: dict, records: list, min_score: float, folder: str, size: int,
                              cam_boxes: tuple[dict, float] | None = None) -> list:
     """PNGs of the first ``cfg.overlays`` images with boxes: truth green, detections red with
@@ -532,18 +544,11 @@ def write_detection_overlays(cfg, manifest: dict, records: list, min_score: floa
         ax.imshow(it.image[..., 0], cmap="gray", vmin=0, vmax=1)
         for _, b in truth:
             plots.box(ax, b[0] * size, b[1] * size, b[2] * size, b[3] * size, "lime", linewidth=1.5)
-        for label, b, score in dets:
-            if score < min_score:
-                continue
-            plots.box(ax, b[0] * size, b[1] * size, b[2] * size, b[3] * size, "red", linewidth=1.2)
-            ax.text(b[0] * size, b[1] * size - 2, f"{manifest['label_names'][label]} {score:.2f}", color="red",
-                    fontsize=6)
+        draw_detections(ax, dets, size, min_score, "red", 1.2, manifest["label_names"])
         title = f"{it.image_id}: truth green, detector red (score >= {min_score:.2f})"
         if cam_boxes is not None:
             cams, cam_cut = cam_boxes
-            for _, b, score in cams.get(it.image_id, []):
-                if score >= cam_cut:
-                    plots.box(ax, b[0] * size, b[1] * size, b[2] * size, b[3] * size, "deepskyblue", linewidth=1.0)
+            draw_detections(ax, cams.get(it.image_id, []), size, cam_cut, "deepskyblue", 1.0)
             title += f",\nCAM boxes blue (score >= {cam_cut:.2f})"
         ax.set_title(title, fontsize=7)
         ax.axis("off")
