@@ -246,6 +246,11 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
     opts = tf.data.Options()
     opts.deterministic = cfg.deterministic
     opts.experimental_optimization.map_parallelization = True
+    # no autotuning model: its thread waits out its current optimization period (doubling up to
+    # 60 s) when the iterator is destroyed, which held every run 10-40 s past its last epoch
+    # (seen with py-spy in a 2-rank tfxr.train: ~RootDataset::Iterator waiting on its thread);
+    # AUTOTUNE parallelism then runs on the private pool
+    opts.autotune.enabled = False
     if cfg.threads != -1:
         opts.threading.private_threadpool_size = cfg.threads or cpu.process_cores()
     return ds.with_options(opts).prefetch(AUTOTUNE)
