@@ -6,7 +6,7 @@ as many shards as ranks, otherwise every world-th record of the shards read in o
 order (so every rank counts the same records the same way; shuffling comes after).
 Then parallel interleave, parse, decode, resize, (cache), shuffle, batch, augment the
 batch in the graph (:func:`tfxr.data.augment.augment_batch`; the detector's box-aware
-augmentation stays per image, before batching) and prefetch, AUTOTUNE throughout.
+augmentation stays per image, before batching) and prefetch; AUTOTUNE parallelism, autotuning model off.
 ``deterministic=True`` fixes every order and random draw for tests.
 
 A training dataset is built once per run and spans its epochs: each epoch's file order,
