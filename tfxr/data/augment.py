@@ -127,7 +127,7 @@ def gaussian_noise(shape, seed: tf.Tensor) -> tf.Tensor:
     """Standard normal values of ``shape``, stateless from ``seed`` (int shape [2]): uniforms
     (the threefry generator) through the inverse normal CDF, sqrt(2) erfinv(u).  Meant for
     the compiled :func:`apply_parameters`, where XLA's erfinv is a polynomial and its
-    threefry vectorises (a third of the CPU time of ``stateless_normal`` here)."""
+    threefry vectorises (cheaper on the CPU than ``stateless_normal``'s kernel)."""
     uniforms = tf.random.stateless_uniform(shape, seed, -UNIFORM_LIMIT, UNIFORM_LIMIT, alg="threefry")
     return math.sqrt(2.0) * tf.math.erfinv(uniforms)
 

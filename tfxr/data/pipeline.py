@@ -246,9 +246,9 @@ def build_dataset(data_dir: str, split: str, cfg: DataConfig | None = None, *, t
     opts = tf.data.Options()
     opts.deterministic = cfg.deterministic
     opts.experimental_optimization.map_parallelization = True
-    # no autotuning model: its thread waits out its current optimization period (doubling up to
-    # 60 s) when the iterator is destroyed, which held every run 10-40 s past its last epoch
-    # (seen with py-spy in a 2-rank tfxr.train: ~RootDataset::Iterator waiting on its thread);
+    # no autotuning model: when a run released its training iterator, ~RootDataset::Iterator
+    # waited on a tf.data thread (py-spy, a 2-rank tfxr.train), which held most 2-rank runs
+    # 10-42 s past their last epoch, as long as the autotuner's optimization period had grown;
     # AUTOTUNE parallelism then runs on the private pool
     opts.autotune.enabled = False
     if cfg.threads != -1:
